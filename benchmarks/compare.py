@@ -1,0 +1,135 @@
+"""Speed of fastmf against a plain NumPy GD loop, measured in one process.
+
+    python benchmarks/compare.py            # all three measurements
+    python benchmarks/compare.py --quick    # smaller repeats, for a smoke test
+
+1. End to end (basis included): the same trajectory (same Sigma, U0, V0, lr, loss every
+   step) in a NumPy loop of eqs (2)-(3) and in `fastmf.solve`, m = n = 2048, k = r = 16,
+   2000 steps. The NumPy loop is timed on its first --numpy-steps steps and scaled to
+   2000 (it costs the same every step); the two trajectories are checked to agree.
+2. The compressed kernel's cost per step at k = r = 10, 16, 32, 64 (spectrum problems),
+   with the loss recorded every step and never.
+3. A spectrum problem with m = n = 10**9, k = 32, 10**5 steps: wall time and peak memory
+   of a fresh process (imports and compilation from the cache included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+import fastmf
+from fastmf import _kernels as K
+
+
+def numpy_gd(Sigma, U, V, lr, steps):
+    losses = np.empty(steps + 1)
+    for t in range(steps + 1):
+        R = Sigma - U @ V.T
+        losses[t] = 0.5 * np.sum(R * R)
+        if t < steps:
+            U, V = U + lr * (R @ V), V + lr * (R.T @ U)
+    return losses, U, V
+
+
+def end_to_end(m, k, steps, numpy_steps, repeats):
+    rng = np.random.default_rng(0)
+    s = np.geomspace(4.0, 1.0, k)
+    Phi = np.linalg.qr(rng.standard_normal((m, k)))[0]
+    Psi = np.linalg.qr(rng.standard_normal((m, k)))[0]
+    Sigma = (Phi * s) @ Psi.T
+    U0, V0 = 1e-3 * rng.standard_normal((m, k)), 1e-3 * rng.standard_normal((m, k))
+    lr = 0.2 / s[0]
+    fastmf.solve(Sigma[:64, :64], 4, lr, 10, seed=0)  # compile (or load from cache) outside the timing
+
+    t_np = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        loss_np, U_np, V_np = numpy_gd(Sigma, U0, V0, lr, numpy_steps)
+        t_np.append((time.perf_counter() - t0) / numpy_steps)
+    t_fm = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        res = fastmf.solve(Sigma, k, lr, steps, U0=U0, V0=V0)
+        t_fm.append(time.perf_counter() - t0)
+    check = fastmf.solve(Sigma, k, lr, numpy_steps, U0=U0, V0=V0)
+    loss_err = np.max(np.abs(check.history["loss"] - loss_np) / loss_np)
+    u_err = np.linalg.norm(check.U - U_np) / np.linalg.norm(U_np)
+    numpy_total = np.median(t_np) * steps
+    fm_total = np.median(t_fm)
+    print(f"\n1. end to end, m = n = {m}, k = r = {k}, {steps} steps, loss every step ({res.status})")
+    print(f"   numpy loop : {np.median(t_np) * 1e3:8.2f} ms/step (median of {repeats} x {numpy_steps} steps) "
+          f"-> {numpy_total:8.2f} s for {steps} steps (scaled)")
+    print(f"   fastmf     : {fm_total:8.4f} s end to end, basis included (median of {repeats})")
+    print(f"   ratio      : {numpy_total / fm_total:8.0f}x")
+    print(f"   agreement over {numpy_steps} steps: loss rel {loss_err:.1e}, U rel {u_err:.1e}")
+
+
+def kernel_step(ks, repeats):
+    print("\n2. compressed kernel, one step (r = k, spectrum problem), median of "
+          f"{repeats} runs [us/step]")
+    print(f"   {'k':>4} {'loss every step':>16} {'no loss':>10}")
+    for k in ks:
+        p = fastmf.Problem.from_spectrum(np.geomspace(4.0, 1.0, k), 10**6, 10**6)
+        start = fastmf.solve(p, k, 0.1, 0, init_scale=1e-3, seed=0)
+        X0, Y0 = np.vstack([start.Up, start.L_U]), np.vstack([start.Vp, start.L_V])
+        n = max(1000, int(4e6 / k**3))
+        row = []
+        for every in (1, n + 1):
+            times = []
+            for _ in range(repeats):
+                X, Y = X0.copy(), Y0.copy()
+                out = [np.zeros(n + 2, np.int64), np.zeros(n + 2), np.zeros(n + 2), np.zeros(4, np.int64)]
+                t0 = time.perf_counter()
+                K.run_blocks(X, Y, p.s, 0.1, 0.0, n, n, every, np.empty_like(X), np.empty_like(Y),
+                             np.zeros((7, k, k)), np.zeros((k, k)), *out)
+                times.append((time.perf_counter() - t0) / n)
+            row.append(np.median(times) * 1e6)
+        print(f"   {k:>4} {row[0]:>16.2f} {row[1]:>10.2f}")
+
+
+_HUGE = """
+import resource, time, json
+t0 = time.perf_counter()
+import numpy as np, fastmf
+p = fastmf.Problem.from_spectrum(np.geomspace(4.0, 1.0, 32), 10**9, 10**9)
+res = fastmf.solve(p, 32, 0.2, {steps}, init_scale=1e-6, seed=0, record_every=100)
+print(json.dumps(dict(seconds=time.perf_counter() - t0, status=res.status, loss=res.loss,
+                      peak_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
+"""
+
+
+def huge(steps):
+    out = subprocess.run([sys.executable, "-c", _HUGE.format(steps=steps)], capture_output=True, text=True,
+                         check=True)
+    d = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"\n3. spectrum problem m = n = 10**9, k = 32, {steps} steps (fresh process, imports included)")
+    print(f"   {d['seconds']:.2f} s, peak RSS {d['peak_mib']:.0f} MiB, status {d['status']}, loss {d['loss']:.3e}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="fewer repeats and steps")
+    ap.add_argument("--numpy-steps", type=int, default=100)
+    args = ap.parse_args()
+    repeats = 3 if args.quick else 7
+    try:
+        from threadpoolctl import threadpool_info
+
+        blas = [f"{i['internal_api']} {i['version']} ({i['architecture']}, {i['num_threads']} threads)"
+                for i in threadpool_info() if i["user_api"] == "blas"]
+    except ImportError:
+        blas = ["(install threadpoolctl to report the BLAS)"]
+    print(f"fastmf {fastmf.__version__}, numpy {np.__version__}, BLAS: {'; '.join(blas)}")
+    end_to_end(2048, 16, 2000, 20 if args.quick else args.numpy_steps, repeats)
+    kernel_step([10, 16, 32, 64], repeats)
+    huge(10**4 if args.quick else 10**5)
+
+
+if __name__ == "__main__":
+    main()

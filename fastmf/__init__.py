@@ -1,0 +1,19 @@
+"""fastmf: fast, exact gradient descent for asymmetric matrix factorization.
+
+Runs randomly initialized constant-step GD on min 1/2 ||U V^T - Sigma||_F^2 in the
+singular basis of Sigma (seed 001, eqs 6-9), with the complement compressed exactly to
+k x k matrices, so a step costs O(k^3) whatever the size of Sigma.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .problem import Problem
+from .result import SolveResult
+from .solver import solve
+
+try:
+    __version__ = version("fastmf-gd")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"
+
+__all__ = ["Problem", "SolveResult", "solve", "__version__"]

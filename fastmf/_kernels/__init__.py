@@ -1,0 +1,5 @@
+"""The compiled kernels: the only modules that import numba."""
+
+from .blocks import BAD_STEP, CONVERGED, DIVERGED, N_RECORDS, RUNNING, STATUS, STEP, run_blocks
+
+__all__ = ["BAD_STEP", "CONVERGED", "DIVERGED", "N_RECORDS", "RUNNING", "STATUS", "STEP", "run_blocks"]

@@ -1,0 +1,135 @@
+"""Initial states in the split form U = Phi Up + W L (DESIGN.md sections 2-3).
+
+Each factor is held as its principal coordinates Up = Phi^T U (r x k) and its complement
+CU = U - Phi Up written as W @ L, where W has orthonormal columns orthogonal to range(Phi):
+
+* compressed, with CU known: W, L from a thin QR of CU (k' = k columns), or W a basis of
+  the whole complement when it has at most k dimensions;
+* compressed, spectrum problem with no U0: L is init_scale times a Bartlett factor
+  (the R of a Gaussian (m - r) x k matrix), sampled in O(k^2) whatever m is, and W is a
+  Haar-distributed Stiefel matrix drawn only if someone asks for U (its own seed stream);
+* full: W is the identity and L = CU itself (m x k, original coordinates).
+
+Random streams: SeedSequence(seed).spawn(3) gives the initialization stream and one
+stream per side for W. A dense, sparse, operator or factors problem samples
+U0 = init_scale * N(m x k) and then V0 = init_scale * N(n x k) from the first stream,
+so `solve(..., seed=s)` starts from the same U0, V0 whichever `complement` is chosen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+
+from ._validate import check_fits
+
+
+@dataclass(frozen=True)
+class Factor:
+    """One factor in split form: U = basis.lift(principal) + W @ L.
+
+    W is an ndarray (dim x p, orthonormal, orthogonal to the principal subspace), None
+    (full complement: L is CU itself, dim x k) or a SeedSequence from which a Haar W is
+    drawn on demand (`complement_matrix`).
+    """
+
+    principal: np.ndarray
+    L: np.ndarray
+    W: np.ndarray | np.random.SeedSequence | None
+
+
+def seed_streams(seed) -> tuple[np.random.SeedSequence, np.random.SeedSequence, np.random.SeedSequence]:
+    """(init, W_U, W_V) streams from an int, a sequence of ints, None or a SeedSequence."""
+    if isinstance(seed, np.random.Generator):
+        raise TypeError(
+            "seed must be an int, None or a numpy.random.SeedSequence (so that each stream can be "
+            "re-derived); pass an integer, e.g. seed=rng.integers(2**63)"
+        )
+    if isinstance(seed, np.random.SeedSequence):  # a copy: spawn() would advance the caller's object
+        seed = np.random.SeedSequence(seed.entropy, spawn_key=seed.spawn_key, pool_size=seed.pool_size)
+    else:
+        seed = np.random.SeedSequence(seed)
+    init, wu, wv = seed.spawn(3)
+    return init, wu, wv
+
+
+def bartlett(rng: np.random.Generator, rows: int, k: int) -> np.ndarray:
+    """R of the thin QR of a rows x k standard Gaussian matrix (rows > k), in O(k^2).
+
+    Upper triangular with R_ii = sqrt(chi^2_{rows - i}) (i = 0..k-1) and N(0, 1) above the
+    diagonal (Bartlett decomposition of the Wishart matrix G^T G).
+    """
+    R = np.triu(rng.standard_normal((k, k)), 1)
+    R[np.diag_indices(k)] = np.sqrt(rng.chisquare(rows - np.arange(k)))
+    return R
+
+
+def haar_stiefel(seq: np.random.SeedSequence, basis, p: int, dtype) -> np.ndarray:
+    """W (dim x p): orthonormal, uniform on the complement of a coordinate basis, from `seq`."""
+    rows = basis.complement_rows()
+    check_fits((basis.dim, p), dtype, "the complement basis W",
+               "use the small state (result.Up, result.L_U, ...) instead of U and V")
+    G = np.random.default_rng(seq).standard_normal((rows.size, p))
+    Q, R = scipy.linalg.qr(G, mode="economic")
+    Q *= np.sign(np.diag(R))  # sign fix makes Q exactly Haar and equal to G R^{-1}
+    W = np.zeros((basis.dim, p), dtype=dtype)
+    W[rows] = Q
+    return W
+
+
+def complement_matrix(basis, factor: Factor, dtype) -> np.ndarray:
+    """The m x p matrix W of `factor` (drawn now if it was left to a seed)."""
+    if isinstance(factor.W, np.random.SeedSequence):
+        return haar_stiefel(factor.W, basis, factor.L.shape[0], dtype)
+    return factor.W
+
+
+def split(basis, U: np.ndarray, complement: str, dtype) -> Factor:
+    """Exact split of an explicit factor U (dim x k) into principal and complement parts."""
+    principal = basis.coords(U)
+    CU = U - basis.lift(principal)
+    if complement == "full":
+        return Factor(principal.astype(dtype), CU.astype(dtype), None)
+    k = U.shape[1]
+    if basis.dim - basis.rank <= k:
+        W = basis.complement_basis()
+        return Factor(principal.astype(dtype), (W.T @ CU).astype(dtype), W.astype(dtype))
+    W, L = scipy.linalg.qr(CU, mode="economic")
+    return Factor(principal.astype(dtype), L.astype(dtype), W.astype(dtype))
+
+
+def sample_spectrum_factor(rng, basis, k, init_scale, w_seed, complement, dtype) -> Factor:
+    """Gaussian factor for a spectrum problem without forming dim x k (unless full)."""
+    r, rest = basis.rank, basis.dim - basis.rank
+    principal = init_scale * rng.standard_normal((r, k))
+    if rest <= k:
+        W = basis.complement_basis()
+        L = init_scale * rng.standard_normal((rest, k))
+        if complement == "full":
+            return Factor(principal.astype(dtype), (W @ L).astype(dtype), None)
+        return Factor(principal.astype(dtype), L.astype(dtype), W.astype(dtype))
+    L = init_scale * bartlett(rng, rest, k)
+    if complement == "full":
+        check_fits((basis.dim, k), dtype, "the full complement",
+                   "use complement='compressed', which never forms an m x k matrix")
+        return Factor(principal.astype(dtype), (haar_stiefel(w_seed, basis, k, np.float64) @ L).astype(dtype), None)
+    return Factor(principal.astype(dtype), L.astype(dtype), w_seed)
+
+
+def initial_factors(problem, k, init_scale, seed, U0, V0, complement) -> tuple[Factor, Factor]:
+    """The two factors at t = 0: from U0, V0 if given, else Gaussian with std init_scale."""
+    dtype = problem.dtype
+    if U0 is not None:
+        return (split(problem.left, np.asarray(U0, np.float64), complement, dtype),
+                split(problem.right, np.asarray(V0, np.float64), complement, dtype))
+    init, wu, wv = seed_streams(seed)
+    rng = np.random.default_rng(init)
+    if problem.kind == "spectrum":
+        return (sample_spectrum_factor(rng, problem.left, k, init_scale, wu, complement, dtype),
+                sample_spectrum_factor(rng, problem.right, k, init_scale, wv, complement, dtype))
+    m, n = problem.shape
+    U0 = init_scale * rng.standard_normal((m, k))
+    V0 = init_scale * rng.standard_normal((n, k))
+    return split(problem.left, U0, complement, dtype), split(problem.right, V0, complement, dtype)

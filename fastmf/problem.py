@@ -1,0 +1,309 @@
+"""The target matrix Sigma and its singular basis (DESIGN.md section 2).
+
+GD on 1/2 ||U V^T - Sigma||_F^2 only ever sees Sigma through its thin SVD
+Sigma = Phi diag(s) Psi^T over the r nonzero singular values, so a `Problem` holds
+exactly that: `s`, and the two bases as objects that move a factor between the original
+coordinates and the (principal, complement) split of seed 001, eqs (6)-(9).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse
+import scipy.sparse.linalg
+
+from ._validate import check_fits, finite_float, positive_int, real_array
+
+# Below this min(m, n) a full dense SVD is cheaper than any truncated solver.
+_FULL_SVD_MAX = 128
+# Random probes used to estimate the relative residual ||Sigma - Phi S Psi^T||_F / ||Sigma||_F.
+_N_PROBES = 8
+
+
+class DenseBasis:
+    """Orthonormal columns Phi (dim x r): principal coordinates Phi^T U, lift Phi Up."""
+
+    def __init__(self, Phi: np.ndarray):
+        self.Phi = Phi
+        self.dim, self.rank = Phi.shape
+
+    def coords(self, U: np.ndarray) -> np.ndarray:
+        return self.Phi.T @ U
+
+    def lift(self, Up: np.ndarray) -> np.ndarray:
+        return self.Phi @ Up
+
+    def complement_basis(self) -> np.ndarray:
+        """Orthonormal basis of range(Phi)^perp, dim x (dim - r); used only when dim - r is small."""
+        Q = scipy.linalg.qr(self.Phi, mode="full")[0]
+        return np.ascontiguousarray(Q[:, self.rank :])
+
+    def complement_rows(self):
+        return None
+
+
+class CoordinateBasis:
+    """Phi made of coordinate vectors e_index[j] (a diagonal Sigma): nothing m x r is stored."""
+
+    def __init__(self, index: np.ndarray, dim: int):
+        self.index = index
+        self.dim, self.rank = dim, index.size
+
+    def coords(self, U: np.ndarray) -> np.ndarray:
+        return U[self.index]
+
+    def lift(self, Up: np.ndarray) -> np.ndarray:
+        out = np.zeros((self.dim, Up.shape[1]), dtype=Up.dtype)
+        out[self.index] = Up
+        return out
+
+    def complement_rows(self) -> np.ndarray:
+        """The coordinates outside the principal subspace, in increasing order."""
+        mask = np.ones(self.dim, dtype=bool)
+        mask[self.index] = False
+        return np.flatnonzero(mask)
+
+    def complement_basis(self) -> np.ndarray:
+        rows = self.complement_rows()
+        W = np.zeros((self.dim, rows.size))
+        W[rows, np.arange(rows.size)] = 1.0
+        return W
+
+
+class Problem:
+    """Sigma (m x n) given as a dense array, a scipy sparse matrix or a LinearOperator.
+
+    The basis is the thin SVD over the numerical rank r: singular values above
+    ``rtol * s_1`` are kept (default ``rtol = max(m, n) * eps`` of Sigma's dtype, as
+    ``numpy.linalg.matrix_rank``). Small matrices use a dense SVD; larger ones an adaptive
+    randomized range finder (Halko, Martinsson & Tropp 2011) that grows its width until
+    it holds a zero singular value, so a 4096 x 4096 matrix of rank 16 costs a few
+    products with 32 vectors, not a full SVD. The residual ||Sigma - Phi S Psi^T||_F /
+    ||Sigma||_F is then estimated from random probes (`basis_residual`); if it is not near
+    rounding error a RuntimeWarning says so and the full spectrum is used instead.
+
+    Use `Problem.from_factors` for Sigma = A B^T and `Problem.from_spectrum` for a
+    diagonal Sigma of any size (the papers' "without loss of generality").
+
+    Parameters
+    ----------
+    Sigma : array_like, scipy.sparse matrix or scipy.sparse.linalg.LinearOperator
+        The target, real and finite. Not copied or modified.
+    rtol : float, optional
+        Relative threshold below which singular values count as zero.
+    dtype : {None, numpy.float32, numpy.float64}
+        Precision of the basis and of every run on this problem; by default float32 for
+        float32 input and float64 otherwise.
+
+    Attributes
+    ----------
+    shape : (int, int)
+    s : ndarray, shape (r,)
+        The nonzero singular values, in decreasing order.
+    rank : int
+        r, the number of singular values kept.
+    left, right : basis objects for Phi and Psi (``coords``, ``lift``).
+    basis_residual : float
+        Estimated relative residual of the basis (0 for factors and spectra).
+    kind : str
+        "dense", "sparse", "operator", "factors" or "spectrum".
+    """
+
+    def __init__(self, Sigma, *, rtol: float | None = None, dtype=None):
+        if isinstance(Sigma, Problem):
+            raise TypeError("Sigma is already a Problem; pass it to solve() directly")
+        if scipy.sparse.issparse(Sigma):
+            kind, op = "sparse", _check_sparse(Sigma)
+        elif isinstance(Sigma, scipy.sparse.linalg.LinearOperator):
+            kind, op = "operator", Sigma
+        else:
+            kind = "dense"
+            op = real_array(Sigma, "Sigma", 2)
+        if len(op.shape) != 2 or min(op.shape) < 1:
+            raise ValueError(f"Sigma must be a 2-D matrix with at least one row and column, got shape {op.shape}")
+        m, n = op.shape
+        dtype = _dtype(op.dtype if dtype is None else dtype)
+        tol = _rtol(rtol, m, n, dtype)
+        s, Phi, Psi, residual = _basis(op, kind, tol)
+        self._set(kind, (m, n), dtype, s, DenseBasis(Phi.astype(dtype)), DenseBasis(Psi.astype(dtype)))
+        self.basis_residual = residual
+        self.Sigma = Sigma
+
+    @classmethod
+    def from_factors(cls, A, B, *, rtol: float | None = None, dtype=None) -> Problem:
+        """Sigma = A B^T, never formed: QR of A and B, then the SVD of the small R_A R_B^T."""
+        A = real_array(A, "A", 2)
+        B = real_array(B, "B", 2)
+        if A.shape[1] != B.shape[1]:
+            raise ValueError(
+                f"A and B must have the same number of columns (Sigma = A B^T), got A {A.shape} and B {B.shape}"
+            )
+        dtype = _dtype(np.result_type(A, B) if dtype is None else dtype)
+        Qa, Ra = scipy.linalg.qr(A.astype(np.float64), mode="economic")
+        Qb, Rb = scipy.linalg.qr(B.astype(np.float64), mode="economic")
+        Uc, sc, Vct = scipy.linalg.svd(Ra @ Rb.T)
+        r = _count_rank(sc, _rtol(rtol, A.shape[0], B.shape[0], dtype))
+        self = cls.__new__(cls)
+        Phi, Psi = Qa @ Uc[:, :r], Qb @ Vct[:r].T
+        self._set("factors", (A.shape[0], B.shape[0]), dtype, sc[:r], DenseBasis(Phi.astype(dtype)),
+                  DenseBasis(Psi.astype(dtype)))
+        self.basis_residual = 0.0
+        self.Sigma = None
+        return self
+
+    @classmethod
+    def from_spectrum(cls, s, m: int, n: int, *, dtype=None) -> Problem:
+        """Sigma = diag(s) padded with zeros to m x n; m and n may be 10**9.
+
+        Entry i of `s` sits at position (i, i), so the principal coordinates are the rows
+        and columns where s is nonzero; s may be in any order but must be nonnegative.
+        """
+        m = positive_int(m, "m")
+        n = positive_int(n, "n")
+        s = real_array(s, "s", 1, dtype=None)
+        if np.any(s < 0):
+            raise ValueError(
+                "s must be nonnegative (singular values); for a diagonal with negative entries "
+                "flip the signs of the matching columns of Psi, or pass the matrix to Problem()"
+            )
+        if s.size > min(m, n):
+            raise ValueError(f"s has {s.size} entries but diag(s) must fit in {m} x {n}; give at most {min(m, n)}")
+        dtype = _dtype(s.dtype if dtype is None else dtype)
+        index = np.argsort(-s, kind="stable")
+        index = index[s[index] > 0]
+        self = cls.__new__(cls)
+        self._set("spectrum", (m, n), dtype, s[index], CoordinateBasis(index, m), CoordinateBasis(index, n))
+        self.basis_residual = 0.0
+        self.Sigma = None
+        return self
+
+    def _set(self, kind, shape, dtype, s, left, right):
+        if s.size == 0:
+            raise ValueError("Sigma has no nonzero singular value; GD on a zero target is trivial")
+        self.kind = kind
+        self.shape = tuple(int(d) for d in shape)
+        self.dtype = np.dtype(dtype)
+        self.s = np.ascontiguousarray(s, dtype=dtype)
+        self.rank = int(s.size)
+        self.left, self.right = left, right
+
+    @property
+    def sigma_1(self) -> float:
+        return float(self.s[0])
+
+    @property
+    def sigma_r(self) -> float:
+        return float(self.s[-1])
+
+    def dense(self) -> np.ndarray:
+        """Sigma as an m x n array (Phi diag(s) Psi^T); for checks on small problems."""
+        m, n = self.shape
+        check_fits((m, n), self.dtype, "Sigma as a dense array", "keep working with the basis instead")
+        Phi = self.left.lift(np.eye(self.rank, dtype=self.dtype))
+        Psi = self.right.lift(np.eye(self.rank, dtype=self.dtype))
+        return (Phi * self.s) @ Psi.T
+
+    def __repr__(self) -> str:
+        m, n = self.shape
+        return (
+            f"Problem({self.kind}, {m} x {n}, rank {self.rank}, sigma_1={self.sigma_1:.4g}, "
+            f"sigma_r={self.sigma_r:.4g}, {self.dtype})"
+        )
+
+
+def _check_sparse(Sigma):
+    if Sigma.dtype.kind not in "biuf":
+        raise TypeError(f"Sigma must be a real sparse matrix, got dtype {Sigma.dtype}")
+    data = Sigma.tocsr().data if hasattr(Sigma, "tocsr") else Sigma.data
+    if not np.all(np.isfinite(data)):
+        raise ValueError("Sigma (sparse) contains NaN or Inf; remove or replace the non-finite entries")
+    return Sigma
+
+
+def _dtype(dtype) -> np.dtype:
+    """float32 or float64; integer data computes in float64."""
+    dtype = np.dtype(np.float64 if dtype is None else dtype)
+    if dtype.kind in "biu":
+        return np.dtype(np.float64)
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"dtype must be numpy.float32 or numpy.float64, got {dtype}")
+    return dtype
+
+
+def _rtol(rtol, m, n, dtype) -> float:
+    if rtol is None:
+        return max(m, n) * float(np.finfo(dtype).eps)
+    return finite_float(rtol, "rtol")
+
+
+def _count_rank(s: np.ndarray, rtol: float) -> int:
+    return int(np.count_nonzero(s > rtol * s[0])) if s.size and s[0] > 0 else 0
+
+
+def _basis(op, kind, rtol):
+    """Thin SVD (s, Phi, Psi) over the numerical rank, and its estimated relative residual."""
+    m, n = op.shape
+    lin = op if kind == "operator" else scipy.sparse.linalg.aslinearoperator(op)
+    rng = np.random.default_rng(0)  # the basis is a property of Sigma, not of a run's seed
+    dense = op if kind == "dense" else None
+    if dense is not None and min(m, n) <= _FULL_SVD_MAX:
+        s, Phi, Psi = _full_svd(dense, rtol)
+    else:
+        s, Phi, Psi = _randomized_svd(lin, dense, rtol, rng)
+    residual = _residual(lin, s, Phi, Psi, rng)
+    p = min(m, n)
+    expected = 10.0 * np.sqrt(p) * rtol
+    if residual > expected:
+        warnings.warn(
+            f"Problem: the truncated SVD basis leaves a relative residual {residual:.2e} "
+            f"(expected below {expected:.1e}); using the full spectrum instead",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        s, Phi, Psi = _full_svd(dense if dense is not None else lin.matmat(np.eye(n)), 0.0)
+        residual = _residual(lin, s, Phi, Psi, rng)
+    return s, Phi, Psi, residual
+
+
+def _full_svd(A, rtol):
+    U, s, Vt = scipy.linalg.svd(np.asarray(A, dtype=np.float64), full_matrices=False)
+    r = _count_rank(s, rtol) if rtol > 0 else int(np.count_nonzero(s > 0))
+    return s[:r], U[:, :r], Vt[:r].T
+
+
+def _randomized_svd(lin, dense, rtol, rng):
+    """Adaptive range finder: double the width until the sketch shows a zero singular value."""
+    m, n = lin.shape
+    p = min(m, n)
+    width = min(p, 32)
+    while True:
+        if dense is not None and 4 * width > p:  # a dense SVD is now the cheaper way
+            return _full_svd(dense, rtol)
+        Y = _checked(lin.matmat(rng.standard_normal((n, width))))
+        Q = scipy.linalg.qr(Y, mode="economic")[0]
+        # one subspace iteration sharpens a numerically (not exactly) low-rank spectrum
+        Q = scipy.linalg.qr(_checked(lin.matmat(scipy.linalg.qr(_checked(lin.rmatmat(Q)), mode="economic")[0])),
+                            mode="economic")[0]
+        Ub, s, Vt = scipy.linalg.svd(_checked(lin.rmatmat(Q)).T, full_matrices=False)
+        r = _count_rank(s, rtol)
+        if r < width or width == p:
+            return s[:r], Q @ Ub[:, :r], Vt[:r].T
+        width = min(2 * width, p)
+
+
+def _checked(Y):
+    Y = np.asarray(Y, dtype=np.float64)
+    if not np.all(np.isfinite(Y)):
+        raise ValueError("Sigma produced NaN or Inf in a product; check the operator's matvec and its data")
+    return Y
+
+
+def _residual(lin, s, Phi, Psi, rng) -> float:
+    """||(Sigma - Phi S Psi^T) W||_F / ||Sigma W||_F for Gaussian probes W (n x 8)."""
+    W = rng.standard_normal((lin.shape[1], _N_PROBES))
+    SW = _checked(lin.matmat(W))
+    norm = np.linalg.norm(SW)
+    return float(np.linalg.norm(SW - (Phi * s) @ (Psi.T @ W)) / norm) if norm > 0 else 0.0

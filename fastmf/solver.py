@@ -1,0 +1,183 @@
+"""`solve`: GD on the principal/complement split, run by the compiled kernel in chunks.
+
+Between chunks the Python layer may stop the run (KeyboardInterrupt); the state and the
+history live in arrays the kernel updates in place, so an interrupt loses nothing and the
+chunk size never changes the numbers.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from . import _kernels as K
+from ._validate import check_fits, finite_float, positive_int, real_array
+from .init import Factor, initial_factors
+from .problem import Problem
+from .result import SolveResult
+
+# A chunk of steps should take about this long: short enough to honour Ctrl-C promptly,
+# long enough that the ~10 us of Python per chunk is noise.
+_CHUNK_SECONDS = 0.05
+_FIRST_CHUNK = 64
+
+
+def solve(
+    Sigma,
+    rank: int,
+    lr: float,
+    max_iter: int,
+    *,
+    init_scale: float | None = None,
+    seed=None,
+    U0=None,
+    V0=None,
+    tol: float = 0.0,
+    record_every: int = 1,
+    complement: str = "compressed",
+) -> SolveResult:
+    """Constant-step GD on min 1/2 ||U V^T - Sigma||_F^2 from a random or given start.
+
+    Runs U+ = U + lr R V, V+ = V + lr R^T U with R = Sigma - U V^T (seed 001, eqs 2-3)
+    exactly, in the singular basis of Sigma where it splits into eqs (6)-(9); the
+    complement is compressed to k x k matrices by default (DESIGN.md section 3), so a step
+    costs O(k^3) whatever m and n are.
+
+    Parameters
+    ----------
+    Sigma : array_like, sparse matrix, LinearOperator or Problem
+        The target (m x n). Anything but a Problem is passed to ``Problem(Sigma)``.
+    rank : int
+        Width k of the factors, 1 <= k <= min(m, n); may differ from the rank r of Sigma.
+    lr : float
+        Step size eta > 0. GD from a small start is stable for lr <= 1 / (3 sigma_1).
+    max_iter : int
+        Number of steps (>= 0).
+    init_scale : float, optional
+        Standard deviation eps of the iid Gaussian entries of U0 and V0; default
+        1e-3 * sqrt(sigma_1 / (m + n)), which makes ||U0||_op about 1e-3 sqrt(sigma_1)
+        whatever the size (the theory's eps also scales as 1 / sqrt(m + n)). Ignored
+        when U0 and V0 are given.
+    seed : int, sequence of int, numpy.random.SeedSequence or None
+        Seed of the initialization (see `fastmf.init` for the streams it feeds).
+    U0, V0 : array_like, optional
+        Initial factors (m x k, n x k), both or neither; not modified.
+    tol : float
+        Stop at the first recorded step whose loss is <= tol (0 disables the early stop
+        unless the loss is exactly 0).
+    record_every : int
+        Record the loss and the imbalance every this many steps (and at the last step).
+    complement : {"compressed", "full"}
+        "full" keeps the complement as m x k and n x k matrices (one pass over them per
+        step); both give the same numbers to rounding.
+
+    Returns
+    -------
+    SolveResult
+        With `history`, `status`, `message`, `n_iter`, the small final state and the
+        final U, V rebuilt on first access.
+    """
+    problem = Sigma if isinstance(Sigma, Problem) else Problem(Sigma)
+    m, n = problem.shape
+    k = positive_int(rank, "rank")
+    if k > min(m, n):
+        raise ValueError(f"rank must be at most min(m, n) = {min(m, n)} for Sigma of shape {m} x {n}, got {k}")
+    lr = finite_float(lr, "lr", positive=True)
+    max_iter = positive_int(max_iter, "max_iter", minimum=0)
+    tol = finite_float(tol, "tol")
+    record_every = positive_int(record_every, "record_every")
+    if complement not in ("compressed", "full"):
+        raise ValueError(f"complement must be 'compressed' or 'full', got {complement!r}")
+    if (U0 is None) != (V0 is None):
+        raise ValueError("give both U0 and V0 or neither")
+    entropy = None
+    if U0 is not None:
+        U0 = _factor(U0, "U0", (m, k))
+        V0 = _factor(V0, "V0", (n, k))
+        init_scale = None
+    else:
+        init_scale = 1e-3 * np.sqrt(problem.sigma_1 / (m + n)) if init_scale is None else finite_float(
+            init_scale, "init_scale", positive=True)
+        if seed is None:
+            seed = np.random.SeedSequence()
+        entropy = seed.entropy if isinstance(seed, np.random.SeedSequence) else seed
+    if complement == "full":
+        check_fits((m + n, k), problem.dtype, "the full complement",
+                   "use complement='compressed', which never forms an m x k matrix")
+
+    left, right = initial_factors(problem, k, init_scale, seed, U0, V0, complement)
+    X = _stack(left)
+    Y = _stack(right)
+    status, n_iter, bad_step, history = _run(X, Y, problem, lr, tol, max_iter, record_every)
+    r = problem.rank
+    left = Factor(X[:r].copy(), X[r:].copy(), left.W)
+    right = Factor(Y[:r].copy(), Y[r:].copy(), right.W)
+    return SolveResult(
+        problem=problem, rank=k, lr=lr, complement=complement, status=status,
+        message=_message(status, n_iter, bad_step, history, lr, tol, max_iter, problem),
+        n_iter=n_iter, history=history, left=left, right=right,
+        diverged_at=bad_step if status == "diverged" else None,
+        init_scale=init_scale, seed_entropy=entropy,
+    )
+
+
+def _factor(U, name, shape):
+    U = real_array(U, name, 2, dtype=np.float64)
+    if U.shape != shape:
+        raise ValueError(f"{name} must have shape {shape} (rows of Sigma's side x rank), got {U.shape}")
+    return U
+
+
+def _stack(f: Factor) -> np.ndarray:
+    return np.ascontiguousarray(np.vstack([f.principal, f.L]))
+
+
+def _run(X, Y, problem, lr, tol, max_iter, record_every):
+    """Drive `run_blocks` chunk by chunk; returns (status, n_iter, bad_step, history)."""
+    dtype = problem.dtype
+    k = X.shape[1]
+    r = problem.rank
+    n_records = max_iter // record_every + 2
+    steps = np.zeros(n_records, np.int64)
+    loss = np.zeros(n_records)
+    imbalance = np.zeros(n_records)
+    info = np.zeros(4, np.int64)
+    Xw, Yw = np.empty_like(X), np.empty_like(Y)
+    G = np.zeros((7, k, k), dtype)
+    E = np.zeros((r, r), dtype)
+    lr_ = dtype.type(lr)
+    chunk = _FIRST_CHUNK
+    status = "max_iter"
+    try:
+        while True:
+            t_stop = min(info[K.STEP] + chunk, max_iter)
+            start = time.perf_counter()
+            K.run_blocks(X, Y, problem.s, lr_, tol, t_stop, max_iter, record_every,
+                         Xw, Yw, G, E, steps, loss, imbalance, info)
+            if info[K.STATUS] != K.RUNNING or info[K.STEP] >= max_iter:
+                break
+            elapsed = time.perf_counter() - start
+            chunk = int(np.clip(chunk * _CHUNK_SECONDS / max(elapsed, 1e-6), 1, 4 * chunk))
+    except KeyboardInterrupt:
+        status = "interrupted"
+    status = {K.CONVERGED: "converged", K.DIVERGED: "diverged"}.get(int(info[K.STATUS]), status)
+    j = int(info[K.N_RECORDS])
+    history = {"step": steps[:j].copy(), "loss": loss[:j].copy(), "imbalance": imbalance[:j].copy()}
+    return status, int(info[K.STEP]), int(info[K.BAD_STEP]), history
+
+
+def _message(status, n_iter, bad_step, history, lr, tol, max_iter, problem) -> str:
+    last = f"loss {history['loss'][-1]:.6g}" if history["loss"].size else "no loss recorded"
+    if status == "converged":
+        return f"converged: loss {history['loss'][-1]:.6g} <= tol {tol:g} at step {n_iter}"
+    if status == "max_iter":
+        return f"reached max_iter = {max_iter} steps; {last}"
+    if status == "interrupted":
+        return f"interrupted (KeyboardInterrupt) at step {n_iter}; the state and history up to it are kept, {last}"
+    bound = 1.0 / (3.0 * problem.sigma_1)
+    return (
+        f"diverged: the iterate went non-finite at step {bad_step} with lr = {lr:g}; the returned state is "
+        f"the last finite one (step {n_iter}). GD from a small start is stable for lr <= 1 / (3 sigma_1) "
+        f"= {bound:.4g}"
+    )
