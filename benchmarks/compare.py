@@ -10,18 +10,26 @@
 2. The compressed kernel's cost per step at k = r = 10, 16, 32, 64 (spectrum problems),
    with the loss recorded every step and never.
 3. A spectrum problem with m = n = 10**9, k = 32, 10**5 steps: wall time and peak memory
-   of a fresh process (imports and compilation from the cache included).
+   of a fresh process (imports and loading the cached kernels included).
+4. Compilation latency: import and first `solve` in a fresh process with an empty Numba
+   cache (NUMBA_CACHE_DIR set to a new folder), then again with that cache filled.
+
+The machines this runs on are shared: timings are medians of repeats spread over time,
+with the minimum beside them as the quiet-machine figure.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
+from numba import njit
 
 import fastmf
 from fastmf import _kernels as K
@@ -63,53 +71,129 @@ def end_to_end(m, k, steps, numpy_steps, repeats):
     numpy_total = np.median(t_np) * steps
     fm_total = np.median(t_fm)
     print(f"\n1. end to end, m = n = {m}, k = r = {k}, {steps} steps, loss every step ({res.status})")
-    print(f"   numpy loop : {np.median(t_np) * 1e3:8.2f} ms/step (median of {repeats} x {numpy_steps} steps) "
-          f"-> {numpy_total:8.2f} s for {steps} steps (scaled)")
+    print(
+        f"   numpy loop : {np.median(t_np) * 1e3:8.2f} ms/step (median of {repeats} x {numpy_steps} steps) "
+        f"-> {numpy_total:8.2f} s for {steps} steps (scaled)"
+    )
     print(f"   fastmf     : {fm_total:8.4f} s end to end, basis included (median of {repeats})")
     print(f"   ratio      : {numpy_total / fm_total:8.0f}x")
     print(f"   agreement over {numpy_steps} steps: loss rel {loss_err:.1e}, U rel {u_err:.1e}")
 
 
+@njit(cache=True)
+def straightforward_steps(X, Y, s, lr, n, Xw, Yw):
+    """The stacked step (DESIGN.md 3) as a first, plainly written Numba loop, for reference."""
+    rows_x, k = X.shape
+    rows_y = Y.shape[0]
+    r = s.shape[0]
+    for _ in range(n):
+        M = np.zeros((k, k))
+        N = np.zeros((k, k))
+        for i in range(rows_y):
+            for a in range(k):
+                for b in range(k):
+                    M[a, b] += Y[i, a] * Y[i, b]
+        for i in range(rows_x):
+            for a in range(k):
+                for b in range(k):
+                    N[a, b] += X[i, a] * X[i, b]
+        for i in range(rows_x):
+            for b in range(k):
+                acc = X[i, b] + (lr * s[i] * Y[i, b] if i < r else 0.0)
+                for a in range(k):
+                    acc -= lr * X[i, a] * M[a, b]
+                Xw[i, b] = acc
+        for i in range(rows_y):
+            for b in range(k):
+                acc = Y[i, b] + (lr * s[i] * X[i, b] if i < r else 0.0)
+                for a in range(k):
+                    acc -= lr * Y[i, a] * N[a, b]
+                Yw[i, b] = acc
+        X, Xw = Xw, X
+        Y, Yw = Yw, Y
+
+
 def kernel_step(ks, repeats):
-    print("\n2. compressed kernel, one step (r = k, spectrum problem), median of "
-          f"{repeats} runs [us/step]")
-    print(f"   {'k':>4} {'loss every step':>16} {'no loss':>10}")
+    print(
+        "\n2. compressed kernel, one step (r = k, spectrum problem) [us/step]: median (min) of "
+        f"{3 * repeats} interleaved runs,\n   against the same step as a plainly written Numba loop (no loss)"
+    )
+    print(f"   {'k':>4} {'loss every step':>18} {'no loss':>18} {'plain loop':>18} {'loop / no loss':>15}")
+    cases = []
     for k in ks:
         p = fastmf.Problem.from_spectrum(np.geomspace(4.0, 1.0, k), 10**6, 10**6)
         start = fastmf.solve(p, k, 0.1, 0, init_scale=1e-3, seed=0)
         X0, Y0 = np.vstack([start.Up, start.L_U]), np.vstack([start.Vp, start.L_V])
-        n = max(1000, int(4e6 / k**3))
-        row = []
-        for every in (1, n + 1):
-            times = []
-            for _ in range(repeats):
-                X, Y = X0.copy(), Y0.copy()
-                out = [np.zeros(n + 2, np.int64), np.zeros(n + 2), np.zeros(n + 2), np.zeros(4, np.int64)]
-                t0 = time.perf_counter()
-                K.run_blocks(X, Y, p.s, 0.1, 0.0, n, n, every, np.empty_like(X), np.empty_like(Y),
-                             np.zeros((7, k, k)), np.zeros((k, k)), *out)
-                times.append((time.perf_counter() - t0) / n)
-            row.append(np.median(times) * 1e6)
-        print(f"   {k:>4} {row[0]:>16.2f} {row[1]:>10.2f}")
+        n = max(200, int(2e5 / k**2))  # short enough that nothing underflows to subnormals
+        for every in (1, n + 1, 0):  # 0: the plain loop
+            cases.append((k, every, n, p.s, X0, Y0))
+    times = {(k, every): [] for k, every, *_ in cases}
+    for *_, s, X0, Y0 in cases:  # compile outside the timing
+        straightforward_steps(X0.copy(), Y0.copy(), s, 0.1, 1, np.empty_like(X0), np.empty_like(Y0))
+    for _ in range(3 * repeats):
+        for k, every, n, s, X0, Y0 in cases:
+            X, Y = X0.copy(), Y0.copy()
+            Xw, Yw = np.empty_like(X), np.empty_like(Y)
+            out = [np.zeros(n + 2, np.int64), np.zeros(n + 2), np.zeros(n + 2), np.zeros(4, np.int64)]
+            t0 = time.perf_counter()
+            if every:
+                K.run_blocks(X, Y, s, 0.1, 0.0, n, n, every, Xw, Yw, np.zeros((7, k, k)), np.zeros((k, k)), *out)
+            else:
+                straightforward_steps(X, Y, s, 0.1, n, Xw, Yw)
+            times[k, every].append((time.perf_counter() - t0) / n * 1e6)
+    for k in ks:
+        row = [v for (kk, _), v in times.items() if kk == k]
+        ratio = np.median(np.array(row[2]) / np.array(row[1]))
+        print(
+            "   " + f"{k:>4}" + "".join(f"{np.median(v):>11.2f} ({np.min(v):5.2f})" for v in row) + f"{ratio:>14.2f}x"
+        )
 
 
+# Peak memory from VmHWM (Linux): ru_maxrss would also count the parent's pages copied by fork.
 _HUGE = """
-import resource, time, json
+import time, json
 t0 = time.perf_counter()
 import numpy as np, fastmf
 p = fastmf.Problem.from_spectrum(np.geomspace(4.0, 1.0, 32), 10**9, 10**9)
 res = fastmf.solve(p, 32, 0.2, {steps}, init_scale=1e-6, seed=0, record_every=100)
+hwm = [line for line in open("/proc/self/status") if line.startswith("VmHWM")][0].split()[1]
 print(json.dumps(dict(seconds=time.perf_counter() - t0, status=res.status, loss=res.loss,
-                      peak_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
+                      peak_mib=int(hwm) / 1024)))
 """
 
 
 def huge(steps):
-    out = subprocess.run([sys.executable, "-c", _HUGE.format(steps=steps)], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", _HUGE.format(steps=steps)], capture_output=True, text=True, check=True)
     d = json.loads(out.stdout.strip().splitlines()[-1])
     print(f"\n3. spectrum problem m = n = 10**9, k = 32, {steps} steps (fresh process, imports included)")
     print(f"   {d['seconds']:.2f} s, peak RSS {d['peak_mib']:.0f} MiB, status {d['status']}, loss {d['loss']:.3e}")
+
+
+_LATENCY = """
+import time
+t0 = time.perf_counter()
+import numpy as np, fastmf
+t1 = time.perf_counter()
+fastmf.solve(fastmf.Problem.from_spectrum(np.array([2.0, 1.0], np.{dtype}), 50, 40), 2, 0.1, 5, seed=0)
+print(t1 - t0, time.perf_counter() - t1)
+"""
+
+
+def latency():
+    print("\n4. compilation latency, fresh process: import / first solve [s]")
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        for dtype in ("float64", "float32"):
+            for label in ("empty cache", "cached"):
+                out = subprocess.run(
+                    [sys.executable, "-c", _LATENCY.format(dtype=dtype)],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                imp, first = map(float, out.stdout.split())
+                print(f"   {dtype}, {label:11s}: {imp:5.2f} / {first:5.2f}")
 
 
 def main():
@@ -121,14 +205,18 @@ def main():
     try:
         from threadpoolctl import threadpool_info
 
-        blas = [f"{i['internal_api']} {i['version']} ({i['architecture']}, {i['num_threads']} threads)"
-                for i in threadpool_info() if i["user_api"] == "blas"]
+        blas = [
+            f"{i['internal_api']} {i['version']} ({i['architecture']}, {i['num_threads']} threads)"
+            for i in threadpool_info()
+            if i["user_api"] == "blas"
+        ]
     except ImportError:
         blas = ["(install threadpoolctl to report the BLAS)"]
     print(f"fastmf {fastmf.__version__}, numpy {np.__version__}, BLAS: {'; '.join(blas)}")
     end_to_end(2048, 16, 2000, 20 if args.quick else args.numpy_steps, repeats)
     kernel_step([10, 16, 32, 64], repeats)
     huge(10**4 if args.quick else 10**5)
+    latency()
 
 
 if __name__ == "__main__":

@@ -65,6 +65,5 @@ def check_fits(shape: tuple[int, ...], dtype, what: str, hint: str) -> None:
         return
     if nbytes > available:
         raise MemoryError(
-            f"{what} would take {nbytes / 2**30:.3g} GiB, more than this machine's "
-            f"{available / 2**30:.3g} GiB; {hint}"
+            f"{what} would take {nbytes / 2**30:.3g} GiB, more than this machine's {available / 2**30:.3g} GiB; {hint}"
         )

@@ -21,7 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg
 
 from ._validate import check_fits
 
@@ -69,10 +68,14 @@ def bartlett(rng: np.random.Generator, rows: int, k: int) -> np.ndarray:
 def haar_stiefel(seq: np.random.SeedSequence, basis, p: int, dtype) -> np.ndarray:
     """W (dim x p): orthonormal, uniform on the complement of a coordinate basis, from `seq`."""
     rows = basis.complement_rows()
-    check_fits((basis.dim, p), dtype, "the complement basis W",
-               "use the small state (result.Up, result.L_U, ...) instead of U and V")
+    check_fits(
+        (basis.dim, p),
+        dtype,
+        "the complement basis W",
+        "use the small state (result.Up, result.L_U, ...) instead of U and V",
+    )
     G = np.random.default_rng(seq).standard_normal((rows.size, p))
-    Q, R = scipy.linalg.qr(G, mode="economic")
+    Q, R = np.linalg.qr(G, mode="reduced")
     Q *= np.sign(np.diag(R))  # sign fix makes Q exactly Haar and equal to G R^{-1}
     W = np.zeros((basis.dim, p), dtype=dtype)
     W[rows] = Q
@@ -96,7 +99,7 @@ def split(basis, U: np.ndarray, complement: str, dtype) -> Factor:
     if basis.dim - basis.rank <= k:
         W = basis.complement_basis()
         return Factor(principal.astype(dtype), (W.T @ CU).astype(dtype), W.astype(dtype))
-    W, L = scipy.linalg.qr(CU, mode="economic")
+    W, L = np.linalg.qr(CU, mode="reduced")
     return Factor(principal.astype(dtype), L.astype(dtype), W.astype(dtype))
 
 
@@ -112,8 +115,12 @@ def sample_spectrum_factor(rng, basis, k, init_scale, w_seed, complement, dtype)
         return Factor(principal.astype(dtype), L.astype(dtype), W.astype(dtype))
     L = init_scale * bartlett(rng, rest, k)
     if complement == "full":
-        check_fits((basis.dim, k), dtype, "the full complement",
-                   "use complement='compressed', which never forms an m x k matrix")
+        check_fits(
+            (basis.dim, k),
+            dtype,
+            "the full complement",
+            "use complement='compressed', which never forms an m x k matrix",
+        )
         return Factor(principal.astype(dtype), (haar_stiefel(w_seed, basis, k, np.float64) @ L).astype(dtype), None)
     return Factor(principal.astype(dtype), L.astype(dtype), w_seed)
 
@@ -122,13 +129,17 @@ def initial_factors(problem, k, init_scale, seed, U0, V0, complement) -> tuple[F
     """The two factors at t = 0: from U0, V0 if given, else Gaussian with std init_scale."""
     dtype = problem.dtype
     if U0 is not None:
-        return (split(problem.left, np.asarray(U0, np.float64), complement, dtype),
-                split(problem.right, np.asarray(V0, np.float64), complement, dtype))
+        return (
+            split(problem.left, np.asarray(U0, np.float64), complement, dtype),
+            split(problem.right, np.asarray(V0, np.float64), complement, dtype),
+        )
     init, wu, wv = seed_streams(seed)
     rng = np.random.default_rng(init)
     if problem.kind == "spectrum":
-        return (sample_spectrum_factor(rng, problem.left, k, init_scale, wu, complement, dtype),
-                sample_spectrum_factor(rng, problem.right, k, init_scale, wv, complement, dtype))
+        return (
+            sample_spectrum_factor(rng, problem.left, k, init_scale, wu, complement, dtype),
+            sample_spectrum_factor(rng, problem.right, k, init_scale, wv, complement, dtype),
+        )
     m, n = problem.shape
     U0 = init_scale * rng.standard_normal((m, k))
     V0 = init_scale * rng.standard_normal((n, k))

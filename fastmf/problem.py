@@ -1,5 +1,9 @@
 """The target matrix Sigma and its singular basis (DESIGN.md section 2).
 
+Dense linear algebra here goes through numpy.linalg, never scipy.linalg: SciPy ships its
+own OpenBLAS, and alternating between two OpenBLAS thread pools makes each wait for the
+other's spinning threads (a 0.06 ms product took 8 ms after a scipy QR on 2 cores).
+
 GD on 1/2 ||U V^T - Sigma||_F^2 only ever sees Sigma through its thin SVD
 Sigma = Phi diag(s) Psi^T over the r nonzero singular values, so a `Problem` holds
 exactly that: `s`, and the two bases as objects that move a factor between the original
@@ -11,7 +15,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import scipy.linalg
 import scipy.sparse
 import scipy.sparse.linalg
 
@@ -38,7 +41,7 @@ class DenseBasis:
 
     def complement_basis(self) -> np.ndarray:
         """Orthonormal basis of range(Phi)^perp, dim x (dim - r); used only when dim - r is small."""
-        Q = scipy.linalg.qr(self.Phi, mode="full")[0]
+        Q = np.linalg.qr(self.Phi, mode="complete")[0]
         return np.ascontiguousarray(Q[:, self.rank :])
 
     def complement_rows(self):
@@ -142,14 +145,20 @@ class Problem:
                 f"A and B must have the same number of columns (Sigma = A B^T), got A {A.shape} and B {B.shape}"
             )
         dtype = _dtype(np.result_type(A, B) if dtype is None else dtype)
-        Qa, Ra = scipy.linalg.qr(A.astype(np.float64), mode="economic")
-        Qb, Rb = scipy.linalg.qr(B.astype(np.float64), mode="economic")
-        Uc, sc, Vct = scipy.linalg.svd(Ra @ Rb.T)
+        Qa, Ra = np.linalg.qr(A.astype(np.float64), mode="reduced")
+        Qb, Rb = np.linalg.qr(B.astype(np.float64), mode="reduced")
+        Uc, sc, Vct = np.linalg.svd(Ra @ Rb.T)
         r = _count_rank(sc, _rtol(rtol, A.shape[0], B.shape[0], dtype))
         self = cls.__new__(cls)
         Phi, Psi = Qa @ Uc[:, :r], Qb @ Vct[:r].T
-        self._set("factors", (A.shape[0], B.shape[0]), dtype, sc[:r], DenseBasis(Phi.astype(dtype)),
-                  DenseBasis(Psi.astype(dtype)))
+        self._set(
+            "factors",
+            (A.shape[0], B.shape[0]),
+            dtype,
+            sc[:r],
+            DenseBasis(Phi.astype(dtype)),
+            DenseBasis(Psi.astype(dtype)),
+        )
         self.basis_residual = 0.0
         self.Sigma = None
         return self
@@ -269,7 +278,7 @@ def _basis(op, kind, rtol):
 
 
 def _full_svd(A, rtol):
-    U, s, Vt = scipy.linalg.svd(np.asarray(A, dtype=np.float64), full_matrices=False)
+    U, s, Vt = np.linalg.svd(np.asarray(A, dtype=np.float64), full_matrices=False)
     r = _count_rank(s, rtol) if rtol > 0 else int(np.count_nonzero(s > 0))
     return s[:r], U[:, :r], Vt[:r].T
 
@@ -283,11 +292,12 @@ def _randomized_svd(lin, dense, rtol, rng):
         if dense is not None and 4 * width > p:  # a dense SVD is now the cheaper way
             return _full_svd(dense, rtol)
         Y = _checked(lin.matmat(rng.standard_normal((n, width))))
-        Q = scipy.linalg.qr(Y, mode="economic")[0]
+        Q = np.linalg.qr(Y, mode="reduced")[0]
         # one subspace iteration sharpens a numerically (not exactly) low-rank spectrum
-        Q = scipy.linalg.qr(_checked(lin.matmat(scipy.linalg.qr(_checked(lin.rmatmat(Q)), mode="economic")[0])),
-                            mode="economic")[0]
-        Ub, s, Vt = scipy.linalg.svd(_checked(lin.rmatmat(Q)).T, full_matrices=False)
+        Q = np.linalg.qr(
+            _checked(lin.matmat(np.linalg.qr(_checked(lin.rmatmat(Q)), mode="reduced")[0])), mode="reduced"
+        )[0]
+        Ub, s, Vt = np.linalg.svd(_checked(lin.rmatmat(Q)).T, full_matrices=False)
         r = _count_rank(s, rtol)
         if r < width or width == p:
             return s[:r], Q @ Ub[:, :r], Vt[:r].T

@@ -95,8 +95,12 @@ class SolveResult:
 
 def _rebuild(basis, factor: Factor, dtype) -> np.ndarray:
     k = factor.principal.shape[1]
-    check_fits((basis.dim, k), dtype, "rebuilding this factor",
-               "use the small state instead: result.Up, result.Vp, result.L_U, result.L_V")
+    check_fits(
+        (basis.dim, k),
+        dtype,
+        "rebuilding this factor",
+        "use the small state instead: result.Up, result.Vp, result.L_U, result.L_V",
+    )
     out = basis.lift(factor.principal)
     if factor.W is None:
         out += factor.L

@@ -97,14 +97,21 @@ def solve(
         V0 = _factor(V0, "V0", (n, k))
         init_scale = None
     else:
-        init_scale = 1e-3 * np.sqrt(problem.sigma_1 / (m + n)) if init_scale is None else finite_float(
-            init_scale, "init_scale", positive=True)
+        init_scale = (
+            1e-3 * np.sqrt(problem.sigma_1 / (m + n))
+            if init_scale is None
+            else finite_float(init_scale, "init_scale", positive=True)
+        )
         if seed is None:
             seed = np.random.SeedSequence()
         entropy = seed.entropy if isinstance(seed, np.random.SeedSequence) else seed
     if complement == "full":
-        check_fits((m + n, k), problem.dtype, "the full complement",
-                   "use complement='compressed', which never forms an m x k matrix")
+        check_fits(
+            (m + n, k),
+            problem.dtype,
+            "the full complement",
+            "use complement='compressed', which never forms an m x k matrix",
+        )
 
     left, right = initial_factors(problem, k, init_scale, seed, U0, V0, complement)
     X = _stack(left)
@@ -114,11 +121,19 @@ def solve(
     left = Factor(X[:r].copy(), X[r:].copy(), left.W)
     right = Factor(Y[:r].copy(), Y[r:].copy(), right.W)
     return SolveResult(
-        problem=problem, rank=k, lr=lr, complement=complement, status=status,
+        problem=problem,
+        rank=k,
+        lr=lr,
+        complement=complement,
+        status=status,
         message=_message(status, n_iter, bad_step, history, lr, tol, max_iter, problem),
-        n_iter=n_iter, history=history, left=left, right=right,
+        n_iter=n_iter,
+        history=history,
+        left=left,
+        right=right,
         diverged_at=bad_step if status == "diverged" else None,
-        init_scale=init_scale, seed_entropy=entropy,
+        init_scale=init_scale,
+        seed_entropy=entropy,
     )
 
 
@@ -153,8 +168,9 @@ def _run(X, Y, problem, lr, tol, max_iter, record_every):
         while True:
             t_stop = min(info[K.STEP] + chunk, max_iter)
             start = time.perf_counter()
-            K.run_blocks(X, Y, problem.s, lr_, tol, t_stop, max_iter, record_every,
-                         Xw, Yw, G, E, steps, loss, imbalance, info)
+            K.run_blocks(
+                X, Y, problem.s, lr_, tol, t_stop, max_iter, record_every, Xw, Yw, G, E, steps, loss, imbalance, info
+            )
             if info[K.STATUS] != K.RUNNING or info[K.STEP] >= max_iter:
                 break
             elapsed = time.perf_counter() - start

@@ -15,10 +15,24 @@ def test_kernels_without_jit_match_plain_gd():
     here = Path(__file__).parent
     env = dict(os.environ, NUMBA_DISABLE_JIT="1")
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", str(here / "test_solver.py"), "-q", "-p", "no:cacheprovider", "-k", SUBSET,
-         # the divergence test overflows on purpose; interpreted numpy warns where compiled code does not
-         "-W", "ignore:overflow encountered:RuntimeWarning"],
-        env=env, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(here / "test_solver.py"),
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-k",
+            SUBSET,
+            # the divergence test overflows on purpose; interpreted numpy warns where compiled code does not
+            "-W",
+            "ignore:overflow encountered:RuntimeWarning",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert " passed" in proc.stdout and "deselected" in proc.stdout

@@ -107,8 +107,13 @@ def test_inconsistent_operator_warns_and_falls_back_to_full_spectrum():
     M2 = low_rank(rng, 200, 180, [3.0, 2.0])
     # matvec applies M1 but rmatvec applies M2^T: no rank-2 basis can reproduce "Sigma"
     op = scipy.sparse.linalg.LinearOperator(
-        (200, 180), matvec=lambda x: M1 @ x, rmatvec=lambda y: M2.T @ y,
-        matmat=lambda X: M1 @ X, rmatmat=lambda Y: M2.T @ Y, dtype=np.float64)
+        (200, 180),
+        matvec=lambda x: M1 @ x,
+        rmatvec=lambda y: M2.T @ y,
+        matmat=lambda X: M1 @ X,
+        rmatmat=lambda Y: M2.T @ Y,
+        dtype=np.float64,
+    )
     with pytest.warns(RuntimeWarning, match="full spectrum"):
         p = Problem(op)
     assert p.basis_residual < 1e-12  # the fallback reproduces what matvec applies

@@ -89,8 +89,10 @@ def test_spectrum_random_start_rebuilds_an_exact_gd_trajectory(complement):
 
 
 def test_compressed_and_full_agree_from_the_same_seed():
-    for p in (Problem(low_rank(np.random.default_rng(3), 80, 60, [2.0, 1.0])),
-              Problem.from_spectrum([2.0, 1.0], 80, 60)):
+    for p in (
+        Problem(low_rank(np.random.default_rng(3), 80, 60, [2.0, 1.0])),
+        Problem.from_spectrum([2.0, 1.0], 80, 60),
+    ):
         a = solve(p, 4, 0.15, 300, init_scale=0.05, seed=5)
         b = solve(p, 4, 0.15, 300, init_scale=0.05, seed=5, complement="full")
         np.testing.assert_allclose(a.history["loss"], b.history["loss"], rtol=1e-10)
@@ -198,7 +200,7 @@ def test_inputs_are_not_modified():
     seq = np.random.SeedSequence(5)
     solve(Sigma, 2, lr, 20, U0=U0, V0=V0)
     solve(Sigma, 2, lr, 20, seed=seq)
-    for a, b in zip([Sigma, U0, V0], copies):
+    for a, b in zip([Sigma, U0, V0], copies, strict=True):
         np.testing.assert_array_equal(a, b)
     assert seq.n_children_spawned == 0
 
@@ -210,7 +212,7 @@ def test_huge_spectrum_problem_runs_small_and_refuses_to_rebuild_U():
     assert res.history["loss"][0] == pytest.approx(0.5 * np.sum(p.s**2), rel=1e-3)
     assert res.L_U.shape == (32, 32) and res.Up.shape == (32, 32)
     with pytest.raises(MemoryError, match="result.Up"):
-        res.U
+        _ = res.U
     with pytest.raises(MemoryError, match="compressed"):
         solve(p, 32, 0.2, 10, complement="full")
 
@@ -247,8 +249,12 @@ def test_bad_arguments(kwargs, exc, match):
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    m=st.integers(1, 12), n=st.integers(1, 12), r=st.integers(1, 12), k=st.integers(1, 12),
-    seed=st.integers(0, 2**32 - 1), complement=st.sampled_from(["compressed", "full"]),
+    m=st.integers(1, 12),
+    n=st.integers(1, 12),
+    r=st.integers(1, 12),
+    k=st.integers(1, 12),
+    seed=st.integers(0, 2**32 - 1),
+    complement=st.sampled_from(["compressed", "full"]),
 )
 def test_random_shapes_match_plain_gd(m, n, r, k, seed, complement):
     r, k = min(r, m, n), min(k, m, n)
