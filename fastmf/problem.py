@@ -1,13 +1,13 @@
 """The target matrix Sigma and its singular basis (DESIGN.md section 2).
 
-Dense linear algebra here goes through numpy.linalg, never scipy.linalg: SciPy ships its
-own OpenBLAS, and alternating between two OpenBLAS thread pools makes each wait for the
-other's spinning threads (a 0.06 ms product took 8 ms after a scipy QR on 2 cores).
-
 GD on 1/2 ||U V^T - Sigma||_F^2 only ever sees Sigma through its thin SVD
 Sigma = Phi diag(s) Psi^T over the r nonzero singular values, so a `Problem` holds
 exactly that: `s`, and the two bases as objects that move a factor between the original
 coordinates and the (principal, complement) split of seed 001, eqs (6)-(9).
+
+Dense linear algebra here goes through numpy.linalg, never scipy.linalg: SciPy ships its
+own OpenBLAS, and alternating between two OpenBLAS thread pools makes each wait for the
+other's spinning threads (a 0.06 ms product took 8 ms after a SciPy QR on 2 cores).
 """
 
 from __future__ import annotations
@@ -43,9 +43,6 @@ class DenseBasis:
         """Orthonormal basis of range(Phi)^perp, dim x (dim - r); used only when dim - r is small."""
         Q = np.linalg.qr(self.Phi, mode="complete")[0]
         return np.ascontiguousarray(Q[:, self.rank :])
-
-    def complement_rows(self):
-        return None
 
 
 class CoordinateBasis:
@@ -113,6 +110,7 @@ class Problem:
         Estimated relative residual of the basis (0 for factors and spectra).
     kind : str
         "dense", "sparse", "operator", "factors" or "spectrum".
+    Sigma : the matrix as given (None for factors and spectra).
     """
 
     def __init__(self, Sigma, *, rtol: float | None = None, dtype=None):
@@ -263,8 +261,8 @@ def _basis(op, kind, rtol):
     else:
         s, Phi, Psi = _randomized_svd(lin, dense, rtol, rng)
     residual = _residual(lin, s, Phi, Psi, rng)
-    p = min(m, n)
-    expected = 10.0 * np.sqrt(p) * rtol
+    # what the discarded singular values (each below rtol * s_1) can leave, or rounding
+    expected = 10.0 * np.sqrt(min(m, n)) * max(rtol, max(m, n) * np.finfo(np.float64).eps)
     if residual > expected:
         warnings.warn(
             f"Problem: the truncated SVD basis leaves a relative residual {residual:.2e} "

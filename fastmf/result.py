@@ -37,7 +37,12 @@ class SolveResult:
     L_U, L_V : ndarray
         Complement factors: U = Phi Up + W_U L_U (L_U is k' x k compressed, m x k full).
     diverged_at : int or None
-        The first step whose state (or loss) was not finite.
+        The step whose state overflowed (after a "diverged" run).
+    init_scale : float or None
+        The standard deviation of the random start (None when U0, V0 were given).
+    seed : int, SeedSequence or None
+        What reproduces the random start: the seed passed, or the fresh entropy drawn
+        when seed=None.
     """
 
     problem: Problem
@@ -52,7 +57,7 @@ class SolveResult:
     right: Factor
     diverged_at: int | None = None
     init_scale: float | None = None
-    seed_entropy: object = field(default=None, repr=False)
+    seed: object = field(default=None, repr=False)
 
     @property
     def Up(self) -> np.ndarray:

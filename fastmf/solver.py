@@ -91,7 +91,6 @@ def solve(
         raise ValueError(f"complement must be 'compressed' or 'full', got {complement!r}")
     if (U0 is None) != (V0 is None):
         raise ValueError("give both U0 and V0 or neither")
-    entropy = None
     if U0 is not None:
         U0 = _factor(U0, "U0", (m, k))
         V0 = _factor(V0, "V0", (n, k))
@@ -102,9 +101,8 @@ def solve(
             if init_scale is None
             else finite_float(init_scale, "init_scale", positive=True)
         )
-        if seed is None:
-            seed = np.random.SeedSequence()
-        entropy = seed.entropy if isinstance(seed, np.random.SeedSequence) else seed
+        if seed is None:  # fresh entropy, kept on the result so the run can be repeated
+            seed = np.random.SeedSequence().entropy
     if complement == "full":
         check_fits(
             (m + n, k),
@@ -133,7 +131,7 @@ def solve(
         right=right,
         diverged_at=bad_step if status == "diverged" else None,
         init_scale=init_scale,
-        seed_entropy=entropy,
+        seed=seed if U0 is None else None,
     )
 
 

@@ -150,9 +150,14 @@ def test_same_seed_same_result_and_seed_none_is_reproducible():
     b = solve(p, 3, 0.3, 50, seed=7)
     np.testing.assert_array_equal(a.history["loss"], b.history["loss"])
     c = solve(p, 3, 0.3, 50)
-    d = solve(p, 3, 0.3, 50, seed=c.seed_entropy)
+    d = solve(p, 3, 0.3, 50, seed=c.seed)
     np.testing.assert_array_equal(c.history["loss"], d.history["loss"])
     assert not np.array_equal(a.history["loss"], c.history["loss"])
+    child = np.random.SeedSequence(5).spawn(2)[1]  # a spawned sequence reproduces too
+    e = solve(p, 3, 0.3, 50, seed=child)
+    f = solve(p, 3, 0.3, 50, seed=e.seed)
+    np.testing.assert_array_equal(e.history["loss"], f.history["loss"])
+    assert not np.array_equal(e.history["loss"], solve(p, 3, 0.3, 50, seed=5).history["loss"])
 
 
 def test_divergence_keeps_last_finite_state():
