@@ -26,7 +26,8 @@ def main() -> None:
     h = result.history
     for j in np.unique(np.linspace(0, h["step"].size - 1, 12).astype(int)):
         print(f"{h['step'][j]:>6}  {h['loss'][j]:12.4e}  {h['imbalance'][j]:10.3e}")
-    print(f"status: {result.status}: {result.message}")
+    print(f"status: {result.status}")
+    print(result.message)
     dense_loss = 0.5 * np.sum((Sigma - result.U @ result.V.T) ** 2)
     print(f"check: 1/2 ||Sigma - U V^T||_F^2 from the rebuilt U, V = {dense_loss:.3e}")
 
