@@ -99,6 +99,21 @@ def test_compressed_and_full_agree_from_the_same_seed():
         assert _rel(a.U, b.U) < 1e-10 and _rel(a.V, b.V) < 1e-10
 
 
+@pytest.mark.parametrize("record_every", [1, 3])
+def test_full_complement_over_several_row_blocks(record_every):
+    """m = 1200, k = 16: rows come in blocks of 512, the first straddling the principal rows."""
+    rng = np.random.default_rng(8)
+    m, n, r, k = 1200, 900, 5, 16
+    Sigma = low_rank(rng, m, n, np.geomspace(3.0, 1.0, r))
+    U0, V0 = 0.05 * rng.standard_normal((m, k)), 0.05 * rng.standard_normal((n, k))
+    lr = 0.2 / 3.0
+    loss, imbalance, U, V = gd(Sigma, U0, V0, lr, 60)
+    res = solve(Sigma, k, lr, 60, U0=U0, V0=V0, complement="full", record_every=record_every)
+    np.testing.assert_allclose(res.history["loss"], loss[res.history["step"]], rtol=1e-9)
+    np.testing.assert_allclose(res.history["imbalance"], imbalance[res.history["step"]], rtol=1e-8)
+    assert _rel(res.U, U) < 1e-9 and _rel(res.V, V) < 1e-9
+
+
 def test_record_every_and_final_step():
     Sigma, U0, V0, lr = _case(30, 20, 2, 3)
     loss, imbalance, _, _ = gd(Sigma, U0, V0, lr, 100)
