@@ -7,8 +7,9 @@ k x k matrices, so a step costs O(k^3) whatever the size of Sigma.
 
 from importlib.metadata import PackageNotFoundError, version
 
+from .flow import gd_flow_gap, gradient_flow, sandwich_bounds, symmetric_solution
 from .problem import Problem
-from .result import SolveResult
+from .result import FlowResult, SolveResult
 from .solver import solve
 
 try:
@@ -16,4 +17,14 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
-__all__ = ["Problem", "SolveResult", "solve", "__version__"]
+__all__ = [
+    "FlowResult",
+    "Problem",
+    "SolveResult",
+    "__version__",
+    "gd_flow_gap",
+    "gradient_flow",
+    "sandwich_bounds",
+    "solve",
+    "symmetric_solution",
+]

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validate import check_fits
+from ._validate import check_fits, finite_float, positive_int, real_array
+from .problem import Problem
 
 
 @dataclass(frozen=True)
@@ -144,3 +145,63 @@ def initial_factors(problem, k, init_scale, seed, U0, V0, complement) -> tuple[F
     U0 = init_scale * rng.standard_normal((m, k))
     V0 = init_scale * rng.standard_normal((n, k))
     return split(problem.left, U0, complement, dtype), split(problem.right, V0, complement, dtype)
+
+
+@dataclass(frozen=True)
+class Start:
+    """A validated start: the problem, the width k, both factors, and what reproduces them."""
+
+    problem: Problem
+    rank: int
+    left: Factor
+    right: Factor
+    init_scale: float | None
+    seed: object
+
+
+def start(Sigma, rank, init_scale, seed, U0, V0, complement) -> Start:
+    """Validate the arguments that fix a run's start, shared by `solve` and `gradient_flow`.
+
+    init_scale defaults to 1e-3 sqrt(sigma_1 / (m + n)), so that ||U0||_op is about
+    1e-3 sqrt(sigma_1) whatever the size; seed=None draws fresh entropy, returned in
+    `Start.seed` so the run can be repeated.
+    """
+    problem = Sigma if isinstance(Sigma, Problem) else Problem(Sigma)
+    m, n = problem.shape
+    k = positive_int(rank, "rank")
+    if k > min(m, n):
+        raise ValueError(f"rank must be at most min(m, n) = {min(m, n)} for Sigma of shape {m} x {n}, got {k}")
+    if complement not in ("compressed", "full"):
+        raise ValueError(f"complement must be 'compressed' or 'full', got {complement!r}")
+    if (U0 is None) != (V0 is None):
+        raise ValueError("give both U0 and V0 or neither")
+    if complement == "full":
+        check_fits(
+            (m + n, k),
+            problem.dtype,
+            "the full complement",
+            "use complement='compressed', which never forms an m x k matrix",
+        )
+    if U0 is not None:
+        U0, V0 = _given(U0, "U0", (m, k)), _given(V0, "V0", (n, k))
+        left, right = initial_factors(problem, k, None, None, U0, V0, complement)
+        return Start(problem, k, left, right, None, None)
+    if init_scale is None:
+        init_scale = 1e-3 * np.sqrt(problem.sigma_1 / (m + n))
+    init_scale = finite_float(init_scale, "init_scale", positive=True)
+    if seed is None:
+        seed = np.random.SeedSequence().entropy
+    left, right = initial_factors(problem, k, init_scale, seed, None, None, complement)
+    return Start(problem, k, left, right, init_scale, seed)
+
+
+def _given(U, name, shape) -> np.ndarray:
+    U = real_array(U, name, 2, dtype=np.float64)
+    if U.shape != shape:
+        raise ValueError(f"{name} must have shape {shape} (rows of Sigma's side x rank), got {U.shape}")
+    return U
+
+
+def stack(f: Factor) -> np.ndarray:
+    """The kernels' stacked form [principal; L] of a factor (DESIGN.md section 3)."""
+    return np.ascontiguousarray(np.vstack([f.principal, f.L]))

@@ -1,4 +1,4 @@
-"""The result of a run: recorded history, status, the small final state, lazily rebuilt U, V."""
+"""Results of a run: recorded history, status, the small final state, lazily rebuilt U, V."""
 
 from __future__ import annotations
 
@@ -11,68 +11,34 @@ from ._validate import check_fits
 from .init import Factor, complement_matrix
 from .problem import Problem
 
-STATUSES = ("converged", "max_iter", "diverged", "interrupted")
-
 
 @dataclass(eq=False)
-class SolveResult:
-    """Outcome of `fastmf.solve`.
-
-    Attributes
-    ----------
-    status : str
-        "converged" (a recorded loss <= tol), "max_iter" (all steps done), "diverged"
-        (the state went non-finite; the last finite state is kept) or "interrupted"
-        (KeyboardInterrupt; the state reached so far is kept).
-    message : str
-        One sentence on what happened, with the step and, after divergence, a stable lr.
-    n_iter : int
-        The step t of the returned state (U_t, V_t).
-    history : dict of ndarray
-        Equal-length arrays: "step" (t), "loss" (f(U_t, V_t)) and "imbalance"
-        (||U_t^T U_t - V_t^T V_t||_F), recorded every `record_every` steps and at the
-        final step; float64 whatever the state's dtype.
-    Up, Vp : ndarray
-        Principal coordinates Phi^T U and Psi^T V (r x k).
-    L_U, L_V : ndarray
-        Complement factors: U = Phi Up + W_U L_U (L_U is k' x k compressed, m x k full).
-    diverged_at : int or None
-        The step whose state overflowed (after a "diverged" run).
-    init_scale : float or None
-        The standard deviation of the random start (None when U0, V0 were given).
-    seed : int, SeedSequence or None
-        What reproduces the random start: the seed passed, or the fresh entropy drawn
-        when seed=None.
-    """
+class _Factors:
+    """The final state in split form, U = Phi Up + W_U L_U, and U, V rebuilt on access."""
 
     problem: Problem
     rank: int
-    lr: float
-    complement: str
-    status: str
-    message: str
-    n_iter: int
-    history: dict
     left: Factor
     right: Factor
-    diverged_at: int | None = None
-    init_scale: float | None = None
-    seed: object = field(default=None, repr=False)
 
     @property
     def Up(self) -> np.ndarray:
+        """Principal coordinates Phi^T U (r x k)."""
         return self.left.principal
 
     @property
     def Vp(self) -> np.ndarray:
+        """Principal coordinates Psi^T V (r x k)."""
         return self.right.principal
 
     @property
     def L_U(self) -> np.ndarray:
+        """Complement factor of U (k' x k compressed, m x k full)."""
         return self.left.L
 
     @property
     def L_V(self) -> np.ndarray:
+        """Complement factor of V (k' x k compressed, n x k full)."""
         return self.right.L
 
     @property
@@ -82,19 +48,100 @@ class SolveResult:
 
     @cached_property
     def U(self) -> np.ndarray:
-        """U_t (m x k), rebuilt on first access as Phi Up + W_U L_U."""
+        """U (m x k), rebuilt on first access as Phi Up + W_U L_U."""
         return _rebuild(self.problem.left, self.left, self.problem.dtype)
 
     @cached_property
     def V(self) -> np.ndarray:
-        """V_t (n x k), rebuilt on first access as Psi Vp + W_V L_V."""
+        """V (n x k), rebuilt on first access as Psi Vp + W_V L_V."""
         return _rebuild(self.problem.right, self.right, self.problem.dtype)
+
+
+@dataclass(eq=False)
+class SolveResult(_Factors):
+    """Outcome of `fastmf.solve`.
+
+    Attributes
+    ----------
+    status : str
+        "converged" (a recorded loss <= tol), "max_iter" (all steps done), "diverged"
+        (the state overflowed; the last finite state is kept) or "interrupted"
+        (KeyboardInterrupt; the state reached so far is kept).
+    message : str
+        One sentence on what happened, with the step and, after divergence, a stable lr.
+    n_iter : int
+        The step t of the returned state (U_t, V_t).
+    history : dict of ndarray
+        Equal-length arrays: "step" (t), "loss" (f(U_t, V_t)) and "imbalance"
+        (||U_t^T U_t - V_t^T V_t||_F), recorded every `record_every` steps and at the
+        final step; float64 whatever the state's dtype.
+    Up, Vp, L_U, L_V : ndarray
+        The final state in split form: U = Phi Up + W_U L_U.
+    U, V : ndarray
+        The final factors, rebuilt on first access.
+    diverged_at : int or None
+        The step whose state overflowed (after a "diverged" run).
+    init_scale : float or None
+        The standard deviation of the random start (None when U0, V0 were given).
+    seed : int, SeedSequence or None
+        What reproduces the random start: the seed passed, or the fresh entropy drawn
+        when seed=None.
+    """
+
+    lr: float
+    complement: str
+    status: str
+    message: str
+    n_iter: int
+    history: dict
+    diverged_at: int | None = None
+    init_scale: float | None = None
+    seed: object = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         m, n = self.problem.shape
         return (
             f"SolveResult(status={self.status!r}, n_iter={self.n_iter}, loss={self.loss:.6g}, "
             f"{m} x {n}, rank={self.rank}, lr={self.lr:g}, complement={self.complement!r})"
+        )
+
+
+@dataclass(eq=False)
+class FlowResult(_Factors):
+    """Outcome of `fastmf.gradient_flow`.
+
+    Attributes
+    ----------
+    status : str
+        "converged" (the loss reached `target_loss`), "t_max" (integrated to t_max),
+        "failed" (the integrator gave up; its reason is in `message`) or "interrupted"
+        (KeyboardInterrupt; the state reached so far is kept).
+    message : str
+        One sentence on what happened.
+    t : float
+        The time of the returned state (U(t), V(t)).
+    history : dict of ndarray
+        Equal-length arrays on the time axis: "t", "loss", "imbalance"
+        (||U^T U - V^T V||_F) and "imbalance_drift" (||D(t) - D(0)||_F for
+        D = U^T U - V^T V, which the flow conserves), at the requested times and at the
+        final time.
+    nfev : int
+        Right-hand-side evaluations.
+    """
+
+    status: str
+    message: str
+    t: float
+    history: dict
+    nfev: int = 0
+    init_scale: float | None = None
+    seed: object = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        m, n = self.problem.shape
+        return (
+            f"FlowResult(status={self.status!r}, t={self.t:.6g}, loss={self.loss:.6g}, {m} x {n}, "
+            f"rank={self.rank}, nfev={self.nfev})"
         )
 
 

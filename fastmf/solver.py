@@ -12,9 +12,8 @@ import time
 import numpy as np
 
 from . import _kernels as K
-from ._validate import check_fits, finite_float, positive_int, real_array
-from .init import Factor, initial_factors
-from .problem import Problem
+from ._validate import finite_float, positive_int
+from .init import Factor, stack, start
 from .result import SolveResult
 
 # A chunk of steps should take about this long: short enough to honour Ctrl-C promptly,
@@ -78,49 +77,20 @@ def solve(
         With `history`, `status`, `message`, `n_iter`, the small final state and the
         final U, V rebuilt on first access.
     """
-    problem = Sigma if isinstance(Sigma, Problem) else Problem(Sigma)
-    m, n = problem.shape
-    k = positive_int(rank, "rank")
-    if k > min(m, n):
-        raise ValueError(f"rank must be at most min(m, n) = {min(m, n)} for Sigma of shape {m} x {n}, got {k}")
     lr = finite_float(lr, "lr", positive=True)
     max_iter = positive_int(max_iter, "max_iter", minimum=0)
     tol = finite_float(tol, "tol")
     record_every = positive_int(record_every, "record_every")
-    if complement not in ("compressed", "full"):
-        raise ValueError(f"complement must be 'compressed' or 'full', got {complement!r}")
-    if (U0 is None) != (V0 is None):
-        raise ValueError("give both U0 and V0 or neither")
-    if U0 is not None:
-        U0 = _factor(U0, "U0", (m, k))
-        V0 = _factor(V0, "V0", (n, k))
-        init_scale = None
-    else:
-        init_scale = (
-            1e-3 * np.sqrt(problem.sigma_1 / (m + n))
-            if init_scale is None
-            else finite_float(init_scale, "init_scale", positive=True)
-        )
-        if seed is None:  # fresh entropy, kept on the result so the run can be repeated
-            seed = np.random.SeedSequence().entropy
-    if complement == "full":
-        check_fits(
-            (m + n, k),
-            problem.dtype,
-            "the full complement",
-            "use complement='compressed', which never forms an m x k matrix",
-        )
-
-    left, right = initial_factors(problem, k, init_scale, seed, U0, V0, complement)
-    X = _stack(left)
-    Y = _stack(right)
-    status, n_iter, bad_step, history = _run(X, Y, problem, lr, tol, max_iter, record_every)
+    st = start(Sigma, rank, init_scale, seed, U0, V0, complement)
+    problem, left, right = st.problem, st.left, st.right
+    X, Y = stack(left), stack(right)
+    status, n_iter, bad_step, history = run_chunks(X, Y, problem, lr, tol, max_iter, record_every)
     r = problem.rank
     left = Factor(X[:r].copy(), X[r:].copy(), left.W)
     right = Factor(Y[:r].copy(), Y[r:].copy(), right.W)
     return SolveResult(
         problem=problem,
-        rank=k,
+        rank=st.rank,
         lr=lr,
         complement=complement,
         status=status,
@@ -130,24 +100,14 @@ def solve(
         left=left,
         right=right,
         diverged_at=bad_step if status == "diverged" else None,
-        init_scale=init_scale,
-        seed=seed if U0 is None else None,
+        init_scale=st.init_scale,
+        seed=st.seed,
     )
 
 
-def _factor(U, name, shape):
-    U = real_array(U, name, 2, dtype=np.float64)
-    if U.shape != shape:
-        raise ValueError(f"{name} must have shape {shape} (rows of Sigma's side x rank), got {U.shape}")
-    return U
-
-
-def _stack(f: Factor) -> np.ndarray:
-    return np.ascontiguousarray(np.vstack([f.principal, f.L]))
-
-
-def _run(X, Y, problem, lr, tol, max_iter, record_every):
-    """Drive `run_blocks` chunk by chunk; returns (status, n_iter, bad_step, history)."""
+def run_chunks(X, Y, problem, lr, tol, max_iter, record_every):
+    """Advance the stacked state (X, Y) in place by max_iter GD steps, calling `run_blocks`
+    chunk by chunk; returns (status, n_iter, bad_step, history)."""
     dtype = problem.dtype
     k = X.shape[1]
     r = problem.rank

@@ -33,3 +33,22 @@ def low_rank(rng, m, n, s):
     Phi = np.linalg.qr(rng.standard_normal((m, s.size)))[0]
     Psi = np.linalg.qr(rng.standard_normal((n, s.size)))[0]
     return (Phi * s) @ Psi.T
+
+
+def flow(Sigma, U0, V0, t, rtol=1e-12):
+    """Gradient flow dU/dt = R V, dV/dt = R^T U in the original basis (seed 000 eqs 1-2),
+    integrated by SciPy's solve_ivp on the flattened dense factors; returns U(t), V(t)."""
+    from scipy.integrate import solve_ivp
+
+    Sigma = np.asarray(Sigma, dtype=np.float64)
+    m, k = U0.shape
+
+    def rhs(_, y):
+        U, V = y[: m * k].reshape(m, k), y[m * k :].reshape(-1, k)
+        R = Sigma - U @ V.T
+        return np.concatenate([(R @ V).ravel(), (R.T @ U).ravel()])
+
+    y0 = np.concatenate([np.ravel(U0), np.ravel(V0)]).astype(np.float64)
+    sol = solve_ivp(rhs, (0.0, t), y0, method="DOP853", rtol=rtol, atol=1e-3 * rtol * np.max(np.abs(y0)))
+    y = sol.y[:, -1]
+    return y[: m * k].reshape(m, k), y[m * k :].reshape(-1, k)

@@ -219,3 +219,41 @@ def run_blocks(X, Y, s, lr, tol, t_stop, t_final, record_every, Xw, Yw, G, E, st
     if swapped:  # the caller's X is our Xw: leave the state where it was passed in
         _copy(X, Xw)
         _copy(Y, Yw)
+
+
+@njit(cache=True, nogil=True)
+def flow_rhs(X, Y, s, dX, dY, G):
+    """Gradient flow on the stacked state (seed 000 eqs 1-2, seed 001 eqs 6-9 with lr -> dt):
+
+        dX/dt = -X M + [s o Vp; 0],    dY/dt = -Y N + [s o Up; 0],    M = Y^T Y, N = X^T X.
+
+    G is (4, k, k) work.
+    """
+    r = s.shape[0]
+    N, M, Gc, T = G[0], G[1], G[2], G[3]
+    grams(X, r, N, Gc, T, False)
+    grams(Y, r, M, Gc, T, False)
+    k = X.shape[1]
+    for a in range(k):
+        for b in range(k):
+            N[a, b] = -N[a, b]
+            M[a, b] = -M[a, b]
+    _update_block(X, Y, s, 1.0, M, dX, 0)
+    _update_block(Y, X, s, 1.0, N, dY, 0)
+
+
+@njit(cache=True, nogil=True)
+def diagnostics(X, Y, s, G, E):
+    """The loss of a stacked state, as `run_blocks` records it; leaves U^T U - V^T V in G[4].
+
+    G is (5, k, k) work, E is (r, r) work.
+    """
+    r = s.shape[0]
+    N, M, GUc, GVc, T = G[0], G[1], G[2], G[3], G[4]
+    grams(X, r, N, GUc, T, True)
+    grams(Y, r, M, GVc, T, True)
+    k = X.shape[1]
+    for a in range(k):
+        for b in range(k):
+            T[a, b] = N[a, b] - M[a, b]
+    return loss_blocks(X, Y, s, N, GUc, M, GVc, E)

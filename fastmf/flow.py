@@ -1,0 +1,258 @@
+"""Gradient flow, its closed forms, and GD next to it (seed 000; seed 001, Corollary 1.2).
+
+The flow dU/dt = R V, dV/dt = R^T U (R = Sigma - U V^T) is GD's eta -> 0 limit. It is
+integrated on the same compressed state as `solve` (DESIGN.md section 3: the complement
+only ever multiplies on the right, so k x k matrices carry it exactly), with the
+right-hand side compiled and SciPy's Runge-Kutta (or implicit) solvers stepping it.
+For rank one (r = k = 1) that state is exactly the papers' four-variable reduction: the
+scalars u, v of the principal block and the complement norms ||J||, ||K|| (each L is 1 x 1).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.integrate
+import scipy.optimize
+
+from . import _kernels as K
+from ._validate import finite_float, real_array
+from .init import Factor, stack, start
+from .result import FlowResult
+from .solver import run_chunks
+
+METHODS = ("DOP853", "RK45", "RK23", "Radau", "BDF", "LSODA")
+
+
+class _State:
+    """Packs the stacked state (X, Y) into the flat float64 vector the ODE solvers step."""
+
+    def __init__(self, problem, left: Factor, right: Factor):
+        self.s = problem.s.astype(np.float64)
+        self.r = problem.rank
+        self.X0, self.Y0 = stack(left).astype(np.float64), stack(right).astype(np.float64)
+        self.k = self.X0.shape[1]
+        self.split = self.X0.size
+        self.G = np.zeros((5, self.k, self.k))
+        self.E = np.zeros((self.r, self.r))
+        self.nfev = 0
+
+    def y0(self) -> np.ndarray:
+        return np.concatenate([self.X0.ravel(), self.Y0.ravel()])
+
+    def unpack(self, y):
+        return y[: self.split].reshape(self.X0.shape), y[self.split :].reshape(self.Y0.shape)
+
+    def rhs(self, t, y):
+        X, Y = self.unpack(np.ascontiguousarray(y))
+        dy = np.empty_like(y)
+        dX, dY = self.unpack(dy)
+        K.flow_rhs(X, Y, self.s, dX, dY, self.G)
+        self.nfev += 1
+        return dy
+
+    def diagnostics(self, y):
+        """(loss, D) with D = U^T U - V^T V (a copy)."""
+        X, Y = self.unpack(np.ascontiguousarray(y))
+        f = K.diagnostics(X, Y, self.s, self.G, self.E)
+        return f, self.G[4].copy()
+
+
+def gradient_flow(
+    Sigma,
+    rank: int,
+    t_max: float,
+    *,
+    init_scale: float | None = None,
+    seed=None,
+    U0=None,
+    V0=None,
+    t_eval=None,
+    target_loss: float = 0.0,
+    rtol: float = 1e-10,
+    atol: float | None = None,
+    method: str = "DOP853",
+    complement: str = "compressed",
+) -> FlowResult:
+    """Integrate the gradient flow of 1/2 ||U V^T - Sigma||_F^2 from a random or given start.
+
+    dU/dt = (Sigma - U V^T) V, dV/dt = (Sigma - U V^T)^T U (seed 000, eqs 1-2), on the
+    principal/complement split of seed 001 eqs (6)-(9) with the step size taken to zero:
+    the cost of a right-hand side is O(k^3) whatever m and n are.
+
+    Parameters
+    ----------
+    Sigma, rank, init_scale, seed, U0, V0, complement
+        As in `fastmf.solve`; the same seed gives the same start as `solve`.
+    t_max : float
+        Integrate over [0, t_max].
+    t_eval : array_like, optional
+        Increasing times in [0, t_max] at which to record the history; default 1001
+        evenly spaced times. The final time is always recorded.
+    target_loss : float
+        Stop at the first time the loss reaches this value (located to the solver's
+        accuracy on its dense output); 0 disables the stop.
+    rtol, atol : float
+        Tolerances of the ODE solver; atol defaults to 1e-3 * rtol times the largest
+        entry of the initial state, so that a tiny start is integrated to relative accuracy.
+    method : str
+        A SciPy ODE solver: "DOP853" (default), "RK45", "RK23", "Radau", "BDF", "LSODA".
+
+    Returns
+    -------
+    FlowResult
+        History on the time axis "t" with "loss", "imbalance" and "imbalance_drift",
+        `status` ("converged", "t_max", "failed", "interrupted"), `message`, the final
+        state in split form and U, V rebuilt on access. The flow runs in float64; U and
+        V come back in the problem's dtype.
+    """
+    st = start(Sigma, rank, init_scale, seed, U0, V0, complement)
+    t_max = finite_float(t_max, "t_max", positive=True)
+    target_loss = finite_float(target_loss, "target_loss")
+    rtol = finite_float(rtol, "rtol", positive=True)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    times = np.linspace(0.0, t_max, 1001) if t_eval is None else _times(t_eval, t_max)
+    state = _State(st.problem, st.left, st.right)
+    y0 = state.y0()
+    if atol is None:
+        atol = 1e-3 * rtol * max(float(np.max(np.abs(y0))), np.finfo(np.float64).tiny)
+    atol = finite_float(atol, "atol", positive=True)
+
+    solver = getattr(scipy.integrate, method)(state.rhs, 0.0, y0, t_max, rtol=rtol, atol=atol)
+    t, y, status, message, history = _integrate(solver, state, times, target_loss)
+    X, Y = state.unpack(y)
+    r, dtype = st.problem.rank, st.problem.dtype
+    left = Factor(X[:r].astype(dtype), X[r:].astype(dtype), st.left.W)
+    right = Factor(Y[:r].astype(dtype), Y[r:].astype(dtype), st.right.W)
+    return FlowResult(
+        problem=st.problem, rank=st.rank, left=left, right=right, status=status, message=message,
+        t=t, history=history, nfev=state.nfev, init_scale=st.init_scale, seed=st.seed,
+    )  # fmt: skip
+
+
+def _times(t_eval, t_max) -> np.ndarray:
+    times = real_array(t_eval, "t_eval", 1, dtype=np.float64)
+    if np.any(np.diff(times) <= 0) or times[0] < 0 or times[-1] > t_max:
+        raise ValueError(f"t_eval must be increasing and inside [0, t_max = {t_max:g}]")
+    return times
+
+
+def _integrate(solver, state, times, target_loss):
+    """Step `solver`, recording diagnostics at `times`; stop at target_loss, t_max or Ctrl-C."""
+    t_rec, loss_rec, D_rec = [], [], []
+
+    def record(t, y):
+        f, D = state.diagnostics(y)
+        t_rec.append(t)
+        loss_rec.append(f)
+        D_rec.append(D)
+        return f
+
+    j = 0
+    if times[0] == 0.0:
+        record(0.0, solver.y)
+        j = 1
+    _, D0 = state.diagnostics(solver.y)
+    t, y = solver.t, solver.y.copy()
+    status, message = "t_max", f"integrated to t_max = {solver.t_bound:g}"
+    try:
+        if target_loss > 0 and state.diagnostics(y)[0] <= target_loss:
+            status, message = "converged", f"loss already <= target_loss {target_loss:g} at t = 0"
+        while status == "t_max" and solver.status == "running":
+            reason = solver.step()
+            if solver.status == "failed":
+                status, message = "failed", f"the ODE solver failed at t = {solver.t:g}: {reason}"
+                break
+            sol = solver.dense_output()
+            t_stop = solver.t
+            if target_loss > 0 and state.diagnostics(solver.y)[0] <= target_loss:
+                t_stop = scipy.optimize.brentq(
+                    lambda s, sol=sol: state.diagnostics(sol(s))[0] - target_loss, solver.t_old, solver.t, xtol=1e-14
+                )
+                status, message = "converged", f"loss reached target_loss {target_loss:g} at t = {t_stop:.6g}"
+            while j < len(times) and times[j] <= t_stop:
+                record(times[j], sol(times[j]))
+                j += 1
+            t, y = t_stop, (sol(t_stop) if t_stop != solver.t else solver.y.copy())
+    except KeyboardInterrupt:
+        status, message = "interrupted", f"interrupted (KeyboardInterrupt) at t = {t:.6g}; the state reached is kept"
+    if not t_rec or t_rec[-1] != t:
+        record(t, y)
+    D = np.array(D_rec)
+    history = {
+        "t": np.array(t_rec),
+        "loss": np.array(loss_rec),
+        "imbalance": np.linalg.norm(D, axis=(1, 2)),
+        "imbalance_drift": np.linalg.norm(D - D0, axis=(1, 2)),
+    }
+    return t, y, status, message, history
+
+
+def symmetric_solution(s, a0: float, t) -> np.ndarray:
+    """Eigenvalues of S(t) = U U^T(t) for the symmetric flow from U0 = V0 = a0 I.
+
+    With Sigma = diag(s) square, S stays diagonal (seed 000 eq 5) with
+    s_i(t) = s_i e^{2 s_i t} / (e^{2 s_i t} + s_i / a0^2 - 1) (seed 000 eq 8; seed 001
+    after Corollary 1.2). Returns an array of shape t.shape + (len(s),).
+    """
+    s = real_array(s, "s", 1, dtype=np.float64)
+    t = np.asarray(t, dtype=np.float64)[..., None]
+    a0 = finite_float(a0, "a0", positive=True)
+    # s e^{2st} / (e^{2st} + s/a0^2 - 1) written with e^{-2st} so large s t cannot overflow
+    return s / (1.0 + (s / a0**2 - 1.0) * np.exp(-2.0 * s * t))
+
+
+def sandwich_bounds(s, U0, t) -> tuple[np.ndarray, np.ndarray]:
+    """Theorem 4 of seed 000: for U0 = V0 (square, with Sigma = diag(s)), for all t >= 0
+
+        diag(s_i(t; alpha)) <= U U^T(t) <= diag(s_i(t; beta))   (Loewner order),
+
+    alpha and beta the smallest and largest singular values of U0. Returns the diagonals
+    of the lower and upper bounds, each of shape t.shape + (len(s),).
+    """
+    sv = np.linalg.svd(real_array(U0, "U0", 2, dtype=np.float64), compute_uv=False)
+    return symmetric_solution(s, sv[-1], t), symmetric_solution(s, sv[0], t)
+
+
+def gd_flow_gap(
+    Sigma, rank: int, lrs, t_max: float, *, n_times: int = 20, init_scale=None, seed=None, U0=None, V0=None,
+    rtol: float = 1e-12,
+) -> dict:  # fmt: skip
+    """GD at several step sizes against the flow from the same start, at matched times t = lr * step.
+
+    Returns {"lr": lrs, "t": times (n_times,), "gap": (len(lrs), n_times)} where gap is
+    ||U_gd - U_flow||_F + ||V_gd - V_flow||_F at each time (computed on the split state,
+    which is an isometric image of (U, V)). Times are multiples of the largest lr, so a
+    step size that divides it hits them exactly; GD's global error is O(lr), so halving
+    lr halves the gap (seed 001, Corollary 1.2).
+    """
+    st = start(Sigma, rank, init_scale, seed, U0, V0, "compressed")
+    lrs = real_array(lrs, "lrs", 1, dtype=np.float64)
+    if np.any(lrs <= 0):
+        raise ValueError("lrs must be positive step sizes")
+    t_max = finite_float(t_max, "t_max", positive=True)
+    base = lrs.max()
+    steps_max = max(1, int(t_max / base))
+    times = base * np.unique(np.linspace(0, steps_max, n_times + 1).round().astype(int))[1:]
+
+    state = _State(st.problem, st.left, st.right)
+    y0 = state.y0()
+    flow = scipy.integrate.solve_ivp(
+        state.rhs, (0.0, times[-1]), y0, method="DOP853", t_eval=times, rtol=rtol,
+        atol=1e-3 * rtol * float(np.max(np.abs(y0))),
+    )  # fmt: skip
+    if not flow.success:
+        raise RuntimeError(f"gd_flow_gap: the flow did not integrate: {flow.message}")
+    gaps = np.empty((lrs.size, times.size))
+    for i, lr in enumerate(lrs):
+        X, Y = stack(st.left), stack(st.right)
+        done = 0
+        for j, t in enumerate(times):
+            n_steps = int(round(t / lr))
+            status, *_ = run_chunks(X, Y, st.problem, lr, 0.0, n_steps - done, n_steps - done)
+            if status != "max_iter":
+                raise RuntimeError(f"gd_flow_gap: GD with lr = {lr:g} {status} before t = {t:g}")
+            done = n_steps
+            Xf, Yf = state.unpack(flow.y[:, j])
+            gaps[i, j] = np.linalg.norm(X - Xf) + np.linalg.norm(Y - Yf)
+    return {"lr": lrs, "t": times, "gap": gaps}
