@@ -26,6 +26,16 @@ def test_matches_plain_numpy_flow(m, n, r, k, complement):
     np.testing.assert_allclose(res.loss, 0.5 * np.sum((Sigma - U @ V.T) ** 2), rtol=1e-7)
 
 
+def test_float32_problem_returns_float32_factors():
+    rng = np.random.default_rng(6)
+    Sigma = low_rank(rng, 12, 9, [2.0, 1.0])
+    U0, V0 = 0.1 * rng.standard_normal((12, 2)), 0.1 * rng.standard_normal((9, 2))
+    U, V = flow(Sigma, U0, V0, 4.0)
+    res = gradient_flow(Sigma.astype(np.float32), 2, 4.0, U0=U0, V0=V0)
+    assert res.U.dtype == np.float32 and res.V.dtype == np.float32
+    assert _rel(res.U, U) < 1e-5 and _rel(res.V, V) < 1e-5
+
+
 def test_spectrum_random_start_matches_plain_numpy_flow():
     p = Problem.from_spectrum([2.0, 1.0], 40, 30)
     start = gradient_flow(p, 3, 1e-9, init_scale=0.1, seed=3)  # the start, rebuilt with its drawn W
@@ -94,6 +104,16 @@ def test_target_loss_stops_the_flow():
     assert res.loss == pytest.approx(1e-10, rel=1e-6)
     assert res.history["t"][-1] == res.t and np.all(np.diff(res.history["t"]) > 0)
     assert "target_loss" in res.message
+
+
+def test_does_not_stall_where_the_flow_is_stiff():
+    """sigma_1 = 2000: an explicit method's loss hovers near (rtol sigma_1)^2 ~ 4e-14; the
+    default integrator keeps it decaying (to within the state's rounding, ~1e-14 / 2e-12)."""
+    p = Problem.from_spectrum([2000.0, 1000.0, 500.0], 300, 200)
+    res = gradient_flow(p, 3, 1.0, seed=0, target_loss=1e-18)
+    assert res.status == "converged" and res.loss == pytest.approx(1e-18, rel=1e-2)
+    stalled = gradient_flow(p, 3, 0.2, seed=0, target_loss=1e-18, method="DOP853")
+    assert stalled.status == "t_max" and stalled.loss > 1e-16
 
 
 def test_huge_spectrum_flow_to_1e_12():
