@@ -14,6 +14,9 @@
 4. Compilation latency: import and first `solve` in a fresh process with an empty Numba
    cache (NUMBA_CACHE_DIR set to a new folder), then again with that cache filled.
 5. Gradient flow on a spectrum problem with m = n = 10**6, k = 32, to loss 1e-12.
+6. The cost of the diagnostics: kappa = 4, k = 10, eps = 1e-4, lr = 0.1 / sigma_1, 3000
+   steps recorded every step, everything (spectral_every=1) and spectral_every=100,
+   against the loss-and-cheap-diagnostics run (spectral_every=0).
 
 The machines this runs on are shared: timings are medians of repeats spread over time,
 with the minimum beside them as the quiet-machine figure.
@@ -212,6 +215,28 @@ def flow_large(repeats):
     print(f"   {np.median(times):.3f} s (median of {repeats})")
 
 
+def diagnostics_cost(repeats):
+    s = np.geomspace(4.0, 1.0, 10)
+    p = fastmf.Problem.from_spectrum(s, 1000, 1000)
+    cases = {"loss only (spectral_every=0)": 0, "everything every step": 1, "spectral_every=100": 100}
+    fastmf.solve(p, 10, 0.1 / s[0], 5, seed=0)
+    times = {label: [] for label in cases}
+    for _ in range(repeats):
+        for label, every in cases.items():
+            t0 = time.perf_counter()
+            res = fastmf.solve(p, 10, 0.1 / s[0], 3000, init_scale=1e-4, seed=0, spectral_every=every, delta=1e-10)
+            times[label].append(time.perf_counter() - t0)
+    base = np.median(times["loss only (spectral_every=0)"])
+    print(f"\n6. diagnostics, kappa = 4, k = 10, 3000 steps recorded every step (median of {repeats}, interleaved)")
+    for label, v in times.items():
+        print(f"   {label:30s} {np.median(v) / 3000 * 1e6:7.2f} us/step  {np.median(v) / base:5.2f}x")
+    st = res.stages
+    print(
+        f"   stages: T1 = {st.T1}, T0 = {st.T0}, T_1e-10 = {st.T_delta}; rate {st.rate:.4f} per step "
+        f"(theorem {st.rate_theory:.4f})"
+    )
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer repeats and steps")
@@ -234,6 +259,7 @@ def main():
     huge(10**4 if args.quick else 10**5)
     latency()
     flow_large(repeats)
+    diagnostics_cost(repeats)
 
 
 if __name__ == "__main__":

@@ -10,15 +10,18 @@ scalars u, v of the principal block and the complement norms ||J||, ||K|| (each 
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import scipy.integrate
 import scipy.optimize
 
 from . import _kernels as K
+from . import stages
 from ._validate import finite_float, real_array
 from .init import Factor, stack, start
 from .result import FlowResult
-from .solver import run_chunks
+from .solver import diagnostic_work, run_chunks
 
 METHODS = ("LSODA", "DOP853", "RK45", "RK23", "Radau", "BDF")
 # Near the minimum the flow is stiff (decay rates up to 2 sigma_1, zero modes along the
@@ -39,7 +42,10 @@ class _State:
         self.k = self.X0.shape[1]
         self.split = self.X0.size
         self.G = np.zeros((5, self.k, self.k))
-        self.E = np.zeros((self.r, self.r))
+        self.E, self.D, self.vecs, self.valid = diagnostic_work(self.r, self.k)
+        self.row = np.zeros(K.N_KEYS)
+        self.info = np.full(6, -1, np.int64)  # stage slots K.T1, K.T0: record indices
+        self.no_stages = np.zeros(6, np.int64)  # for loss-only evaluations: nothing pending
         self.nfev = 0
 
     def y0(self) -> np.ndarray:
@@ -56,11 +62,16 @@ class _State:
         self.nfev += 1
         return dy
 
-    def diagnostics(self, y):
-        """(loss, D) with D = U^T U - V^T V (a copy)."""
+    def loss(self, y) -> float:
         X, Y = self.unpack(np.ascontiguousarray(y))
-        f = K.diagnostics(X, Y, self.s, self.G, self.E)
-        return f, self.G[4].copy()
+        args = (self.row, self.D, self.vecs, self.valid, self.no_stages)
+        return K.state_record(X, Y, self.s, self.G, self.E, 0, False, *args)
+
+    def record(self, j, y):
+        """(row of diagnostics, D = U^T U - V^T V) at record j; stages are found as record indices."""
+        X, Y = self.unpack(np.ascontiguousarray(y))
+        K.state_record(X, Y, self.s, self.G, self.E, j, True, self.row, self.D, self.vecs, self.valid, self.info)
+        return self.row.copy(), self.G[0] - self.G[1]
 
 
 def gradient_flow(
@@ -131,14 +142,19 @@ def gradient_flow(
     atol = finite_float(atol, "atol", positive=True)
 
     solver = getattr(scipy.integrate, method)(state.rhs, 0.0, y0, t_max, rtol=rtol, atol=atol)
-    t, y, status, message, history = _integrate(solver, state, times, target_loss)
+    t, y, status, message, history, (T1, T0) = _integrate(solver, state, times, target_loss)
     X, Y = state.unpack(y)
     r, dtype = st.problem.rank, st.problem.dtype
     left = Factor(X[:r].astype(dtype), X[r:].astype(dtype), st.left.W)
     right = Factor(Y[:r].astype(dtype), Y[r:].astype(dtype), st.right.W)
+    found = stages.detect(
+        history["t"], history["loss"], T1, T0, target_loss or None, float(np.exp(-st.problem.sigma_r / 2)), state.s
+    )
+    if status == "converged":  # the stop was located where the loss reaches target_loss
+        found = dataclasses.replace(found, T_delta=t)
     return FlowResult(
         problem=st.problem, rank=st.rank, left=left, right=right, status=status, message=message,
-        t=t, history=history, nfev=state.nfev, init_scale=st.init_scale, seed=st.seed,
+        t=t, history=history, stages=found, nfev=state.nfev, init_scale=st.init_scale, seed=st.seed,
     )  # fmt: skip
 
 
@@ -151,24 +167,24 @@ def _times(t_eval, t_max) -> np.ndarray:
 
 def _integrate(solver, state, times, target_loss):
     """Step `solver`, recording diagnostics at `times`; stop at target_loss, t_max or Ctrl-C."""
-    t_rec, loss_rec, D_rec = [], [], []
+    t_rec, rows, D_rec = [], [], []
+    state.loss(solver.y)
+    D0 = state.G[0] - state.G[1]  # U^T U - V^T V at t = 0, which the flow conserves
 
     def record(t, y):
-        f, D = state.diagnostics(y)
+        row, D = state.record(len(t_rec), y)
         t_rec.append(t)
-        loss_rec.append(f)
+        rows.append(row)
         D_rec.append(D)
-        return f
 
     j = 0
     if times[0] == 0.0:
         record(0.0, solver.y)
         j = 1
-    _, D0 = state.diagnostics(solver.y)
     t, y = solver.t, solver.y.copy()
     status, message = "t_max", f"integrated to t_max = {solver.t_bound:g}"
     try:
-        if target_loss > 0 and state.diagnostics(y)[0] <= target_loss:
+        if target_loss > 0 and state.loss(y) <= target_loss:
             status, message = "converged", f"loss already <= target_loss {target_loss:g} at t = 0"
         while status == "t_max" and solver.status == "running":
             reason = solver.step()
@@ -177,9 +193,9 @@ def _integrate(solver, state, times, target_loss):
                 break
             sol = solver.dense_output()
             t_stop = solver.t
-            if target_loss > 0 and state.diagnostics(solver.y)[0] <= target_loss:
+            if target_loss > 0 and state.loss(solver.y) <= target_loss:
                 t_stop = scipy.optimize.brentq(
-                    lambda s, sol=sol: state.diagnostics(sol(s))[0] - target_loss, solver.t_old, solver.t, xtol=1e-14
+                    lambda s, sol=sol: state.loss(sol(s)) - target_loss, solver.t_old, solver.t, xtol=1e-14
                 )
                 status, message = "converged", f"loss reached target_loss {target_loss:g} at t = {t_stop:.6g}"
             while j < len(times) and times[j] <= t_stop:
@@ -190,14 +206,11 @@ def _integrate(solver, state, times, target_loss):
         status, message = "interrupted", f"interrupted (KeyboardInterrupt) at t = {t:.6g}; the state reached is kept"
     if not t_rec or t_rec[-1] != t:
         record(t, y)
-    D = np.array(D_rec)
-    history = {
-        "t": np.array(t_rec),
-        "loss": np.array(loss_rec),
-        "imbalance": np.linalg.norm(D, axis=(1, 2)),
-        "imbalance_drift": np.linalg.norm(D - D0, axis=(1, 2)),
-    }
-    return t, y, status, message, history
+    rows, D = np.array(rows), np.array(D_rec)
+    history = {"t": np.array(t_rec)} | {key: rows[:, c] for c, key in enumerate(K.KEYS)}
+    history["imbalance_drift"] = np.linalg.norm(D - D0, axis=(1, 2))
+    found = tuple(t_rec[int(state.info[i])] if state.info[i] >= 0 else None for i in (K.T1, K.T0))
+    return t, y, status, message, history, found
 
 
 def symmetric_solution(s, a0: float, t) -> np.ndarray:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import theory
 from ._validate import check_fits, finite_float, positive_int, real_array
 from .problem import Problem
 
@@ -163,8 +164,8 @@ def start(Sigma, rank, init_scale, seed, U0, V0, complement) -> Start:
     """Validate the arguments that fix a run's start, shared by `solve` and `gradient_flow`.
 
     init_scale defaults to 1e-3 sqrt(sigma_1 / (m + n)), so that ||U0||_op is about
-    1e-3 sqrt(sigma_1) whatever the size; seed=None draws fresh entropy, returned in
-    `Start.seed` so the run can be repeated.
+    1e-3 sqrt(sigma_1) whatever the size; "theory" takes Theorem 1.1's eps. seed=None
+    draws fresh entropy, returned in `Start.seed` so the run can be repeated.
     """
     problem = Sigma if isinstance(Sigma, Problem) else Problem(Sigma)
     m, n = problem.shape
@@ -188,6 +189,10 @@ def start(Sigma, rank, init_scale, seed, U0, V0, complement) -> Start:
         return Start(problem, k, left, right, None, None)
     if init_scale is None:
         init_scale = 1e-3 * np.sqrt(problem.sigma_1 / (m + n))
+    elif isinstance(init_scale, str):
+        if init_scale != "theory":
+            raise ValueError(f"init_scale must be a positive number, None or 'theory', got {init_scale!r}")
+        init_scale = theory.init_scale(problem.s, m, n)
     init_scale = finite_float(init_scale, "init_scale", positive=True)
     if seed is None:
         seed = np.random.SeedSequence().entropy

@@ -10,6 +10,7 @@ import numpy as np
 from ._validate import check_fits
 from .init import Factor, complement_matrix
 from .problem import Problem
+from .stages import Stages
 
 
 @dataclass(eq=False)
@@ -46,6 +47,16 @@ class _Factors:
         """The last recorded loss."""
         return float(self.history["loss"][-1])
 
+    def history_frame(self):
+        """The history as a pandas DataFrame (pandas is an optional extra)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError(
+                "history_frame() needs pandas: pip install pandas (or the fastmf-gd[pandas] extra)"
+            ) from None
+        return pd.DataFrame(self.history)
+
     @cached_property
     def U(self) -> np.ndarray:
         """U (m x k), rebuilt on first access as Phi Up + W_U L_U."""
@@ -72,9 +83,13 @@ class SolveResult(_Factors):
     n_iter : int
         The step t of the returned state (U_t, V_t).
     history : dict of ndarray
-        Equal-length arrays: "step" (t), "loss" (f(U_t, V_t)) and "imbalance"
-        (||U_t^T U_t - V_t^T V_t||_F), recorded every `record_every` steps and at the
-        final step; float64 whatever the state's dtype.
+        Equal-length float64 arrays, recorded every `record_every` steps and at the final
+        step: "step" (t), "loss" (f(U_t, V_t)), "imbalance" (||U_t^T U_t - V_t^T V_t||_F),
+        the loss's four blocks and the quantities of DESIGN.md section 4 (keys in
+        `fastmf._kernels.diagnostics.KEYS`; spectral ones NaN off `spectral_every`).
+    stages : fastmf.stages.Stages
+        T1, T0, T_delta (steps, None where not reached) and the linear rate after T0,
+        measured and the theorem's.
     Up, Vp, L_U, L_V : ndarray
         The final state in split form: U = Phi Up + W_U L_U.
     U, V : ndarray
@@ -94,6 +109,7 @@ class SolveResult(_Factors):
     message: str
     n_iter: int
     history: dict
+    stages: Stages
     diverged_at: int | None = None
     init_scale: float | None = None
     seed: object = field(default=None, repr=False)
@@ -121,10 +137,13 @@ class FlowResult(_Factors):
     t : float
         The time of the returned state (U(t), V(t)).
     history : dict of ndarray
-        Equal-length arrays on the time axis: "t", "loss", "imbalance"
-        (||U^T U - V^T V||_F) and "imbalance_drift" (||D(t) - D(0)||_F for
-        D = U^T U - V^T V, which the flow conserves), at the requested times and at the
-        final time.
+        Equal-length arrays on the time axis "t", with the same diagnostics as
+        `SolveResult.history` (spectral ones at every recorded time) and
+        "imbalance_drift" (||D(t) - D(0)||_F for D = U^T U - V^T V, which the flow
+        conserves), at the requested times and at the final time.
+    stages : fastmf.stages.Stages
+        T1, T0, T_delta as times (exact to the recorded times) and the linear rate after
+        T0 per unit time, measured and the theorem's exp(-sigma_d / 2).
     nfev : int
         Right-hand-side evaluations.
     """
@@ -133,6 +152,7 @@ class FlowResult(_Factors):
     message: str
     t: float
     history: dict
+    stages: Stages
     nfev: int = 0
     init_scale: float | None = None
     seed: object = field(default=None, repr=False)

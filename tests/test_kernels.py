@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
-SUBSET = "test_matches_plain_gd and (30-50-3-3 or 12-12-12-12 or 9-14-3-8) or test_divergence or test_record_every"
+SUBSET = (
+    "test_matches_plain_gd and (30-50-3-3 or 12-12-12-12 or 9-14-3-8) or test_divergence or test_record_every"
+    " or test_diagnostics_match_numpy_on_rebuilt_matrices and 20-35-2-4-compressed or test_stages_are_exact"
+)
 
 
 @pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT") == "1", reason="already running without the JIT")

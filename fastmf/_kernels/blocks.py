@@ -23,6 +23,8 @@ accumulate in float64).
 import numpy as np
 from numba import njit
 
+from .diagnostics import record
+
 RUNNING, CONVERGED, DIVERGED = 0, 1, 2
 # info[] slots shared with the Python layer
 STEP, N_RECORDS, STATUS, BAD_STEP = 0, 1, 2, 3
@@ -120,59 +122,25 @@ def half_step(X, Y, s, lr, Mh, Xn, N, Gc, T, split):
 
 
 @njit(cache=True, nogil=True)
-def loss_blocks(X, Y, s, N, GUc, M, GVc, E):
-    """f = 1/2 ||Sigma - U V^T||_F^2 from its four blocks (DESIGN.md 3 and 4).
-
-    ||E||^2 with E = diag(s) - Up Vp^T formed explicitly (r x r), plus
-    <GUp, GVc> + <GUc, GVp> + <GUc, GVc> where GUc = L_U^T L_U and GVc are computed
-    directly and GUp = N - GUc, GVp = M - GVc. Each term is a sum of squares, and the
-    complement Grams that vanish as the run converges keep their relative accuracy, so
-    the loss stays accurate far below eps ||s||^2.
-    """
-    r = s.shape[0]
-    k = X.shape[1]
-    np.dot(X[:r], Y[:r].T, E)
-    e2 = 0.0
-    for i in range(r):
-        for j in range(r):
-            e = -E[i, j] + (s[i] if i == j else 0.0)
-            e2 += e * e
-    cross = 0.0
-    for a in range(k):
-        for b in range(k):
-            cross += (N[a, b] - GUc[a, b]) * GVc[a, b] + GUc[a, b] * M[a, b]
-    return 0.5 * (e2 + cross)
-
-
-@njit(cache=True, nogil=True)
-def _frobenius_distance(N, M):
-    """||N - M||_F; with N = U^T U and M = V^T V this is the imbalance."""
-    k = N.shape[0]
-    acc = 0.0
-    for a in range(k):
-        for b in range(k):
-            d = N[a, b] - M[a, b]
-            acc += d * d
-    return np.sqrt(acc)
-
-
-@njit(cache=True, nogil=True)
 def _due(t, t_stop, t_final, record_every):
     """Is the state at step t recorded by a call that runs up to t_stop?"""
     return (t < t_stop and t % record_every == 0) or t == t_final
 
 
 @njit(cache=True, nogil=True)
-def run_blocks(X, Y, s, lr, tol, t_stop, t_final, record_every, Xw, Yw, G, E, steps, loss, imbalance, info):
+def run_blocks(
+    X, Y, s, lr, tol, t_stop, t_final, record_every, spectral_every, Xw, Yw, G, E, D, vecs, valid, steps, rec, info
+):
     """Advance GD (eqs 6-9) on the stacked state from step info[STEP] to t_stop.
 
     X, Y : (r + p, k) and (r + q, k) state, updated in place; Xw, Yw work arrays alike.
-    G : (7, k, k) work; E : (r, r) work. The state at step t is recorded into
-    steps/loss/imbalance[info[N_RECORDS]] when t % record_every == 0 (before t_stop) or
-    t == t_final; the trajectory itself never depends on what is recorded. A recorded
-    loss <= tol stops with CONVERGED. A new state with (||X||^2 + ||Y||^2)^2 not finite in
-    float64 stops with DIVERGED, leaving the last state (whose loss is finite) in X, Y and
-    the step that overflowed in info[BAD_STEP].
+    G : (7, k, k) work; E, D, vecs, valid: see `diagnostics.record`. The state at step t
+    is recorded into steps[j], rec[j] (j = info[N_RECORDS]) when t % record_every == 0
+    (before t_stop) or t == t_final, with the spectral quantities when spectral_every > 0
+    divides t (or t == t_final); the trajectory never depends on what is recorded. A
+    recorded loss <= tol stops with CONVERGED. A new state with (||X||^2 + ||Y||^2)^2 not
+    finite in float64 stops with DIVERGED, leaving the last state (whose loss is finite)
+    in X, Y and the step that overflowed in info[BAD_STEP].
     """
     k = X.shape[1]
     r = s.shape[0]
@@ -185,10 +153,9 @@ def run_blocks(X, Y, s, lr, tol, t_stop, t_final, record_every, Xw, Yw, G, E, st
     while True:
         if _due(t, t_stop, t_final, record_every):
             j = info[N_RECORDS]
-            f = loss_blocks(X, Y, s, N, GUc, M, GVc, E)
+            spectral = spectral_every > 0 and (t % spectral_every == 0 or t == t_final)
+            f = record(X, Y, s, N, GUc, M, GVc, E, t, spectral, rec[j], D, vecs, valid, info)
             steps[j] = t
-            loss[j] = f
-            imbalance[j] = _frobenius_distance(N, M)
             info[N_RECORDS] = j + 1
             if f <= tol:
                 info[STATUS] = CONVERGED
@@ -243,17 +210,10 @@ def flow_rhs(X, Y, s, dX, dY, G):
 
 
 @njit(cache=True, nogil=True)
-def diagnostics(X, Y, s, G, E):
-    """The loss of a stacked state, as `run_blocks` records it; leaves U^T U - V^T V in G[4].
-
-    G is (5, k, k) work, E is (r, r) work.
-    """
+def state_record(X, Y, s, G, E, t, spectral, row, D, vecs, valid, info):
+    """`diagnostics.record` for a state given on its own (the flow's); G is (5, k, k) work."""
     r = s.shape[0]
     N, M, GUc, GVc, T = G[0], G[1], G[2], G[3], G[4]
     grams(X, r, N, GUc, T, True)
     grams(Y, r, M, GVc, T, True)
-    k = X.shape[1]
-    for a in range(k):
-        for b in range(k):
-            T[a, b] = N[a, b] - M[a, b]
-    return loss_blocks(X, Y, s, N, GUc, M, GVc, E)
+    return record(X, Y, s, N, GUc, M, GVc, E, t, spectral, row, D, vecs, valid, info)

@@ -1,0 +1,139 @@
+"""Certified extreme eigenvalues of small symmetric matrices, warm-started (DESIGN.md 4).
+
+The diagnostics the proofs track (sigma_d(A), lambda_d(P), ||P||_op, ||J||_op, ...) are
+extreme eigenvalues of r x r or k x k matrices that change little from one record to the
+next. Each is tracked by its eigenvector: from the previous vector, one or two Rayleigh
+quotient iteration steps (a pivoted LU solve), then a certificate. The Rayleigh quotient
+theta of a unit vector always lies inside the spectrum, so for the smallest eigenvalue
+theta >= lambda_min, and a successful Cholesky factorization of M - (theta - delta) I
+proves lambda_min >= theta - delta: the value is certified to within delta (likewise for
+the largest, with (theta + delta) I - M). delta = 1e-12 n max|M_ij| (>= 1e-12 ||M||_F),
+far above the rounding of the factorization (about n eps ||M||), or the resolution of M
+if that is larger. When a certificate fails (first call, or an
+eigenvalue crossing), LAPACK's eigh gives the exact value and a new vector.
+
+Measured at r = k = 10: about 0.4 us a value, against 5.7 us for numba's eigvalsh.
+"""
+
+import numpy as np
+from numba import njit
+
+REL_TOL = 1e-12
+_RQI_STEPS = 2
+
+
+@njit(cache=True, nogil=True)
+def posdef(M, n, c, sign, L):
+    """Is c I + sign M[:n, :n] positive definite? (Cholesky into the work matrix L; NaN fails.)"""
+    for j in range(n):
+        d = c + sign * M[j, j]
+        for p in range(j):
+            d -= L[j, p] * L[j, p]
+        if not d > 0.0:
+            return False
+        L[j, j] = np.sqrt(d)
+        for i in range(j + 1, n):
+            v = sign * M[i, j]
+            for p in range(j):
+                v -= L[i, p] * L[j, p]
+            L[i, j] = v / L[j, j]
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _shifted_solve(M, n, theta, x, W):
+    """x[:n] <- (M[:n, :n] - theta I)^{-1} x[:n] by LU with partial pivoting in W; exact zero
+    pivots are nudged to eps ||M||, as is usual in inverse iteration."""
+    tiny = 0.0
+    for i in range(n):
+        for j in range(n):
+            W[i, j] = M[i, j]
+            tiny = max(tiny, abs(M[i, j]))
+        W[i, i] -= theta
+    tiny = max(tiny * 2.2e-16, 1e-300)
+    for k in range(n):
+        p = k
+        for i in range(k + 1, n):
+            if abs(W[i, k]) > abs(W[p, k]):
+                p = i
+        if p != k:
+            for j in range(n):
+                W[k, j], W[p, j] = W[p, j], W[k, j]
+            x[k], x[p] = x[p], x[k]
+        if abs(W[k, k]) < tiny:
+            W[k, k] = tiny
+        for i in range(k + 1, n):
+            f = W[i, k] / W[k, k]
+            for j in range(k + 1, n):
+                W[i, j] -= f * W[k, j]
+            x[i] -= f * x[k]
+    for i in range(n - 1, -1, -1):
+        acc = x[i]
+        for j in range(i + 1, n):
+            acc -= W[i, j] * x[j]
+        x[i] = acc / W[i, i]
+
+
+@njit(cache=True, nogil=True)
+def _rayleigh(M, n, v):
+    acc = 0.0
+    for i in range(n):
+        row = 0.0
+        for j in range(n):
+            row += M[i, j] * v[j]
+        acc += v[i] * row
+    return acc
+
+
+@njit(cache=True, nogil=True)
+def _normalize(v, n):
+    nrm = 0.0
+    for i in range(n):
+        nrm += v[i] * v[i]
+    nrm = np.sqrt(nrm)
+    if not (nrm > 0.0 and np.isfinite(nrm)):
+        return False
+    for i in range(n):
+        v[i] /= nrm
+    return True
+
+
+@njit(cache=True, nogil=True)
+def extreme_eig(M, n, want_max, floor, v, valid, slot, S, W, L):
+    """Smallest (or largest, if want_max) eigenvalue of the symmetric M[:n, :n], certified to
+    within max(REL_TOL n max|M_ij|, floor); v[:n] is the tracked eigenvector, valid[slot]
+    says if it holds one. M, S, W, L are float64 C arrays of at least n x n (one compiled
+    version); the work happens on S = M / max|M_ij|, so that a Gram of a vanishing
+    complement (entries 1e-178 and below) neither underflows nor hits subnormals.
+
+    `floor` is the resolution at which M itself is known: a matrix formed by cancellation
+    (P = diag(s) - sym(Up Vp^T) near convergence) is rounding noise below it, and its
+    eigenvectors change arbitrarily from step to step.
+    """
+    scale = 0.0
+    for i in range(n):
+        for j in range(n):
+            scale = max(scale, abs(M[i, j]))
+    if scale == 0.0:
+        return 0.0
+    for i in range(n):
+        for j in range(n):
+            S[i, j] = M[i, j] / scale
+    delta = max(REL_TOL * n, floor / scale)
+    sign = -1.0 if want_max else 1.0
+    if valid[slot]:
+        theta = _rayleigh(S, n, v)
+        for _ in range(_RQI_STEPS):
+            _shifted_solve(S, n, theta, v, W)
+            if not _normalize(v, n):
+                break
+            theta = _rayleigh(S, n, v)
+            c = theta + delta if want_max else -(theta - delta)
+            if posdef(S, n, c, sign, L):
+                return theta * scale
+    w, V = np.linalg.eigh(np.ascontiguousarray(S[:n, :n]))
+    idx = n - 1 if want_max else 0
+    for i in range(n):
+        v[i] = V[i, idx]
+    valid[slot] = 1
+    return w[idx] * scale

@@ -1,0 +1,46 @@
+"""Stages of a run (seed 001: Theorem 3.1 and section 3.3; DESIGN.md section 4).
+
+T1: the first recorded time with sigma_min(A) >= sqrt(sigma_d / 2), the end of the warm-up;
+T0: the first recorded time from T1 on with ||P||_op <= sigma_d / 4;
+T_delta: the first recorded time with loss <= delta.
+T1 and T0 are decided in the compiled loop by exact Loewner tests (a Cholesky factorization
+of the shifted matrix) at every recorded step, whatever the spectral stride; recorded
+every step, they are exact. After T0 the loss decays linearly: `rate` is its measured
+factor per step (per unit time for the flow), a least-squares fit of log(loss) on the
+records from T0 on that lie above the rounding floor, and `rate_theory` the stage-two
+bound's, 1 - lr sigma_d / 2 (exp(-sigma_d / 2) for the flow).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Stages:
+    """Stage boundaries and the linear rate after T0; None where not reached or measurable."""
+
+    T1: float | None
+    T0: float | None
+    T_delta: float | None
+    delta: float | None
+    rate: float | None
+    rate_theory: float
+
+
+def detect(axis, loss, T1, T0, delta, rate_theory, s) -> Stages:
+    """Stages from a recorded history (axis: steps or times) and the kernel's T1, T0."""
+    T_delta = None
+    if delta is not None:
+        hit = np.flatnonzero(loss <= delta)
+        T_delta = axis[hit[0]].item() if hit.size else None
+    rate = None
+    if T0 is not None:
+        floor = 1e4 * (np.finfo(np.float64).eps * np.linalg.norm(s)) ** 2
+        use = (axis >= T0) & (loss > floor)
+        if np.count_nonzero(use) >= 3:
+            slope = np.polyfit(axis[use], np.log(loss[use]), 1)[0]
+            rate = float(np.exp(slope))
+    return Stages(T1=T1, T0=T0, T_delta=T_delta, delta=delta, rate=rate, rate_theory=rate_theory)

@@ -1,0 +1,130 @@
+"""The papers' prescriptions and step-wise bounds (seed 001: Theorem 1.1, Theorem 3.1,
+Corollary 1.2, Lemmas 3.2 and 3.3, the stage-two rate; DESIGN.md section 4).
+
+The theorems hide universal constants in O(.); here each is a keyword argument that
+defaults to 1, so `init_scale(s, m, n, c=0.1)` reads "eps = 0.1 sigma_d / sqrt(...)".
+`s` is the spectrum of Sigma (any order); d = len(s), sigma_1 = max(s), sigma_d = min(s).
+The step size the theory needs is far below what works in practice (the paper says so);
+these functions are for comparing against it, not for choosing a fast one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._validate import finite_float, positive_int, real_array
+
+
+def _spectrum(s):
+    s = real_array(s, "s", 1, dtype=np.float64)
+    if np.any(s <= 0):
+        raise ValueError("s must hold the nonzero singular values of Sigma (all > 0)")
+    return s.size, float(s.max()), float(s.min())
+
+
+def init_scale(s, m: int, n: int, *, c: float = 1.0) -> float:
+    """eps = c sigma_d / sqrt(d^3 sigma_1 (m + n))  (Theorem 1.1 and Theorem 3.1)."""
+    d, s1, sd = _spectrum(s)
+    m, n = positive_int(m, "m"), positive_int(n, "n")
+    return c * sd / np.sqrt(d**3 * s1 * (m + n))
+
+
+def step_size(s, eps: float, *, c: float = 1.0) -> float:
+    """eta = c sigma_d eps^2 / (d sigma_1^3)  (Theorem 1.1)."""
+    d, s1, sd = _spectrum(s)
+    eps = finite_float(eps, "eps", positive=True)
+    return c * sd * eps**2 / (d * s1**3)
+
+
+def T0(s, lr: float, eps: float, *, c: float = 1.0) -> float:
+    """End of stage one, c / (eta sigma_d) ln(d sigma_d / eps^2)  (Theorem 3.1)."""
+    d, _, sd = _spectrum(s)
+    lr, eps = finite_float(lr, "lr", positive=True), finite_float(eps, "eps", positive=True)
+    return c / (lr * sd) * np.log(d * sd / eps**2)
+
+
+def T_total(s, lr: float, eps: float, delta: float, *, c: float = 1.0) -> float:
+    """Steps to loss <= delta, c / (eta sigma_d) (ln(d sigma_d / eps) + ln(sigma_d / delta))  (Theorem 1.1)."""
+    return flow_time(s, eps, delta, c=c) / finite_float(lr, "lr", positive=True)
+
+
+def flow_time(s, eps: float, delta: float, *, c: float = 1.0) -> float:
+    """Gradient-flow time to loss <= delta, c / sigma_d (ln(d sigma_d / eps) + ln(sigma_d / delta))
+    (Corollary 1.2)."""
+    d, _, sd = _spectrum(s)
+    eps, delta = finite_float(eps, "eps", positive=True), finite_float(delta, "delta", positive=True)
+    return c / sd * (np.log(d * sd / eps) + np.log(sd / delta))
+
+
+def linear_rate(s, lr: float) -> float:
+    """Per-step factor 1 - eta sigma_d / 2 of the stage-two bound
+    ||Sigma - U V^T||_F^2 <= C (1 - eta sigma_d / 2)^t sigma_d  (seed 001, section 3.3)."""
+    _, _, sd = _spectrum(s)
+    return 1.0 - finite_float(lr, "lr", positive=True) * sd / 2.0
+
+
+def prescriptions(s, m: int, n: int, delta: float, *, c_eps: float = 1.0, c_eta: float = 1.0,
+                  c_T: float = 1.0) -> dict:  # fmt: skip
+    """Everything Theorem 1.1, Theorem 3.1 and Corollary 1.2 prescribe for this problem."""
+    eps = init_scale(s, m, n, c=c_eps)
+    lr = step_size(s, eps, c=c_eta)
+    return {
+        "init_scale": eps,
+        "lr": lr,
+        "T0": T0(s, lr, eps, c=c_T),
+        "T_total": T_total(s, lr, eps, delta, c=c_T),
+        "flow_time": flow_time(s, eps, delta, c=c_T),
+        "linear_rate": linear_rate(s, lr),
+    }
+
+
+def _lemma_check(lr, sigma_1, beta):
+    lr = finite_float(lr, "lr", positive=True)
+    sigma_1 = finite_float(sigma_1, "sigma_1", positive=True)
+    beta = finite_float(beta, "beta", positive=True)
+    if not beta < 1:
+        raise ValueError(f"beta must be in (0, 1), got {beta}")
+    if lr > beta / (8 * sigma_1):
+        raise ValueError(f"the lemma needs lr <= beta / (8 sigma_1) = {beta / (8 * sigma_1):.4g}, got lr = {lr:g}")
+    return lr, sigma_1, beta
+
+
+def lemma_3_2_map(S, Sigma, lr: float) -> np.ndarray:
+    """S' = (I + eta (Sigma - S)) S (I + eta (Sigma - S))  (Lemma 3.2)."""
+    S, Sigma = np.asarray(S, dtype=np.float64), np.asarray(Sigma, dtype=np.float64)
+    G = np.eye(S.shape[0]) + lr * (Sigma - S)
+    return G @ S @ G
+
+
+def lemma_3_2_bound(s: float, sigma_d: float, sigma_1: float, lr: float, beta: float = 0.5) -> float:
+    """Lower bound on s' = sigma_d(S') given s = sigma_d(S) (Lemma 3.2):
+
+        s' >= (1 + eta (sigma_d - s))^2 s - (8 + 6 beta) / (1 - beta) sigma_1^3 eta^2,
+
+    for S, Sigma positive definite, sigma_1(S) <= 2 sigma_1, sigma_d(Sigma) >= sigma_d,
+    sigma_1(Sigma) <= sigma_1, beta in (0, 1) and eta <= beta / (8 sigma_1).
+    """
+    lr, sigma_1, beta = _lemma_check(lr, sigma_1, beta)
+    return (1 + lr * (sigma_d - s)) ** 2 * s - (8 + 6 * beta) / (1 - beta) * sigma_1**3 * lr**2
+
+
+def lemma_3_3_map(P, Sigma, lr: float) -> np.ndarray:
+    """P' = (I - eta (Sigma - P)) P (I - eta (Sigma - P))  (Lemma 3.3)."""
+    P, Sigma = np.asarray(P, dtype=np.float64), np.asarray(Sigma, dtype=np.float64)
+    G = np.eye(P.shape[0]) - lr * (Sigma - P)
+    return G @ P @ G
+
+
+def lemma_3_3_bound(p: float, sigma_d: float, sigma_1: float, lr: float, beta: float = 0.5) -> float:
+    """Lower bound on p' = lambda_d(P') given p = lambda_d(P) (Lemma 3.3):
+
+        p' >= (1 - eta sigma_d)^2 p - (8 + 6 beta) / (1 - beta) sigma_1^3 eta^2   if p < 0,
+        p' >= 0                                                                  if p >= 0,
+
+    for P symmetric with sigma_1(P) <= 2 sigma_1, sigma_d I <= Sigma <= sigma_1 I,
+    beta in (0, 1) and eta <= beta / (8 sigma_1).
+    """
+    lr, sigma_1, beta = _lemma_check(lr, sigma_1, beta)
+    if p >= 0:
+        return 0.0
+    return (1 - lr * sigma_d) ** 2 * p - (8 + 6 * beta) / (1 - beta) * sigma_1**3 * lr**2
