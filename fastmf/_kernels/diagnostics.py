@@ -76,17 +76,16 @@ def _complement_gram(X, r, Gc, out, T):
     (below about 1e-154); a full one uses the kernel's Gram Gc (read 0 below that).
     """
     rows, k = X.shape[0] - r, X.shape[1]
-    if rows > k:
+    scale = 0.0
+    if rows <= k:
+        for i in range(rows):
+            for c in range(k):
+                scale = max(scale, abs(X[r + i, c]))
+    if rows > k or scale == 0.0 or scale > 1e-140:  # Gc is exact: nothing near underflow
         for i in range(k):
             for j in range(k):
                 out[i, j] = Gc[i, j]
         return 1.0
-    scale = 0.0
-    for i in range(rows):
-        for c in range(k):
-            scale = max(scale, abs(X[r + i, c]))
-    if scale == 0.0:
-        scale = 1.0
     for i in range(rows):
         for c in range(k):
             T[i, c] = X[r + i, c] / scale

@@ -12,7 +12,7 @@ far above the rounding of the factorization (about n eps ||M||), or the resoluti
 if that is larger. When a certificate fails (first call, or an
 eigenvalue crossing), LAPACK's eigh gives the exact value and a new vector.
 
-Measured at r = k = 10: about 0.4 us a value, against 5.7 us for numba's eigvalsh.
+Measured at r = k = 10: about 1 us a value, against 5.7 us for numba's eigvalsh.
 """
 
 import numpy as np
@@ -32,11 +32,12 @@ def posdef(M, n, c, sign, L):
         if not d > 0.0:
             return False
         L[j, j] = np.sqrt(d)
+        inv = 1.0 / L[j, j]
         for i in range(j + 1, n):
             v = sign * M[i, j]
             for p in range(j):
                 v -= L[i, p] * L[j, p]
-            L[i, j] = v / L[j, j]
+            L[i, j] = v * inv
     return True
 
 
@@ -62,8 +63,9 @@ def _shifted_solve(M, n, theta, x, W):
             x[k], x[p] = x[p], x[k]
         if abs(W[k, k]) < tiny:
             W[k, k] = tiny
+        inv = 1.0 / W[k, k]
         for i in range(k + 1, n):
-            f = W[i, k] / W[k, k]
+            f = W[i, k] * inv
             for j in range(k + 1, n):
                 W[i, j] -= f * W[k, j]
             x[i] -= f * x[k]
@@ -116,9 +118,10 @@ def extreme_eig(M, n, want_max, floor, v, valid, slot, S, W, L):
             scale = max(scale, abs(M[i, j]))
     if scale == 0.0:
         return 0.0
+    inv = 1.0 / scale
     for i in range(n):
         for j in range(n):
-            S[i, j] = M[i, j] / scale
+            S[i, j] = M[i, j] * inv
     delta = max(REL_TOL * n, floor / scale)
     sign = -1.0 if want_max else 1.0
     if valid[slot]:
