@@ -1,4 +1,11 @@
-"""The compiled kernels: the only modules that import numba."""
+"""The compiled kernels: the only modules that import numba.
+
+Developers: Numba's on-disk cache (cache=True) is keyed on the source file of each cached
+function only. run_blocks (blocks.py) compiles record (diagnostics.py) and extreme_eig
+(spectral.py) into its own cached code, so after editing one of those two files alone,
+clear the cache (find fastmf -name '*.nb[ic]' -delete) or the old code keeps running.
+An installed release is safe: installing rewrites every file.
+"""
 
 from .blocks import BAD_STEP, CONVERGED, DIVERGED, N_RECORDS, RUNNING, STATUS, STEP, flow_rhs, run_blocks, state_record
 from .diagnostics import KEYS, N_CHEAP, N_KEYS, N_TRACKED, T0, T1
