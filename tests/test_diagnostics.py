@@ -63,6 +63,17 @@ def test_diagnostics_of_a_spectrum_problem_with_a_vanishing_complement():
     np.testing.assert_allclose(res.history["K_op"][-1], ref["K_op"], rtol=1e-9)
 
 
+def test_float32_run_records_the_same_diagnostics():
+    rng = np.random.default_rng(9)
+    Sigma = low_rank(rng, 30, 20, [3.0, 2.0, 1.0])
+    U0, V0 = 0.2 * rng.standard_normal((30, 4)), 0.2 * rng.standard_normal((20, 4))
+    single = solve(Sigma.astype(np.float32), 4, 0.1, 40, U0=U0, V0=V0)
+    double = solve(Sigma, 4, 0.1, 40, U0=U0, V0=V0)
+    for key in KEYS:
+        scale = np.max(np.abs(double.history[key])) + 1e-30
+        np.testing.assert_allclose(single.history[key], double.history[key], atol=1e-4 * scale, err_msg=key)
+
+
 def test_spectral_stride():
     p = Problem.from_spectrum([2.0, 1.0], 20, 20)
     res = solve(p, 2, 0.1, 23, seed=0, spectral_every=5)
