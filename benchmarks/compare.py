@@ -141,7 +141,7 @@ def kernel_step(ks, repeats):
             X, Y = X0.copy(), Y0.copy()
             Xw, Yw = np.empty_like(X), np.empty_like(Y)
             work = diagnostic_work(k, k)
-            out = [np.zeros(n + 2, np.int64), np.zeros((n + 2, K.N_KEYS)), np.full(6, -1, np.int64)]
+            out = [np.zeros(n + 2, np.int64), np.zeros((n + 2, K.N_KEYS)), np.full(K.N_INFO, -1, np.int64)]
             out[2][:4] = 0
             t0 = time.perf_counter()
             if every:

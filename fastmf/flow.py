@@ -44,8 +44,8 @@ class _State:
         self.G = np.zeros((5, self.k, self.k))
         self.E, self.D, self.vecs, self.valid = diagnostic_work(self.r, self.k)
         self.row = np.zeros(K.N_KEYS)
-        self.info = np.full(6, -1, np.int64)  # stage slots K.T1, K.T0: record indices
-        self.no_stages = np.zeros(6, np.int64)  # for loss-only evaluations: nothing pending
+        self.info = np.full(K.N_INFO, -1, np.int64)  # stage slots K.T1, K.T0: record indices
+        self.no_stages = np.zeros(K.N_INFO, np.int64)  # for loss-only evaluations: nothing pending
         self.nfev = 0
 
     def y0(self) -> np.ndarray:

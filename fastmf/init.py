@@ -116,25 +116,17 @@ def sample_spectrum_factor(rng, basis, k, init_scale, w_seed, complement, dtype)
             return Factor(principal.astype(dtype), (W @ L).astype(dtype), None)
         return Factor(principal.astype(dtype), L.astype(dtype), W.astype(dtype))
     L = init_scale * bartlett(rng, rest, k)
-    if complement == "full":
-        check_fits(
-            (basis.dim, k),
-            dtype,
-            "the full complement",
-            "use complement='compressed', which never forms an m x k matrix",
-        )
+    if complement == "full":  # start() has checked that dim x k fits
         return Factor(principal.astype(dtype), (haar_stiefel(w_seed, basis, k, np.float64) @ L).astype(dtype), None)
     return Factor(principal.astype(dtype), L.astype(dtype), w_seed)
 
 
 def initial_factors(problem, k, init_scale, seed, U0, V0, complement) -> tuple[Factor, Factor]:
-    """The two factors at t = 0: from U0, V0 if given, else Gaussian with std init_scale."""
+    """The two factors at t = 0: from U0, V0 (float64, validated by `start`) if given, else
+    Gaussian with std init_scale."""
     dtype = problem.dtype
     if U0 is not None:
-        return (
-            split(problem.left, np.asarray(U0, np.float64), complement, dtype),
-            split(problem.right, np.asarray(V0, np.float64), complement, dtype),
-        )
+        return split(problem.left, U0, complement, dtype), split(problem.right, V0, complement, dtype)
     init, wu, wv = seed_streams(seed)
     rng = np.random.default_rng(init)
     if problem.kind == "spectrum":

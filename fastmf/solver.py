@@ -143,7 +143,7 @@ def run_chunks(X, Y, problem, lr, tol, max_iter, record_every, spectral_every=0)
     n_records = max_iter // record_every + 2
     steps = np.zeros(n_records, np.int64)
     rec = np.zeros((n_records, K.N_KEYS))
-    info = np.zeros(6, np.int64)
+    info = np.zeros(K.N_INFO, np.int64)
     info[K.T1] = info[K.T0] = -1
     Xw, Yw = np.empty_like(X), np.empty_like(Y)
     G = np.zeros((7, k, k), dtype)

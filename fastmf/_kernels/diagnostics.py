@@ -37,6 +37,7 @@ _MATRIX = (1, 0, 0, 5, 6, 2)
 _LARGEST = (False, False, True, True, True, True)
 # info[] slots for the stages (-1 until reached), after blocks.STEP .. BAD_STEP
 T1, T0 = 4, 5
+N_INFO = 6
 
 
 @njit(cache=True, nogil=True)
