@@ -9,8 +9,8 @@ from importlib.metadata import PackageNotFoundError, version
 
 from .flow import gd_flow_gap, gradient_flow, sandwich_bounds, symmetric_solution
 from .problem import Problem
-from .result import FlowResult, SolveResult
-from .solver import solve
+from .result import FlowResult, SolveResult, load
+from .solver import resume, solve
 
 try:
     __version__ = version("fastmf-gd")
@@ -24,6 +24,8 @@ __all__ = [
     "__version__",
     "gd_flow_gap",
     "gradient_flow",
+    "load",
+    "resume",
     "sandwich_bounds",
     "solve",
     "symmetric_solution",

@@ -20,8 +20,9 @@ from . import _kernels as K
 from . import stages
 from ._validate import finite_float, real_array
 from .init import Factor, stack, start
+from .monitor import Monitor
 from .result import FlowResult
-from .solver import diagnostic_work, run_chunks
+from .solver import Run, diagnostic_work
 
 METHODS = ("LSODA", "DOP853", "RK45", "RK23", "Radau", "BDF")
 # Near the minimum the flow is stiff (decay rates up to 2 sigma_1, zero modes along the
@@ -30,6 +31,10 @@ METHODS = ("LSODA", "DOP853", "RK45", "RK23", "Radau", "BDF")
 # sigma_1 = 1.8e3, rtol = 1e-10), while LSODA switches to BDF and keeps it decaying to the
 # rounding floor (3e-25 there), in fewer right-hand sides.
 DEFAULT_METHOD = "LSODA"
+_STOPPED = {
+    "stopped": "stopped by the callback at t = {t:.6g}; the state reached is kept",
+    "time_limit": "stopped at the time limit at t = {t:.6g}; the state reached is kept",
+}
 
 
 class _State:
@@ -89,6 +94,9 @@ def gradient_flow(
     atol: float | None = None,
     method: str = DEFAULT_METHOD,
     complement: str = "compressed",
+    callback=None,
+    progress: bool | None = None,
+    time_limit: float | None = None,
 ) -> FlowResult:
     """Integrate the gradient flow of 1/2 ||U V^T - Sigma||_F^2 from a random or given start.
 
@@ -119,12 +127,16 @@ def gradient_flow(
         A SciPy ODE solver: "LSODA" (default: Adams, switching to BDF where the flow turns
         stiff near the minimum, where explicit methods stall), "DOP853", "RK45", "RK23",
         "Radau" or "BDF".
+    callback, progress, time_limit
+        As in `fastmf.solve`, after every step of the ODE solver; the callback's state has
+        the time `t` (and `step` None). A True return stops the run (status "stopped").
 
     Returns
     -------
     FlowResult
         History on the time axis "t" with "loss", "imbalance" and "imbalance_drift",
-        `status` ("converged", "t_max", "failed", "interrupted"), `message`, the final
+        `status` ("converged", "t_max", "failed", "interrupted", "stopped", "time_limit"),
+        `message`, the final
         state in split form and U, V rebuilt on access. The flow runs in float64; U and
         V come back in the problem's dtype.
     """
@@ -135,6 +147,7 @@ def gradient_flow(
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     times = np.linspace(0.0, t_max, 1001) if t_eval is None else _times(t_eval, t_max)
+    monitor = Monitor(progress, callback, time_limit, t_max, "t")
     state = _State(st.problem, st.left, st.right)
     y0 = state.y0()
     if atol is None:
@@ -142,7 +155,10 @@ def gradient_flow(
     atol = finite_float(atol, "atol", positive=True)
 
     solver = getattr(scipy.integrate, method)(state.rhs, 0.0, y0, t_max, rtol=rtol, atol=atol)
-    t, y, status, message, history, (T1, T0) = _integrate(solver, state, times, target_loss)
+    try:
+        t, y, status, message, history, (T1, T0) = _integrate(solver, state, times, target_loss, monitor)
+    finally:
+        monitor.close()
     X, Y = state.unpack(y)
     r, dtype = st.problem.rank, st.problem.dtype
     left = Factor(X[:r].astype(dtype), X[r:].astype(dtype), st.left.W)
@@ -165,8 +181,9 @@ def _times(t_eval, t_max) -> np.ndarray:
     return times
 
 
-def _integrate(solver, state, times, target_loss):
-    """Step `solver`, recording diagnostics at `times`; stop at target_loss, t_max or Ctrl-C."""
+def _integrate(solver, state, times, target_loss, monitor):
+    """Step `solver`, recording diagnostics at `times`; stop at target_loss, t_max, Ctrl-C or
+    when the monitor says so."""
     t_rec, rows, D_rec = [], [], []
     state.loss(solver.y)
     D0 = state.G[0] - state.G[1]  # U^T U - V^T V at t = 0, which the flow conserves
@@ -176,6 +193,9 @@ def _integrate(solver, state, times, target_loss):
         t_rec.append(t)
         rows.append(row)
         D_rec.append(D)
+
+    def stage_times():  # the kernel marks T1, T0 as record indices
+        return tuple(t_rec[int(state.info[i])] if state.info[i] >= 0 else None for i in (K.T1, K.T0))
 
     j = 0
     if times[0] == 0.0:
@@ -202,6 +222,11 @@ def _integrate(solver, state, times, target_loss):
                 record(times[j], sol(times[j]))
                 j += 1
             t, y = t_stop, (sol(t_stop) if t_stop != solver.t else solver.y.copy())
+            if status == "t_max" and solver.status == "running":
+                latest = ({"t": t_rec[-1]} | dict(zip(K.KEYS, rows[-1].tolist(), strict=True))) if rows else {}
+                stop = monitor.update(t, latest, *stage_times())
+                if stop is not None:
+                    status, message = stop, _STOPPED[stop].format(t=t)
     except KeyboardInterrupt:
         status, message = "interrupted", f"interrupted (KeyboardInterrupt) at t = {t:.6g}; the state reached is kept"
     if not t_rec or t_rec[-1] != t:
@@ -209,8 +234,7 @@ def _integrate(solver, state, times, target_loss):
     rows, D = np.array(rows), np.array(D_rec)
     history = {"t": np.array(t_rec)} | {key: rows[:, c] for c, key in enumerate(K.KEYS)}
     history["imbalance_drift"] = np.linalg.norm(D - D0, axis=(1, 2))
-    found = tuple(t_rec[int(state.info[i])] if state.info[i] >= 0 else None for i in (K.T1, K.T0))
-    return t, y, status, message, history, found
+    return t, y, status, message, history, stage_times()
 
 
 def symmetric_solution(s, a0: float, t) -> np.ndarray:
@@ -270,14 +294,12 @@ def gd_flow_gap(
         raise RuntimeError(f"gd_flow_gap: the flow did not integrate: {flow.message}")
     gaps = np.empty((lrs.size, times.size))
     for i, lr in enumerate(lrs):
-        X, Y = stack(st.left), stack(st.right)
-        done = 0
+        n_steps = np.rint(times / lr).astype(np.int64)
+        run = Run(stack(st.left), stack(st.right), st.problem.s, lr, 0.0, n_steps[-1], n_steps[-1] + 1, 0)
         for j, t in enumerate(times):
-            n_steps = int(round(t / lr))
-            status, *_ = run_chunks(X, Y, st.problem, lr, 0.0, n_steps - done, n_steps - done)
-            if status != "max_iter":
-                raise RuntimeError(f"gd_flow_gap: GD with lr = {lr:g} {status} before t = {t:g}")
-            done = n_steps
+            run.advance(n_steps[j])
+            if not run.running:
+                raise RuntimeError(f"gd_flow_gap: GD with lr = {lr:g} diverged before t = {t:g}")
             Xf, Yf = state.unpack(flow.y[:, j])
-            gaps[i, j] = np.linalg.norm(X - Xf) + np.linalg.norm(Y - Yf)
+            gaps[i, j] = np.linalg.norm(run.X - Xf) + np.linalg.norm(run.Y - Yf)
     return {"lr": lrs, "t": times, "gap": gaps}

@@ -1,12 +1,15 @@
-"""Results of a run: recorded history, status, the small final state, lazily rebuilt U, V."""
+"""Results of a run: recorded history, status, the small final state, lazily rebuilt U, V;
+saved to and loaded from .npz files (`fastmf.checkpoint`)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
 
+from . import checkpoint
 from ._validate import check_fits
 from .init import Factor, complement_matrix
 from .problem import Problem
@@ -57,6 +60,38 @@ class _Factors:
             ) from None
         return pd.DataFrame(self.history)
 
+    def save(self, path) -> None:
+        """Write the result to an .npz file, atomically: the basis of Sigma (not Sigma),
+        the final state, the history, the stages; `fastmf.load` reads it back and, for a GD
+        run, `fastmf.resume` continues it."""
+        arrays, meta = checkpoint.problem_fields(self.problem)
+        for side, factor in (("left", self.left), ("right", self.right)):
+            more_arrays, more_meta = checkpoint.factor_fields(side, factor)
+            arrays |= more_arrays
+            meta |= more_meta
+        arrays |= {f"history.{key}": value for key, value in self.history.items()}
+        meta |= {
+            "result": type(self).__name__, "rank": self.rank, "stages": dataclasses.asdict(self.stages),
+            "init_scale": self.init_scale, "seed": checkpoint.seed_to_json(self.seed),
+        }  # fmt: skip
+        meta |= self._saved_fields(arrays)
+        checkpoint.write(path, arrays, meta)
+
+    @classmethod
+    def _load(cls, arrays: dict, meta: dict):
+        history = {key[len("history.") :]: value for key, value in arrays.items() if key.startswith("history.")}
+        return cls(
+            problem=checkpoint.problem_from(arrays, meta),
+            rank=meta["rank"],
+            left=checkpoint.factor_from("left", arrays, meta),
+            right=checkpoint.factor_from("right", arrays, meta),
+            history=history,
+            stages=Stages(**meta["stages"]),
+            init_scale=meta["init_scale"],
+            seed=checkpoint.seed_from_json(meta["seed"]),
+            **cls._loaded_fields(arrays, meta),
+        )
+
     @cached_property
     def U(self) -> np.ndarray:
         """U (m x k), rebuilt on first access as Phi Up + W_U L_U."""
@@ -76,8 +111,10 @@ class SolveResult(_Factors):
     ----------
     status : str
         "converged" (a recorded loss <= tol), "max_iter" (all steps done), "diverged"
-        (the state overflowed; the last finite state is kept) or "interrupted"
-        (KeyboardInterrupt; the state reached so far is kept).
+        (the state overflowed; the last finite state is kept), "interrupted"
+        (KeyboardInterrupt, or SIGTERM under the CLI), "stopped" (the callback asked),
+        "time_limit", or "running" (a checkpoint written mid-run). The last four keep
+        the state reached and `fastmf.resume` continues them.
     message : str
         One sentence on what happened, with the step and, after divergence, a stable lr.
     n_iter : int
@@ -101,6 +138,9 @@ class SolveResult(_Factors):
     seed : int, SeedSequence or None
         What reproduces the random start: the seed passed, or the fresh entropy drawn
         when seed=None.
+    resume_state : dict
+        What `fastmf.resume` needs besides the state: the run's settings and the kernel's
+        bookkeeping before the final record.
     """
 
     lr: float
@@ -113,6 +153,23 @@ class SolveResult(_Factors):
     diverged_at: int | None = None
     init_scale: float | None = None
     seed: object = field(default=None, repr=False)
+    resume_state: dict | None = field(default=None, repr=False)
+
+    def _saved_fields(self, arrays: dict) -> dict:
+        for key in ("info", "vecs", "valid"):
+            arrays[f"run.{key}"] = self.resume_state[key]
+        return {
+            "lr": self.lr, "complement": self.complement, "status": self.status, "message": self.message,
+            "n_iter": self.n_iter, "diverged_at": self.diverged_at, "settings": self.resume_state["settings"],
+            "n_resumable": self.resume_state["n_resumable"],
+        }  # fmt: skip
+
+    @staticmethod
+    def _loaded_fields(arrays: dict, meta: dict) -> dict:
+        state = {key: arrays[f"run.{key}"] for key in ("info", "vecs", "valid")}
+        state |= {"settings": meta["settings"], "n_resumable": meta["n_resumable"]}
+        fields = ("lr", "complement", "status", "message", "n_iter", "diverged_at")
+        return {name: meta[name] for name in fields} | {"resume_state": state}
 
     def __repr__(self) -> str:
         m, n = self.problem.shape
@@ -130,8 +187,9 @@ class FlowResult(_Factors):
     ----------
     status : str
         "converged" (the loss reached `target_loss`), "t_max" (integrated to t_max),
-        "failed" (the integrator gave up; its reason is in `message`) or "interrupted"
-        (KeyboardInterrupt; the state reached so far is kept).
+        "failed" (the integrator gave up; its reason is in `message`), "interrupted"
+        (KeyboardInterrupt; the state reached so far is kept), "stopped" (the callback
+        asked) or "time_limit".
     message : str
         One sentence on what happened.
     t : float
@@ -157,12 +215,38 @@ class FlowResult(_Factors):
     init_scale: float | None = None
     seed: object = field(default=None, repr=False)
 
+    def _saved_fields(self, arrays: dict) -> dict:
+        return {"status": self.status, "message": self.message, "t": self.t, "nfev": self.nfev}
+
+    @staticmethod
+    def _loaded_fields(arrays: dict, meta: dict) -> dict:
+        return {name: meta[name] for name in ("status", "message", "t", "nfev")}
+
     def __repr__(self) -> str:
         m, n = self.problem.shape
         return (
             f"FlowResult(status={self.status!r}, t={self.t:.6g}, loss={self.loss:.6g}, {m} x {n}, "
             f"rank={self.rank}, nfev={self.nfev})"
         )
+
+
+def load(path) -> SolveResult | FlowResult:
+    """Read a result or checkpoint written by `SolveResult.save`, `FlowResult.save` or
+    ``solve(..., checkpoint=...)`` (with ``allow_pickle=False``).
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    fastmf.checkpoint.CheckpointError
+        A ValueError: the file is corrupt, truncated, or not a fastmf result.
+    """
+    arrays, meta = checkpoint.read(path)
+    kinds = {"SolveResult": SolveResult, "FlowResult": FlowResult}
+    try:
+        return kinds[meta["result"]]._load(arrays, meta)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise checkpoint.CheckpointError(f"{path} is a fastmf file with missing or bad fields ({exc!r})") from None
 
 
 def _rebuild(basis, factor: Factor, dtype) -> np.ndarray:

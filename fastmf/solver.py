@@ -1,13 +1,17 @@
-"""`solve`: GD on the principal/complement split, run by the compiled kernel in chunks.
+"""`solve` and `resume`: GD on the principal/complement split, run by the compiled kernel in chunks.
 
-Between chunks the Python layer may stop the run (KeyboardInterrupt); the state and the
-history live in arrays the kernel updates in place, so an interrupt loses nothing and the
-chunk size never changes the numbers.
+Between chunks the Python layer shows progress, calls the callback, checks the time limit,
+writes checkpoints and notices Ctrl-C (`fastmf.monitor`). Everything the loop carries from
+step to step lives in the arrays of a `Run`, so an interrupt loses nothing, and neither
+the chunk size nor a save and `resume` in between changes the numbers.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -15,12 +19,15 @@ from . import _kernels as K
 from . import stages, theory
 from ._validate import finite_float, positive_int
 from .init import Factor, stack, start
-from .result import SolveResult
+from .monitor import Monitor
+from .result import FlowResult, SolveResult, load
 
 # A chunk of steps should take about this long: short enough to honour Ctrl-C promptly,
 # long enough that the ~10 us of Python per chunk is noise.
 _CHUNK_SECONDS = 0.05
 _FIRST_CHUNK = 64
+# History rows allocated up front; more as the run goes (Run._reserve).
+_FIRST_RESERVE = 4096
 
 
 def solve(
@@ -38,6 +45,11 @@ def solve(
     spectral_every: int | None = None,
     delta: float | None = None,
     complement: str = "compressed",
+    callback=None,
+    progress: bool | None = None,
+    time_limit: float | None = None,
+    checkpoint=None,
+    checkpoint_every: int | None = None,
 ) -> SolveResult:
     """Constant-step GD on min 1/2 ||U V^T - Sigma||_F^2 from a random or given start.
 
@@ -82,18 +94,36 @@ def solve(
     complement : {"compressed", "full"}
         "full" keeps the complement as m x k and n x k matrices (one pass over them per
         step); both give the same numbers to rounding.
+    callback : callable, optional
+        ``callback(state) -> bool``, called between chunks of the compiled loop (about
+        every 0.05 s, and at each checkpoint) with a `fastmf.monitor.RunState`: the step,
+        the latest recorded diagnostics and the stage. Returning True stops the run
+        (status "stopped").
+    progress : bool or None
+        A tqdm progress bar with the step, loss and stage: None (default) shows one on
+        runs longer than a second when stderr is a terminal and tqdm is installed.
+    time_limit : float, optional
+        Stop after this many wall-clock seconds (status "time_limit").
+    checkpoint : str or os.PathLike, optional
+        Save the run to this .npz file every `checkpoint_every` steps and when it ends,
+        however it ends (Ctrl-C included); `fastmf.resume` continues it bit for bit.
+        Each write replaces the file atomically, so a crash mid-write leaves the last one.
+    checkpoint_every : int, optional
+        Steps between checkpoints; default: only at the end.
 
     Returns
     -------
     SolveResult
         With `history`, `stages`, `status`, `message`, `n_iter`, the small final state
-        and the final U, V rebuilt on first access.
+        and the final U, V rebuilt on first access; `save` writes it to a file.
     """
     max_iter = positive_int(max_iter, "max_iter", minimum=0)
     tol = finite_float(tol, "tol")
     record_every = positive_int(record_every, "record_every")
     spectral_every = record_every if spectral_every is None else positive_int(spectral_every, "spectral_every", 0)
     delta = (tol if tol > 0 else None) if delta is None else finite_float(delta, "delta", positive=True)
+    checkpoint, checkpoint_every = _checkpoint_args(checkpoint, checkpoint_every)
+    monitor = Monitor(progress, callback, time_limit, max_iter, "step")
     st = start(Sigma, rank, init_scale, seed, U0, V0, complement)
     problem = st.problem
     if isinstance(lr, str):
@@ -102,29 +132,164 @@ def solve(
         m, n = problem.shape
         lr = theory.step_size(problem.s, st.init_scale or theory.init_scale(problem.s, m, n))
     lr = finite_float(lr, "lr", positive=True)
-
-    X, Y = stack(st.left), stack(st.right)
-    status, n_iter, bad_step, history, (T1, T0) = run_chunks(
-        X, Y, problem, lr, tol, max_iter, record_every, spectral_every
+    settings = Settings(
+        lr, complement, max_iter, tol, record_every, spectral_every, delta, checkpoint, checkpoint_every
     )
+    run = Run(stack(st.left), stack(st.right), problem.s, lr, tol, max_iter, record_every, spectral_every)
+    origin = (problem, st.rank, st.left.W, st.right.W, st.init_scale, st.seed)
+    return _execute(run, origin, settings, monitor)
+
+
+def resume(
+    source,
+    max_iter: int | None = None,
+    *,
+    callback=None,
+    progress: bool | None = None,
+    time_limit: float | None = None,
+    checkpoint=None,
+    checkpoint_every: int | None = None,
+) -> SolveResult:
+    """Continue a GD run saved by ``solve(..., checkpoint=...)`` or `SolveResult.save`.
+
+    The continued run gives exactly the numbers (state, history, stages) of a run that
+    was never stopped, with the settings saved in the file (lr, tol, strides, ...).
+
+    Parameters
+    ----------
+    source : str, os.PathLike or SolveResult
+        A saved run (read with ``allow_pickle=False``) or a result in memory whose status
+        is "running" (a checkpoint), "interrupted", "stopped", "time_limit" or "max_iter".
+    max_iter : int, optional
+        Total number of steps, counted from step 0; default the saved run's.
+    callback, progress, time_limit
+        As in `solve`, for this call.
+    checkpoint : str, os.PathLike or False, optional
+        Where to keep saving the run; default where the saved run did; False: nowhere.
+    checkpoint_every : int, optional
+        Default the saved run's.
+    """
+    result = load(source) if not isinstance(source, (SolveResult, FlowResult)) else source
+    if not isinstance(result, SolveResult):
+        raise TypeError("only GD runs resume: this file holds a gradient flow result (FlowResult)")
+    if result.status in ("converged", "diverged"):
+        raise ValueError(
+            f"this run has {result.status} ({result.message}); there is nothing to resume. "
+            "Start a new run with solve() (for a converged run, with a smaller tol)"
+        )
+    saved = Settings(**result.resume_state["settings"])
+    max_iter = saved.max_iter if max_iter is None else positive_int(max_iter, "max_iter", minimum=0)
+    if max_iter < result.n_iter:
+        raise ValueError(f"max_iter must be at least the saved run's step {result.n_iter}, got {max_iter}")
+    if checkpoint is None:
+        checkpoint, checkpoint_every = saved.checkpoint, checkpoint_every or saved.checkpoint_every
+    checkpoint, checkpoint_every = _checkpoint_args(checkpoint or None, checkpoint_every)
+    monitor = Monitor(progress, callback, time_limit, max_iter, "step")
+    settings = dataclasses.replace(saved, max_iter=max_iter, checkpoint=checkpoint, checkpoint_every=checkpoint_every)
+    problem = result.problem
+    run = Run(stack(result.left), stack(result.right), problem.s, saved.lr, saved.tol, max_iter,
+              saved.record_every, saved.spectral_every)  # fmt: skip
+    run.restore(result.history, result.resume_state)
+    origin = (problem, result.rank, result.left.W, result.right.W, result.init_scale, result.seed)
+    return _execute(run, origin, settings, monitor)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What fixes a GD run besides its start; saved with it so that `resume` goes on alike."""
+
+    lr: float
+    complement: str
+    max_iter: int
+    tol: float
+    record_every: int
+    spectral_every: int
+    delta: float | None
+    checkpoint: str | None
+    checkpoint_every: int | None
+
+
+def _checkpoint_args(checkpoint, checkpoint_every):
+    if checkpoint is None:
+        if checkpoint_every is not None:
+            raise ValueError("checkpoint_every needs a checkpoint file: pass checkpoint='run.npz'")
+        return None, None
+    if not isinstance(checkpoint, (str, os.PathLike)):
+        raise TypeError(f"checkpoint must be a file path (str or os.PathLike), got {type(checkpoint).__name__}")
+    checkpoint = os.fspath(checkpoint)
+    folder = os.path.dirname(os.path.abspath(checkpoint))
+    if not os.path.isdir(folder):
+        raise ValueError(f"checkpoint: the folder {folder} does not exist; create it or choose another path")
+    if checkpoint_every is not None:
+        checkpoint_every = positive_int(checkpoint_every, "checkpoint_every")
+    return checkpoint, checkpoint_every
+
+
+def _execute(run: Run, origin, settings: Settings, monitor: Monitor) -> SolveResult:
+    """Drive `run` to its end, record the final state, save it if asked, and wrap it up."""
+    try:
+        status = _drive(run, origin, settings, monitor)
+    finally:
+        monitor.close()
+    before_final = run.bookkeeping() | {"n_resumable": run.n_records}
+    if status != "interrupted" or run.running:
+        run.record_final()
+    status = {K.CONVERGED: "converged", K.DIVERGED: "diverged"}.get(int(run.info[K.STATUS]), status)
+    result = _result(run, origin, settings, status, before_final)
+    if settings.checkpoint is not None:
+        result.save(settings.checkpoint)
+    return result
+
+
+def _drive(run: Run, origin, settings: Settings, monitor: Monitor) -> str:
+    """Advance `run` chunk by chunk to max_iter; between chunks: checkpoints, the monitor,
+    Ctrl-C. Returns the status ("max_iter", "stopped", "time_limit", "interrupted")."""
+    max_iter, every = settings.max_iter, settings.checkpoint_every
+    chunk = _FIRST_CHUNK
+    try:
+        while run.running and run.step < max_iter:
+            t_stop = min(run.step + chunk, max_iter)
+            if every is not None:
+                t_stop = min(t_stop, (run.step // every + 1) * every)
+            start_time = time.perf_counter()
+            run.advance(t_stop)
+            elapsed = time.perf_counter() - start_time
+            chunk = int(np.clip(chunk * _CHUNK_SECONDS / max(elapsed, 1e-6), 1, 4 * chunk))
+            if every is not None and run.step % every == 0 and run.running and run.step < max_iter:
+                _result(run, origin, settings, "running", run.bookkeeping() | {"n_resumable": run.n_records}).save(
+                    settings.checkpoint
+                )
+            stop = monitor.update(run.step, run.latest(), *run.stage_steps())
+            if stop is not None:
+                return stop
+    except KeyboardInterrupt:
+        return "interrupted"
+    return "max_iter"
+
+
+def _result(run: Run, origin, settings: Settings, status: str, resume_state: dict) -> SolveResult:
+    problem, rank, W_left, W_right, init_scale, seed = origin
     r = problem.rank
+    history = run.history()
+    T1, T0 = run.stage_steps()
+    bad_step = int(run.info[K.BAD_STEP])
+    rate = theory.linear_rate(problem.s, settings.lr)
     return SolveResult(
         problem=problem,
-        rank=st.rank,
-        lr=lr,
-        complement=complement,
+        rank=rank,
+        lr=settings.lr,
+        complement=settings.complement,
         status=status,
-        message=_message(status, n_iter, bad_step, history, lr, tol, max_iter, problem),
-        n_iter=n_iter,
+        message=_message(status, run.step, bad_step, history, settings, problem),
+        n_iter=run.step,
         history=history,
-        stages=stages.detect(
-            history["step"], history["loss"], T1, T0, delta, theory.linear_rate(problem.s, lr), problem.s
-        ),
-        left=Factor(X[:r].copy(), X[r:].copy(), st.left.W),
-        right=Factor(Y[:r].copy(), Y[r:].copy(), st.right.W),
+        stages=stages.detect(history["step"], history["loss"], T1, T0, settings.delta, rate, problem.s),
+        left=Factor(run.X[:r].copy(), run.X[r:].copy(), W_left),
+        right=Factor(run.Y[:r].copy(), run.Y[r:].copy(), W_right),
         diverged_at=bad_step if status == "diverged" else None,
-        init_scale=st.init_scale,
-        seed=st.seed,
+        init_scale=init_scale,
+        seed=seed,
+        resume_state={"settings": dataclasses.asdict(settings)} | resume_state,
     )
 
 
@@ -134,57 +299,121 @@ def diagnostic_work(r: int, k: int):
     return np.zeros((r, r)), np.zeros((8, n, n)), np.zeros((K.N_TRACKED, n)), np.zeros(K.N_TRACKED, np.int64)
 
 
-def run_chunks(X, Y, problem, lr, tol, max_iter, record_every, spectral_every=0):
-    """Advance the stacked state (X, Y) in place by max_iter GD steps, calling `run_blocks`
-    chunk by chunk; returns (status, n_iter, bad_step, history, (T1, T0))."""
-    dtype = problem.dtype
-    k = X.shape[1]
-    r = problem.rank
-    n_records = max_iter // record_every + 2
-    steps = np.zeros(n_records, np.int64)
-    rec = np.zeros((n_records, K.N_KEYS))
-    info = np.zeros(K.N_INFO, np.int64)
-    info[K.T1] = info[K.T0] = -1
-    Xw, Yw = np.empty_like(X), np.empty_like(Y)
-    G = np.zeros((7, k, k), dtype)
-    E, D, vecs, valid = diagnostic_work(r, k)
-    E = E.astype(dtype)  # np.dot into E needs the state's dtype; D stays float64
-    lr_ = dtype.type(lr)
-    chunk = _FIRST_CHUNK
-    status = "max_iter"
-    try:
-        while True:
-            t_stop = min(info[K.STEP] + chunk, max_iter)
-            start_time = time.perf_counter()
-            K.run_blocks(
-                X, Y, problem.s, lr_, tol, t_stop, max_iter, record_every, spectral_every,
-                Xw, Yw, G, E, D, vecs, valid, steps, rec, info,
-            )  # fmt: skip
-            if info[K.STATUS] != K.RUNNING or info[K.STEP] >= max_iter:
-                break
-            elapsed = time.perf_counter() - start_time
-            chunk = int(np.clip(chunk * _CHUNK_SECONDS / max(elapsed, 1e-6), 1, 4 * chunk))
-    except KeyboardInterrupt:
-        status = "interrupted"
-    status = {K.CONVERGED: "converged", K.DIVERGED: "diverged"}.get(int(info[K.STATUS]), status)
-    j = int(info[K.N_RECORDS])
-    keys = K.KEYS if spectral_every else K.KEYS[: K.N_CHEAP]
-    history = {"step": steps[:j].copy()} | {key: rec[:j, c].copy() for c, key in enumerate(keys)}
-    found = tuple(int(info[i]) if info[i] >= 0 else None for i in (K.T1, K.T0))
-    return status, int(info[K.STEP]), int(info[K.BAD_STEP]), history, found
+class Run:
+    """The compiled loop's arrays for one GD run: the stacked state, the history, the bookkeeping.
+
+    Everything the kernel carries from one step to the next lives here (the state, the
+    step, the stage flags, the tracked eigenvectors), so a run advanced in several calls,
+    or saved and restored in between, follows exactly the trajectory and records of one call.
+    """
+
+    def __init__(self, X, Y, s, lr, tol, max_iter, record_every, spectral_every):
+        dtype = X.dtype
+        k, r = X.shape[1], s.size
+        self.X, self.Y, self.s = X, Y, s
+        self.lr, self.tol = dtype.type(lr), tol
+        self.record_every, self.spectral_every = record_every, spectral_every
+        self.info = np.zeros(K.N_INFO, np.int64)
+        self.info[K.T1] = self.info[K.T0] = -1
+        self.steps = np.zeros(0, np.int64)
+        self.rec = np.zeros((0, K.N_KEYS))
+        self._reserve(min(max_iter, _FIRST_RESERVE))
+        self.Xw, self.Yw = np.empty_like(X), np.empty_like(Y)
+        self.G = np.zeros((7, k, k), dtype)
+        self.E, self.D, self.vecs, self.valid = diagnostic_work(r, k)
+        self.E = self.E.astype(dtype)  # np.dot into E needs the state's dtype; D stays float64
+
+    @property
+    def step(self) -> int:
+        return int(self.info[K.STEP])
+
+    @property
+    def running(self) -> bool:
+        return self.info[K.STATUS] == K.RUNNING
+
+    @property
+    def n_records(self) -> int:
+        return int(self.info[K.N_RECORDS])
+
+    def stage_steps(self) -> tuple[int | None, int | None]:
+        """(T1, T0) found so far."""
+        return tuple(int(self.info[i]) if self.info[i] >= 0 else None for i in (K.T1, K.T0))
+
+    def advance(self, t_stop: int) -> None:
+        """Run to step t_stop (or a stop), recording on the stride; the state at t_stop is
+        left unrecorded, so the next call starts exactly where an unbroken loop would be."""
+        self._reserve(t_stop - self.step)
+        self._call(t_stop, -1)
+
+    def _reserve(self, n_steps: int) -> None:
+        """Room in the history for n_steps more steps and a final record (grown by doubling,
+        so a long max_iter costs memory only as the run gets there)."""
+        need = self.n_records + n_steps // self.record_every + 2
+        if need > self.steps.size:
+            size = max(need, 2 * self.steps.size)
+            self.steps = np.concatenate([self.steps, np.zeros(size - self.steps.size, np.int64)])
+            self.rec = np.concatenate([self.rec, np.full((size - self.rec.shape[0], K.N_KEYS), np.nan)])
+
+    def record_final(self) -> None:
+        """Record the current state if it is not recorded yet (the end of a run)."""
+        j = self.n_records
+        if self.running and not (j and self.steps[j - 1] == self.step):
+            self._reserve(0)
+            self._call(self.step, self.step)
+
+    def latest(self) -> dict:
+        """The last recorded row, as {"step": t, key: value}."""
+        j = self.n_records - 1
+        if j < 0:
+            return {}
+        return {"step": int(self.steps[j])} | {key: float(self.rec[j, c]) for c, key in enumerate(K.KEYS)}
+
+    def history(self) -> dict:
+        j = self.n_records
+        keys = K.KEYS if self.spectral_every else K.KEYS[: K.N_CHEAP]
+        return {"step": self.steps[:j].copy()} | {key: self.rec[:j, c].copy() for c, key in enumerate(keys)}
+
+    def bookkeeping(self) -> dict:
+        """What `restore` needs beyond the state and the history (copies)."""
+        return {"info": self.info.copy(), "vecs": self.vecs.copy(), "valid": self.valid.copy()}
+
+    def restore(self, history: dict, bookkeeping: dict) -> None:
+        """Continue a run saved as (history, bookkeeping): the inverse of `history` + `bookkeeping`."""
+        self.info[:] = bookkeeping["info"]
+        self.vecs[:] = bookkeeping["vecs"]
+        self.valid[:] = bookkeeping["valid"]
+        j = self.n_records
+        self._reserve(0)
+        self.steps[:j] = history["step"][:j]
+        for c, key in enumerate(K.KEYS):
+            if key in history:
+                self.rec[:j, c] = history[key][:j]
+
+    def _call(self, t_stop, t_final):
+        K.run_blocks(
+            self.X, self.Y, self.s, self.lr, self.tol, t_stop, t_final, self.record_every, self.spectral_every,
+            self.Xw, self.Yw, self.G, self.E, self.D, self.vecs, self.valid, self.steps, self.rec, self.info,
+        )  # fmt: skip
 
 
-def _message(status, n_iter, bad_step, history, lr, tol, max_iter, problem) -> str:
+def _message(status, n_iter, bad_step, history, settings: Settings, problem) -> str:
     last = f"loss {history['loss'][-1]:.6g}" if history["loss"].size else "no loss recorded"
+    again = "; fastmf.resume() continues it"
     if status == "converged":
-        return f"converged: loss {history['loss'][-1]:.6g} <= tol {tol:g} at step {n_iter}"
+        return f"converged: loss {history['loss'][-1]:.6g} <= tol {settings.tol:g} at step {n_iter}"
     if status == "max_iter":
-        return f"reached max_iter = {max_iter} steps; {last}"
+        return f"reached max_iter = {settings.max_iter} steps; {last}"
+    if status == "running":
+        return f"checkpoint at step {n_iter} of {settings.max_iter}; {last}{again}"
     if status == "interrupted":
-        return f"interrupted (KeyboardInterrupt) at step {n_iter}; the state and history up to it are kept, {last}"
+        return f"interrupted (KeyboardInterrupt) at step {n_iter}; the state and history so far are kept, {last}{again}"
+    if status == "stopped":
+        return f"stopped by the callback at step {n_iter}; {last}{again}"
+    if status == "time_limit":
+        return f"stopped at the time limit at step {n_iter}; {last}{again}"
     bound = 1.0 / (3.0 * problem.sigma_1)
     return (
-        f"diverged: the iterate went non-finite at step {bad_step} with lr = {lr:g}; the returned state is "
-        f"the last finite one (step {n_iter}). GD from a small start is stable for lr <= 1 / (3 sigma_1) "
+        f"diverged: the iterate went non-finite at step {bad_step} with lr = {settings.lr:g}; the returned state "
+        f"is the last finite one (step {n_iter}). GD from a small start is stable for lr <= 1 / (3 sigma_1) "
         f"= {bound:.4g}"
     )
