@@ -1,0 +1,62 @@
+"""Figures: the stage page draws the run's own numbers and marks its stages."""
+
+import numpy as np
+import pytest
+
+matplotlib = pytest.importorskip("matplotlib")
+matplotlib.use("Agg")
+
+import fastmf  # noqa: E402
+from fastmf.plot import plot_run, plot_runs  # noqa: E402
+
+P = fastmf.Problem.from_spectrum(np.array([4.0, 3.0, 2.0, 1.5, 1.0]), 300, 200)
+
+
+@pytest.fixture(scope="module")
+def run():
+    return fastmf.solve(P, 5, 0.05, 2000, seed=0, init_scale=1e-5, tol=1e-24, record_every=5, spectral_every=10)
+
+
+def test_stage_page_draws_the_history(run, tmp_path):
+    fig = plot_run(run)
+    axes = fig.axes
+    assert len(axes) == 6
+    loss_line = axes[0].get_lines()[0]
+    np.testing.assert_array_equal(loss_line.get_xdata(), run.history["step"])
+    np.testing.assert_array_equal(loss_line.get_ydata(), run.history["loss"])
+    T1, T0 = run.stages.T1, run.stages.T0
+    assert T1 is not None and T0 is not None and run.stages.T_delta is not None
+    vertical = {line.get_xdata()[0] for line in axes[0].get_lines() if np.ptp(line.get_xdata()) == 0}
+    assert {T1, T0, run.stages.T_delta} <= vertical
+    overlay = axes[0].get_lines()[1]  # the theorem's rate from T0: loss(T0) (1 - lr sigma_d / 2)^(t - T0)
+    x, y = overlay.get_xdata(), overlay.get_ydata()
+    assert x[0] == T0
+    np.testing.assert_allclose(y[-1] / y[0], (1 - 0.05 * 1.0 / 2) ** (x[-1] - x[0]), rtol=1e-12)
+    threshold = axes[1].get_lines()[1].get_ydata()[0]
+    assert threshold == pytest.approx(np.sqrt(1.0 / 2))
+    spectral = axes[1].get_lines()[0]  # sigma_min_A: only where it was recorded (every 10 steps)
+    assert np.all(spectral.get_xdata() % 10 == 0) or spectral.get_xdata()[-1] == run.n_iter
+    labels = {text.get_text() for text in axes[0].get_legend().get_texts()}
+    assert {"warm-up", "alignment", "linear", "T1", "T0"} <= labels
+    fig.savefig(tmp_path / "page.png")
+    assert (tmp_path / "page.png").stat().st_size > 10_000
+
+
+def test_flow_page_and_overlay(run):
+    flow = fastmf.gradient_flow(P, 5, 40.0, seed=0, init_scale=1e-5)
+    fig = plot_run(flow)
+    np.testing.assert_array_equal(fig.axes[0].get_lines()[0].get_xdata(), flow.history["t"])
+    assert "imbalance" in fig.axes[4].get_title() and len(fig.axes[4].get_lines()) >= 2  # drift drawn
+
+    other = fastmf.solve(P, 5, 0.025, 4000, seed=1, init_scale=1e-5, record_every=5)
+    fig = plot_runs([run, other], time_axis=True)
+    lines = fig.axes[0].get_lines()
+    np.testing.assert_allclose(lines[2].get_xdata(), 0.025 * other.history["step"])
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [
+        "seed 0, lr 0.05, converged",
+        "seed 1, lr 0.025, max_iter",
+    ]
+    with pytest.raises(ValueError, match="key must be a history key"):
+        plot_runs([run], key="nope")
+    with pytest.raises(ValueError, match="one label per result"):
+        plot_runs([run, other], labels=["a"])
