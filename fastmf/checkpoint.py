@@ -55,6 +55,10 @@ def read(path) -> tuple[dict, dict]:
         raise FileNotFoundError(f"no such result or checkpoint file: {path}")
     try:
         with open(path, "rb") as f:  # our own handle: np.load leaks its own when the zip is bad
+            magic = f.read(6)
+            if magic != b"\x93NUMPY" and not magic.startswith(b"PK"):
+                raise OSError("not an .npz (zip) file")
+            f.seek(0)
             data = np.load(f, allow_pickle=False)
             if not isinstance(data, np.lib.npyio.NpzFile):
                 raise CheckpointError(f"{path} holds a single array (.npy), not a fastmf result (.npz)")

@@ -1,0 +1,502 @@
+"""The command line: ``fastmf run|flow|theory|plot|warmup|info`` (also ``python -m fastmf``).
+
+Exit codes: 0 the run finished (converged, max_iter, t_max); 1 it diverged or the ODE
+solver failed; 2 bad arguments or files (one line on stderr says why); 3 stopped by
+--time-limit (``fastmf run --resume`` continues it); 130 Ctrl-C and 143 SIGTERM, after
+the result and the checkpoint are written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+
+import numpy as np
+
+EXIT_DONE, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 3
+_EXIT = {"converged": 0, "max_iter": 0, "t_max": 0, "diverged": 1, "failed": 1, "time_limit": 3, "stopped": 3}
+
+_EXAMPLES = {
+    "run": """examples:
+  fastmf run --spectrum 4,3,2,1.5,1 --shape 1000x800 --lr 0.05 --max-iter 3000 --init-scale 1e-5 -o run.npz
+  fastmf run sigma.npy --rank 8 --lr 0.01 --tol 1e-20 --checkpoint run.ckpt.npz --checkpoint-every 10000
+  fastmf run --config experiment.toml
+  fastmf run --resume run.ckpt.npz --max-iter 200000""",
+    "flow": """examples:
+  fastmf flow --spectrum 4,3,2,1.5,1 --shape 1000x800 --t-max 150 --init-scale 1e-5 -o flow.npz
+  fastmf flow sigma.npz --key Sigma --rank 8 --t-max 50 --target-loss 1e-20""",
+    "theory": """examples:
+  fastmf theory --spectrum 4,3,2,1 --shape 100000x100000 --delta 1e-6
+  fastmf theory sigma.npy --delta 1e-8 --c-eps 0.1""",
+    "plot": """examples:
+  fastmf plot run.npz -o run.png
+  fastmf plot seed0.npz seed1.npz seed2.npz -o seeds.png --key loss""",
+    "warmup": """examples:
+  fastmf warmup
+  fastmf warmup --dtype float64""",
+    "info": """examples:
+  fastmf info""",
+}
+
+# Settings a TOML config may give, with the same names as the flags (dashes as underscores).
+_PROBLEM_KEYS = ("input", "key", "spectrum", "shape", "dtype")
+_RUN_SETTINGS = ("rank", "lr", "init_scale", "seed", "tol", "record_every", "spectral_every", "delta", "complement")
+_RUN_KEYS = _RUN_SETTINGS + (
+    "max_iter",
+    "output",
+    "summary",
+    "checkpoint",
+    "checkpoint_every",
+    "time_limit",
+    "progress",
+)
+_FLOW_KEYS = ("rank", "t_max", "init_scale", "seed", "target_loss", "rtol", "method", "complement", "output",
+              "summary", "time_limit", "progress", "n_times")  # fmt: skip
+
+
+class UsageError(Exception):
+    """Bad arguments or files: exit code 2 with a one-line reason."""
+
+
+def main(argv=None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    received = args.signals = []
+
+    def on_sigterm(signum, frame):
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:  # outside a run (a run catches its own and saves what it has)
+        return 128 + (received[0] if received else signal.SIGINT)
+    except (UsageError, ValueError, TypeError, OSError, MemoryError, ImportError) as exc:
+        print(f"fastmf {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# ----------------------------------------------------------------------------- parsers
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fastmf",
+        description="Gradient descent and gradient flow on min 1/2 ||U V^T - Sigma||_F^2, as the theory studies it.",
+        epilog="Run 'fastmf COMMAND --help' for a command's options and examples.",
+    )
+    parser.add_argument("--version", action="version", version=f"fastmf {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    formatter = argparse.RawDescriptionHelpFormatter
+
+    def command(name, help_, handler):
+        p = sub.add_parser(name, help=help_, description=help_, epilog=_EXAMPLES[name], formatter_class=formatter)
+        p.set_defaults(handler=handler)
+        return p
+
+    run = command("run", "run gradient descent and save the result (.npz) and a JSON summary", _cmd_run)
+    _problem_options(run)
+    g = run.add_argument_group("gradient descent")
+    g.add_argument("--rank", type=int, help="width k of the factors (default: the rank r of Sigma)")
+    g.add_argument("--lr", help="step size, or 'theory' (Theorem 1.1); default 0.1 / sigma_1")
+    g.add_argument("--max-iter", type=int, help="number of steps (default 10000)")
+    _start_options(g)
+    g.add_argument("--tol", type=float, help="stop once the loss is <= this (default 0: never)")
+    g.add_argument("--record-every", type=int, help="record the diagnostics every this many steps (default 1)")
+    g.add_argument("--spectral-every", type=int, help="spectral diagnostics stride (default: --record-every; 0 off)")
+    g.add_argument("--delta", type=float, help="loss level whose first step is T_delta (default: --tol)")
+    _output_options(run, "fastmf-run.npz")
+    g = run.add_argument_group("long runs")
+    g.add_argument("--checkpoint", metavar="FILE", help="save the run to FILE as it goes and when it ends")
+    g.add_argument("--checkpoint-every", type=int, metavar="N", help="steps between checkpoints (default: at the end)")
+    g.add_argument("--resume", metavar="FILE", help="continue the run saved in FILE (a checkpoint or a result)")
+    g.add_argument("--time-limit", type=float, metavar="SECONDS", help="stop after this long (exit code 3)")
+
+    flow = command("flow", "integrate the gradient flow and save the result and a JSON summary", _cmd_flow)
+    _problem_options(flow)
+    g = flow.add_argument_group("gradient flow")
+    g.add_argument("--rank", type=int, help="width k of the factors (default: the rank r of Sigma)")
+    g.add_argument("--t-max", type=float, help="integrate over [0, T_MAX] (required)")
+    _start_options(g)
+    g.add_argument("--target-loss", type=float, help="stop when the loss reaches this (default 0: never)")
+    g.add_argument("--rtol", type=float, help="relative tolerance of the ODE solver (default 1e-10)")
+    g.add_argument("--method", help="SciPy ODE solver (default LSODA)")
+    g.add_argument("--n-times", type=int, help="evenly spaced recorded times (default 1001)")
+    g.add_argument("--time-limit", type=float, metavar="SECONDS", help="stop after this long (exit code 3)")
+    _output_options(flow, "fastmf-flow.npz")
+
+    theory = command("theory", "print what Theorem 1.1, Theorem 3.1 and Corollary 1.2 prescribe", _cmd_theory)
+    _problem_options(theory)
+    theory.add_argument("--delta", type=float, default=1e-6, help="target loss (default 1e-6)")
+    for name in ("c-eps", "c-eta", "c-T"):
+        theory.add_argument(f"--{name}", type=float, default=1.0, help="the theorem's constant (default 1)")
+    theory.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    plot = command("plot", "draw the stage page of a saved run, or overlay several runs", _cmd_plot)
+    plot.add_argument("inputs", nargs="+", metavar="RESULT", help="result files written by run or flow")
+    plot.add_argument("-o", "--output", help="image file (.png, .pdf, .svg); default RESULT with .png")
+    plot.add_argument("--key", default="loss", help="history key to overlay for several runs (default loss)")
+    plot.add_argument("--labels", help="comma-separated labels for several runs")
+    plot.add_argument("--time-axis", action="store_true", help="overlay GD runs against lr * step")
+
+    warmup = command("warmup", "compile every kernel now and cache it on disk", _cmd_warmup)
+    warmup.add_argument("--dtype", choices=("float32", "float64", "both"), default="both")
+
+    command("info", "versions, the BLAS library and its threads, the Numba cache", _cmd_info)
+    return parser
+
+
+def _problem_options(p) -> None:
+    g = p.add_argument_group("the problem (a matrix file, a spectrum, or a TOML config)")
+    g.add_argument("input", nargs="?", help="Sigma as .npy, .npz (one array, or --key) or a scipy.sparse .npz")
+    g.add_argument("--key", help="the array's name inside an .npz file")
+    g.add_argument("--spectrum", help="Sigma = diag(s), e.g. 4,3,2,1 (never formed, any size)")
+    g.add_argument("--shape", help="M x N of a --spectrum problem, e.g. 100000x80000 (default: square)")
+    g.add_argument("--dtype", choices=("float32", "float64"), help="precision (default: the input's)")
+    g.add_argument("--config", metavar="FILE", help="TOML file of settings named as the flags (flags win)")
+
+
+def _start_options(g) -> None:
+    g.add_argument("--init-scale", help="std of the Gaussian start, or 'theory' (default 1e-3 sqrt(sigma_1/(m+n)))")
+    g.add_argument("--seed", type=int, help="seed of the start (default: fresh, saved in the summary)")
+    g.add_argument("--complement", choices=("compressed", "full"), help="complement engine (default compressed)")
+
+
+def _output_options(p, default) -> None:
+    g = p.add_argument_group("output")
+    g.add_argument("-o", "--output", help=f"result file (.npz; default {default})")
+    g.add_argument("--summary", help="JSON summary file (default: the output with .json)")
+    g.add_argument("--progress", action=argparse.BooleanOptionalAction, help="progress bar (default: on a terminal)")
+    g.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    p.set_defaults(default_output=default)
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def _cmd_run(args) -> int:
+    import fastmf
+
+    _apply_config(args, _PROBLEM_KEYS + _RUN_KEYS)
+    _check_outputs(args)
+    hooks = {"progress": args.progress, "time_limit": args.time_limit}
+    started = time.perf_counter()
+    if args.resume:
+        given = [f"--{k.replace('_', '-')}" for k in _PROBLEM_KEYS + _RUN_SETTINGS if getattr(args, k) is not None]
+        if given:
+            raise UsageError(f"--resume continues the saved run with its own settings; drop {', '.join(given)}")
+        result = fastmf.resume(
+            args.resume, args.max_iter, checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every, **hooks
+        )
+    else:
+        problem = _problem(args)
+        lr = _number_or_theory(args.lr, "--lr") if args.lr is not None else 0.1 / problem.sigma_1
+        result = fastmf.solve(
+            problem, args.rank or problem.rank, lr, _default(args.max_iter, 10_000),
+            init_scale=_number_or_theory(args.init_scale, "--init-scale"), seed=args.seed,
+            tol=_default(args.tol, 0.0), record_every=_default(args.record_every, 1),
+            spectral_every=args.spectral_every, delta=args.delta, complement=_default(args.complement, "compressed"),
+            checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every, **hooks,
+        )  # fmt: skip
+    return _finish(args, result, time.perf_counter() - started)
+
+
+def _cmd_flow(args) -> int:
+    import fastmf
+
+    _apply_config(args, _PROBLEM_KEYS + _FLOW_KEYS)
+    _check_outputs(args)
+    if args.t_max is None:
+        raise UsageError("--t-max is required (the end of the time interval), e.g. --t-max 100")
+    problem = _problem(args)
+    started = time.perf_counter()
+    n_times = _default(args.n_times, 1001)
+    if not isinstance(n_times, int) or n_times < 2:
+        raise UsageError(f"--n-times must be an integer >= 2, got {n_times}")
+    kwargs = {"rtol": args.rtol} if args.rtol is not None else {}
+    if args.method is not None:
+        kwargs["method"] = args.method
+    result = fastmf.gradient_flow(
+        problem, args.rank or problem.rank, args.t_max,
+        init_scale=_number_or_theory(args.init_scale, "--init-scale"), seed=args.seed,
+        t_eval=np.linspace(0.0, args.t_max, n_times), target_loss=_default(args.target_loss, 0.0),
+        complement=_default(args.complement, "compressed"), progress=args.progress, time_limit=args.time_limit,
+        **kwargs,
+    )  # fmt: skip
+    return _finish(args, result, time.perf_counter() - started)
+
+
+def _cmd_theory(args) -> int:
+    from . import theory
+
+    _apply_config(args, _PROBLEM_KEYS)
+    problem = _problem(args)
+    m, n = problem.shape
+    found = theory.prescriptions(problem.s, m, n, args.delta, c_eps=args.c_eps, c_eta=args.c_eta, c_T=args.c_T)
+    found = {"m": m, "n": n, "d": problem.rank, "sigma_1": problem.sigma_1, "sigma_d": problem.sigma_r,
+             "delta": args.delta} | found  # fmt: skip
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return EXIT_DONE
+    notes = {
+        "init_scale": "eps = c_eps sigma_d / sqrt(d^3 sigma_1 (m + n))   (Theorem 1.1)",
+        "lr": "eta = c_eta sigma_d eps^2 / (d sigma_1^3)   (Theorem 1.1)",
+        "T0": "end of stage one, steps   (Theorem 3.1)",
+        "T_total": "steps to loss <= delta   (Theorem 1.1)",
+        "flow_time": "gradient-flow time to loss <= delta   (Corollary 1.2)",
+        "linear_rate": "loss factor per step after T0   (section 3.3)",
+    }
+    for key, value in found.items():
+        shown = f"1 - {1 - value:.6g}" if key == "linear_rate" else f"{value:.6g}"
+        print(f"{key:>12} = {shown:<16} {notes.get(key, '')}")
+    return EXIT_DONE
+
+
+def _cmd_plot(args) -> int:
+    import fastmf
+
+    from . import plot
+
+    results = [fastmf.load(path) for path in args.inputs]
+    output = args.output or os.path.splitext(args.inputs[0])[0] + ".png"
+    import matplotlib
+
+    matplotlib.use("Agg")
+    if len(results) == 1:
+        fig = plot.plot_run(results[0])
+    else:
+        labels = args.labels.split(",") if args.labels else [os.path.basename(p) for p in args.inputs]
+        fig = plot.plot_runs(results, labels, key=args.key, time_axis=args.time_axis)
+    fig.savefig(output, dpi=110)
+    print(f"wrote {output}")
+    return EXIT_DONE
+
+
+def _cmd_warmup(args) -> int:
+    import fastmf
+
+    dtypes = ("float64", "float32") if args.dtype == "both" else (args.dtype,)
+    for name in dtypes:
+        started = time.perf_counter()
+        problem = fastmf.Problem.from_spectrum(np.array([2.0, 1.0]), 6, 5, dtype=name)
+        for complement in ("compressed", "full"):
+            fastmf.solve(problem, 2, 0.1, 3, seed=0, complement=complement)
+        fastmf.gradient_flow(problem, 2, 0.1, seed=0, t_eval=[0.0, 0.1])
+        print(f"{name}: kernels ready in {time.perf_counter() - started:.1f} s")
+    print(f"cache: {_cache_dir()}")
+    return EXIT_DONE
+
+
+def _cmd_info(args) -> int:
+    import numba
+    import scipy
+
+    print(f"fastmf   {_version()}")
+    print(f"python   {sys.version.split()[0]} ({sys.executable})")
+    print(f"numpy    {np.__version__}")
+    print(f"scipy    {scipy.__version__}")
+    print(f"numba    {numba.__version__} (threads: {numba.config.NUMBA_NUM_THREADS})")
+    print(f"cache    {_cache_dir()}")
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        print("blas     (install threadpoolctl to see which BLAS library runs and how many threads)")
+        return EXIT_DONE
+    for pool in threadpool_info():
+        if pool.get("user_api") == "blas":
+            core = f", {pool['architecture']} kernels" if pool.get("architecture") else ""
+            print(
+                f"blas     {pool['internal_api']} {pool['version']}{core}, {pool['num_threads']} threads "
+                f"({pool['filepath']})"
+            )
+    return EXIT_DONE
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _outputs(args) -> tuple[str, str]:
+    output = args.output or args.default_output
+    return output, args.summary or os.path.splitext(output)[0] + ".json"
+
+
+def _check_outputs(args) -> None:
+    """Fail before the run, not after it, when a result could not be written."""
+    for path in _outputs(args):
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise UsageError(f"cannot write {path}: the folder {folder} does not exist")
+
+
+def _finish(args, result, elapsed: float) -> int:
+    """Save the result and the summary, print it, and turn the status into the exit code."""
+    output, summary_path = _outputs(args)
+    result.save(output)
+    summary = _summary(args.command, result, elapsed, output)
+    with open(summary_path, "w") as f:
+        json.dump(summary, f, indent=2)
+        f.write("\n")
+    if not args.quiet:
+        print(result.message)
+        st = result.stages
+        print(f"stages: T1 = {st.T1}, T0 = {st.T0}, T_delta = {st.T_delta}; {elapsed:.2f} s")
+        print(f"wrote {output} and {summary_path}")
+    if result.status == "interrupted":  # by Ctrl-C, or SIGTERM turned into KeyboardInterrupt by main
+        return 128 + (args.signals[0] if args.signals else signal.SIGINT)
+    return _EXIT[result.status]
+
+
+def _summary(command, result, elapsed, output) -> dict:
+    from .checkpoint import seed_to_json
+
+    p = result.problem
+    out = {
+        "command": command, "status": result.status, "message": result.message, "loss": result.loss,
+        "stages": {k: (v if v is None or isinstance(v, int) else float(v)) for k, v in vars(result.stages).items()},
+        "rank": result.rank, "init_scale": result.init_scale, "seed": seed_to_json(result.seed),
+        "problem": {"kind": p.kind, "shape": list(p.shape), "rank": p.rank, "sigma_1": p.sigma_1,
+                    "sigma_d": p.sigma_r, "dtype": p.dtype.name},
+        "elapsed_s": elapsed, "output": os.path.abspath(output), "fastmf_version": _version(),
+    }  # fmt: skip
+    if hasattr(result, "n_iter"):
+        out |= {"n_iter": result.n_iter, "lr": result.lr, "complement": result.complement}
+    else:
+        out |= {"t": result.t, "nfev": result.nfev}
+    return out
+
+
+def _problem(args):
+    """The Problem from a matrix file or --spectrum/--shape."""
+    from . import Problem
+
+    if (args.input is None) == (args.spectrum is None):
+        raise UsageError("give the problem as a matrix file (INPUT) or as --spectrum s1,s2,... (exactly one)")
+    if args.spectrum is not None:
+        s = _floats(args.spectrum, "--spectrum")
+        m, n = _shape(args.shape, s.size)
+        return Problem.from_spectrum(s, m, n, dtype=args.dtype)
+    if args.shape is not None:
+        raise UsageError("--shape is for --spectrum problems; a matrix file has its own shape")
+    return Problem(_load_matrix(args.input, args.key), dtype=args.dtype)
+
+
+def _load_matrix(path, key):
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise UsageError(f"no such matrix file: {path}")
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic != b"\x93NUMPY" and not magic.startswith(b"PK"):
+        raise UsageError(f"{path} is neither a .npy nor an .npz file (save Sigma with numpy.save or numpy.savez)")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise UsageError(f"{path} is not a .npy or .npz file that loads without pickle: {exc}") from None
+    if isinstance(data, np.ndarray):
+        if key is not None:
+            raise UsageError(f"--key is for .npz files; {path} holds a single array")
+        return data
+    with data:
+        if {"format", "indptr", "indices", "data", "shape"} <= set(data.files):
+            import scipy.sparse
+
+            return scipy.sparse.load_npz(path)
+        names = data.files
+        if key is None:
+            if len(names) != 1:
+                raise UsageError(f"{path} holds several arrays ({', '.join(names)}); choose one with --key")
+            key = names[0]
+        if key not in names:
+            raise UsageError(f"{path} has no array named {key!r}; it has {', '.join(names)}")
+        return data[key]
+
+
+def _floats(text, flag) -> np.ndarray:
+    if isinstance(text, (list, tuple)):
+        values = text
+    else:
+        values = [v for v in str(text).replace(" ", "").split(",") if v]
+    try:
+        return np.array([float(v) for v in values])
+    except (TypeError, ValueError):
+        raise UsageError(f"{flag} must be comma-separated numbers, e.g. 4,3,2,1; got {text!r}") from None
+
+
+def _shape(text, d):
+    if text is None:
+        return d, d
+    if isinstance(text, (list, tuple)) and len(text) == 2:
+        parts = text
+    else:
+        parts = str(text).lower().replace("*", "x").split("x")
+    try:
+        m, n = (int(float(p)) for p in parts)
+    except (TypeError, ValueError):
+        raise UsageError(f"--shape must be M x N, e.g. 100000x80000; got {text!r}") from None
+    return m, n
+
+
+def _number_or_theory(value, flag):
+    if value is None or value == "theory" or isinstance(value, (int, float)):
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise UsageError(f"{flag} must be a positive number or 'theory', got {value!r}") from None
+
+
+def _default(value, default):
+    return default if value is None else value
+
+
+def _apply_config(args, keys) -> None:
+    """Fill the flags left unset from --config (TOML, keys named as the flags)."""
+    if args.config is None:
+        return
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        try:
+            import tomli as tomllib
+        except ImportError:
+            raise UsageError("--config needs Python >= 3.11 or the tomli package (pip install tomli)") from None
+    try:
+        with open(args.config, "rb") as f:
+            config = tomllib.load(f)
+    except FileNotFoundError:
+        raise UsageError(f"no such config file: {args.config}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{args.config} is not valid TOML: {exc}") from None
+    unknown = sorted(set(config) - set(keys))
+    if unknown:
+        raise UsageError(f"{args.config}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(keys)}")
+    for key, value in config.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+
+
+def _cache_dir() -> str:
+    from numba.core.config import CACHE_DIR
+
+    return CACHE_DIR or os.path.join(os.path.dirname(os.path.abspath(__file__)), "_kernels", "__pycache__")
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+if __name__ == "__main__":
+    sys.exit(main())

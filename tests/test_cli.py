@@ -1,0 +1,202 @@
+"""The command line: runs, outputs, exit codes, bad arguments, and a run killed and resumed
+in a subprocess giving exactly the numbers of one left alone."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import fastmf
+from fastmf.cli import main
+
+SPECTRUM = ["--spectrum", "4,3,2,1.5,1", "--shape", "100000x100000"]
+LONG = SPECTRUM + ["--lr", "0.01", "--max-iter", "1500000", "--init-scale", "1e-5", "--seed", "7",
+                   "--record-every", "1000", "--no-progress"]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+
+def _json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def _same_run(a, b):
+    a, b = fastmf.load(a), fastmf.load(b)
+    assert a.n_iter == b.n_iter and a.stages == b.stages and a.status == b.status
+    for key in a.history:
+        np.testing.assert_array_equal(a.history[key], b.history[key], err_msg=key)
+    for name in ("Up", "Vp", "L_U", "L_V"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+
+
+def test_run_writes_result_and_summary(capsys):
+    code = main(["run", *SPECTRUM, "--lr", "0.05", "--max-iter", "3000", "--init-scale", "1e-5", "--seed", "0",
+                 "--tol", "1e-24", "-o", "run.npz"])  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "converged" in out and "run.npz" in out
+    result = fastmf.load("run.npz")
+    direct = fastmf.solve(fastmf.Problem.from_spectrum([4, 3, 2, 1.5, 1], 10**5, 10**5), 5, 0.05, 3000,
+                          init_scale=1e-5, seed=0, tol=1e-24)  # fmt: skip
+    np.testing.assert_array_equal(result.history["loss"], direct.history["loss"])
+    summary = _json("run.json")
+    assert summary["status"] == "converged" and summary["n_iter"] == direct.n_iter
+    assert summary["stages"]["T0"] == direct.stages.T0 and summary["seed"] == 0
+    assert summary["problem"]["shape"] == [100000, 100000]
+
+
+def test_matrix_files_config_and_flow(capsys):
+    rng = np.random.default_rng(0)
+    Sigma = rng.standard_normal((60, 3)) @ rng.standard_normal((3, 40))
+    np.save("sigma.npy", Sigma)
+    np.savez("both.npz", Sigma=Sigma, other=np.eye(2))
+    assert main(["run", "sigma.npy", "--lr", "0.01", "--max-iter", "200", "--seed", "1", "-q", "-o", "a.npz"]) == 0
+    assert main(["run", "both.npz", "--key", "Sigma", "--lr", "0.01", "--max-iter", "200", "--seed", "1", "-q",
+                 "-o", "b.npz"]) == 0  # fmt: skip
+    _same_run("a.npz", "b.npz")
+    assert fastmf.load("a.npz").rank == 3  # default rank: the rank of Sigma
+    with open("exp.toml", "w") as f:
+        f.write('input = "sigma.npy"\nlr = 0.01\nmax_iter = 200\nseed = 1\noutput = "c.npz"\n')
+    assert main(["run", "--config", "exp.toml", "-q"]) == 0
+    _same_run("a.npz", "c.npz")
+    assert main(["run", "--config", "exp.toml", "--max-iter", "100", "-q"]) == 0  # flags win
+    assert fastmf.load("c.npz").n_iter == 100
+    assert capsys.readouterr().out == ""
+
+    assert main(["flow", *SPECTRUM, "--t-max", "40", "--init-scale", "1e-5", "--seed", "0", "-o", "f.npz"]) == 0
+    flow = fastmf.load("f.npz")
+    assert isinstance(flow, fastmf.FlowResult) and flow.t == 40.0 and flow.history["t"].size == 1001
+    assert _json("f.json")["t"] == 40.0
+
+
+def test_theory_plot_warmup_info(capsys):
+    assert main(["theory", *SPECTRUM, "--delta", "1e-6", "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    expected = fastmf.theory.prescriptions([4, 3, 2, 1.5, 1], 10**5, 10**5, 1e-6)
+    assert found["lr"] == expected["lr"] and found["T_total"] == expected["T_total"]
+    assert main(["theory", *SPECTRUM]) == 0 and "Theorem 1.1" in capsys.readouterr().out
+
+    pytest.importorskip("matplotlib")
+    for seed in ("0", "1"):
+        main(["run", *SPECTRUM, "--lr", "0.05", "--max-iter", "1000", "--seed", seed, "-q", "-o", f"s{seed}.npz"])
+    assert main(["plot", "s0.npz"]) == 0 and os.path.getsize("s0.png") > 10_000
+    assert main(["plot", "s0.npz", "s1.npz", "-o", "both.svg", "--labels", "a,b"]) == 0
+    with open("both.svg") as f:
+        assert "<svg" in f.read(2000)
+
+    assert main(["warmup", "--dtype", "float64"]) == 0
+    assert "kernels ready" in capsys.readouterr().out
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert fastmf.__version__ in out and "numba" in out and "cache" in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run"], "exactly one"),
+        (["run", "--spectrum", "4,x"], "comma-separated numbers"),
+        (["run", "--spectrum", "4,3", "--shape", "10by5"], "M x N"),
+        (["run", "missing.npy"], "no such matrix file"),
+        (["run", "notes.txt"], "neither a .npy nor an .npz"),
+        (["run", "--spectrum", "4,3", "--lr", "-1"], "lr must be > 0"),
+        (["run", "--spectrum", "4,3", "--rank", "9"], "rank must be at most"),
+        (["run", "--spectrum", "4,3", "--init-scale", "big"], "--init-scale must be"),
+        (["run", "--spectrum", "4,3", "--config", "missing.toml"], "no such config file"),
+        (["run", "--spectrum", "4,3", "--config", "bad.toml"], "not valid TOML"),
+        (["run", "--spectrum", "4,3", "--config", "unknown.toml"], "unknown setting(s) colour"),
+        (["run", "--spectrum", "4,3", "-o", "no/such/dir/out.npz"], "does not exist"),
+        (["run", "--spectrum", "4,3", "--checkpoint-every", "5"], "needs a checkpoint file"),
+        (["run", "--resume", "notes.txt"], "not a readable fastmf result"),
+        (["run", "--resume", "done.npz", "--lr", "1"], "drop --lr"),
+        (["run", "--resume", "done.npz"], "nothing to resume"),
+        (["flow", "--spectrum", "4,3"], "--t-max is required"),
+        (["flow", "--spectrum", "4,3", "--t-max", "1", "--method", "Euler"], "method must be one of"),
+        (["plot", "missing.npz"], "no such result"),
+        (["run", "--spectrum", "4,3", "--max-iter", "1.5"], "invalid int value"),
+        (["run", "--bogus"], "unrecognized arguments"),
+        (["bogus"], "invalid choice"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(argv, message, capsys):
+    with open("notes.txt", "w") as f:
+        f.write("not a matrix\n")
+    with open("bad.toml", "w") as f:
+        f.write("lr = = 1\n")
+    with open("unknown.toml", "w") as f:
+        f.write("colour = 'red'\n")
+    fastmf.solve(fastmf.Problem.from_spectrum([2.0, 1.0], 5, 5), 2, 0.1, 2000, seed=0, tol=1e-20).save("done.npz")
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own errors
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("fastmf")
+
+
+def test_diverged_run_exits_1(capsys):
+    assert main(["run", "--spectrum", "4,3", "--lr", "5", "--max-iter", "1000", "--seed", "0", "-q"]) == 1
+    assert fastmf.load("fastmf-run.npz").status == "diverged"
+
+
+def test_time_limit_exits_3_and_resumes():
+    assert main(["run", *LONG, "--time-limit", "0.3", "-q", "-o", "part.npz"]) == 3
+    part = fastmf.load("part.npz")
+    assert part.status == "time_limit" and 0 < part.n_iter < 1_500_000
+    assert main(["run", "--resume", "part.npz", "--max-iter", str(part.n_iter + 5000), "-q", "-o", "more.npz"]) == 0
+    assert fastmf.load("more.npz").n_iter == part.n_iter + 5000
+
+
+def _cli(*args):
+    env = os.environ | {"PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "fastmf", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def _wait_for(path, proc, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def unbroken(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ref") / "unbroken.npz"
+    assert main(["run", *LONG, "-q", "-o", os.fspath(path)]) == 0  # also compiles and caches the kernels
+    return path
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["SIGINT", "SIGTERM", "SIGKILL"])
+def test_killed_run_resumes_to_the_same_numbers(sig, unbroken):
+    proc = _cli("run", *LONG, "--checkpoint", "ckpt.npz", "--checkpoint-every", "100000", "-o", "out.npz")
+    _wait_for("ckpt.npz", proc)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == (-signal.SIGKILL if sig == signal.SIGKILL else 128 + sig), err
+    assert "Traceback" not in err
+    saved = fastmf.load("ckpt.npz")
+    assert 0 < saved.n_iter < 1_500_000, "the signal came after the run ended; make the run longer"
+    if sig == signal.SIGKILL:
+        assert saved.status == "running" and not os.path.exists("out.npz")
+    else:
+        assert saved.status == "interrupted" and fastmf.load("out.npz").n_iter == saved.n_iter
+        assert "interrupted" in out
+    assert not [f for f in os.listdir() if f.endswith(".tmp")]
+    resumed = _cli("run", "--resume", "ckpt.npz", "-o", "resumed.npz")
+    out, err = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, err
+    _same_run("resumed.npz", unbroken)
+    _same_run("ckpt.npz", unbroken)  # the resumed run kept checkpointing to the same file
