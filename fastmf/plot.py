@@ -41,8 +41,9 @@ def plot_run(result, *, fig=None, title: str | None = None):
     Panels: the loss on a log scale with T1, T0, T_delta marked and the stage-two rate
     of seed 001 section 3.3 (the loss falling by 1 - lr sigma_d / 2 a step from T0,
     exp(-sigma_d / 2) per unit time for the flow; `Stages.rate_theory`) overlaid;
-    sigma_min(A) against sqrt(sigma_d / 2); ||P||_op against sigma_d / 4; ||B||_F, ||J||_op = sigma_1(L_U) and ||K||_op = sigma_1(L_V); the
-    imbalance ||U^T U - V^T V||_F (and its drift for the flow); the loss's four blocks.
+    sigma_min(A) against sqrt(sigma_d / 2); ||P||_op against sigma_d / 4; ||B||_F,
+    ||J||_op = sigma_1(L_U) and ||K||_op = sigma_1(L_V); the imbalance
+    ||U^T U - V^T V||_F (and its drift for the flow); the loss's four blocks.
     Spectral quantities are drawn where they were recorded (`spectral_every`).
 
     Parameters
