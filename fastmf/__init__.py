@@ -17,8 +17,19 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
+
+def __getattr__(name):
+    """`GradientDescentMF` is imported on first use: it needs scikit-learn, an optional extra."""
+    if name == "GradientDescentMF":
+        from .sklearn import GradientDescentMF
+
+        return GradientDescentMF
+    raise AttributeError(f"module 'fastmf' has no attribute {name!r}")
+
+
 __all__ = [
     "FlowResult",
+    "GradientDescentMF",
     "Problem",
     "SolveResult",
     "__version__",
