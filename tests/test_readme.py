@@ -1,16 +1,38 @@
-"""The README's Python examples run as written, in order."""
+"""The README's examples run as written, in order: the Python blocks, and the command lines."""
 
 import re
+import shlex
 from pathlib import Path
+
+import pytest
+
+from fastmf.cli import main
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def test_readme_examples_run():
+def test_readme_examples_run(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("sklearn")
+    monkeypatch.chdir(tmp_path)  # the examples write files
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-    assert len(blocks) >= 2
+    assert len(blocks) >= 5
     namespace = {}
     for block in blocks:
         exec(compile(block, str(README), "exec"), namespace)
     assert namespace["result"].status == "converged"
     assert namespace["flow"].status == "converged"
+    assert namespace["run"].status == "stopped" and namespace["more"].n_iter == 20_000
+    assert (tmp_path / "stages.png").stat().st_size > 10_000
+    assert namespace["mf"].status_ == "converged"
+
+
+def test_readme_command_lines_run(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    monkeypatch.chdir(tmp_path)
+    blocks = re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.S)
+    lines = [line for block in blocks for line in block.splitlines() if line.startswith("fastmf ")]
+    assert len(lines) >= 3
+    for line in lines:
+        assert main(shlex.split(line)[1:]) == 0, line
+    assert (tmp_path / "run.png").stat().st_size > 10_000
