@@ -1,7 +1,8 @@
 """Speed of fastmf against a plain NumPy GD loop, measured in one process.
 
-    python benchmarks/compare.py            # all three measurements
+    python benchmarks/compare.py            # every measurement
     python benchmarks/compare.py --quick    # smaller repeats, for a smoke test
+    python benchmarks/compare.py --only 7   # one measurement (numbered below)
 
 1. End to end (basis included): the same trajectory (same Sigma, U0, V0, lr, loss every
    step) in a NumPy loop of eqs (2)-(3) and in `fastmf.solve`, m = n = 2048, k = r = 16,
@@ -17,6 +18,10 @@
 6. The cost of the diagnostics: kappa = 4, k = 10, eps = 1e-4, lr = 0.1 / sigma_1, 3000
    steps recorded every step, everything (spectral_every=1) and spectral_every=100,
    against the loss-and-cheap-diagnostics run (spectral_every=0).
+7. The cost of what runs between chunks: k = 10, 2 * 10**5 steps on a 10**6 spectrum,
+   recorded every 100 steps, bare against a callback at every chunk, and against a
+   checkpoint every 20000 steps (10 atomic writes with fsync); and the wall time of a
+   fresh `fastmf run` process for 100 steps (start-up, imports, cached kernels, writes).
 
 The machines this runs on are shared: timings are medians of repeats spread over time,
 with the minimum beside them as the quiet-machine figure.
@@ -241,10 +246,43 @@ def diagnostics_cost(repeats):
     )
 
 
+def hooks_cost(repeats):
+    p = fastmf.Problem.from_spectrum(np.geomspace(4.0, 1.0, 10), 10**6, 10**6)
+    kw = dict(rank=10, lr=0.025, max_iter=2 * 10**5, init_scale=1e-4, seed=0, record_every=100, progress=False)
+    fastmf.solve(p, **(kw | {"max_iter": 5}))
+    calls = []
+    with tempfile.TemporaryDirectory() as tmp:
+        cases = {
+            "bare": {},
+            "callback every chunk": {"callback": lambda state: calls.append(state.step)},
+            "checkpoint every 20000": {"checkpoint": os.path.join(tmp, "c.npz"), "checkpoint_every": 20000},
+        }
+        times = {label: [] for label in cases}
+        for _ in range(repeats):
+            for label, extra in cases.items():
+                t0 = time.perf_counter()
+                fastmf.solve(p, **kw, **extra)
+                times[label].append(time.perf_counter() - t0)
+        base = np.median(times["bare"])
+        print(f"\n7. between chunks, k = 10, 2e5 steps (median of {repeats}, interleaved)")
+        for label, v in times.items():
+            print(f"   {label:24s} {np.median(v):6.3f} s  {np.median(v) / base:5.3f}x")
+        print(f"   ({len(calls) // repeats} callback calls a run)")
+        cli = [sys.executable, "-m", "fastmf", "run", "--spectrum", "2,1", "--shape", "1000x1000", "--max-iter", "100",
+               "--seed", "0", "-q", "-o", os.path.join(tmp, "r.npz")]  # fmt: skip
+        walls = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            subprocess.run(cli, check=True)
+            walls.append(time.perf_counter() - t0)
+        print(f"   fresh 'fastmf run' process, 100 steps: {np.median(walls):.2f} s (min {min(walls):.2f})")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer repeats and steps")
     ap.add_argument("--numpy-steps", type=int, default=100)
+    ap.add_argument("--only", type=int, choices=range(1, 8), help="run only this measurement")
     args = ap.parse_args()
     repeats = 3 if args.quick else 7
     try:
@@ -258,12 +296,18 @@ def main():
     except ImportError:
         blas = ["(install threadpoolctl to report the BLAS)"]
     print(f"fastmf {fastmf.__version__}, numpy {np.__version__}, BLAS: {'; '.join(blas)}")
-    end_to_end(2048, 16, 2000, 20 if args.quick else args.numpy_steps, repeats)
-    kernel_step([10, 16, 32, 64], repeats)
-    huge(10**4 if args.quick else 10**5)
-    latency()
-    flow_large(repeats)
-    diagnostics_cost(repeats)
+    sections = [
+        lambda: end_to_end(2048, 16, 2000, 20 if args.quick else args.numpy_steps, repeats),
+        lambda: kernel_step([10, 16, 32, 64], repeats),
+        lambda: huge(10**4 if args.quick else 10**5),
+        latency,
+        lambda: flow_large(repeats),
+        lambda: diagnostics_cost(repeats),
+        lambda: hooks_cost(repeats),
+    ]
+    for number, section in enumerate(sections, 1):
+        if args.only in (None, number):
+            section()
 
 
 if __name__ == "__main__":
