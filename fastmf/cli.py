@@ -270,9 +270,6 @@ def _cmd_plot(args) -> int:
 
     results = [fastmf.load(path) for path in args.inputs]
     output = args.output or os.path.splitext(args.inputs[0])[0] + ".png"
-    import matplotlib
-
-    matplotlib.use("Agg")
     if len(results) == 1:
         fig = plot.plot_run(results[0])
     else:

@@ -200,3 +200,21 @@ def test_killed_run_resumes_to_the_same_numbers(sig, unbroken):
     assert resumed.returncode == 0, err
     _same_run("resumed.npz", unbroken)
     _same_run("ckpt.npz", unbroken)  # the resumed run kept checkpointing to the same file
+
+
+def test_missing_extras_give_the_install_hint(monkeypatch, capsys):
+    import builtins
+
+    fastmf.solve(fastmf.Problem.from_spectrum([2.0, 1.0], 5, 5), 2, 0.1, 20, seed=0).save("r.npz")
+    real_import = builtins.__import__
+
+    def without(name, *args, **kwargs):
+        if name.split(".")[0] in ("matplotlib", "tqdm"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without)
+    assert main(["plot", "r.npz"]) == 2
+    assert "pip install matplotlib" in capsys.readouterr().err
+    assert main(["run", "--spectrum", "2,1", "--progress"]) == 2
+    assert "pip install tqdm" in capsys.readouterr().err
