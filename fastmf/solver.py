@@ -232,8 +232,7 @@ def _execute(run: Run, origin, settings: Settings, monitor: Monitor) -> SolveRes
     finally:
         monitor.close()
     before_final = run.bookkeeping() | {"n_resumable": run.n_records}
-    if status != "interrupted" or run.running:
-        run.record_final()
+    run.record_final()
     status = {K.CONVERGED: "converged", K.DIVERGED: "diverged"}.get(int(run.info[K.STATUS]), status)
     result = _result(run, origin, settings, status, before_final)
     if settings.checkpoint is not None:
