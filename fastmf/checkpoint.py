@@ -60,19 +60,13 @@ def read(path) -> tuple[dict, dict]:
                 raise OSError("not an .npz (zip) file")
             f.seek(0)
             data = np.load(f, allow_pickle=False)
-            if not isinstance(data, np.lib.npyio.NpzFile):
-                raise CheckpointError(f"{path} holds a single array (.npy), not a fastmf result (.npz)")
-            arrays = {name: data[name] for name in data.files}
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+            arrays = {name: data[name] for name in data.files} if isinstance(data, np.lib.npyio.NpzFile) else None
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, KeyError) as exc:
         raise CheckpointError(
             f"{path} is not a readable fastmf result or checkpoint (corrupt or truncated?): {exc}"
         ) from None
-    except ValueError as exc:
-        if isinstance(exc, CheckpointError):
-            raise
-        raise CheckpointError(
-            f"{path} is not a readable fastmf result or checkpoint (corrupt or truncated?): {exc}"
-        ) from None
+    if arrays is None:
+        raise CheckpointError(f"{path} holds a single array (.npy), not a fastmf result (.npz)")
     try:
         meta = json.loads(str(arrays.pop("meta")))
     except (KeyError, ValueError):

@@ -74,8 +74,8 @@ class _Factors:
             "result": type(self).__name__, "rank": self.rank, "stages": dataclasses.asdict(self.stages),
             "init_scale": self.init_scale, "seed": checkpoint.seed_to_json(self.seed),
         }  # fmt: skip
-        meta |= self._saved_fields(arrays)
-        checkpoint.write(path, arrays, meta)
+        more_arrays, more_meta = self._saved_fields()
+        checkpoint.write(path, arrays | more_arrays, meta | more_meta)
 
     @classmethod
     def _load(cls, arrays: dict, meta: dict):
@@ -155,19 +155,17 @@ class SolveResult(_Factors):
     seed: object = field(default=None, repr=False)
     resume_state: dict | None = field(default=None, repr=False)
 
-    def _saved_fields(self, arrays: dict) -> dict:
-        for key in ("info", "vecs", "valid"):
-            arrays[f"run.{key}"] = self.resume_state[key]
-        return {
+    def _saved_fields(self) -> tuple[dict, dict]:
+        arrays = {f"run.{key}": self.resume_state[key] for key in ("info", "vecs", "valid")}
+        return arrays, {
             "lr": self.lr, "complement": self.complement, "status": self.status, "message": self.message,
             "n_iter": self.n_iter, "diverged_at": self.diverged_at, "settings": self.resume_state["settings"],
-            "n_resumable": self.resume_state["n_resumable"],
         }  # fmt: skip
 
     @staticmethod
     def _loaded_fields(arrays: dict, meta: dict) -> dict:
         state = {key: arrays[f"run.{key}"] for key in ("info", "vecs", "valid")}
-        state |= {"settings": meta["settings"], "n_resumable": meta["n_resumable"]}
+        state["settings"] = meta["settings"]
         fields = ("lr", "complement", "status", "message", "n_iter", "diverged_at")
         return {name: meta[name] for name in fields} | {"resume_state": state}
 
@@ -215,8 +213,8 @@ class FlowResult(_Factors):
     init_scale: float | None = None
     seed: object = field(default=None, repr=False)
 
-    def _saved_fields(self, arrays: dict) -> dict:
-        return {"status": self.status, "message": self.message, "t": self.t, "nfev": self.nfev}
+    def _saved_fields(self) -> tuple[dict, dict]:
+        return {}, {"status": self.status, "message": self.message, "t": self.t, "nfev": self.nfev}
 
     @staticmethod
     def _loaded_fields(arrays: dict, meta: dict) -> dict:

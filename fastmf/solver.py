@@ -231,7 +231,7 @@ def _execute(run: Run, origin, settings: Settings, monitor: Monitor) -> SolveRes
         status = _drive(run, origin, settings, monitor)
     finally:
         monitor.close()
-    before_final = run.bookkeeping() | {"n_resumable": run.n_records}
+    before_final = run.bookkeeping()
     run.record_final()
     status = {K.CONVERGED: "converged", K.DIVERGED: "diverged"}.get(int(run.info[K.STATUS]), status)
     result = _result(run, origin, settings, status, before_final)
@@ -255,9 +255,7 @@ def _drive(run: Run, origin, settings: Settings, monitor: Monitor) -> str:
             elapsed = time.perf_counter() - start_time
             chunk = int(np.clip(chunk * _CHUNK_SECONDS / max(elapsed, 1e-6), 1, 4 * chunk))
             if every is not None and run.step % every == 0 and run.running and run.step < max_iter:
-                _result(run, origin, settings, "running", run.bookkeeping() | {"n_resumable": run.n_records}).save(
-                    settings.checkpoint
-                )
+                _result(run, origin, settings, "running", run.bookkeeping()).save(settings.checkpoint)
             stop = monitor.update(run.step, run.latest(), *run.stage_steps())
             if stop is not None:
                 return stop
