@@ -9,7 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from .flow import gd_flow_gap, gradient_flow, sandwich_bounds, symmetric_solution
 from .problem import Problem
-from .result import FlowResult, SolveResult, load
+from .result import DirectResult, FlowResult, SolveResult, load
 from .solver import resume, solve
 
 try:
@@ -28,6 +28,7 @@ def __getattr__(name):
 
 
 __all__ = [
+    "DirectResult",
     "FlowResult",
     "GradientDescentMF",
     "Problem",

@@ -134,10 +134,13 @@ def initial_factors(problem, k, init_scale, seed, U0, V0, complement) -> tuple[F
             sample_spectrum_factor(rng, problem.left, k, init_scale, wu, complement, dtype),
             sample_spectrum_factor(rng, problem.right, k, init_scale, wv, complement, dtype),
         )
-    m, n = problem.shape
-    U0 = init_scale * rng.standard_normal((m, k))
-    V0 = init_scale * rng.standard_normal((n, k))
+    U0, V0 = gaussian(rng, *problem.shape, k, init_scale)
     return split(problem.left, U0, complement, dtype), split(problem.right, V0, complement, dtype)
+
+
+def gaussian(rng: np.random.Generator, m: int, n: int, k: int, init_scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """U0 (m x k), then V0 (n x k), iid N(0, init_scale^2) from `rng` (the initialization stream)."""
+    return init_scale * rng.standard_normal((m, k)), init_scale * rng.standard_normal((n, k))
 
 
 @dataclass(frozen=True)
@@ -161,13 +164,9 @@ def start(Sigma, rank, init_scale, seed, U0, V0, complement) -> Start:
     """
     problem = Sigma if isinstance(Sigma, Problem) else Problem(Sigma)
     m, n = problem.shape
-    k = positive_int(rank, "rank")
-    if k > min(m, n):
-        raise ValueError(f"rank must be at most min(m, n) = {min(m, n)} for Sigma of shape {m} x {n}, got {k}")
     if complement not in ("compressed", "full"):
         raise ValueError(f"complement must be 'compressed' or 'full', got {complement!r}")
-    if (U0 is None) != (V0 is None):
-        raise ValueError("give both U0 and V0 or neither")
+    k, U0, V0 = checked_start(m, n, rank, U0, V0)
     if complement == "full":
         check_fits(
             (m + n, k),
@@ -176,7 +175,6 @@ def start(Sigma, rank, init_scale, seed, U0, V0, complement) -> Start:
             "use complement='compressed', which never forms an m x k matrix",
         )
     if U0 is not None:
-        U0, V0 = _given(U0, "U0", (m, k)), _given(V0, "V0", (n, k))
         left, right = initial_factors(problem, k, None, None, U0, V0, complement)
         return Start(problem, k, left, right, None, None)
     if init_scale is None:
@@ -190,6 +188,18 @@ def start(Sigma, rank, init_scale, seed, U0, V0, complement) -> Start:
         seed = np.random.SeedSequence().entropy
     left, right = initial_factors(problem, k, init_scale, seed, None, None, complement)
     return Start(problem, k, left, right, init_scale, seed)
+
+
+def checked_start(m, n, rank, U0, V0) -> tuple[int, np.ndarray | None, np.ndarray | None]:
+    """Validated (k, U0, V0) for Sigma of shape m x n (U0, V0 as float64 arrays or None)."""
+    k = positive_int(rank, "rank")
+    if k > min(m, n):
+        raise ValueError(f"rank must be at most min(m, n) = {min(m, n)} for Sigma of shape {m} x {n}, got {k}")
+    if (U0 is None) != (V0 is None):
+        raise ValueError("give both U0 and V0 or neither")
+    if U0 is not None:
+        U0, V0 = _given(U0, "U0", (m, k)), _given(V0, "V0", (n, k))
+    return k, U0, V0
 
 
 def _given(U, name, shape) -> np.ndarray:

@@ -128,8 +128,25 @@ class Problem:
         m, n = op.shape
         dtype = _dtype(op.dtype if dtype is None else dtype)
         tol = _rtol(rtol, m, n, dtype)
-        s, Phi, Psi, residual = _basis(op, kind, tol)
-        self._set(kind, (m, n), dtype, s, DenseBasis(Phi.astype(dtype)), DenseBasis(Psi.astype(dtype)))
+        self._from_basis(Sigma, kind, (m, n), dtype, _basis(op, kind, tol))
+
+    @classmethod
+    def if_low_rank(cls, Sigma, max_width: int) -> Problem | None:
+        """The Problem of a dense Sigma if a sketch of at most max_width columns finds its
+        exact basis (a few products with Sigma), else None: what ``method="auto"`` tries."""
+        S = real_array(Sigma, "Sigma", 2)
+        m, n = S.shape
+        dtype = _dtype(S.dtype)
+        found = _basis(S, "dense", _rtol(None, m, n, dtype), max_width)
+        if found is None:
+            return None
+        self = cls.__new__(cls)
+        self._from_basis(Sigma, "dense", (m, n), dtype, found)
+        return self
+
+    def _from_basis(self, Sigma, kind, shape, dtype, basis):
+        s, Phi, Psi, residual = basis
+        self._set(kind, shape, dtype, s, DenseBasis(Phi.astype(dtype)), DenseBasis(Psi.astype(dtype)))
         self.basis_residual = residual
         self.Sigma = Sigma
 
@@ -250,8 +267,12 @@ def _count_rank(s: np.ndarray, rtol: float) -> int:
     return int(np.count_nonzero(s > rtol * s[0])) if s.size and s[0] > 0 else 0
 
 
-def _basis(op, kind, rtol):
-    """Thin SVD (s, Phi, Psi) over the numerical rank, and its estimated relative residual."""
+def _basis(op, kind, rtol, max_width=None):
+    """Thin SVD (s, Phi, Psi) over the numerical rank, and its estimated relative residual.
+
+    With max_width, a sketch wider than that, or a basis that fails the residual check,
+    returns None instead (no full SVD).
+    """
     m, n = op.shape
     lin = op if kind == "operator" else scipy.sparse.linalg.aslinearoperator(op)
     rng = np.random.default_rng(0)  # the basis is a property of Sigma, not of a run's seed
@@ -259,10 +280,15 @@ def _basis(op, kind, rtol):
     if dense is not None and min(m, n) <= _FULL_SVD_MAX:
         s, Phi, Psi = _full_svd(dense, rtol)
     else:
-        s, Phi, Psi = _randomized_svd(lin, dense, rtol, rng)
+        found = _randomized_svd(lin, dense, rtol, rng, max_width)
+        if found is None:
+            return None
+        s, Phi, Psi = found
     residual = _residual(lin, s, Phi, Psi, rng)
     # what the discarded singular values (each below rtol * s_1) can leave, or rounding
     expected = 10.0 * np.sqrt(min(m, n)) * max(rtol, max(m, n) * np.finfo(np.float64).eps)
+    if residual > expected and max_width is not None:
+        return None
     if residual > expected:
         warnings.warn(
             f"Problem: the truncated SVD basis leaves a relative residual {residual:.2e} "
@@ -281,12 +307,15 @@ def _full_svd(A, rtol):
     return s[:r], U[:, :r], Vt[:r].T
 
 
-def _randomized_svd(lin, dense, rtol, rng):
-    """Adaptive range finder: double the width until the sketch shows a zero singular value."""
+def _randomized_svd(lin, dense, rtol, rng, max_width=None):
+    """Adaptive range finder: double the width until the sketch shows a zero singular value
+    (None once the width would pass max_width)."""
     m, n = lin.shape
     p = min(m, n)
     width = min(p, 32)
     while True:
+        if max_width is not None and width > max_width:
+            return None
         if dense is not None and 4 * width > p:  # a dense SVD is now the cheaper way
             return _full_svd(dense, rtol)
         Y = _checked(lin.matmat(rng.standard_normal((n, width))))

@@ -16,8 +16,27 @@ from .problem import Problem
 from .stages import Stages
 
 
+class _Recorded:
+    """What every result with a `history` offers."""
+
+    @property
+    def loss(self) -> float:
+        """The last recorded loss."""
+        return float(self.history["loss"][-1])
+
+    def history_frame(self):
+        """The history as a pandas DataFrame (pandas is an optional extra)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError(
+                "history_frame() needs pandas: pip install pandas (or the fastmf-gd[pandas] extra)"
+            ) from None
+        return pd.DataFrame(self.history)
+
+
 @dataclass(eq=False)
-class _Factors:
+class _Factors(_Recorded):
     """The final state in split form, U = Phi Up + W_U L_U, and U, V rebuilt on access."""
 
     problem: Problem
@@ -44,21 +63,6 @@ class _Factors:
     def L_V(self) -> np.ndarray:
         """Complement factor of V (k' x k compressed, n x k full)."""
         return self.right.L
-
-    @property
-    def loss(self) -> float:
-        """The last recorded loss."""
-        return float(self.history["loss"][-1])
-
-    def history_frame(self):
-        """The history as a pandas DataFrame (pandas is an optional extra)."""
-        try:
-            import pandas as pd
-        except ImportError:
-            raise ImportError(
-                "history_frame() needs pandas: pip install pandas (or the fastmf-gd[pandas] extra)"
-            ) from None
-        return pd.DataFrame(self.history)
 
     def save(self, path) -> None:
         """Write the result to an .npz file, atomically: the basis of Sigma (not Sigma),
@@ -174,6 +178,45 @@ class SolveResult(_Factors):
         return (
             f"SolveResult(status={self.status!r}, n_iter={self.n_iter}, loss={self.loss:.6g}, "
             f"{m} x {n}, rank={self.rank}, lr={self.lr:g}, complement={self.complement!r})"
+        )
+
+
+@dataclass(eq=False)
+class DirectResult(_Recorded):
+    """Outcome of ``fastmf.solve(..., method="direct")``: GD on Sigma itself (seed 001, eqs 2-3).
+
+    Attributes
+    ----------
+    U, V : ndarray
+        The final factors (m x k, n x k), in Sigma's dtype.
+    status, message, n_iter, diverged_at, init_scale, seed
+        As in `SolveResult` (status "converged", "max_iter", "diverged", "interrupted",
+        "stopped" or "time_limit").
+    history : dict of ndarray
+        "step", "loss" and "imbalance" (the direct path has no singular basis, so none of
+        the split diagnostics).
+    stages : fastmf.stages.Stages
+        Only T_delta (T1, T0 and the rates need the singular basis: None).
+    """
+
+    U: np.ndarray
+    V: np.ndarray
+    rank: int
+    lr: float
+    status: str
+    message: str
+    n_iter: int
+    history: dict
+    stages: Stages
+    diverged_at: int | None = None
+    init_scale: float | None = None
+    seed: object = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        m, n = self.U.shape[0], self.V.shape[0]
+        return (
+            f"DirectResult(status={self.status!r}, n_iter={self.n_iter}, loss={self.loss:.6g}, "
+            f"{m} x {n}, rank={self.rank}, lr={self.lr:g})"
         )
 
 

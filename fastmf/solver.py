@@ -14,13 +14,16 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse
+from scipy.sparse.linalg import LinearOperator
 
 from . import _kernels as K
 from . import stages, theory
 from ._validate import finite_float, positive_int
 from .init import Factor, stack, start
 from .monitor import Monitor
-from .result import FlowResult, SolveResult, load
+from .problem import Problem
+from .result import DirectResult, FlowResult, SolveResult, load
 
 # A chunk of steps should take about this long: short enough to honour Ctrl-C promptly,
 # long enough that the ~10 us of Python per chunk is noise.
@@ -45,12 +48,13 @@ def solve(
     spectral_every: int | None = None,
     delta: float | None = None,
     complement: str = "compressed",
+    method: str = "auto",
     callback=None,
     progress: bool | None = None,
     time_limit: float | None = None,
     checkpoint=None,
     checkpoint_every: int | None = None,
-) -> SolveResult:
+) -> SolveResult | DirectResult:
     """Constant-step GD on min 1/2 ||U V^T - Sigma||_F^2 from a random or given start.
 
     Runs U+ = U + lr R V, V+ = V + lr R^T U with R = Sigma - U V^T (seed 001, eqs 2-3)
@@ -94,6 +98,13 @@ def solve(
     complement : {"compressed", "full"}
         "full" keeps the complement as m x k and n x k matrices (one pass over them per
         step); both give the same numbers to rounding.
+    method : {"auto", "split", "direct"}
+        "split": the engine above (a `SolveResult`). "direct": eqs (2)-(3) on a dense
+        Sigma itself, one pass over Sigma per step (4 m n k flops), no basis, the loss and
+        the imbalance only (a `DirectResult`; no checkpoints). "auto" (default): split,
+        unless Sigma is a dense array whose exact basis a sketch of at most
+        max(32, max_iter k / 2) columns does not find, so that the basis would cost more
+        than the whole direct run (`Problem.if_low_rank`).
     callback : callable, optional
         ``callback(state) -> bool``, called between chunks of the compiled loop (about
         every 0.05 s, and at each checkpoint) with a `fastmf.monitor.RunState`: the step,
@@ -113,10 +124,13 @@ def solve(
 
     Returns
     -------
-    SolveResult
-        With `history`, `stages`, `status`, `message`, `n_iter`, the small final state
-        and the final U, V rebuilt on first access; `save` writes it to a file.
+    SolveResult or DirectResult
+        With `history`, `stages`, `status`, `message`, `n_iter` and the final U, V (for
+        the split engine also the small final state, U and V rebuilt on first access,
+        and `save`, which writes it to a file).
     """
+    if method not in ("auto", "split", "direct"):
+        raise ValueError(f"method must be 'auto', 'split' or 'direct', got {method!r}")
     max_iter = positive_int(max_iter, "max_iter", minimum=0)
     tol = finite_float(tol, "tol")
     record_every = positive_int(record_every, "record_every")
@@ -124,6 +138,15 @@ def solve(
     delta = (tol if tol > 0 else None) if delta is None else finite_float(delta, "delta", positive=True)
     checkpoint, checkpoint_every = _checkpoint_args(checkpoint, checkpoint_every)
     monitor = Monitor(progress, callback, time_limit, max_iter, "step")
+    if method == "auto":
+        method, Sigma = _choose(Sigma, rank, max_iter)
+    if method == "direct":
+        from .direct import direct_start, solve_direct  # direct.py builds on this module
+
+        if checkpoint is not None:
+            raise ValueError("checkpoints are for the split engine: use method='split', or drop checkpoint")
+        S, k, U0, V0 = direct_start(Sigma, rank, U0, V0)
+        return solve_direct(S, k, lr, max_iter, init_scale, seed, U0, V0, (tol, record_every, delta), monitor)
     st = start(Sigma, rank, init_scale, seed, U0, V0, complement)
     problem = st.problem
     if isinstance(lr, str):
@@ -138,6 +161,15 @@ def solve(
     run = Run(stack(st.left), stack(st.right), problem.s, lr, tol, max_iter, record_every, spectral_every)
     origin = (problem, st.rank, st.left.W, st.right.W, st.init_scale, st.seed)
     return _execute(run, origin, settings, monitor)
+
+
+def _choose(Sigma, rank, max_iter):
+    """("split" or "direct", Sigma or its Problem) for method="auto" (see `solve`)."""
+    if isinstance(Sigma, Problem) or scipy.sparse.issparse(Sigma) or isinstance(Sigma, LinearOperator):
+        return "split", Sigma
+    k = positive_int(rank, "rank")
+    problem = Problem.if_low_rank(Sigma, max(32, max_iter * k // 2))
+    return ("direct", Sigma) if problem is None else ("split", problem)
 
 
 def resume(
@@ -226,21 +258,27 @@ def _checkpoint_args(checkpoint, checkpoint_every):
 
 
 def _execute(run: Run, origin, settings: Settings, monitor: Monitor) -> SolveResult:
-    """Drive `run` to its end, record the final state, save it if asked, and wrap it up."""
+    """Drive a split-engine run to its end and wrap it up as a SolveResult."""
+    return execute(run, settings, monitor, lambda status, state: _result(run, origin, settings, status, state))
+
+
+def execute(run: Recorder, settings, monitor: Monitor, wrap):
+    """Drive `run` to its end, record the final state, save it if asked, and return
+    ``wrap(status, bookkeeping)``, the result (bookkeeping: the run's before the final record)."""
     try:
-        status = _drive(run, origin, settings, monitor)
+        status = _drive(run, settings, monitor, wrap)
     finally:
         monitor.close()
     before_final = run.bookkeeping()
     run.record_final()
     status = {K.CONVERGED: "converged", K.DIVERGED: "diverged"}.get(int(run.info[K.STATUS]), status)
-    result = _result(run, origin, settings, status, before_final)
+    result = wrap(status, before_final)
     if settings.checkpoint is not None:
         result.save(settings.checkpoint)
     return result
 
 
-def _drive(run: Run, origin, settings: Settings, monitor: Monitor) -> str:
+def _drive(run: Recorder, settings, monitor: Monitor, wrap) -> str:
     """Advance `run` chunk by chunk to max_iter; between chunks: checkpoints, the monitor,
     Ctrl-C. Returns the status ("max_iter", "stopped", "time_limit", "interrupted")."""
     max_iter, every = settings.max_iter, settings.checkpoint_every
@@ -255,7 +293,7 @@ def _drive(run: Run, origin, settings: Settings, monitor: Monitor) -> str:
             elapsed = time.perf_counter() - start_time
             chunk = int(np.clip(chunk * _CHUNK_SECONDS / max(elapsed, 1e-6), 1, 4 * chunk))
             if every is not None and run.step % every == 0 and run.running and run.step < max_iter:
-                _result(run, origin, settings, "running", run.bookkeeping()).save(settings.checkpoint)
+                wrap("running", run.bookkeeping()).save(settings.checkpoint)
             stop = monitor.update(run.step, run.latest(), *run.stage_steps())
             if stop is not None:
                 return stop
@@ -277,7 +315,7 @@ def _result(run: Run, origin, settings: Settings, status: str, resume_state: dic
         lr=settings.lr,
         complement=settings.complement,
         status=status,
-        message=_message(status, run.step, bad_step, history, settings, problem),
+        message=message(status, run.step, bad_step, history, settings, problem.sigma_1),
         n_iter=run.step,
         history=history,
         stages=stages.detect(history["step"], history["loss"], T1, T0, settings.delta, rate, problem.s),
@@ -296,29 +334,20 @@ def diagnostic_work(r: int, k: int):
     return np.zeros((r, r)), np.zeros((8, n, n)), np.zeros((K.N_TRACKED, n)), np.zeros(K.N_TRACKED, np.int64)
 
 
-class Run:
-    """The compiled loop's arrays for one GD run: the stacked state, the history, the bookkeeping.
+class Recorder:
+    """The history and bookkeeping of a compiled loop advanced in chunks (`Run`, `direct.DirectRun`).
 
-    Everything the kernel carries from one step to the next lives here (the state, the
-    step, the stage flags, the tracked eigenvectors), so a run advanced in several calls,
-    or saved and restored in between, follows exactly the trajectory and records of one call.
+    Subclasses hold the state and implement ``_call(t_stop, t_final)``, which runs their
+    kernel with the conventions of `blocks.run_blocks`, and ``history()``.
     """
 
-    def __init__(self, X, Y, s, lr, tol, max_iter, record_every, spectral_every):
-        dtype = X.dtype
-        k, r = X.shape[1], s.size
-        self.X, self.Y, self.s = X, Y, s
-        self.lr, self.tol = dtype.type(lr), tol
-        self.record_every, self.spectral_every = record_every, spectral_every
+    def __init__(self, max_iter, record_every):
+        self.record_every = record_every
         self.info = np.zeros(K.N_INFO, np.int64)
         self.info[K.T1] = self.info[K.T0] = -1
         self.steps = np.zeros(0, np.int64)
         self.rec = np.zeros((0, K.N_KEYS))
         self._reserve(min(max_iter, _FIRST_RESERVE))
-        self.Xw, self.Yw = np.empty_like(X), np.empty_like(Y)
-        self.G = np.zeros((7, k, k), dtype)
-        self.E, self.D, self.vecs, self.valid = diagnostic_work(r, k)
-        self.E = self.E.astype(dtype)  # np.dot into E needs the state's dtype; D stays float64
 
     @property
     def step(self) -> int:
@@ -365,10 +394,33 @@ class Run:
             return {}
         return {"step": int(self.steps[j])} | {key: float(self.rec[j, c]) for c, key in enumerate(K.KEYS)}
 
-    def history(self) -> dict:
+    def _history(self, keys) -> dict:
         j = self.n_records
-        keys = K.KEYS if self.spectral_every else K.KEYS[: K.N_CHEAP]
         return {"step": self.steps[:j].copy()} | {key: self.rec[:j, c].copy() for c, key in enumerate(keys)}
+
+
+class Run(Recorder):
+    """The compiled loop's arrays for one GD run: the stacked state, the history, the bookkeeping.
+
+    Everything the kernel carries from one step to the next lives here (the state, the
+    step, the stage flags, the tracked eigenvectors), so a run advanced in several calls,
+    or saved and restored in between, follows exactly the trajectory and records of one call.
+    """
+
+    def __init__(self, X, Y, s, lr, tol, max_iter, record_every, spectral_every):
+        super().__init__(max_iter, record_every)
+        dtype = X.dtype
+        k, r = X.shape[1], s.size
+        self.X, self.Y, self.s = X, Y, s
+        self.lr, self.tol = dtype.type(lr), tol
+        self.spectral_every = spectral_every
+        self.Xw, self.Yw = np.empty_like(X), np.empty_like(Y)
+        self.G = np.zeros((7, k, k), dtype)
+        self.E, self.D, self.vecs, self.valid = diagnostic_work(r, k)
+        self.E = self.E.astype(dtype)  # np.dot into E needs the state's dtype; D stays float64
+
+    def history(self) -> dict:
+        return self._history(K.KEYS if self.spectral_every else K.KEYS[: K.N_CHEAP])
 
     def bookkeeping(self) -> dict:
         """What `restore` needs beyond the state and the history (copies)."""
@@ -393,9 +445,10 @@ class Run:
         )  # fmt: skip
 
 
-def _message(status, n_iter, bad_step, history, settings: Settings, problem) -> str:
+def message(status, n_iter, bad_step, history, settings, sigma_1, resumable=True) -> str:
+    """One sentence on how a GD run ended (`SolveResult.message`)."""
     last = f"loss {history['loss'][-1]:.6g}" if history["loss"].size else "no loss recorded"
-    again = "; fastmf.resume() continues it"
+    again = "; fastmf.resume() continues it" if resumable else ""
     if status == "converged":
         return f"converged: loss {history['loss'][-1]:.6g} <= tol {settings.tol:g} at step {n_iter}"
     if status == "max_iter":
@@ -408,7 +461,7 @@ def _message(status, n_iter, bad_step, history, settings: Settings, problem) -> 
         return f"stopped by the callback at step {n_iter}; {last}{again}"
     if status == "time_limit":
         return f"stopped at the time limit at step {n_iter}; {last}{again}"
-    bound = 1.0 / (3.0 * problem.sigma_1)
+    bound = 1.0 / (3.0 * sigma_1)
     return (
         f"diverged: the iterate went non-finite at step {bad_step} with lr = {settings.lr:g}; the returned state "
         f"is the last finite one (step {n_iter}). GD from a small start is stable for lr <= 1 / (3 sigma_1) "

@@ -23,6 +23,7 @@ def test_kernels_without_jit_match_plain_gd():
             "-m",
             "pytest",
             str(here / "test_solver.py"),
+            str(here / "test_direct.py"),
             "-q",
             "-p",
             "no:cacheprovider",

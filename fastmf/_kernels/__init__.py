@@ -9,8 +9,9 @@ An installed release is safe: installing rewrites every file.
 
 from .blocks import BAD_STEP, CONVERGED, DIVERGED, N_RECORDS, RUNNING, STATUS, STEP, flow_rhs, run_blocks, state_record
 from .diagnostics import KEYS, N_CHEAP, N_INFO, N_KEYS, N_TRACKED, T0, T1
+from .direct import block_rows, run_direct
 
 __all__ = [
     "BAD_STEP", "CONVERGED", "DIVERGED", "KEYS", "N_CHEAP", "N_INFO", "N_KEYS", "N_RECORDS", "N_TRACKED", "RUNNING",
-    "STATUS", "STEP", "T0", "T1", "flow_rhs", "run_blocks", "state_record",
+    "STATUS", "STEP", "T0", "T1", "block_rows", "flow_rhs", "run_blocks", "run_direct", "state_record",
 ]  # fmt: skip

@@ -1,0 +1,160 @@
+"""GD in the original basis (seed 001, eqs 2-3), streaming Sigma once per step.
+
+    U+ = U + lr R V,   V+ = V + lr R^T U,   R = Sigma - U V^T
+
+is computed as U+ = U (I - lr V^T V) + lr Sigma V and V+ = V (I - lr U^T U) + lr Sigma^T U:
+the same update with 4 m n k flops a step instead of 6, and R never formed. Both products
+come from one pass over Sigma in row blocks (`products`), each block's part of Sigma^T U
+added while the block is in cache. The loss is recorded from the same pass by
+
+    2 f = ||Sigma||_F^2 - 2 <U, Sigma V> + <U^T U, V^T V>,
+
+whose rounding error is a few eps ||Sigma||_F^2; when 2 f falls below `exact_below`
+||Sigma||_F^2 (the caller's choice: the identity would lose digits) the step pays a second
+pass that sums the squares of R block by block (`residual_norm2`, 2 m n k flops more).
+
+Products go to the BLAS that SciPy ships (numba's np.dot), which uses its own threads: a
+block of 2 MiB keeps the packed panels in cache (benchmarks/compare.py section 8 measures
+the choice). Kernels are pure; float32 arrays stay float32, sums of squares are float64.
+"""
+
+import numpy as np
+from numba import njit
+
+from .blocks import BAD_STEP, CONVERGED, DIVERGED, N_RECORDS, STATUS, STEP, _copy, _due
+
+# elements of Sigma per row block: 2 MiB of float64
+_BLOCK_ELEMS = 1 << 18
+
+
+@njit(cache=True, nogil=True)
+def block_rows(n):
+    """Rows of Sigma per block (at least 8, so that BLAS sees a real matrix)."""
+    return max(8, _BLOCK_ELEMS // n)
+
+
+@njit(cache=True, nogil=True)
+def products(S, U, V, SV, STU, T):
+    """SV = Sigma V and STU = Sigma^T U in one pass over Sigma; T is (n, k) work."""
+    m = S.shape[0]
+    b = block_rows(S.shape[1])
+    for lo in range(0, m, b):
+        hi = min(m, lo + b)
+        np.dot(S[lo:hi], V, SV[lo:hi])
+        if lo == 0:
+            np.dot(S[lo:hi].T, U[lo:hi], STU)
+        else:
+            np.dot(S[lo:hi].T, U[lo:hi], T)
+            for j in range(STU.shape[0]):
+                for a in range(STU.shape[1]):
+                    STU[j, a] += T[j, a]
+
+
+@njit(cache=True, nogil=True)
+def residual_norm2(S, U, V, B):
+    """||Sigma - U V^T||_F^2 summed block by block in float64; B is (block_rows, n) work."""
+    m, n = S.shape
+    b = B.shape[0]
+    total = 0.0
+    for lo in range(0, m, b):
+        hi = min(m, lo + b)
+        Bb = B[: hi - lo]
+        np.dot(U[lo:hi], V.T, Bb)
+        for i in range(hi - lo):
+            for j in range(n):
+                r = S[lo + i, j] - Bb[i, j]
+                total += r * r
+    return total
+
+
+@njit(cache=True, nogil=True)
+def _frob_inner(A, B):
+    """<A, B> in float64."""
+    total = 0.0
+    for i in range(A.shape[0]):
+        for j in range(A.shape[1]):
+            total += np.float64(A[i, j]) * np.float64(B[i, j])
+    return total
+
+
+@njit(cache=True, nogil=True)
+def _shifted(G, lr, H):
+    """H = I - lr G."""
+    k = G.shape[0]
+    for a in range(k):
+        for b in range(k):
+            H[a, b] = -lr * G[a, b]
+        H[a, a] += 1
+
+
+@njit(cache=True, nogil=True)
+def _update(X, H, lr, P, Xn):
+    """Xn = X H + lr P."""
+    np.dot(X, H, Xn)
+    for i in range(X.shape[0]):
+        for a in range(X.shape[1]):
+            Xn[i, a] += lr * P[i, a]
+
+
+@njit(cache=True, nogil=True)
+def run_direct(
+    S, s2, exact_below, U, V, lr, tol, t_stop, t_final, record_every, Uw, Vw, SV, STU, T, G, B, steps, rec, info
+):
+    """Advance GD (eqs 2-3) from step info[STEP] to t_stop; the conventions of `blocks.run_blocks`.
+
+    S : (m, n) Sigma; s2 = ||Sigma||_F^2. U, V : (m, k), (n, k) state, updated in place;
+    Uw, Vw alike, SV (m, k), STU and T (n, k), G (4, k, k) and B (block_rows(n), n) work.
+    A recorded row holds the loss (column 0) and the imbalance ||U^T U - V^T V||_F (column
+    1); the caller fills the rest with NaN. A new state with (||U||^2 + ||V||^2)^2 not
+    finite stops with DIVERGED, leaving the last finite state in U, V.
+    """
+    GU, GV, HU, HV = G[0], G[1], G[2], G[3]
+    k = U.shape[1]
+    t = info[STEP]
+    np.dot(U.T, U, GU)
+    np.dot(V.T, V, GV)
+    swapped = False
+    while True:
+        due = _due(t, t_stop, t_final, record_every)
+        if due or t < t_stop:
+            products(S, U, V, SV, STU, T)
+        if due:
+            f2 = s2 - 2.0 * _frob_inner(U, SV) + _frob_inner(GU, GV)
+            if f2 < exact_below * s2:
+                f2 = residual_norm2(S, U, V, B)
+            imb = 0.0
+            for a in range(k):
+                for b in range(k):
+                    d = np.float64(GU[a, b]) - np.float64(GV[a, b])
+                    imb += d * d
+            j = info[N_RECORDS]
+            rec[j, 0] = 0.5 * f2
+            rec[j, 1] = np.sqrt(imb)
+            steps[j] = t
+            info[N_RECORDS] = j + 1
+            if 0.5 * f2 <= tol:
+                info[STATUS] = CONVERGED
+                break
+        if t >= t_stop:
+            break
+        _shifted(GV, lr, HU)
+        _shifted(GU, lr, HV)
+        _update(U, HU, lr, SV, Uw)
+        _update(V, HV, lr, STU, Vw)
+        np.dot(Uw.T, Uw, GU)
+        np.dot(Vw.T, Vw, GV)
+        mass = 0.0
+        for a in range(k):
+            mass += np.float64(GU[a, a]) + np.float64(GV[a, a])
+        if not np.isfinite(mass * mass):
+            info[STATUS] = DIVERGED
+            info[BAD_STEP] = t + 1
+            break
+        U, Uw = Uw, U
+        V, Vw = Vw, V
+        swapped = not swapped
+        t += 1
+        info[STEP] = t
+    if swapped:  # the caller's U is our Uw: leave the state where it was passed in
+        _copy(U, Uw)
+        _copy(V, Vw)
