@@ -5,9 +5,10 @@
     python benchmarks/compare.py --only 7   # one measurement (numbered below)
 
 1. End to end (basis included): the same trajectory (same Sigma, U0, V0, lr, loss every
-   step) in a NumPy loop of eqs (2)-(3) and in `fastmf.solve`, m = n = 2048, k = r = 16,
-   2000 steps. The NumPy loop is timed on its first --numpy-steps steps and scaled to
-   2000 (it costs the same every step); the two trajectories are checked to agree.
+   step) in a NumPy loop of eqs (2)-(3) and in `fastmf.solve` (its default engine),
+   m = n = 4096, k = r = 16, 5000 steps. The NumPy loop is timed on its first
+   --numpy-steps steps and scaled to 5000 (it costs the same every step); the two
+   trajectories are checked to agree.
 2. The compressed kernel's cost per step at k = r = 10, 16, 32, 64 (spectrum problems),
    with the loss recorded every step and never.
 3. A spectrum problem with m = n = 10**9, k = 32, 10**5 steps: wall time and peak memory
@@ -22,6 +23,12 @@
    recorded every 100 steps, bare against a callback at every chunk, and against a
    checkpoint every 20000 steps (10 atomic writes with fsync); and the wall time of a
    fresh `fastmf run` process for 100 steps (start-up, imports, cached kernels, writes).
+
+8. The direct path head to head: one GD step of eqs (2)-(3) with the loss, on a dense
+   Gaussian Sigma (full rank, so no engine has a shortcut), m = n = 4096, k = 16: a
+   NumPy loop, PyTorch and a jitted JAX loop (lax.scan, float64) when installed, and
+   `solve(..., method="direct")`, all from the same U0, V0, checked to agree after 10
+   steps; per-step medians and the memory traffic against one read of Sigma.
 
 The machines this runs on are shared: timings are medians of repeats spread over time,
 with the minimum beside them as the quiet-machine figure.
@@ -278,11 +285,104 @@ def hooks_cost(repeats):
         print(f"   fresh 'fastmf run' process, 100 steps: {np.median(walls):.2f} s (min {min(walls):.2f})")
 
 
+def _torch_steps(Sigma, U, V, lr, steps):
+    import torch
+
+    S, U, V = (torch.from_numpy(a) for a in (Sigma, U, V))
+    losses = []
+    for _ in range(steps):
+        R = S - U @ V.T
+        losses.append(0.5 * float(torch.sum(R * R)))
+        U, V = U + lr * (R @ V), V + lr * (R.T @ U)
+    return np.array(losses), U.numpy()
+
+
+def _jax_runner(lr, steps):
+    import jax
+    import jax.numpy as jnp
+
+    jax.config.update("jax_enable_x64", True)
+
+    def step(carry, _):
+        S, U, V = carry
+        R = S - U @ V.T
+        return (S, U + lr * (R @ V), V + lr * (R.T @ U)), 0.5 * jnp.vdot(R, R)
+
+    @jax.jit
+    def run(S, U, V):
+        (_, U, V), losses = jax.lax.scan(step, (S, U, V), None, length=steps)
+        return losses, U
+
+    def call(Sigma, U, V):
+        losses, U = jax.block_until_ready(run(jnp.asarray(Sigma), jnp.asarray(U), jnp.asarray(V)))
+        return np.asarray(losses), np.asarray(U)
+
+    return call
+
+
+def direct_head_to_head(m, k, steps, repeats):
+    rng = np.random.default_rng(0)
+    Sigma = rng.standard_normal((m, m))
+    U0, V0 = 1e-2 * rng.standard_normal((m, k)), 1e-2 * rng.standard_normal((m, k))
+    lr = 0.05 / np.sqrt(m)  # about 0.1 / sigma_1 (sigma_1 of a Gaussian square matrix ~ 2 sqrt(m))
+
+    def ours(n):
+        res = fastmf.solve(Sigma, k, lr, n, U0=U0, V0=V0, method="direct")
+        return res.history["loss"][:n], res.U
+
+    def _numpy(n):
+        losses, U, _ = numpy_gd(Sigma, U0, V0, lr, n)
+        return losses[:n], U
+
+    contenders = {"numpy loop": _numpy}
+    try:
+        import torch  # noqa: F401
+
+        contenders["pytorch (cpu)"] = lambda n: _torch_steps(Sigma, U0, V0, lr, n)
+    except ImportError:
+        print("   (pytorch not installed)")
+    try:
+        runners = {n: _jax_runner(lr, n) for n in (10, steps)}
+        contenders["jax jit (cpu)"] = lambda n: runners[n](Sigma, U0, V0)
+    except ImportError:
+        print("   (jax not installed)")
+    contenders["fastmf direct"] = ours
+    print(f"\n8. direct path, m = n = {m}, k = {k}, Gaussian Sigma, loss every step, {steps} steps a repeat")
+    reference = _numpy(10)
+    for name, f in contenders.items():
+        losses, U = f(10)  # also compiles JAX and loads the Numba kernels
+        err = max(
+            np.max(np.abs(losses - reference[0]) / reference[0]),
+            np.linalg.norm(U - reference[1]) / np.linalg.norm(reference[1]),
+        )
+        contenders[name] = (f, err)
+    times = {name: [] for name in contenders}
+    for _ in range(repeats):  # interleaved, so that a noisy moment hits every contender alike
+        for name, (f, _) in contenders.items():
+            t0 = time.perf_counter()
+            f(steps)
+            times[name].append((time.perf_counter() - t0) / steps)
+    ours_t = np.median(times["fastmf direct"])
+    for name, (_, err) in contenders.items():
+        t = np.median(times[name])
+        print(
+            f"   {name:14s}: {t * 1e3:8.2f} ms/step (min {min(times[name]) * 1e3:7.2f}), "
+            f"{t / ours_t:5.2f}x fastmf's time; agrees to {err:.1e} after 10 steps"
+        )
+    sigma_bytes = Sigma.nbytes
+    state_bytes = 6 * m * k * 8  # U, V, Sigma V, Sigma^T U and the new U, V
+    print(
+        f"   traffic: fastmf reads Sigma ({sigma_bytes / 2**20:.0f} MiB) once per step plus "
+        f"{state_bytes / 2**20:.1f} MiB of factors ({(sigma_bytes + state_bytes) / sigma_bytes:.3f} reads of Sigma); "
+        f"the NumPy loop reads Sigma, writes R and reads R twice (>= 4 reads of Sigma)"
+    )
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer repeats and steps")
-    ap.add_argument("--numpy-steps", type=int, default=100)
-    ap.add_argument("--only", type=int, choices=range(1, 8), help="run only this measurement")
+    ap.add_argument("--numpy-steps", type=int, default=30)
+    ap.add_argument("--only", type=int, choices=range(1, 9), help="run only this measurement")
     args = ap.parse_args()
     repeats = 3 if args.quick else 7
     try:
@@ -297,13 +397,14 @@ def main():
         blas = ["(install threadpoolctl to report the BLAS)"]
     print(f"fastmf {fastmf.__version__}, numpy {np.__version__}, BLAS: {'; '.join(blas)}")
     sections = [
-        lambda: end_to_end(2048, 16, 2000, 20 if args.quick else args.numpy_steps, repeats),
+        lambda: end_to_end(4096, 16, 5000, 10 if args.quick else args.numpy_steps, repeats),
         lambda: kernel_step([10, 16, 32, 64], repeats),
         lambda: huge(10**4 if args.quick else 10**5),
         latency,
         lambda: flow_large(repeats),
         lambda: diagnostics_cost(repeats),
         lambda: hooks_cost(repeats),
+        lambda: direct_head_to_head(4096, 16, 3 if args.quick else 10, repeats),
     ]
     for number, section in enumerate(sections, 1):
         if args.only in (None, number):

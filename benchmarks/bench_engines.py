@@ -1,0 +1,114 @@
+"""asv benchmarks: the cost of a step of each engine across sizes, and of whole runs.
+
+What to look for (DESIGN.md section 6): per step, the compressed engine is flat in m and
+n, the full complement linear in m + n, the direct path linear in m n. Each class times
+its `steps` steps with the loss recorded every step (the default start, init_scale
+1e-3 sqrt(sigma_1 / (m + n)), so every size follows the same dynamics); the BLAS thread
+count is a parameter, set with threadpoolctl (`track_blas_threads` reports it).
+
+    asv run --quick                  # from a fresh clone: builds the package in a new env
+    asv run --python=same --quick    # in an environment where fastmf is installed
+"""
+
+import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
+
+import fastmf
+from fastmf.direct import DirectRun
+from fastmf.init import stack, start
+from fastmf.solver import Run
+
+
+def _split_run(m, k, complement):
+    problem = fastmf.Problem.from_spectrum(np.geomspace(4.0, 1.0, k), m, m)
+    st = start(problem, k, None, 0, None, None, complement)
+    return Run(stack(st.left), stack(st.right), problem.s, 0.05, 0.0, 10**9, 1, 0)
+
+
+class _Steps:
+    """Time `steps` steps of a run prepared in setup (only the compiled loop is timed)."""
+
+    steps = 5
+
+    def time_steps(self, *params):
+        self.run.advance(self.run.step + self.steps)
+
+
+class Compressed(_Steps):
+    steps = 1000
+    params = ([10**3, 10**6, 10**9], [10, 32], [1, 2])
+    param_names = ["m = n", "k", "threads"]
+
+    def setup(self, m, k, threads):
+        self.limits = threadpool_limits(threads, user_api="blas")
+        self.run = _split_run(m, k, "compressed")
+        self.run.advance(1)  # load the compiled kernel
+
+    def teardown(self, *params):
+        self.limits.restore_original_limits()
+
+
+class FullComplement(_Steps):
+    params = ([10**4, 10**5, 10**6], [16], [1, 2])
+    param_names = ["m = n", "k", "threads"]
+
+    def setup(self, m, k, threads):
+        self.limits = threadpool_limits(threads, user_api="blas")
+        self.run = _split_run(m, k, "full")
+        self.run.advance(1)
+
+    def teardown(self, *params):
+        self.limits.restore_original_limits()
+
+
+class Direct(_Steps):
+    params = ([512, 1024, 2048], [16], [1, 2])
+    param_names = ["m = n", "k", "threads"]
+
+    def setup(self, m, k, threads):
+        self.limits = threadpool_limits(threads, user_api="blas")
+        rng = np.random.default_rng(0)
+        S = rng.standard_normal((m, m))
+        U, V = (1e-3 * np.sqrt(2 / m) * rng.standard_normal((m, k)) for _ in range(2))
+        self.run = DirectRun(S, U, V, 0.05 / np.sqrt(m), 0.0, 10**9, 1)
+        self.run.advance(1)
+
+    def teardown(self, *params):
+        self.limits.restore_original_limits()
+
+
+class WholeRun:
+    """`fastmf.solve` end to end (basis, start, run, result) and its peak memory."""
+
+    params = (["spectrum 1e9, k 32", "dense 2048 rank 16", "dense 1024 direct"],)
+    param_names = ["problem"]
+    timeout = 300
+
+    def setup(self, problem):
+        rng = np.random.default_rng(0)
+        if problem.startswith("spectrum"):
+            self.args = (fastmf.Problem.from_spectrum(np.geomspace(4.0, 1.0, 32), 10**9, 10**9), 32, 0.05, 2000)
+            self.kwargs = {"seed": 0}
+        elif "direct" in problem:
+            self.args = (rng.standard_normal((1024, 1024)), 16, 1e-3, 50)
+            self.kwargs = {"seed": 0, "method": "direct"}
+        else:
+            s = np.geomspace(4.0, 1.0, 16)
+            Phi, Psi = (np.linalg.qr(rng.standard_normal((2048, 16)))[0] for _ in range(2))
+            self.args = ((Phi * s) @ Psi.T, 16, 0.05, 2000)
+            self.kwargs = {"seed": 0}
+        fastmf.solve(np.eye(8), 2, 0.1, 2, seed=0)  # load the compiled kernels outside the timing
+
+    def time_solve(self, problem):
+        fastmf.solve(*self.args, **self.kwargs)
+
+    def peakmem_solve(self, problem):
+        fastmf.solve(*self.args, **self.kwargs)
+
+
+def track_blas_threads():
+    """Threads of the BLAS the kernels call (SciPy's), as threadpoolctl reports it."""
+    return max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+
+
+track_blas_threads.unit = "threads"
