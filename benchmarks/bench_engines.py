@@ -4,14 +4,16 @@ What to look for (DESIGN.md section 6): per step, the compressed engine is flat 
 n, the full complement linear in m + n, the direct path linear in m n. Each class times
 its `steps` steps with the loss recorded every step (the default start, init_scale
 1e-3 sqrt(sigma_1 / (m + n)), so every size follows the same dynamics); the BLAS thread
-count is a parameter, set with threadpoolctl (`track_blas_threads` reports it).
+count is a parameter, set with threadpoolctl (`track_blas_threads` reports it), and asv's
+environment matrix runs everything once per BLAS backend (FASTMF_BLAS = openblas, mkl,
+loops; asv.conf.json).
 
     asv run --quick                  # from a fresh clone: builds the package in a new env
     asv run --python=same --quick    # in an environment where fastmf is installed
 """
 
 import numpy as np
-from threadpoolctl import threadpool_info, threadpool_limits
+from threadpoolctl import threadpool_limits
 
 import fastmf
 from fastmf.direct import DirectRun
@@ -107,8 +109,8 @@ class WholeRun:
 
 
 def track_blas_threads():
-    """Threads of the BLAS the kernels call (SciPy's), as threadpoolctl reports it."""
-    return max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+    """Threads of the BLAS the kernels call (FASTMF_BLAS picks it; `fastmf.blas_info`)."""
+    return fastmf.blas_info()["threads"]
 
 
 track_blas_threads.unit = "threads"

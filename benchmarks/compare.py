@@ -29,6 +29,9 @@
    NumPy loop, PyTorch and a jitted JAX loop (lax.scan, float64) when installed, and
    `solve(..., method="direct")`, all from the same U0, V0, checked to agree after 10
    steps; per-step medians and the memory traffic against one read of Sigma.
+9. BLAS backends (FASTMF_BLAS = openblas, mkl, loops), each in a fresh process: the
+   compressed step at k = 10, 32, 64 (10**6 spectrum, loss every step) and the direct
+   step at m = n = 1024 and 4096, k = 16; the library and threads each ran with.
 
 The machines this runs on are shared: timings are medians of repeats spread over time,
 with the minimum beside them as the quiet-machine figure.
@@ -378,11 +381,63 @@ def direct_head_to_head(m, k, steps, repeats):
     )
 
 
+_BACKEND_PROBE = """
+import json, sys, time
+import numpy as np
+import fastmf
+from fastmf.direct import DirectRun
+from fastmf.init import stack, start
+from fastmf.solver import Run
+
+def median_time(run, steps, repeats):
+    run.advance(run.step + 1)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run.advance(run.step + steps)
+        times.append((time.perf_counter() - t0) / steps)
+    return float(np.median(times))
+
+repeats = int(sys.argv[1])
+out = {"info": fastmf.blas_info()}
+for k in (10, 32, 64):
+    problem = fastmf.Problem.from_spectrum(np.geomspace(4.0, 1.0, k), 10**6, 10**6)
+    st = start(problem, k, None, 0, None, None, "compressed")
+    run = Run(stack(st.left), stack(st.right), problem.s, 0.05, 0.0, 10**9, 1, 0)
+    out[f"compressed k={k}"] = median_time(run, 2000 if k < 64 else 200, repeats)
+rng = np.random.default_rng(0)
+for m in (1024, 4096):
+    U, V = (1e-3 * np.sqrt(2 / m) * rng.standard_normal((m, 16)) for _ in range(2))
+    run = DirectRun(rng.standard_normal((m, m)), U, V, 0.05 / np.sqrt(m), 0.0, 10**9, 1)
+    out[f"direct m=n={m}"] = median_time(run, 3, repeats)
+print(json.dumps(out))
+"""
+
+
+def backends(repeats):
+    print("\n9. BLAS backends, per step (median), each in a fresh process")
+    results = {}
+    for backend in ("openblas", "mkl", "loops"):
+        env = dict(os.environ, FASTMF_BLAS=backend)
+        proc = subprocess.run([sys.executable, "-c", _BACKEND_PROBE, str(repeats)], env=env, capture_output=True,
+                              text=True)  # fmt: skip
+        if proc.returncode != 0:
+            print(f"   {backend}: not available ({proc.stderr.strip().splitlines()[-1]})")
+            continue
+        results[backend] = json.loads(proc.stdout.splitlines()[-1])
+        info = results[backend].pop("info")
+        print(f"   {backend}: {info['library']} {info.get('version') or ''}, {info['threads']} threads")
+    cases = list(next(iter(results.values())))
+    print("   " + " " * 20 + "".join(f"{b:>12s}" for b in results))
+    for case in cases:
+        print(f"   {case:20s}" + "".join(f"{results[b][case] * 1e6:10.1f}us" for b in results))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer repeats and steps")
     ap.add_argument("--numpy-steps", type=int, default=30)
-    ap.add_argument("--only", type=int, choices=range(1, 9), help="run only this measurement")
+    ap.add_argument("--only", type=int, choices=range(1, 10), help="run only this measurement")
     args = ap.parse_args()
     repeats = 3 if args.quick else 7
     try:
@@ -405,6 +460,7 @@ def main():
         lambda: diagnostics_cost(repeats),
         lambda: hooks_cost(repeats),
         lambda: direct_head_to_head(4096, 16, 3 if args.quick else 10, repeats),
+        lambda: backends(repeats),
     ]
     for number, section in enumerate(sections, 1):
         if args.only in (None, number):

@@ -7,6 +7,7 @@ k x k matrices, so a step costs O(k^3) whatever the size of Sigma.
 
 from importlib.metadata import PackageNotFoundError, version
 
+from ._kernels.blas import info as blas_info
 from .flow import gd_flow_gap, gradient_flow, sandwich_bounds, symmetric_solution
 from .problem import Problem
 from .result import DirectResult, FlowResult, SolveResult, load
@@ -34,6 +35,7 @@ __all__ = [
     "Problem",
     "SolveResult",
     "__version__",
+    "blas_info",
     "gd_flow_gap",
     "gradient_flow",
     "load",

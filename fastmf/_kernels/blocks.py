@@ -6,7 +6,7 @@ rows (k' rows when compressed, the m x k complement itself when full). One step 
     X+ = X (I - lr M) + lr [s o Vp; 0],    M = Y^T Y      (eqs 6 and 8)
     Y+ = Y (I - lr N) + lr [s o Up; 0],    N = X^T X      (eqs 7 and 9)
 
-Products go to BLAS (numba's np.dot calls the BLAS that SciPy ships); the loops here do
+Products go to BLAS (`blas.gemm`: SciPy's OpenBLAS unless FASTMF_BLAS says otherwise); the loops here do
 only O(rows k) elementwise work. Measured on a 2-core AMD EPYC (znver3) at k = 10, a step
 costs 2.1 us this way against 3.1 us for a plainly written loop nest (numba does not
 contract to FMA without fastmath, and loops of length k = 10 stay scalar); at k = 64 it
@@ -23,6 +23,7 @@ accumulate in float64).
 import numpy as np
 from numba import njit
 
+from .blas import gemm
 from .diagnostics import record
 
 RUNNING, CONVERGED, DIVERGED = 0, 1, 2
@@ -63,14 +64,14 @@ def _block_grams(B, lo, r, N, Gc, T, split):
     Gc is wanted: what is recorded never changes the trajectory.
     """
     if lo == 0:
-        np.dot(B.T, B, N)
+        gemm(B.T, B, N)
     else:
-        np.dot(B.T, B, T)
+        gemm(B.T, B, T)
         _add(T, N)
     if split and lo + B.shape[0] > r:
         if lo < r:  # the block straddles the principal rows: its complement part on its own
             C = B[r - lo :]
-            np.dot(C.T, C, T)
+            gemm(C.T, C, T)
         _add(T, Gc)  # (a block with lo >= r >= 1 left its Gram in T above)
 
 
@@ -91,7 +92,7 @@ def grams(X, r, N, Gc, T, split):
 @njit(cache=True, nogil=True)
 def _update_block(B, Y, s, lr, Mh, Bn, lo):
     """Bn = B Mh plus lr s_i Y_i on the principal rows i = lo + j < r."""
-    np.dot(B, Mh, Bn)
+    gemm(B, Mh, Bn)
     k = B.shape[1]
     for j in range(min(B.shape[0], s.shape[0] - lo)):
         c = lr * s[lo + j]

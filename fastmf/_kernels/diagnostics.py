@@ -22,6 +22,7 @@ E_op = ||Sigma - U V^T||_op restricted to the principal block.
 import numpy as np
 from numba import njit
 
+from .blas import gemm
 from .spectral import extreme_eig, posdef
 
 KEYS = (
@@ -108,7 +109,7 @@ def record(X, Y, s, N, GUc, M, GVc, E, t, spectral, row, D, vecs, valid, info):
     r = s.shape[0]
     k = X.shape[1]
     p = min(r, k)
-    np.dot(X[:r], Y[:r].T, E)
+    gemm(X[:r], Y[:r].T, E)
     # the four blocks of the loss (DESIGN.md 3), each a sum of squares: ||diag(s) - E||^2,
     # then <GUp, GVc>, <GUc, GVp>, <GUc, GVc> with GUp = N - GUc, GVp = M - GVc
     e2 = 0.0

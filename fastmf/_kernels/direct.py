@@ -13,7 +13,7 @@ whose rounding error is a few eps ||Sigma||_F^2; when 2 f falls below `exact_bel
 ||Sigma||_F^2 (the caller's choice: the identity would lose digits) the step pays a second
 pass that sums the squares of R block by block (`residual_norm2`, 2 m n k flops more).
 
-Products go to the BLAS that SciPy ships (numba's np.dot), which uses its own threads: a
+Products go to BLAS (`blas.gemm`, SciPy's OpenBLAS by default), which uses its own threads: a
 block of 2 MiB keeps the packed panels in cache (benchmarks/compare.py section 8 measures
 the choice). Kernels are pure; float32 arrays stay float32, sums of squares are float64.
 """
@@ -21,6 +21,7 @@ the choice). Kernels are pure; float32 arrays stay float32, sums of squares are 
 import numpy as np
 from numba import njit
 
+from .blas import gemm
 from .blocks import BAD_STEP, CONVERGED, DIVERGED, N_RECORDS, STATUS, STEP, _copy, _due
 
 # elements of Sigma per row block: 2 MiB of float64
@@ -40,11 +41,11 @@ def products(S, U, V, SV, STU, T):
     b = block_rows(S.shape[1])
     for lo in range(0, m, b):
         hi = min(m, lo + b)
-        np.dot(S[lo:hi], V, SV[lo:hi])
+        gemm(S[lo:hi], V, SV[lo:hi])
         if lo == 0:
-            np.dot(S[lo:hi].T, U[lo:hi], STU)
+            gemm(S[lo:hi].T, U[lo:hi], STU)
         else:
-            np.dot(S[lo:hi].T, U[lo:hi], T)
+            gemm(S[lo:hi].T, U[lo:hi], T)
             for j in range(STU.shape[0]):
                 for a in range(STU.shape[1]):
                     STU[j, a] += T[j, a]
@@ -59,7 +60,7 @@ def residual_norm2(S, U, V, B):
     for lo in range(0, m, b):
         hi = min(m, lo + b)
         Bb = B[: hi - lo]
-        np.dot(U[lo:hi], V.T, Bb)
+        gemm(U[lo:hi], V.T, Bb)
         for i in range(hi - lo):
             for j in range(n):
                 r = S[lo + i, j] - Bb[i, j]
@@ -90,7 +91,7 @@ def _shifted(G, lr, H):
 @njit(cache=True, nogil=True)
 def _update(X, H, lr, P, Xn):
     """Xn = X H + lr P."""
-    np.dot(X, H, Xn)
+    gemm(X, H, Xn)
     for i in range(X.shape[0]):
         for a in range(X.shape[1]):
             Xn[i, a] += lr * P[i, a]
@@ -111,8 +112,8 @@ def run_direct(
     GU, GV, HU, HV = G[0], G[1], G[2], G[3]
     k = U.shape[1]
     t = info[STEP]
-    np.dot(U.T, U, GU)
-    np.dot(V.T, V, GV)
+    gemm(U.T, U, GU)
+    gemm(V.T, V, GV)
     swapped = False
     while True:
         due = _due(t, t_stop, t_final, record_every)
@@ -141,8 +142,8 @@ def run_direct(
         _shifted(GU, lr, HV)
         _update(U, HU, lr, SV, Uw)
         _update(V, HV, lr, STU, Vw)
-        np.dot(Uw.T, Uw, GU)
-        np.dot(Vw.T, Vw, GV)
+        gemm(Uw.T, Uw, GU)
+        gemm(Vw.T, Vw, GV)
         mass = 0.0
         for a in range(k):
             mass += np.float64(GU[a, a]) + np.float64(GV[a, a])
