@@ -300,12 +300,16 @@ def _cmd_info(args) -> int:
     import numba
     import scipy
 
+    import fastmf
+
     print(f"fastmf   {_version()}")
     print(f"python   {sys.version.split()[0]} ({sys.executable})")
     print(f"numpy    {np.__version__}")
     print(f"scipy    {scipy.__version__}")
     print(f"numba    {numba.__version__} (threads: {numba.config.NUMBA_NUM_THREADS})")
     print(f"cache    {_cache_dir()}")
+    kernels = fastmf.blas_info()
+    print(f"kernels  FASTMF_BLAS={kernels['backend']}: {kernels['library']}, {kernels['threads']} threads")
     try:
         from threadpoolctl import threadpool_info
     except ImportError:
