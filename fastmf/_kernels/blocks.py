@@ -129,6 +129,16 @@ def _due(t, t_stop, t_final, record_every):
 
 
 @njit(cache=True, nogil=True)
+def overflows(N, M):
+    """Is (||X||^2 + ||Y||^2)^2 = (tr N + tr M)^2 not finite in float64? While it is finite,
+    so is every loss term: the divergence test of every GD kernel."""
+    mass = 0.0
+    for a in range(N.shape[0]):
+        mass += np.float64(N[a, a]) + np.float64(M[a, a])
+    return not np.isfinite(mass * mass)
+
+
+@njit(cache=True, nogil=True)
 def run_blocks(
     X, Y, s, lr, tol, t_stop, t_final, record_every, spectral_every, Xw, Yw, G, E, D, vecs, valid, steps, rec, info
 ):
@@ -172,10 +182,7 @@ def run_blocks(
         split = _due(t + 1, t_stop, t_final, record_every)
         half_step(X, Y, s, lr, Mh, Xw, N, GUc, T, split)
         half_step(Y, X, s, lr, Nh, Yw, M, GVc, T, split)
-        mass = 0.0  # ||X||^2 + ||Y||^2; while its square is finite, so is every loss term
-        for a in range(k):
-            mass += N[a, a] + M[a, a]
-        if not np.isfinite(mass * mass):
+        if overflows(N, M):
             info[STATUS] = DIVERGED
             info[BAD_STEP] = t + 1
             break

@@ -22,7 +22,7 @@ import numpy as np
 from numba import njit
 
 from .blas import gemm
-from .blocks import BAD_STEP, CONVERGED, DIVERGED, N_RECORDS, STATUS, STEP, _copy, _due
+from .blocks import BAD_STEP, CONVERGED, DIVERGED, N_RECORDS, STATUS, STEP, _copy, _due, overflows
 
 # elements of Sigma per row block: 2 MiB of float64
 _BLOCK_ELEMS = 1 << 18
@@ -144,10 +144,7 @@ def run_direct(
         _update(V, HV, lr, STU, Vw)
         gemm(Uw.T, Uw, GU)
         gemm(Vw.T, Vw, GV)
-        mass = 0.0
-        for a in range(k):
-            mass += np.float64(GU[a, a]) + np.float64(GV[a, a])
-        if not np.isfinite(mass * mass):
+        if overflows(GU, GV):
             info[STATUS] = DIVERGED
             info[BAD_STEP] = t + 1
             break
