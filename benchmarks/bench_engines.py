@@ -8,6 +8,7 @@ count is a parameter, set with threadpoolctl (`track_blas_threads` reports it), 
 environment matrix runs everything once per BLAS backend (FASTMF_BLAS = openblas, mkl,
 loops; asv.conf.json).
 
+    asv machine --yes                # once per machine
     asv run --quick                  # from a fresh clone: builds the package in a new env
     asv run --python=same --quick    # in an environment where fastmf is installed
 """

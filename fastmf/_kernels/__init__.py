@@ -1,9 +1,10 @@
 """The compiled kernels: the only modules that import numba.
 
 Developers: Numba's on-disk cache (cache=True) is keyed on the source file of each cached
-function only. run_blocks (blocks.py) compiles record (diagnostics.py) and extreme_eig
-(spectral.py) into its own cached code, so after editing one of those two files alone,
-clear the cache (find fastmf -name '*.nb[ic]' -delete) or the old code keeps running.
+function only. run_blocks (blocks.py) compiles record (diagnostics.py), extreme_eig
+(spectral.py) and gemm (blas.py) into its own cached code, and run_direct (direct.py)
+compiles blocks' helpers and gemm, so after editing one of those files alone, clear the
+cache (find fastmf -name '*.nb[ic]' -delete) or the old code keeps running.
 An installed release is safe: installing rewrites every file.
 """
 

@@ -10,7 +10,8 @@ points, once per process and before any kernel runs, at the cblas_?gemm of one b
 
 The environment variable FASTMF_BLAS chooses (read when fastmf is imported). Compiled and
 cached kernels refer to the symbols by name, so one cache serves every backend. Which
-library ran and with how many threads: `fastmf.blas_info()` (threadpoolctl).
+library ran and with how many threads: `fastmf.blas_info()` (threadpoolctl). The one LAPACK
+call (the rare eigh fallback of `spectral.py`) stays with numba's, on SciPy's OpenBLAS.
 """
 
 import ctypes
