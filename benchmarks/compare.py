@@ -32,6 +32,9 @@
 9. BLAS backends (FASTMF_BLAS = openblas, mkl, loops), each in a fresh process: the
    compressed step at k = 10, 32, 64 (10**6 spectrum, loss every step) and the direct
    step at m = n = 1024 and 4096, k = 16; the library and threads each ran with.
+10. Many seeds: `solve_batch` at d = k = 10 on a 10**6 spectrum, 2000 steps a run,
+    recorded every step and every 10 steps, with 1 and 2 numba threads; seconds for the
+    batch and scaled to 10,000 runs.
 
 The machines this runs on are shared: timings are medians of repeats spread over time,
 with the minimum beside them as the quiet-machine figure.
@@ -433,11 +436,29 @@ def backends(repeats):
         print(f"   {case:20s}" + "".join(f"{results[b][case] * 1e6:10.1f}us" for b in results))
 
 
+def batch_seeds(runs):
+    import numba
+
+    problem = fastmf.Problem.from_spectrum(np.geomspace(4.0, 1.0, 10), 10**6, 10**6)
+    fastmf.solve_batch(problem, 10, 0.05, 10, seeds=range(2))  # compile or load outside the timing
+    print(f"\n10. solve_batch, d = k = 10, m = n = 10**6, 2000 steps, {runs} seeds")
+    before = numba.get_num_threads()
+    for threads in sorted({1, before}):
+        numba.set_num_threads(threads)
+        for every in (1, 10):
+            t0 = time.perf_counter()
+            fastmf.solve_batch(problem, 10, 0.05, 2000, seeds=range(runs), record_every=every)
+            elapsed = time.perf_counter() - t0
+            print(f"   {threads} thread(s), record_every={every:2d}: {elapsed:6.2f} s "
+                  f"({elapsed / runs * 1e4:6.1f} s per 10,000 runs)")  # fmt: skip
+    numba.set_num_threads(before)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer repeats and steps")
     ap.add_argument("--numpy-steps", type=int, default=30)
-    ap.add_argument("--only", type=int, choices=range(1, 10), help="run only this measurement")
+    ap.add_argument("--only", type=int, choices=range(1, 11), help="run only this measurement")
     args = ap.parse_args()
     repeats = 3 if args.quick else 7
     try:
@@ -461,6 +482,7 @@ def main():
         lambda: hooks_cost(repeats),
         lambda: direct_head_to_head(4096, 16, 3 if args.quick else 10, repeats),
         lambda: backends(repeats),
+        lambda: batch_seeds(500 if args.quick else 2000),
     ]
     for number, section in enumerate(sections, 1):
         if args.only in (None, number):

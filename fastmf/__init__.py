@@ -8,6 +8,7 @@ k x k matrices, so a step costs O(k^3) whatever the size of Sigma.
 from importlib.metadata import PackageNotFoundError, version
 
 from ._kernels.blas import info as blas_info
+from .batch import BatchResult, solve_batch
 from .flow import gd_flow_gap, gradient_flow, sandwich_bounds, symmetric_solution
 from .problem import Problem
 from .result import DirectResult, FlowResult, SolveResult, load
@@ -29,6 +30,7 @@ def __getattr__(name):
 
 
 __all__ = [
+    "BatchResult",
     "DirectResult",
     "FlowResult",
     "GradientDescentMF",
@@ -42,5 +44,6 @@ __all__ = [
     "resume",
     "sandwich_bounds",
     "solve",
+    "solve_batch",
     "symmetric_solution",
 ]

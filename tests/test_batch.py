@@ -1,0 +1,96 @@
+"""solve_batch: each run is fastmf.solve's run bit for bit, whatever the threads or batch."""
+
+import numba
+import numpy as np
+import pytest
+
+import fastmf
+from fastmf import Problem, solve, solve_batch
+from naive import low_rank
+
+SPECTRUM = Problem.from_spectrum(np.geomspace(3.0, 1.0, 4), 1000, 800)
+
+
+def _same_as_solve(batch, problem, rank, lrs, max_iter, seeds, **kwargs):
+    for i, seed in enumerate(seeds):
+        res = solve(problem, rank, float(lrs[i]), max_iter, seed=int(seed), spectral_every=0, **kwargs)
+        assert batch.status[i] == res.status and batch.n_iter[i] == res.n_iter
+        assert batch.final_loss[i] == res.loss
+        for name in ("T1", "T0", "T_delta"):
+            value = getattr(res.stages, name)
+            assert (np.isnan(getattr(batch, name)[i]) and value is None) or getattr(batch, name)[i] == value
+        if batch.losses is not None:
+            n = res.history["loss"].size
+            np.testing.assert_array_equal(batch.losses[i, :n], res.history["loss"])
+            np.testing.assert_array_equal(batch.steps[:n], res.history["step"])
+            assert np.all(np.isnan(batch.losses[i, n:]))
+
+
+def test_each_run_is_solves_run():
+    seeds = [3, 1, 4, 1, 5, 9]
+    lrs = np.array([0.05, 0.1, 0.2, 0.1, 0.05, 1.5])  # the last diverges
+    batch = solve_batch(SPECTRUM, 4, lrs, 400, seeds=seeds, tol=1e-20, record_every=3, delta=1e-6, history=True)
+    assert {"max_iter", "converged", "diverged"} <= set(batch.status)  # every ending is covered
+    _same_as_solve(batch, SPECTRUM, 4, lrs, 400, seeds, tol=1e-20, record_every=3, delta=1e-6)
+
+
+def test_dense_problem_and_per_run_init_scale():
+    rng = np.random.default_rng(0)
+    problem = Problem(low_rank(rng, 60, 40, [2.0, 1.0, 0.5]))
+    scales = np.array([1e-3, 1e-2, 1e-4])
+    batch = solve_batch(problem, 5, 0.2, 300, seeds=[0, 1, 2], init_scale=scales, history=True)
+    np.testing.assert_array_equal(batch.init_scale, scales)
+    for i in range(3):
+        res = solve(problem, 5, 0.2, 300, seed=i, init_scale=scales[i], spectral_every=0)
+        np.testing.assert_array_equal(batch.losses[i], res.history["loss"])
+        assert batch.T0[i] == res.stages.T0
+
+
+def test_threads_and_batch_size_change_nothing():
+    seeds = np.arange(12)
+    whole = solve_batch(SPECTRUM, 4, 0.1, 300, seeds=seeds, history=True)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one_thread = solve_batch(SPECTRUM, 4, 0.1, 300, seeds=seeds, history=True)
+    finally:
+        numba.set_num_threads(before)
+    singles = [solve_batch(SPECTRUM, 4, 0.1, 300, seeds=[s], history=True) for s in seeds]
+    for other in [one_thread]:
+        for name, col in whole.table().items():
+            np.testing.assert_array_equal(col, other.table()[name])
+        np.testing.assert_array_equal(whole.losses, other.losses)
+    for i, single in enumerate(singles):
+        np.testing.assert_array_equal(single.losses[0], whole.losses[i])
+        assert single.T1[0] == whole.T1[i] and single.final_loss[0] == whole.final_loss[i]
+
+
+def test_table_and_frame():
+    batch = solve_batch(SPECTRUM, 4, 0.1, 50, seeds=range(3))
+    table = batch.table()
+    assert list(table) == ["seed", "lr", "init_scale", "n_iter", "status", "final_loss", "T1", "T0", "T_delta"]
+    assert all(len(col) == 3 for col in table.values()) and batch.losses is None
+    pd = pytest.importorskip("pandas")
+    frame = batch.frame()
+    assert isinstance(frame, pd.DataFrame) and frame.shape == (3, 9)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"seeds": []}, "seeds must be a non-empty"),
+        ({"seeds": [0.5, 1.5]}, "seeds must be a non-empty"),
+        ({"seeds": [0, 1], "lr": [0.1, 0.1, 0.1]}, "lr must be one number or 2 numbers"),
+        ({"seeds": [0, 1], "lr": "theory"}, "one number per run"),
+        ({"seeds": [0, 1], "lr": [0.1, -1.0]}, "lr must be finite and > 0"),
+        ({"seeds": [0, 1], "init_scale": [1e-3]}, "init_scale must be one number or 2 numbers"),
+    ],
+)
+def test_bad_arguments_name_the_fix(kwargs, match):
+    args = {"lr": 0.1} | kwargs
+    with pytest.raises(ValueError, match=match):
+        solve_batch(SPECTRUM, 4, args.pop("lr"), 10, **args)
+
+
+def test_exported():
+    assert fastmf.solve_batch is solve_batch and "BatchResult" in fastmf.__all__
