@@ -32,9 +32,9 @@
 9. BLAS backends (FASTMF_BLAS = openblas, mkl, loops), each in a fresh process: the
    compressed step at k = 10, 32, 64 (10**6 spectrum, loss every step) and the direct
    step at m = n = 1024 and 4096, k = 16; the library and threads each ran with.
-10. Many seeds: `solve_batch` at d = k = 10 on a 10**6 spectrum, 2000 steps a run,
-    recorded every step and every 10 steps, with 1 and 2 numba threads; seconds for the
-    batch and scaled to 10,000 runs.
+10. Many seeds: `solve_batch`, 10,000 seeds at d = k = 10 on a 10**6 spectrum, 2000
+    steps a run, recorded every step and every 10 steps; then with 1 thread and as
+    batches of one run, checked bit for bit against the full batch.
 
 The machines this runs on are shared: timings are medians of repeats spread over time,
 with the minimum beside them as the quiet-machine figure.
@@ -441,17 +441,33 @@ def batch_seeds(runs):
 
     problem = fastmf.Problem.from_spectrum(np.geomspace(4.0, 1.0, 10), 10**6, 10**6)
     fastmf.solve_batch(problem, 10, 0.05, 10, seeds=range(2))  # compile or load outside the timing
-    print(f"\n10. solve_batch, d = k = 10, m = n = 10**6, 2000 steps, {runs} seeds")
-    before = numba.get_num_threads()
-    for threads in sorted({1, before}):
-        numba.set_num_threads(threads)
-        for every in (1, 10):
-            t0 = time.perf_counter()
-            fastmf.solve_batch(problem, 10, 0.05, 2000, seeds=range(runs), record_every=every)
-            elapsed = time.perf_counter() - t0
-            print(f"   {threads} thread(s), record_every={every:2d}: {elapsed:6.2f} s "
-                  f"({elapsed / runs * 1e4:6.1f} s per 10,000 runs)")  # fmt: skip
-    numba.set_num_threads(before)
+    threads = numba.get_num_threads()
+    print(f"\n10. solve_batch, d = k = 10, m = n = 10**6, 2000 steps, {runs} seeds, {threads} threads")
+    results = {}
+    for every in (1, 10):
+        t0 = time.perf_counter()
+        results[every] = fastmf.solve_batch(problem, 10, 0.05, 2000, seeds=range(runs), record_every=every)
+        elapsed = time.perf_counter() - t0
+        print(f"   record_every={every:2d}: {elapsed:6.2f} s ({elapsed / runs * 1e4:5.1f} s per 10,000 runs)")
+    numba.set_num_threads(1)
+    t0 = time.perf_counter()
+    one = fastmf.solve_batch(problem, 10, 0.05, 2000, seeds=range(runs), record_every=10)
+    print(f"   1 thread, record_every=10: {time.perf_counter() - t0:6.2f} s")
+    numba.set_num_threads(threads)
+    full = results[10].table()
+
+    def same(table, rows):
+        return all(np.array_equal(col, full[key][rows], equal_nan=col.dtype.kind == "f") for key, col in table.items())
+
+    picks = np.linspace(0, runs - 1, 5).astype(int)
+    same_threads = same(one.table(), slice(None))
+    same_single = all(
+        same(fastmf.solve_batch(problem, 10, 0.05, 2000, seeds=[int(i)], record_every=10).table(), [i]) for i in picks
+    )
+    print(
+        f"   bitwise the same with 1 and {threads} threads: {same_threads}; batch size 1 against {runs} "
+        f"(seeds {picks.tolist()}): {same_single}"
+    )
 
 
 def main():
@@ -482,7 +498,7 @@ def main():
         lambda: hooks_cost(repeats),
         lambda: direct_head_to_head(4096, 16, 3 if args.quick else 10, repeats),
         lambda: backends(repeats),
-        lambda: batch_seeds(500 if args.quick else 2000),
+        lambda: batch_seeds(1000 if args.quick else 10_000),
     ]
     for number, section in enumerate(sections, 1):
         if args.only in (None, number):

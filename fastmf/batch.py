@@ -1,8 +1,9 @@
 """`solve_batch`: many seeded GD runs on one problem, advanced in one compiled call.
 
 The theorems hold "with high probability over the initialization"; studying them takes
-thousands of runs. Each run is exactly `fastmf.solve(problem, rank, lr, max_iter, seed=...)`
-(same start, same trajectory, same stages), computed in parallel over runs.
+thousands of runs. Each run is `fastmf.solve(problem, rank, lr, max_iter, seed=...)` (same
+start, same trajectory to rounding, same stages), in blocks of runs advanced together as
+vectors (`fastmf._kernels.batch`), the blocks in parallel.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from ._validate import finite_float, positive_int
 from .init import stack, start
 from .problem import Problem
 
-_STATUS = {K.RUNNING: "max_iter", K.CONVERGED: "converged", K.DIVERGED: "diverged"}
+_STATUS = {K.RUNNING: "max_iter", K.CONVERGED: "converged", K.DIVERGED: "diverged"}  # a run's end
 
 
 @dataclass(eq=False)
@@ -83,9 +84,11 @@ def solve_batch(
     """GD from one random start per seed (seed 001, eqs 6-9, as `fastmf.solve`), all runs
     in one compiled call, parallel over runs (numba threads: `numba.set_num_threads`).
 
-    Run i equals ``fastmf.solve(problem, rank, lr[i], max_iter, seed=seeds[i],
-    init_scale=init_scale[i], tol=tol, record_every=record_every, spectral_every=0,
-    delta=delta)`` bit for bit, whatever the number of threads or the batch it is in.
+    Run i is ``fastmf.solve(problem, rank, lr[i], max_iter, seed=seeds[i],
+    init_scale=init_scale[i], tol=tol, record_every=record_every, delta=delta)``: the same
+    start and, to rounding, the same trajectory (solve's products are BLAS's, summed in
+    another order). Its numbers are the same bit for bit whatever the number of threads,
+    the batch size or its place in the batch.
 
     Parameters
     ----------
@@ -126,7 +129,7 @@ def solve_batch(
     summary = np.zeros((runs, 6))
     n_records = max_iter // record_every + 1 + (max_iter % record_every != 0)
     losses = np.full((runs, n_records if history else 0), np.nan)
-    run_batch(Xs, Ys, problem.s, lrs.astype(problem.dtype), tol, max_iter, record_every, 0,
+    run_batch(Xs, Ys, problem.s, lrs.astype(problem.dtype), tol, max_iter, record_every,
               -1.0 if delta is None else delta, summary, losses)  # fmt: skip
     stage = summary[:, 3:6].copy()
     stage[stage < 0] = np.nan

@@ -1,4 +1,5 @@
-"""solve_batch: each run is fastmf.solve's run bit for bit, whatever the threads or batch."""
+"""solve_batch: each run is fastmf.solve's run (to rounding; the same stages), and the same
+bit for bit whatever the number of threads or the batch it is in."""
 
 import numba
 import numpy as np
@@ -15,15 +16,18 @@ def _same_as_solve(batch, problem, rank, lrs, max_iter, seeds, **kwargs):
     for i, seed in enumerate(seeds):
         res = solve(problem, rank, float(lrs[i]), max_iter, seed=int(seed), spectral_every=0, **kwargs)
         assert batch.status[i] == res.status and batch.n_iter[i] == res.n_iter
-        assert batch.final_loss[i] == res.loss
         for name in ("T1", "T0", "T_delta"):
             value = getattr(res.stages, name)
             assert (np.isnan(getattr(batch, name)[i]) and value is None) or getattr(batch, name)[i] == value
-        if batch.losses is not None:
-            n = res.history["loss"].size
-            np.testing.assert_array_equal(batch.losses[i, :n], res.history["loss"])
-            np.testing.assert_array_equal(batch.steps[:n], res.history["step"])
-            assert np.all(np.isnan(batch.losses[i, n:]))
+        n = res.history["loss"].size
+        # solve's products are BLAS's, summed in another order: the losses agree to rounding
+        # (relative to the loss at the start, as the loss falls by many orders of magnitude)
+        np.testing.assert_allclose(
+            batch.losses[i, :n], res.history["loss"], rtol=1e-9, atol=1e-12 * res.history["loss"][0]
+        )
+        np.testing.assert_array_equal(batch.steps[:n], res.history["step"])
+        assert np.all(np.isnan(batch.losses[i, n:]))
+        assert batch.final_loss[i] == batch.losses[i, n - 1]
 
 
 def test_each_run_is_solves_run():
@@ -42,12 +46,20 @@ def test_dense_problem_and_per_run_init_scale():
     np.testing.assert_array_equal(batch.init_scale, scales)
     for i in range(3):
         res = solve(problem, 5, 0.2, 300, seed=i, init_scale=scales[i], spectral_every=0)
-        np.testing.assert_array_equal(batch.losses[i], res.history["loss"])
-        assert batch.T0[i] == res.stages.T0
+        np.testing.assert_allclose(batch.losses[i], res.history["loss"], rtol=1e-9, atol=1e-12 * res.history["loss"][0])
+        assert batch.T1[i] == res.stages.T1 and batch.T0[i] == res.stages.T0
+
+
+def test_float32_runs_in_float32_and_tracks_float64():
+    problem32 = Problem.from_spectrum(np.geomspace(3.0, 1.0, 4).astype(np.float32), 1000, 800)
+    b32 = solve_batch(problem32, 4, 0.1, 200, seeds=range(3), history=True)
+    b64 = solve_batch(SPECTRUM, 4, 0.1, 200, seeds=range(3), history=True)
+    np.testing.assert_allclose(b32.losses, b64.losses, rtol=1e-3, atol=1e-6 * b64.losses[:, 0].max())
+    np.testing.assert_array_equal(b32.T1, b64.T1)
 
 
 def test_threads_and_batch_size_change_nothing():
-    seeds = np.arange(12)
+    seeds = np.arange(70)  # three blocks of lanes, the last one partial
     whole = solve_batch(SPECTRUM, 4, 0.1, 300, seeds=seeds, history=True)
     before = numba.get_num_threads()
     try:
@@ -55,12 +67,12 @@ def test_threads_and_batch_size_change_nothing():
         one_thread = solve_batch(SPECTRUM, 4, 0.1, 300, seeds=seeds, history=True)
     finally:
         numba.set_num_threads(before)
-    singles = [solve_batch(SPECTRUM, 4, 0.1, 300, seeds=[s], history=True) for s in seeds]
+    singles = [solve_batch(SPECTRUM, 4, 0.1, 300, seeds=[s], history=True) for s in seeds[::7]]
     for other in [one_thread]:
         for name, col in whole.table().items():
             np.testing.assert_array_equal(col, other.table()[name])
         np.testing.assert_array_equal(whole.losses, other.losses)
-    for i, single in enumerate(singles):
+    for single, i in zip(singles, seeds[::7], strict=True):
         np.testing.assert_array_equal(single.losses[0], whole.losses[i])
         assert single.T1[0] == whole.T1[i] and single.final_loss[0] == whole.final_loss[i]
 

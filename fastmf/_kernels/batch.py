@@ -1,54 +1,252 @@
 """Many GD runs in one compiled call (`fastmf.solve_batch`), parallel over runs.
 
-Each run is `blocks.run_blocks` from step 0 to t_stop on its own state with its own work
-arrays, so a run's numbers depend on nothing but its start and settings: not on the number
-of threads, the batch size or its place in the batch (and they equal `fastmf.solve`'s).
-Only a summary of each run is kept, and its loss history when asked.
+The runs go in blocks of `LANES`, each block's states stored with the run index innermost
+(rows x k x lanes), so every operation of the stacked step (DESIGN.md 3, eqs 6-9) is a
+vector operation across runs with no BLAS call (a small product costs BLAS more in call
+overhead than in arithmetic, and concurrent calls contend inside OpenBLAS). Blocks run in
+parallel (prange). A run's arithmetic never mixes with another's and has the same order in
+every lane, so its numbers depend only on its start and settings: not on the number of
+threads, the batch size or its place in the batch. They equal `fastmf.solve`'s to rounding
+(its products are BLAS's, summed in another order).
+
+Recorded at each recorded step: the loss (as `diagnostics.record`: the four blocks in the
+split form) and the stage tests of `diagnostics.record` (exact Cholesky tests, seed 001
+Theorem 3.1): T1 when sigma_min(A)^2 >= sigma_d / 2, then T0 when |P| <= sigma_d / 4.
 """
 
 import numpy as np
 from numba import njit, prange
 
-from .blocks import N_RECORDS, STATUS, STEP, run_blocks
-from .diagnostics import N_INFO, N_KEYS, N_TRACKED, T0, T1
+from .blocks import CONVERGED, DIVERGED, RUNNING
+
+LANES = 32
+# summary columns
+N_ITER, STATUS, FINAL_LOSS, T1, T0, T_DELTA = 0, 1, 2, 3, 4, 5
+
+
+@njit(cache=True, nogil=True)
+def _gram(X, lo, hi, G):
+    """G[a, b] = sum over rows i in [lo, hi) of X[i, a] X[i, b], lane by lane."""
+    k, lanes = X.shape[1], X.shape[2]
+    for a in range(k):
+        for b in range(k):
+            for q in range(lanes):
+                G[a, b, q] = 0.0
+    for i in range(lo, hi):
+        for a in range(k):
+            for b in range(k):
+                for q in range(lanes):
+                    G[a, b, q] += X[i, a, q] * X[i, b, q]
+
+
+@njit(cache=True, nogil=True)
+def _half_step(X, Y, s, lr, G, H, Xn):
+    """Xn = X (I - lr G) + lr [s o Y[:r]; 0] (eqs 6 and 8 with G = Y^T Y, or 7 and 9)."""
+    rows, k, lanes = X.shape
+    for a in range(k):
+        for b in range(k):
+            for q in range(lanes):
+                H[a, b, q] = (1.0 if a == b else 0.0) - lr[q] * G[a, b, q]
+    for i in range(rows):
+        for b in range(k):
+            for q in range(lanes):
+                Xn[i, b, q] = 0.0
+            for a in range(k):
+                for q in range(lanes):
+                    Xn[i, b, q] += X[i, a, q] * H[a, b, q]
+            if i < s.shape[0]:
+                for q in range(lanes):
+                    Xn[i, b, q] += lr[q] * s[i] * Y[i, b, q]
+
+
+@njit(cache=True, nogil=True)
+def _posdef(M, n, c, sign, L, ok):
+    """ok[q] &= (c I + sign M[:n, :n, q] is positive definite), by Cholesky lane by lane."""
+    lanes = M.shape[2]
+    for j in range(n):
+        for q in range(lanes):
+            d = c + sign * M[j, j, q]
+            for p in range(j):
+                d -= L[j, p, q] * L[j, p, q]
+            if not d > 0.0:
+                ok[q] = False
+                d = 1.0  # keep this lane's arithmetic finite; its answer is already no
+            L[j, j, q] = np.sqrt(d)
+        for i in range(j + 1, n):
+            for q in range(lanes):
+                v = sign * M[i, j, q]
+                for p in range(j):
+                    v -= L[i, p, q] * L[j, p, q]
+                L[i, j, q] = v / L[j, j, q]
+
+
+@njit(cache=True, nogil=True)
+def _test_T1(X, Y, r, k, sd, A, L, ok1):
+    """ok1[q] &= sigma_min(A)^2 > sigma_d / 2 with A = (Up + Vp) / 2, by Cholesky of
+    A A^T - sigma_d / 2 (r <= k) or of A^T A - sigma_d / 2."""
+    p = min(r, k)
+    lanes = X.shape[2]
+    for i in range(p):
+        for j in range(p):
+            for q in range(lanes):
+                A[i, j, q] = 0.0
+            for c in range(k if r <= k else r):
+                for q in range(lanes):
+                    if r <= k:
+                        A[i, j, q] += 0.25 * (X[i, c, q] + Y[i, c, q]) * (X[j, c, q] + Y[j, c, q])
+                    else:
+                        A[i, j, q] += 0.25 * (X[c, i, q] + Y[c, i, q]) * (X[c, j, q] + Y[c, j, q])
+    _posdef(A, p, -0.5 * sd, 1.0, L, ok1)
+
+
+@njit(cache=True, nogil=True)
+def _record(X, Y, s, N, M, W, loss, pend1, pend0, ok1, ok0):
+    """loss[q] (float64) for the states X, Y with Grams N, M; ok1[q] / ok0[q]: does the
+    state pass the T1 / T0 test (tested where T1 / T0 is pending: pend1 / pend0; the caller
+    takes T0 only once T1 is reached, as `diagnostics.record`). W is (5, n, n, lanes) work."""
+    rows, k, lanes = X.shape
+    r = s.shape[0]
+    E, GUc, GVc, A, L = W[0], W[1], W[2], W[3], W[4]
+    _gram(X, r, rows, GUc)
+    _gram(Y, r, rows, GVc)
+    for q in range(lanes):
+        loss[q] = 0.0
+    for i in range(r):
+        for j in range(r):
+            for q in range(lanes):
+                E[i, j, q] = 0.0
+            for c in range(k):
+                for q in range(lanes):
+                    E[i, j, q] += X[i, c, q] * Y[j, c, q]
+            for q in range(lanes):
+                e = (s[i] if i == j else 0.0) - E[i, j, q]
+                loss[q] += 0.5 * np.float64(e) * np.float64(e)
+    for a in range(k):
+        for b in range(k):
+            for q in range(lanes):
+                cu, cv = np.float64(GUc[a, b, q]), np.float64(GVc[a, b, q])
+                loss[q] += 0.5 * ((np.float64(N[a, b, q]) - cu) * cv + cu * (np.float64(M[a, b, q]) - cv) + cu * cv)
+    sd = s[r - 1]
+    for q in range(lanes):
+        ok1[q] = pend1[q]
+        ok0[q] = pend0[q]
+    if not ok0.any():  # every stage found (T0 comes last): the loss is all there is to do
+        return
+    if ok1.any():  # T1: sigma_min(A)^2 >= sigma_d / 2, A = (Up + Vp) / 2: A A^T (r <= k) or A^T A, p x p
+        _test_T1(X, Y, r, k, sd, A, L, ok1)
+    # T0: -sigma_d / 4 <= P <= sigma_d / 4, P = diag(s) - (E + E^T) / 2
+    for i in range(r):
+        for j in range(r):
+            for q in range(lanes):
+                A[i, j, q] = (s[i] if i == j else 0.0) - 0.5 * (E[i, j, q] + E[j, i, q])
+    _posdef(A, r, 0.25 * sd, -1.0, L, ok0)
+    _posdef(A, r, 0.25 * sd, 1.0, L, ok0)
+
+
+@njit(cache=True, nogil=True)
+def _freeze(src, dst, q):
+    """dst[..., q] = src[..., q]: a finished lane keeps its state."""
+    for i in range(src.shape[0]):
+        for j in range(src.shape[1]):
+            dst[i, j, q] = src[i, j, q]
+
+
+@njit(cache=True, nogil=True)
+def _run_block(X, Y, s, lr, tol, t_stop, record_every, delta, summary, losses):
+    """Runs the lanes of one block (states X, Y: rows x k x lanes) to t_stop; see run_batch."""
+    rows, k, lanes = X.shape
+    n = max(s.shape[0], k)
+    Xn, Yn = np.empty_like(X), np.empty_like(Y)
+    G = np.empty((4, k, k, lanes), X.dtype)
+    N, M, Nn, Mn = G[0], G[1], G[2], G[3]
+    H = np.empty((k, k, lanes), X.dtype)
+    W = np.empty((5, n, n, lanes), X.dtype)
+    loss = np.empty(lanes)
+    ok1 = np.zeros(lanes, np.bool_)
+    ok0 = np.zeros(lanes, np.bool_)
+    pend1 = np.ones(lanes, np.bool_)
+    pend0 = np.ones(lanes, np.bool_)
+    active = np.ones(lanes, np.bool_)
+    for q in range(lanes):
+        summary[q, N_ITER] = 0
+        summary[q, STATUS] = RUNNING
+        summary[q, T1] = summary[q, T0] = summary[q, T_DELTA] = -1
+    _gram(X, 0, rows, N)
+    _gram(Y, 0, rows, M)
+    t = 0
+    j = 0
+    while True:
+        if (t < t_stop and t % record_every == 0) or t == t_stop:
+            _record(X, Y, s, N, M, W, loss, pend1, pend0, ok1, ok0)
+            for q in range(lanes):
+                if not active[q]:
+                    continue
+                summary[q, FINAL_LOSS] = loss[q]
+                if j < losses.shape[1]:
+                    losses[q, j] = loss[q]
+                if pend1[q] and ok1[q]:
+                    summary[q, T1] = t
+                    pend1[q] = False
+                if not pend1[q] and pend0[q] and ok0[q]:
+                    summary[q, T0] = t
+                    pend0[q] = False
+                if summary[q, T_DELTA] < 0 and loss[q] <= delta:
+                    summary[q, T_DELTA] = t
+                if loss[q] <= tol:
+                    summary[q, STATUS] = CONVERGED
+                    active[q] = False
+            j += 1
+        if t >= t_stop or not active.any():
+            break
+        _half_step(X, Y, s, lr, M, H, Xn)
+        _half_step(Y, X, s, lr, N, H, Yn)
+        _gram(Xn, 0, rows, Nn)
+        _gram(Yn, 0, rows, Mn)
+        for q in range(lanes):
+            if active[q]:
+                mass = 0.0
+                for a in range(k):
+                    mass += np.float64(Nn[a, a, q]) + np.float64(Mn[a, a, q])
+                if not np.isfinite(mass * mass):
+                    summary[q, STATUS] = DIVERGED
+                    active[q] = False
+                else:
+                    summary[q, N_ITER] = t + 1
+            if not active[q]:
+                _freeze(X, Xn, q)
+                _freeze(Y, Yn, q)
+                _freeze(N, Nn, q)
+                _freeze(M, Mn, q)
+        X, Xn = Xn, X
+        Y, Yn = Yn, Y
+        N, Nn = Nn, N
+        M, Mn = Mn, M
+        t += 1
 
 
 @njit(cache=True, parallel=True)
-def run_batch(Xs, Ys, s, lrs, tol, t_stop, record_every, spectral_every, delta, summary, losses):
-    """Advance run i from (Xs[i], Ys[i]) with step lrs[i] to t_stop (in place).
+def run_batch(Xs, Ys, s, lrs, tol, t_stop, record_every, delta, summary, losses):
+    """Run i of GD from (Xs[i], Ys[i]) with step lrs[i] for t_stop steps, in blocks of LANES.
 
-    summary : (runs, 6) float64 out: final step, status, recorded final loss, T1, T0 and
-        T_delta (the first recorded step with loss <= delta; -1 where not reached).
-    losses : (runs, n_records) float64 out, the recorded losses (NaN past a run's end), or
+    summary : (runs, 6) float64 out: the step reached, status (blocks.RUNNING if it ran to
+        t_stop, CONVERGED, DIVERGED), the last recorded loss, T1, T0, T_delta (the first
+        recorded step with loss <= delta), -1 where not reached.
+    losses : (runs, n_records) float64 out (filled up to each run's last record), or
         (runs, 0) to keep none.
     """
-    runs, rows_x, k = Xs.shape
-    r = s.shape[0]
-    n = max(r, k)
-    n_rec = t_stop // record_every + 2
-    for i in prange(runs):
-        X, Y = Xs[i], Ys[i]
-        info = np.zeros(N_INFO, np.int64)
-        info[T1] = -1
-        info[T0] = -1
-        steps = np.zeros(n_rec, np.int64)
-        rec = np.full((n_rec, N_KEYS), np.nan)
-        run_blocks(
-            X, Y, s, lrs[i], tol, t_stop, t_stop, record_every, spectral_every, np.empty_like(X), np.empty_like(Y),
-            np.zeros((7, k, k), X.dtype), np.zeros((r, r), X.dtype), np.zeros((8, n, n)), np.zeros((N_TRACKED, n)),
-            np.zeros(N_TRACKED, np.int64), steps, rec, info,
-        )  # fmt: skip
-        j = info[N_RECORDS]
-        t_delta = -1
-        for a in range(j):
-            if rec[a, 0] <= delta:
-                t_delta = steps[a]
-                break
-        summary[i, 0] = info[STEP]
-        summary[i, 1] = info[STATUS]
-        summary[i, 2] = rec[j - 1, 0]
-        summary[i, 3] = info[T1]
-        summary[i, 4] = info[T0]
-        summary[i, 5] = t_delta
-        for a in range(min(j, losses.shape[1])):
-            losses[i, a] = rec[a, 0]
+    runs, rows, k = Xs.shape
+    n_blocks = (runs + LANES - 1) // LANES
+    for blk in prange(n_blocks):
+        lo = blk * LANES
+        lanes = min(LANES, runs - lo)
+        X = np.empty((rows, k, lanes), Xs.dtype)
+        Y = np.empty((Ys.shape[1], k, lanes), Ys.dtype)
+        for q in range(lanes):
+            for i in range(rows):
+                for a in range(k):
+                    X[i, a, q] = Xs[lo + q, i, a]
+            for i in range(Ys.shape[1]):
+                for a in range(k):
+                    Y[i, a, q] = Ys[lo + q, i, a]
+        _run_block(X, Y, s, lrs[lo : lo + lanes], tol, t_stop, record_every, delta,
+                   summary[lo : lo + lanes], losses[lo : lo + lanes])  # fmt: skip
