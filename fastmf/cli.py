@@ -290,6 +290,7 @@ def _cmd_warmup(args) -> int:
         for complement in ("compressed", "full"):
             fastmf.solve(problem, 2, 0.1, 3, seed=0, complement=complement)
         fastmf.solve(problem.dense(), 2, 0.1, 3, seed=0, method="direct")
+        fastmf.solve_batch(problem, 2, 0.1, 3, seeds=[0])
         fastmf.gradient_flow(problem, 2, 0.1, seed=0, t_eval=[0.0, 0.1])
         print(f"{name}: kernels ready in {time.perf_counter() - started:.1f} s")
     print(f"cache: {_cache_dir()}")
