@@ -127,13 +127,12 @@ def solve_batch(
     Xs = np.stack([stack(st.left) for st in starts])
     Ys = np.stack([stack(st.right) for st in starts])
     summary = np.zeros((runs, 6))
-    n_records = max_iter // record_every + 1 + (max_iter % record_every != 0)
-    losses = np.full((runs, n_records if history else 0), np.nan)
+    steps = np.unique(np.r_[np.arange(0, max_iter + 1, record_every), max_iter])  # the recorded steps
+    losses = np.full((runs, steps.size if history else 0), np.nan)
     run_batch(Xs, Ys, problem.s, lrs.astype(problem.dtype), tol, max_iter, record_every,
               -1.0 if delta is None else delta, summary, losses)  # fmt: skip
     stage = summary[:, 3:6].copy()
     stage[stage < 0] = np.nan
-    steps = np.unique(np.r_[np.arange(0, max_iter + 1, record_every), max_iter]) if history else None
     return BatchResult(
         seed=seeds.copy(),
         lr=lrs,
@@ -144,7 +143,7 @@ def solve_batch(
         T1=stage[:, 0],
         T0=stage[:, 1],
         T_delta=stage[:, 2],
-        steps=steps,
+        steps=steps if history else None,
         losses=losses if history else None,
     )
 

@@ -51,7 +51,7 @@ class DirectRun(Recorder):
         dtype = S.dtype
         (m, n), k = S.shape, U.shape[1]
         self.S, self.U, self.V = S, U, V
-        self.s2 = float(np.sum(np.square(S, dtype=np.float64)))
+        self.s2 = float(np.einsum("ij,ij->", S, S, dtype=np.float64))  # no m x n temporary
         self.exact_below = _EXACT_BELOW[dtype]
         self.lr, self.tol = dtype.type(lr), tol
         self.Uw, self.Vw, self.SV = np.empty_like(U), np.empty_like(V), np.empty_like(U)

@@ -123,10 +123,6 @@ def bind(backend: str) -> None:
     """Point the kernels' gemm symbols at `backend`'s; once per process, before any kernel runs."""
     if backend not in BACKENDS:
         raise ValueError(f"FASTMF_BLAS must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    if _bound and _bound["backend"] != backend:
-        raise RuntimeError(
-            f"the kernels already run on {_bound['backend']!r}; choose FASTMF_BLAS before importing fastmf"
-        )
     for real, name in ((types.float64, "cblas_dgemm"), (types.float32, "cblas_sgemm")):
         if backend == "loops":
             _bound[name] = _loop_cfunc(real)

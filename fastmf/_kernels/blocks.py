@@ -6,8 +6,8 @@ rows (k' rows when compressed, the m x k complement itself when full). One step 
     X+ = X (I - lr M) + lr [s o Vp; 0],    M = Y^T Y      (eqs 6 and 8)
     Y+ = Y (I - lr N) + lr [s o Up; 0],    N = X^T X      (eqs 7 and 9)
 
-Products go to BLAS (`blas.gemm`: SciPy's OpenBLAS unless FASTMF_BLAS says otherwise); the loops here do
-only O(rows k) elementwise work. Measured on a 2-core AMD EPYC (znver3) at k = 10, a step
+Products go to BLAS (`blas.gemm`: SciPy's OpenBLAS unless FASTMF_BLAS says otherwise);
+the loops here do only O(rows k) elementwise work. Measured on a 2-core AMD EPYC (znver3) at k = 10, a step
 costs 2.1 us this way against 3.1 us for a plainly written loop nest (numba does not
 contract to FMA without fastmath, and loops of length k = 10 stay scalar); at k = 64 it
 is 7.5 times faster (benchmarks/compare.py). OpenBLAS's own cost for the four small
@@ -129,6 +129,16 @@ def _due(t, t_stop, t_final, record_every):
 
 
 @njit(cache=True, nogil=True)
+def shifted(G, lr, H):
+    """H = I - lr G, the factor of the GD step (I - lr Y^T Y or I - lr X^T X)."""
+    k = G.shape[0]
+    for a in range(k):
+        for b in range(k):
+            H[a, b] = -lr * G[a, b]
+        H[a, a] += 1
+
+
+@njit(cache=True, nogil=True)
 def overflows(N, M):
     """Is (||X||^2 + ||Y||^2)^2 = (tr N + tr M)^2 not finite in float64? While it is finite,
     so is every loss term: the divergence test of every GD kernel."""
@@ -153,7 +163,6 @@ def run_blocks(
     finite in float64 stops with DIVERGED, leaving the last state (whose loss is finite)
     in X, Y and the step that overflowed in info[BAD_STEP].
     """
-    k = X.shape[1]
     r = s.shape[0]
     N, M, GUc, GVc, Mh, Nh, T = G[0], G[1], G[2], G[3], G[4], G[5], G[6]
     t = info[STEP]
@@ -173,12 +182,8 @@ def run_blocks(
                 break
         if t >= t_stop:
             break
-        for a in range(k):
-            for b in range(k):
-                Mh[a, b] = -lr * M[a, b]
-                Nh[a, b] = -lr * N[a, b]
-            Mh[a, a] += 1
-            Nh[a, a] += 1
+        shifted(M, lr, Mh)
+        shifted(N, lr, Nh)
         split = _due(t + 1, t_stop, t_final, record_every)
         half_step(X, Y, s, lr, Mh, Xw, N, GUc, T, split)
         half_step(Y, X, s, lr, Nh, Yw, M, GVc, T, split)

@@ -22,7 +22,7 @@ import numpy as np
 from numba import njit
 
 from .blas import gemm
-from .blocks import BAD_STEP, CONVERGED, DIVERGED, N_RECORDS, STATUS, STEP, _copy, _due, overflows
+from .blocks import BAD_STEP, CONVERGED, DIVERGED, N_RECORDS, STATUS, STEP, _add, _copy, _due, overflows, shifted
 
 # elements of Sigma per row block: 2 MiB of float64
 _BLOCK_ELEMS = 1 << 18
@@ -46,9 +46,7 @@ def products(S, U, V, SV, STU, T):
             gemm(S[lo:hi].T, U[lo:hi], STU)
         else:
             gemm(S[lo:hi].T, U[lo:hi], T)
-            for j in range(STU.shape[0]):
-                for a in range(STU.shape[1]):
-                    STU[j, a] += T[j, a]
+            _add(T, STU)
 
 
 @njit(cache=True, nogil=True)
@@ -76,16 +74,6 @@ def _frob_inner(A, B):
         for j in range(A.shape[1]):
             total += np.float64(A[i, j]) * np.float64(B[i, j])
     return total
-
-
-@njit(cache=True, nogil=True)
-def _shifted(G, lr, H):
-    """H = I - lr G."""
-    k = G.shape[0]
-    for a in range(k):
-        for b in range(k):
-            H[a, b] = -lr * G[a, b]
-        H[a, a] += 1
 
 
 @njit(cache=True, nogil=True)
@@ -138,8 +126,8 @@ def run_direct(
                 break
         if t >= t_stop:
             break
-        _shifted(GV, lr, HU)
-        _shifted(GU, lr, HV)
+        shifted(GV, lr, HU)
+        shifted(GU, lr, HV)
         _update(U, HU, lr, SV, Uw)
         _update(V, HV, lr, STU, Vw)
         gemm(Uw.T, Uw, GU)
