@@ -13,6 +13,7 @@ from .flow import gd_flow_gap, gradient_flow, sandwich_bounds, symmetric_solutio
 from .problem import Problem
 from .result import DirectResult, FlowResult, SolveResult, load
 from .solver import resume, solve
+from .sweeps import SweepResult, sweep
 
 try:
     __version__ = version("fastmf-gd")
@@ -36,6 +37,7 @@ __all__ = [
     "GradientDescentMF",
     "Problem",
     "SolveResult",
+    "SweepResult",
     "__version__",
     "blas_info",
     "gd_flow_gap",
@@ -45,5 +47,6 @@ __all__ = [
     "sandwich_bounds",
     "solve",
     "solve_batch",
+    "sweep",
     "symmetric_solution",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import sys
 
 import numpy as np
 
@@ -33,6 +34,12 @@ def real_array(x, name: str, ndim: int, dtype=None) -> np.ndarray:
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} contains NaN or Inf; remove or replace the non-finite entries")
     return arr
+
+
+def is_dask_array(x) -> bool:
+    """True for a dask.array.Array, checked without importing dask (it is optional)."""
+    module = sys.modules.get("dask.array")
+    return module is not None and isinstance(x, module.Array)
 
 
 def positive_int(x, name: str, minimum: int = 1) -> int:

@@ -1,9 +1,10 @@
-"""The command line: ``fastmf run|flow|theory|plot|warmup|info`` (also ``python -m fastmf``).
+"""The command line: ``fastmf run|flow|sweep|theory|plot|warmup|info`` (also ``python -m fastmf``).
 
-Exit codes: 0 the run finished (converged, max_iter, t_max); 1 it diverged or the ODE
-solver failed; 2 bad arguments or files (one line on stderr says why); 3 stopped by
---time-limit (``fastmf run --resume`` continues it); 130 Ctrl-C and 143 SIGTERM, after
-the result and the checkpoint are written.
+Exit codes: 0 the run finished (converged, max_iter, t_max) or the sweep is complete; 1 it
+diverged, the ODE solver failed or tasks of the sweep raised; 2 bad arguments or files (one
+line on stderr says why); 3 stopped by --time-limit (``fastmf run --resume`` continues it);
+130 Ctrl-C and 143 SIGTERM, after the result, the checkpoint or the finished runs of a
+sweep are written (``fastmf sweep --resume`` runs the rest).
 """
 
 from __future__ import annotations
@@ -29,6 +30,23 @@ _EXAMPLES = {
     "flow": """examples:
   fastmf flow --spectrum 4,3,2,1.5,1 --shape 1000x800 --t-max 150 --init-scale 1e-5 -o flow.npz
   fastmf flow sigma.npz --key Sigma --rank 8 --t-max 50 --target-loss 1e-20""",
+    "sweep": """examples:
+  fastmf sweep eta-sweep.toml -o eta-sweep.parquet
+  fastmf sweep eta-sweep.toml -o eta-sweep.parquet --resume
+  fastmf sweep eta-sweep.toml --scheduler tcp://10.0.0.5:8786
+
+a config gives the grid as a [grid] table (or several [[grid]] tables), each parameter one
+value or a list; every combination is run for every seed:
+  output = "eta-sweep.parquet"
+  [grid]
+  m = 100000
+  d = 5
+  kappa = [1, 4]
+  eps = 1e-6
+  eta = [0.01, 0.02, 0.05, 0.1]
+  max_iter = 100000
+  delta = 1e-10
+  seeds = 50""",
     "theory": """examples:
   fastmf theory --spectrum 4,3,2,1 --shape 100000x100000 --delta 1e-6
   fastmf theory sigma.npy --delta 1e-8 --c-eps 0.1""",
@@ -54,6 +72,7 @@ _RUN_KEYS = _RUN_SETTINGS + (
     "time_limit",
     "progress",
 )
+_SWEEP_KEYS = ("grid", "output", "batch", "scheduler", "workers", "progress")
 _FLOW_KEYS = ("rank", "t_max", "init_scale", "seed", "target_loss", "rtol", "method", "complement", "output",
               "summary", "time_limit", "progress", "n_times")  # fmt: skip
 
@@ -135,6 +154,16 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--n-times", type=int, help="evenly spaced recorded times (default 1001)")
     g.add_argument("--time-limit", type=float, metavar="SECONDS", help="stop after this long (exit code 3)")
     _output_options(flow, "fastmf-flow.npz")
+
+    sweep = command("sweep", "run a grid of GD runs on Dask, one table row per run, written as runs finish", _cmd_sweep)
+    sweep.add_argument("config", metavar="CONFIG", help="TOML file: the [grid] and settings named as the flags")
+    sweep.add_argument("-o", "--output", help="the table, .parquet or .csv (default fastmf-sweep.parquet with pyarrow)")
+    sweep.add_argument("--resume", action="store_true", help="run only the runs the output table lacks")
+    sweep.add_argument("--scheduler", metavar="ADDRESS", help="a running Dask scheduler (default: a local cluster)")
+    sweep.add_argument("--workers", type=int, help="processes of the local cluster (default: the cores)")
+    sweep.add_argument("--batch", type=int, help="runs per task at most (default 64)")
+    sweep.add_argument("--progress", action=argparse.BooleanOptionalAction, help="progress bar (default: terminal)")
+    sweep.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
 
     theory = command("theory", "print what Theorem 1.1, Theorem 3.1 and Corollary 1.2 prescribe", _cmd_theory)
     _problem_options(theory)
@@ -235,6 +264,38 @@ def _cmd_flow(args) -> int:
         **kwargs,
     )  # fmt: skip
     return _finish(args, result, time.perf_counter() - started)
+
+
+def _cmd_sweep(args) -> int:
+    import warnings
+
+    from .sweeps import sweep
+
+    config = _read_toml(args.config)
+    unknown = sorted(set(config) - set(_SWEEP_KEYS))
+    if unknown:
+        raise UsageError(f"{args.config}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(_SWEEP_KEYS)}")
+    if "grid" not in config:
+        raise UsageError(f"{args.config} has no [grid] table (see fastmf sweep --help)")
+    for key in _SWEEP_KEYS[1:]:
+        if getattr(args, key, None) is None and key in config:
+            setattr(args, key, config[key])
+    output = args.output or ("fastmf-sweep.parquet" if _has_module("pyarrow") else "fastmf-sweep.csv")
+    with warnings.catch_warnings():  # a failure is printed below, and sets the exit code
+        warnings.filterwarnings("ignore", "sweep failed", RuntimeWarning)
+        result = sweep(
+            config["grid"], output, resume=args.resume, client=args.scheduler, workers=args.workers,
+            batch=_default(args.batch, 64), progress=args.progress,
+        )  # fmt: skip
+    if result.status == "interrupted":
+        print(result.message, file=sys.stderr)
+        return 128 + (args.signals[0] if args.signals else signal.SIGINT)
+    if result.status == "failed":
+        print(result.message, file=sys.stderr)
+        return EXIT_FAILED
+    if not args.quiet:
+        print(result.message)
+    return EXIT_DONE
 
 
 def _cmd_theory(args) -> int:
@@ -467,26 +528,36 @@ def _apply_config(args, keys) -> None:
     """Fill the flags left unset from --config (TOML, keys named as the flags)."""
     if args.config is None:
         return
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        try:
-            import tomli as tomllib
-        except ImportError:
-            raise UsageError("--config needs Python >= 3.11 or the tomli package (pip install tomli)") from None
-    try:
-        with open(args.config, "rb") as f:
-            config = tomllib.load(f)
-    except FileNotFoundError:
-        raise UsageError(f"no such config file: {args.config}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{args.config} is not valid TOML: {exc}") from None
+    config = _read_toml(args.config)
     unknown = sorted(set(config) - set(keys))
     if unknown:
         raise UsageError(f"{args.config}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(keys)}")
     for key, value in config.items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
+
+
+def _read_toml(path) -> dict:
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        try:
+            import tomli as tomllib
+        except ImportError:
+            raise UsageError("a TOML config needs Python >= 3.11 or the tomli package (pip install tomli)") from None
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise UsageError(f"no such config file: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path} is not valid TOML: {exc}") from None
+
+
+def _has_module(name) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
 
 
 def _cache_dir() -> str:

@@ -16,8 +16,8 @@ import scipy.sparse.linalg
 
 from . import _kernels as K
 from . import stages
-from ._validate import check_fits, finite_float, real_array
-from .init import checked_start, gaussian, seed_streams
+from ._validate import check_fits, finite_float, is_dask_array, real_array
+from .init import checked_start, default_scale, gaussian, seed_streams
 from .monitor import Monitor
 from .problem import Problem
 from .result import DirectResult
@@ -89,8 +89,10 @@ def direct_start(Sigma, rank, U0, V0):
                 "use method='split' (or 'auto')"
             )
         Sigma = Sigma.Sigma
-    if scipy.sparse.issparse(Sigma) or isinstance(Sigma, scipy.sparse.linalg.LinearOperator):
-        raise ValueError("method='direct' needs Sigma as a dense array: use method='split' (or 'auto') for it")
+    if scipy.sparse.issparse(Sigma) or isinstance(Sigma, scipy.sparse.linalg.LinearOperator) or is_dask_array(Sigma):
+        raise ValueError(
+            "method='direct' needs Sigma as a dense array in memory: use method='split' (or 'auto') for it"
+        )
     S = np.ascontiguousarray(real_array(Sigma, "Sigma", 2))
     return (S, *checked_start(*S.shape, rank, U0, V0))
 
@@ -109,7 +111,7 @@ def solve_direct(S, k, lr, max_iter, init_scale, seed, U0, V0, settings_args, mo
     check_fits((2 * (m + n), k), S.dtype, "the direct path's factors", "use a smaller rank")
     if U0 is None:
         if init_scale is None:
-            init_scale = 1e-3 * np.sqrt(top_singular_value(S) / (m + n))
+            init_scale = default_scale(top_singular_value(S), m, n)
         init_scale = finite_float(init_scale, "init_scale", positive=True)
         if seed is None:
             seed = np.random.SeedSequence().entropy

@@ -178,7 +178,7 @@ def start(Sigma, rank, init_scale, seed, U0, V0, complement) -> Start:
         left, right = initial_factors(problem, k, None, None, U0, V0, complement)
         return Start(problem, k, left, right, None, None)
     if init_scale is None:
-        init_scale = 1e-3 * np.sqrt(problem.sigma_1 / (m + n))
+        init_scale = default_scale(problem.sigma_1, m, n)
     elif isinstance(init_scale, str):
         if init_scale != "theory":
             raise ValueError(f"init_scale must be a positive number, None or 'theory', got {init_scale!r}")
@@ -188,6 +188,12 @@ def start(Sigma, rank, init_scale, seed, U0, V0, complement) -> Start:
         seed = np.random.SeedSequence().entropy
     left, right = initial_factors(problem, k, init_scale, seed, None, None, complement)
     return Start(problem, k, left, right, init_scale, seed)
+
+
+def default_scale(sigma_1: float, m: int, n: int) -> float:
+    """The default init_scale, 1e-3 sqrt(sigma_1 / (m + n)): ||U0||_op is then about
+    1e-3 sqrt(sigma_1) whatever the size (the theory's eps also scales as 1 / sqrt(m + n))."""
+    return 1e-3 * np.sqrt(sigma_1 / (m + n))
 
 
 def checked_start(m, n, rank, U0, V0) -> tuple[int, np.ndarray | None, np.ndarray | None]:

@@ -77,7 +77,8 @@ class Monitor:
         Stop once this many wall-clock seconds have passed.
     total : float
         The step count or final time the run aims at (the bar's length).
-    unit : {"step", "t"}
+    unit : {"step", "t", "run"}
+        What `total` counts ("run": runs of a sweep, with an empty `row`).
     """
 
     def __init__(self, progress, callback, time_limit, total: float, unit: str):
@@ -101,7 +102,8 @@ class Monitor:
             self.bar = _tqdm()(total=self.total, unit=self.unit, desc="fastmf", dynamic_ncols=True, leave=True)
         if self.bar is not None:
             self.bar.update(position - self.bar.n)
-            self.bar.set_postfix(loss=f"{row.get('loss', float('nan')):.3e}", stage=where, refresh=False)
+            if row:
+                self.bar.set_postfix(loss=f"{row.get('loss', float('nan')):.3e}", stage=where, refresh=False)
         if self.callback is not None:
             state = RunState(
                 step=int(position) if self.unit == "step" else None,

@@ -19,7 +19,7 @@ from scipy.sparse.linalg import LinearOperator
 
 from . import _kernels as K
 from . import stages, theory
-from ._validate import finite_float, positive_int
+from ._validate import finite_float, is_dask_array, positive_int
 from .init import Factor, stack, start
 from .monitor import Monitor
 from .problem import Problem
@@ -165,7 +165,7 @@ def solve(
 
 def _choose(Sigma, rank, max_iter):
     """("split" or "direct", Sigma or its Problem) for method="auto" (see `solve`)."""
-    if isinstance(Sigma, Problem) or scipy.sparse.issparse(Sigma) or isinstance(Sigma, LinearOperator):
+    if isinstance(Sigma, (Problem, LinearOperator)) or scipy.sparse.issparse(Sigma) or is_dask_array(Sigma):
         return "split", Sigma
     k = positive_int(rank, "rank")
     problem = Problem.if_low_rank(Sigma, max(32, max_iter * k // 2))

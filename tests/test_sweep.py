@@ -1,0 +1,279 @@
+"""fastmf.sweep and `fastmf sweep`: the grid, the rows against solve, a worker killed midway,
+a sweep interrupted and resumed, failures, and the command line."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import fastmf
+import fastmf.sweeps
+import fastmf.table
+from fastmf import theory
+from fastmf.cli import main
+from fastmf.sweeps import COLUMNS, grid_points, run_task, sweep
+
+distributed = pytest.importorskip("distributed")
+
+# 4 points x 50 seeds = 200 runs, long enough (about 0.1 s a task of 5) to kill something midway
+GRID = {"m": 10**6, "n": 800_000, "d": 3, "kappa": [1.0, 3.0], "eta": [0.05, 0.1], "eps": 1e-6,
+        "max_iter": 60_000, "delta": 1e-12, "record_every": 7, "seeds": 50}  # fmt: skip
+KEY = [*list(COLUMNS)[: list(COLUMNS).index("seed") + 1]]
+
+
+@pytest.fixture(scope="module")
+def local_client():
+    """An in-process cluster (threads): monkeypatches reach its tasks, and it starts fast."""
+    with (
+        distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as c,
+        distributed.Client(c) as client,
+    ):
+        yield client
+
+
+def _rows(table):
+    """The runs of a table as tuples of their parameters and seed (NaN as None, so that equal rows compare equal)."""
+    return [_nan_as_none(row) for row in zip(*(table[name].tolist() for name in KEY), strict=True)]
+
+
+def _nan_as_none(row):
+    return tuple(None if isinstance(v, float) and np.isnan(v) else v for v in row)
+
+
+def _expected(point, seeds):
+    """The runs of one grid point as fastmf.solve runs them, one at a time."""
+    space = np.linspace if point["spacing"] == "linear" else np.geomspace
+    s = space(point["kappa"] * point["sigma_d"], point["sigma_d"], point["d"])
+    problem = fastmf.Problem.from_spectrum(s, point["m"], point["n"])
+    delta = None if np.isnan(point["delta"]) else point["delta"]
+    return [
+        fastmf.solve(problem, point["rank"], point["eta"], point["max_iter"], seed=seed, init_scale=point["eps"],
+                     tol=point["tol"], record_every=point["record_every"], delta=delta, spectral_every=0)
+        for seed in seeds
+    ]  # fmt: skip
+
+
+def _check_rows_against_solve(table, point, seeds):
+    rows = {row[-1]: i for i, row in enumerate(_rows(table)) if row[:-1] == _nan_as_none(point.values())}
+    for seed, run in zip(seeds, _expected(point, seeds), strict=True):
+        i = rows[seed]
+        assert table["status"][i] == run.status and table["n_iter"][i] == run.n_iter
+        for name in ("T1", "T0", "T_delta"):
+            value = getattr(run.stages, name)
+            assert table[name][i] == value if value is not None else np.isnan(table[name][i])
+        np.testing.assert_allclose(table["final_loss"][i], run.loss, rtol=1e-8, atol=1e-12 * run.history["loss"][0])
+        assert table["sigma_1"][i] == run.problem.sigma_1
+
+
+def test_grid_points_resolve_defaults_theory_and_unions():
+    points = grid_points([{"m": 50, "d": 2, "eta": [0.1, 0.2], "max_iter": 10, "seeds": 3},
+                          {"m": 40, "n": 60, "d": 3, "kappa": 4, "spacing": "geometric", "rank": 5, "eps": "theory",
+                           "eta": "theory", "max_iter": 0, "tol": 1e-9, "seeds": [7, 2]}])  # fmt: skip
+    assert len(points) == 3
+    first, seeds = points[0]
+    assert seeds == [0, 1, 2] and first["n"] == 50 and first["rank"] == 2 and first["kappa"] == 1.0
+    assert first["eps"] == pytest.approx(1e-3 * np.sqrt(1.0 / 100), rel=1e-15) and np.isnan(first["delta"])
+    last, seeds = points[2]
+    s = np.geomspace(4.0, 1.0, 3)
+    assert seeds == [7, 2] and last["delta"] == 1e-9
+    assert last["eps"] == theory.init_scale(s, 40, 60) and last["eta"] == theory.step_size(s, last["eps"])
+    assert list(last) == KEY[:-1]
+
+
+@pytest.mark.parametrize(
+    "grid, error, match",
+    [
+        ({"m": 5, "d": 2, "eta": 0.1, "max_iter": 5, "seeds": 2, "lr": 0.1}, ValueError, "unknown grid parameter"),
+        ({"m": 5, "d": 2, "max_iter": 5, "seeds": 2}, ValueError, "must give eta"),
+        ({"m": 5, "d": 2, "eta": 0.1, "max_iter": 5}, ValueError, "must give seeds"),
+        ({"m": 5, "d": 6, "eta": 0.1, "max_iter": 5, "seeds": 2}, ValueError, "d must be at most"),
+        ({"m": 5, "d": 2, "kappa": 0.5, "eta": 0.1, "max_iter": 5, "seeds": 2}, ValueError, "kappa"),
+        ({"m": 5, "d": 1, "kappa": 2, "eta": 0.1, "max_iter": 5, "seeds": 2}, ValueError, "kappa"),
+        ({"m": 5, "d": 2, "eta": "fast", "max_iter": 5, "seeds": 2}, ValueError, "eta must be a positive number"),
+        ({"m": 5, "d": 2, "eta": [0.1, 0.1], "max_iter": 5, "seeds": 2}, ValueError, "twice"),
+        ({"m": 5, "d": 2, "eta": [], "max_iter": 5, "seeds": 2}, ValueError, "no values"),
+        ({"m": 5, "d": 2, "eta": 0.1, "max_iter": 5, "seeds": [1, 1]}, ValueError, "distinct"),
+        ({"m": 5, "d": 2, "eta": 0.1, "max_iter": 5, "seeds": 2, "spacing": "log"}, ValueError, "spacing"),
+        ({"m": 5.0, "d": 2, "eta": 0.1, "max_iter": 5, "seeds": 2}, TypeError, "m must be an integer"),
+        ("m=5", TypeError, "grid must be a dict"),
+    ],
+)
+def test_bad_grids_name_the_parameter(grid, error, match, tmp_path):
+    with pytest.raises(error, match=match):
+        sweep(grid, tmp_path / "t.csv")
+    assert not os.listdir(tmp_path)
+
+
+def test_rows_are_solves_runs():
+    point, _ = grid_points({"m": 300, "n": 200, "d": 4, "kappa": 3, "spacing": "geometric", "rank": 6, "eta": 0.08,
+                            "eps": 1e-5, "max_iter": 900, "tol": 1e-22, "delta": 1e-9, "record_every": 4,
+                            "seeds": 1})[0]  # fmt: skip
+    seeds = [11, 3, 5]
+    rows = run_task(point, seeds)
+    assert list(rows) == list(COLUMNS) and rows["seed"] == seeds
+    table = {name: np.array(values) for name, values in rows.items()}
+    _check_rows_against_solve(table, point, seeds)
+
+
+def test_a_killed_worker_loses_no_run_and_duplicates_none(tmp_path):
+    """200 runs on 2 worker processes; one is killed (SIGKILL) midway; after resume the
+    table has each run exactly once, with solve's numbers."""
+    out = os.fspath(tmp_path / "runs.csv")
+    finished = []
+    with (
+        distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        client.run(fastmf.solve_batch, fastmf.Problem.from_spectrum([1.0], 2, 2), 1, 0.1, 1, seeds=[0])  # warm
+        pids = list(client.run(os.getpid).values())
+        runner = threading.Thread(target=lambda: finished.append(sweep(GRID, out, client=client, batch=5)))
+        runner.start()
+        deadline = time.monotonic() + 300
+        while _lines(out) < 40:
+            assert time.monotonic() < deadline and runner.is_alive(), "the sweep ended or stalled before the kill"
+            time.sleep(0.01)
+        os.kill(pids[0], signal.SIGKILL)
+        written_at_kill = _lines(out)
+        runner.join(timeout=600)
+        assert not runner.is_alive()
+        assert written_at_kill < 200, "the sweep ended before the kill; make the runs longer"
+        first = finished[0]
+        resumed = sweep(GRID, out, resume=True, client=client)
+    assert first.status in ("done", "failed") and first.runs == 200
+    assert resumed.status == "done" and resumed.skipped == first.ran and first.ran + resumed.ran == 200
+    table = resumed.table()
+    rows = _rows(table)
+    assert len(rows) == 200 and len(set(rows)) == 200
+    expected = {_nan_as_none((*point.values(), seed)) for point, seeds in grid_points(GRID) for seed in seeds}
+    assert set(rows) == expected
+    for point, seeds in grid_points(GRID):
+        _check_rows_against_solve(table, point, seeds[::25])
+
+
+def _lines(path):
+    if not os.path.exists(path):
+        return 0
+    with open(path, "rb") as f:
+        return max(f.read().count(b"\n") - 1, 0)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_an_interrupted_sweep_resumes_with_only_the_missing_runs(suffix, tmp_path, local_client, monkeypatch):
+    if suffix == ".parquet":
+        pytest.importorskip("pyarrow")
+    grid = {"m": 1000, "d": 2, "eta": [0.05, 0.1, 0.2], "eps": 1e-4, "max_iter": 300, "seeds": 10}
+    out = tmp_path / f"runs{suffix}"
+    real_append = fastmf.table.CsvTable.append if suffix == ".csv" else fastmf.table.ParquetTable.append
+    calls = []
+
+    def append_then_interrupt(self, rows):
+        real_append(self, rows)
+        calls.append(len(rows["seed"]))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(type(fastmf.table.open_table(out, COLUMNS, resume=True)), "append", append_then_interrupt)
+    first = sweep(grid, out, client=local_client, batch=4)
+    monkeypatch.undo()
+    assert first.status == "interrupted" and first.ran == sum(calls) == len(_rows(first.table()))
+    assert "resume=True" in first.message and f"{30 - first.ran} runs still missing" in first.message
+    with pytest.raises(FileExistsError, match="already exists"):
+        sweep(grid, out, client=local_client)
+    resumed = sweep(grid, out, resume=True, client=local_client, batch=4)
+    assert resumed.status == "done" and resumed.ran == 30 - first.ran and resumed.skipped == first.ran
+    rows = _rows(resumed.table())
+    assert len(rows) == 30 and len(set(rows)) == 30
+
+
+def test_failing_tasks_are_reported_and_retried_on_resume(tmp_path, local_client, monkeypatch):
+    grid = {"m": 1000, "d": 2, "eta": [0.05, 0.1], "eps": 1e-4, "max_iter": 200, "seeds": 6}
+    real = fastmf.sweeps.solve_batch
+
+    def fails_for_seed_4(problem, rank, lr, max_iter, *, seeds, **kwargs):
+        if 4 in seeds:
+            raise RuntimeError("out of luck")
+        return real(problem, rank, lr, max_iter, seeds=seeds, **kwargs)
+
+    monkeypatch.setattr(fastmf.sweeps, "solve_batch", fails_for_seed_4)
+    out = tmp_path / "runs.csv"
+    with pytest.warns(RuntimeWarning, match="sweep failed: 4 runs in 2 tasks raised.*out of luck"):
+        failed = sweep(grid, out, client=local_client, batch=2)
+    assert failed.status == "failed" and failed.failed == 4 and failed.ran == 8
+    monkeypatch.undo()
+    resumed = sweep(grid, out, resume=True, client=local_client)
+    assert resumed.status == "done" and resumed.ran == 4
+    expected = [_nan_as_none((*p.values(), seed)) for p, seeds in grid_points(grid) for seed in seeds]
+    assert sorted(_rows(resumed.table()), key=str) == sorted(expected, key=str)
+
+
+def test_nothing_missing_starts_no_cluster(tmp_path, local_client, monkeypatch):
+    grid = {"m": 100, "d": 2, "eta": 0.1, "max_iter": 50, "seeds": 3}
+    out = tmp_path / "runs.csv"
+    assert sweep(grid, out, client=local_client).ran == 3
+    monkeypatch.setattr(distributed, "LocalCluster", None)  # would fail if called
+    again = sweep(grid, out, resume=True)
+    assert again.status == "done" and (again.ran, again.skipped) == (0, 3)
+
+
+def test_bad_arguments(tmp_path, local_client):
+    grid = {"m": 100, "d": 2, "eta": 0.1, "max_iter": 50, "seeds": 3}
+    with pytest.raises(ValueError, match="must end in .parquet"):
+        sweep(grid, tmp_path / "t.json", client=local_client)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        sweep(grid, tmp_path / "no" / "t.csv", client=local_client)
+    with pytest.raises(ValueError, match="workers sets the size"):
+        sweep(grid, tmp_path / "t.csv", client=local_client, workers=2)
+    with pytest.raises(TypeError, match="client must be"):
+        sweep(grid, tmp_path / "t.csv", client=3)
+    with pytest.raises(ValueError, match="batch must be >= 1"):
+        sweep(grid, tmp_path / "t.csv", batch=0)
+
+
+def test_command_line_sweep(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.toml").write_text(
+        'output = "eta.csv"\nbatch = 3\nworkers = 1\n[grid]\nm = 2000\nd = 2\neps = 1e-5\neta = [0.1, 0.2]\n'
+        "max_iter = 400\ndelta = 1e-9\nseeds = 4\n"
+    )
+    assert main(["sweep", "s.toml", "--no-progress"]) == 0
+    assert "8 runs written to eta.csv" in capsys.readouterr().out
+    assert main(["sweep", "s.toml"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["sweep", "s.toml", "--resume", "-q"]) == 0
+    assert capsys.readouterr().out == ""
+    table = fastmf.table.open_table("eta.csv", COLUMNS, resume=True).read()
+    assert len(table["seed"]) == 8 and set(table["eta"]) == {0.1, 0.2}
+    (tmp_path / "bad.toml").write_text("[grid]\nm = 10\nd = 2\neta = 0.1\nmax_iter = 5\nseeds = 2\nlr = 3\n")
+    assert main(["sweep", "bad.toml"]) == 2
+    assert "unknown grid parameter(s) lr" in capsys.readouterr().err
+    (tmp_path / "nogrid.toml").write_text("m = 10\n")
+    assert main(["sweep", "nogrid.toml"]) == 2
+    assert "unknown setting(s) m" in capsys.readouterr().err
+
+
+def test_command_line_ctrl_c_keeps_the_finished_runs(tmp_path):
+    (tmp_path / "s.toml").write_text(
+        "[grid]\nm = 100000\nd = 3\neps = 1e-6\neta = [0.05, 0.1]\nmax_iter = 100000\nseeds = 20\n"
+    )
+    args = [sys.executable, "-m", "fastmf", "sweep", "s.toml", "-o", "runs.csv", "--workers", "2", "--batch", "2"]
+    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while _lines(tmp_path / "runs.csv") < 4:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGINT, err
+    assert "sweep interrupted" in err and "--resume" in err
+    kept = _lines(tmp_path / "runs.csv")
+    assert 4 <= kept < 40, "the sweep ended before Ctrl-C; make the runs longer"
+    done = subprocess.run([*args, "--resume"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert f"{40 - kept} runs written" in done.stdout
+    rows = _rows(fastmf.table.open_table(tmp_path / "runs.csv", COLUMNS, resume=True).read())
+    assert len(rows) == 40 and len(set(rows)) == 40
