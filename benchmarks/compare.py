@@ -39,6 +39,13 @@
     chunk from thin factors, chunks of 2000 x 2000), in a fresh process: the basis by
     Dask's svd_compressed (time, peak memory against the 3.2 GB Sigma would take), its
     singular values against the exact ones of X Y^T, and a 2000-step run on it.
+12. A sweep on Dask: the runs of section 10 (10,000 seeds, record_every=10) as
+    `fastmf.sweep` on a LocalCluster of one process per core, tasks of 64 runs, rows to a
+    CSV table, against `solve_batch` in this process; the rows checked against it bit for
+    bit.
+13. Thread scaling, at 1, 2, 4, ... threads up to the cores: the batch kernel (2048 seeds of
+    section 10, record_every=10; Numba threads) and 20 direct steps (4096 x 4096, k = 16;
+    BLAS threads, set with threadpoolctl), medians of repeats and the speed-up over 1 thread.
 
 The machines this runs on are shared: timings are medians of repeats spread over time,
 with the minimum beside them as the quiet-machine figure.
@@ -511,11 +518,74 @@ def dask_problem(m):
     print(f"   peak memory of the process: {got['peak_mib']:.0f} MiB (Sigma itself: {m * m * 8 / 2**20:.0f} MiB)")
 
 
+def sweep_overhead(runs):
+    import shutil
+
+    grid = {"m": 10**6, "d": 10, "kappa": 4.0, "spacing": "geometric", "eta": 0.05, "max_iter": 2000,
+            "record_every": 10, "seeds": runs}  # fmt: skip
+    problem = fastmf.Problem.from_spectrum(np.geomspace(4.0, 1.0, 10), 10**6, 10**6)
+    print(f"\n12. fastmf.sweep of {runs} runs (section 10's, record_every=10) on a LocalCluster, tasks of 64")
+    folder = tempfile.mkdtemp()
+    try:
+        t0 = time.perf_counter()
+        done = fastmf.sweep(grid, os.path.join(folder, "runs.csv"), progress=False)
+        swept = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        batch = fastmf.solve_batch(problem, 10, 0.05, 2000, seeds=range(runs), record_every=10)
+        direct = time.perf_counter() - t0
+        table = done.table()
+    finally:
+        shutil.rmtree(folder)
+    order = np.argsort(table["seed"])
+    same = all(np.array_equal(table[name][order], getattr(batch, name), equal_nan=True)
+               for name in ("n_iter", "final_loss", "T1", "T0", "T_delta"))  # fmt: skip
+    print(f"   sweep {swept:.2f} s (cluster start and shutdown included) against solve_batch {direct:.2f} s "
+          f"in this process: {swept / direct:.2f}x; {done.ran} rows, bitwise solve_batch's: {same}")  # fmt: skip
+
+
+def thread_scaling(repeats):
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    counts = [t for t in (1, 2, 4, 8, 16, 32, 64) if t <= numba.config.NUMBA_NUM_THREADS]
+    problem = fastmf.Problem.from_spectrum(np.geomspace(4.0, 1.0, 10), 10**6, 10**6)
+    fastmf.solve_batch(problem, 10, 0.05, 10, seeds=range(2))
+    rng = np.random.default_rng(0)
+    m = 4096
+    Sigma = rng.standard_normal((m, m))
+    U0, V0 = (1e-3 * np.sqrt(2 / m) * rng.standard_normal((m, 16)) for _ in range(2))
+
+    def batch():
+        fastmf.solve_batch(problem, 10, 0.05, 2000, seeds=range(2048), record_every=10)
+
+    def direct():
+        fastmf.solve(Sigma, 16, 0.05 / np.sqrt(m), 20, U0=U0, V0=V0, method="direct")
+
+    print(f"\n13. Thread scaling, medians of {repeats} (speed-up over 1 thread)")
+    print("   threads   batch, 2048 runs   direct 4096, 20 steps")
+    base = {}
+    for t in counts:
+        numba.set_num_threads(t)
+        with threadpool_limits(t, user_api="blas"):
+            direct()
+            times = {name: np.median([_timed(f) for _ in range(repeats)]) for name, f in (("b", batch), ("d", direct))}
+        base = base or times
+        print(f"   {t:7d}   {times['b']:8.2f} s ({base['b'] / times['b']:4.1f}x)   "
+              f"{times['d']:8.2f} s ({base['d'] / times['d']:4.1f}x)")  # fmt: skip
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+
+
+def _timed(f):
+    t0 = time.perf_counter()
+    f()
+    return time.perf_counter() - t0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer repeats and steps")
     ap.add_argument("--numpy-steps", type=int, default=30)
-    ap.add_argument("--only", type=int, choices=range(1, 12), help="run only this measurement")
+    ap.add_argument("--only", type=int, choices=range(1, 14), help="run only this measurement")
     args = ap.parse_args()
     repeats = 3 if args.quick else 7
     try:
@@ -541,6 +611,8 @@ def main():
         lambda: backends(repeats),
         lambda: batch_seeds(1000 if args.quick else 10_000),
         lambda: dask_problem(4000 if args.quick else 20_000),
+        lambda: sweep_overhead(1000 if args.quick else 10_000),
+        lambda: thread_scaling(repeats),
     ]
     for number, section in enumerate(sections, 1):
         if args.only in (None, number):

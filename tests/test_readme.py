@@ -2,6 +2,7 @@
 
 import re
 import shlex
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,9 +12,11 @@ from fastmf.cli import main
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
+@pytest.mark.filterwarnings("ignore:Increasing number of chunks")  # dask's hint on the example's X @ Y.T
 def test_readme_examples_run(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
     pytest.importorskip("sklearn")
+    pytest.importorskip("distributed")
     monkeypatch.chdir(tmp_path)  # the examples write files
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     assert len(blocks) >= 5
@@ -25,10 +28,15 @@ def test_readme_examples_run(tmp_path, monkeypatch):
     assert namespace["run"].status == "stopped" and namespace["more"].n_iter == 20_000
     assert (tmp_path / "stages.png").stat().st_size > 10_000
     assert namespace["mf"].status_ == "converged"
+    assert namespace["done"].status == "done" and len(namespace["table"]) == namespace["done"].runs
+    assert (tmp_path / "eta-sweep.png").stat().st_size > 10_000
+    assert namespace["huge"].rank == 8 and namespace["huge"].basis_residual < 1e-12
 
 
 def test_readme_command_lines_run(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
+    pytest.importorskip("distributed")
+    shutil.copytree(README.parent / "examples", tmp_path / "examples")
     monkeypatch.chdir(tmp_path)
     blocks = re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.S)
     lines = [line for block in blocks for line in block.splitlines() if line.startswith("fastmf ")]

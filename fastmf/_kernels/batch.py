@@ -25,18 +25,43 @@ N_ITER, STATUS, FINAL_LOSS, T1, T0, T_DELTA = 0, 1, 2, 3, 4, 5
 
 
 @njit(cache=True, nogil=True)
-def _gram(X, lo, hi, G):
-    """G[a, b] = sum over rows i in [lo, hi) of X[i, a] X[i, b], lane by lane."""
+def _accumulate(X, lo, hi, G):
+    """G[a, b] += sum over rows i in [lo, hi) of X[i, a] X[i, b], lane by lane, for a <= b."""
+    k, lanes = X.shape[1], X.shape[2]
+    for i in range(lo, hi):
+        for a in range(k):
+            for b in range(a, k):
+                for q in range(lanes):
+                    G[a, b, q] += X[i, a, q] * X[i, b, q]
+
+
+@njit(cache=True, nogil=True)
+def _mirror(G):
+    """G[b, a] = G[a, b] for a < b: the lower triangle of a symmetric G from its upper one."""
+    for a in range(G.shape[0]):
+        for b in range(a):
+            for q in range(G.shape[2]):
+                G[a, b, q] = G[b, a, q]
+
+
+@njit(cache=True, nogil=True)
+def _grams(X, r, G, Gc):
+    """Gc = the Gram of the complement rows r: of X, then G = Gc + that of the principal rows
+    :r, i.e. X^T X: the step needs G, the loss both (Gc is not G minus the principal part,
+    which would cancel once the complement is small)."""
     k, lanes = X.shape[1], X.shape[2]
     for a in range(k):
         for b in range(k):
             for q in range(lanes):
-                G[a, b, q] = 0.0
-    for i in range(lo, hi):
-        for a in range(k):
-            for b in range(k):
-                for q in range(lanes):
-                    G[a, b, q] += X[i, a, q] * X[i, b, q]
+                Gc[a, b, q] = 0.0
+    _accumulate(X, r, X.shape[0], Gc)
+    for a in range(k):
+        for b in range(k):
+            for q in range(lanes):
+                G[a, b, q] = Gc[a, b, q]
+    _accumulate(X, 0, r, G)
+    _mirror(Gc)
+    _mirror(G)
 
 
 @njit(cache=True, nogil=True)
@@ -100,15 +125,14 @@ def _test_T1(X, Y, r, k, sd, A, L, ok1):
 
 
 @njit(cache=True, nogil=True)
-def _record(X, Y, s, N, M, W, loss, pend1, pend0, ok1, ok0):
-    """loss[q] (float64) for the states X, Y with Grams N, M; ok1[q] / ok0[q]: does the
-    state pass the T1 / T0 test (tested where T1 / T0 is pending: pend1 / pend0; the caller
-    takes T0 only once T1 is reached, as `diagnostics.record`). W is (5, n, n, lanes) work."""
+def _record(X, Y, s, N, M, GUc, GVc, W, loss, pend1, pend0, ok1, ok0):
+    """loss[q] (float64) for the states X, Y with Grams N, M and complement Grams GUc, GVc;
+    ok1[q] / ok0[q]: does the state pass the T1 / T0 test (tested where T1 / T0 is pending:
+    pend1 / pend0; the caller takes T0 only once T1 is reached, as `diagnostics.record`).
+    W is (3, n, n, lanes) work."""
     rows, k, lanes = X.shape
     r = s.shape[0]
-    E, GUc, GVc, A, L = W[0], W[1], W[2], W[3], W[4]
-    _gram(X, r, rows, GUc)
-    _gram(Y, r, rows, GVc)
+    E, A, L = W[0], W[1], W[2]
     for q in range(lanes):
         loss[q] = 0.0
     for i in range(r):
@@ -157,10 +181,11 @@ def _run_block(X, Y, s, lr, tol, t_stop, record_every, delta, summary, losses):
     rows, k, lanes = X.shape
     n = max(s.shape[0], k)
     Xn, Yn = np.empty_like(X), np.empty_like(Y)
-    G = np.empty((4, k, k, lanes), X.dtype)
-    N, M, Nn, Mn = G[0], G[1], G[2], G[3]
+    r = s.shape[0]
+    G = np.empty((8, k, k, lanes), X.dtype)
+    N, M, Nn, Mn, Nc, Mc, Nnc, Mnc = G[0], G[1], G[2], G[3], G[4], G[5], G[6], G[7]
     H = np.empty((k, k, lanes), X.dtype)
-    W = np.empty((5, n, n, lanes), X.dtype)
+    W = np.empty((3, n, n, lanes), X.dtype)
     loss = np.empty(lanes)
     ok1 = np.zeros(lanes, np.bool_)
     ok0 = np.zeros(lanes, np.bool_)
@@ -171,13 +196,13 @@ def _run_block(X, Y, s, lr, tol, t_stop, record_every, delta, summary, losses):
         summary[q, N_ITER] = 0
         summary[q, STATUS] = RUNNING
         summary[q, T1] = summary[q, T0] = summary[q, T_DELTA] = -1
-    _gram(X, 0, rows, N)
-    _gram(Y, 0, rows, M)
+    _grams(X, r, N, Nc)
+    _grams(Y, r, M, Mc)
     t = 0
     j = 0
     while True:
         if (t < t_stop and t % record_every == 0) or t == t_stop:
-            _record(X, Y, s, N, M, W, loss, pend1, pend0, ok1, ok0)
+            _record(X, Y, s, N, M, Nc, Mc, W, loss, pend1, pend0, ok1, ok0)
             for q in range(lanes):
                 if not active[q]:
                     continue
@@ -200,8 +225,8 @@ def _run_block(X, Y, s, lr, tol, t_stop, record_every, delta, summary, losses):
             break
         _half_step(X, Y, s, lr, M, H, Xn)
         _half_step(Y, X, s, lr, N, H, Yn)
-        _gram(Xn, 0, rows, Nn)
-        _gram(Yn, 0, rows, Mn)
+        _grams(Xn, r, Nn, Nnc)
+        _grams(Yn, r, Mn, Mnc)
         for q in range(lanes):
             if active[q]:
                 mass = 0.0
@@ -217,10 +242,14 @@ def _run_block(X, Y, s, lr, tol, t_stop, record_every, delta, summary, losses):
                 _freeze(Y, Yn, q)
                 _freeze(N, Nn, q)
                 _freeze(M, Mn, q)
+                _freeze(Nc, Nnc, q)
+                _freeze(Mc, Mnc, q)
         X, Xn = Xn, X
         Y, Yn = Yn, Y
         N, Nn = Nn, N
         M, Mn = Mn, M
+        Nc, Nnc = Nnc, Nc
+        Mc, Mnc = Mnc, Mc
         t += 1
 
 
