@@ -266,7 +266,7 @@ def _check_dask(Sigma):
 
 
 class _DaskOperator(scipy.sparse.linalg.LinearOperator):
-    """Products with a dask array, computed chunk by chunk (the result is m x p or n x p)."""
+    """Sigma X for a dask array Sigma, computed chunk by chunk (what the residual check needs)."""
 
     def __init__(self, A):
         super().__init__(np.float64, A.shape)
@@ -274,15 +274,6 @@ class _DaskOperator(scipy.sparse.linalg.LinearOperator):
 
     def _matmat(self, X):
         return (self.A @ X).compute()
-
-    def _rmatmat(self, X):
-        return (self.A.T @ X).compute()
-
-    def _matvec(self, x):
-        return self._matmat(x.reshape(-1, 1)).ravel()
-
-    def _rmatvec(self, x):
-        return self._rmatmat(x.reshape(-1, 1)).ravel()
 
 
 def _dtype(dtype) -> np.dtype:
