@@ -220,6 +220,17 @@ def test_nothing_missing_starts_no_cluster(tmp_path, local_client, monkeypatch):
     assert again.status == "done" and (again.ran, again.skipped) == (0, 3)
 
 
+def test_a_scheduler_address_runs_on_that_cluster(tmp_path, local_client, monkeypatch, capsys):
+    grid = {"m": 100, "d": 2, "eta": [0.1, 0.2], "max_iter": 50, "seeds": 3}
+    monkeypatch.setattr(distributed, "LocalCluster", None)  # would fail if called
+    done = sweep(grid, tmp_path / "a.csv", client=local_client.scheduler.address)
+    assert done.status == "done" and len(done.table()["seed"]) == 6
+    (tmp_path / "s.toml").write_text("[grid]\nm = 100\nd = 2\neta = 0.1\nmax_iter = 50\nseeds = 3\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["sweep", "s.toml", "-o", "b.csv", "--scheduler", local_client.scheduler.address]) == 0
+    assert "3 runs written to b.csv" in capsys.readouterr().out
+
+
 def test_bad_arguments(tmp_path, local_client):
     grid = {"m": 100, "d": 2, "eta": 0.1, "max_iter": 50, "seeds": 3}
     with pytest.raises(ValueError, match="must end in .parquet"):
