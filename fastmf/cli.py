@@ -46,7 +46,10 @@ value or a list; every combination is run for every seed:
   eta = [0.01, 0.02, 0.05, 0.1]
   max_iter = 100000
   delta = 1e-10
-  seeds = 50""",
+  seeds = 50
+grid parameters (default): m, n (m), d, kappa (1), sigma_d (1), spacing ("linear" or
+"geometric"), rank (d), eps (fastmf's init_scale, or "theory"), eta (or "theory"), max_iter,
+tol (0), delta (tol), record_every (1), seeds (a count, or a list of seeds)""",
     "theory": """examples:
   fastmf theory --spectrum 4,3,2,1 --shape 100000x100000 --delta 1e-6
   fastmf theory sigma.npy --delta 1e-8 --c-eps 0.1""",
