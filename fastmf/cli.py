@@ -167,6 +167,7 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--batch", type=int, help="runs per task at most (default 64)")
     sweep.add_argument("--progress", action=argparse.BooleanOptionalAction, help="progress bar (default: terminal)")
     sweep.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    sweep.set_defaults(grid=None)  # only a config gives the grid
 
     theory = command("theory", "print what Theorem 1.1, Theorem 3.1 and Corollary 1.2 prescribe", _cmd_theory)
     _problem_options(theory)
@@ -274,20 +275,14 @@ def _cmd_sweep(args) -> int:
 
     from .sweeps import sweep
 
-    config = _read_toml(args.config)
-    unknown = sorted(set(config) - set(_SWEEP_KEYS))
-    if unknown:
-        raise UsageError(f"{args.config}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(_SWEEP_KEYS)}")
-    if "grid" not in config:
+    _apply_config(args, _SWEEP_KEYS)
+    if args.grid is None:
         raise UsageError(f"{args.config} has no [grid] table (see fastmf sweep --help)")
-    for key in _SWEEP_KEYS[1:]:
-        if getattr(args, key, None) is None and key in config:
-            setattr(args, key, config[key])
     output = args.output or ("fastmf-sweep.parquet" if _has_module("pyarrow") else "fastmf-sweep.csv")
     with warnings.catch_warnings():  # a failure is printed below, and sets the exit code
         warnings.filterwarnings("ignore", "sweep failed", RuntimeWarning)
         result = sweep(
-            config["grid"], output, resume=args.resume, client=args.scheduler, workers=args.workers,
+            args.grid, output, resume=args.resume, client=args.scheduler, workers=args.workers,
             batch=_default(args.batch, 64), progress=args.progress,
         )  # fmt: skip
     if result.status == "interrupted":
