@@ -15,8 +15,9 @@ Theorem 3.1): T1 when sigma_min(A)^2 >= sigma_d / 2, then T0 when |P| <= sigma_d
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
+from ._jit import kernel
 from .blocks import CONVERGED, DIVERGED, RUNNING
 
 LANES = 32
@@ -24,7 +25,7 @@ LANES = 32
 N_ITER, STATUS, FINAL_LOSS, T1, T0, T_DELTA = 0, 1, 2, 3, 4, 5
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _accumulate(X, lo, hi, G):
     """G[a, b] += sum over rows i in [lo, hi) of X[i, a] X[i, b], lane by lane, for a <= b."""
     k, lanes = X.shape[1], X.shape[2]
@@ -35,7 +36,7 @@ def _accumulate(X, lo, hi, G):
                     G[a, b, q] += X[i, a, q] * X[i, b, q]
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _mirror(G):
     """G[b, a] = G[a, b] for a < b: the lower triangle of a symmetric G from its upper one."""
     for a in range(G.shape[0]):
@@ -44,7 +45,7 @@ def _mirror(G):
                 G[a, b, q] = G[b, a, q]
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _grams(X, r, G, Gc):
     """Gc = the Gram of the complement rows r: of X, then G = Gc + that of the principal rows
     :r, i.e. X^T X: the step needs G, the loss both (Gc is not G minus the principal part,
@@ -64,7 +65,7 @@ def _grams(X, r, G, Gc):
     _mirror(G)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _half_step(X, Y, s, lr, G, H, Xn):
     """Xn = X (I - lr G) + lr [s o Y[:r]; 0] (eqs 6 and 8 with G = Y^T Y, or 7 and 9)."""
     rows, k, lanes = X.shape
@@ -84,7 +85,7 @@ def _half_step(X, Y, s, lr, G, H, Xn):
                     Xn[i, b, q] += lr[q] * s[i] * Y[i, b, q]
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _posdef(M, n, c, sign, L, ok):
     """ok[q] &= (c I + sign M[:n, :n, q] is positive definite), by Cholesky lane by lane."""
     lanes = M.shape[2]
@@ -105,7 +106,7 @@ def _posdef(M, n, c, sign, L, ok):
                 L[i, j, q] = v / L[j, j, q]
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _test_T1(X, Y, r, k, sd, A, L, ok1):
     """ok1[q] &= sigma_min(A)^2 > sigma_d / 2 with A = (Up + Vp) / 2, by Cholesky of
     A A^T - sigma_d / 2 (r <= k) or of A^T A - sigma_d / 2."""
@@ -124,7 +125,7 @@ def _test_T1(X, Y, r, k, sd, A, L, ok1):
     _posdef(A, p, -0.5 * sd, 1.0, L, ok1)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _record(X, Y, s, N, M, GUc, GVc, W, loss, pend1, pend0, ok1, ok0):
     """loss[q] (float64) for the states X, Y with Grams N, M and complement Grams GUc, GVc;
     ok1[q] / ok0[q]: does the state pass the T1 / T0 test (tested where T1 / T0 is pending:
@@ -167,7 +168,7 @@ def _record(X, Y, s, N, M, GUc, GVc, W, loss, pend1, pend0, ok1, ok0):
     _posdef(A, r, 0.25 * sd, 1.0, L, ok0)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _freeze(src, dst, q):
     """dst[..., q] = src[..., q]: a finished lane keeps its state."""
     for i in range(src.shape[0]):
@@ -175,7 +176,7 @@ def _freeze(src, dst, q):
             dst[i, j, q] = src[i, j, q]
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _run_block(X, Y, s, lr, tol, t_stop, record_every, delta, summary, losses):
     """Runs the lanes of one block (states X, Y: rows x k x lanes) to t_stop; see run_batch."""
     rows, k, lanes = X.shape
@@ -253,7 +254,7 @@ def _run_block(X, Y, s, lr, tol, t_stop, record_every, delta, summary, losses):
         t += 1
 
 
-@njit(cache=True, parallel=True)
+@kernel(nogil=False, parallel=True)
 def run_batch(Xs, Ys, s, lrs, tol, t_stop, record_every, delta, summary, losses):
     """Run i of GD from (Xs[i], Ys[i]) with step lrs[i] for t_stop steps, in blocks of LANES.
 

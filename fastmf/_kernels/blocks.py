@@ -21,8 +21,8 @@ accumulate in float64).
 """
 
 import numpy as np
-from numba import njit
 
+from ._jit import kernel
 from .blas import gemm
 from .diagnostics import record
 
@@ -33,12 +33,12 @@ STEP, N_RECORDS, STATUS, BAD_STEP = 0, 1, 2, 3
 _BLOCK_ELEMS = 8192
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _block_rows(k):
     return max(1, _BLOCK_ELEMS // k)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _copy(src, dst):
     """dst[...] = src, as a loop: array slice assignment would compile numba's error
     formatting for mismatched shapes, which doubles the compile time of this module."""
@@ -47,14 +47,14 @@ def _copy(src, dst):
             dst[i, j] = src[i, j]
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _add(src, dst):
     for i in range(src.shape[0]):
         for j in range(src.shape[1]):
             dst[i, j] += src[i, j]
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _block_grams(B, lo, r, N, Gc, T, split):
     """Add the Gram of the block B = X[lo:lo + len(B)] to N and, if split, the Gram of its
     complement rows (those >= r) to Gc.
@@ -75,7 +75,7 @@ def _block_grams(B, lo, r, N, Gc, T, split):
         _add(T, Gc)  # (a block with lo >= r >= 1 left its Gram in T above)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def grams(X, r, N, Gc, T, split):
     """N = X^T X and, if split, Gc = X[r:]^T X[r:] (the complement block of N)."""
     rows, k = X.shape
@@ -89,7 +89,7 @@ def grams(X, r, N, Gc, T, split):
         _block_grams(X[lo : lo + step], lo, r, N, Gc, T, split)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _update_block(B, Y, s, lr, Mh, Bn, lo):
     """Bn = B Mh plus lr s_i Y_i on the principal rows i = lo + j < r."""
     gemm(B, Mh, Bn)
@@ -100,7 +100,7 @@ def _update_block(B, Y, s, lr, Mh, Bn, lo):
             Bn[j, b] += c * Y[lo + j, b]
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def half_step(X, Y, s, lr, Mh, Xn, N, Gc, T, split):
     """One side of eqs (6)-(9): Xn = X Mh + lr [s o Y[:r]; 0] with Mh = I - lr Y^T Y.
 
@@ -122,13 +122,13 @@ def half_step(X, Y, s, lr, Mh, Xn, N, Gc, T, split):
         _block_grams(Bn, lo, r, N, Gc, T, split)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _due(t, t_stop, t_final, record_every):
     """Is the state at step t recorded by a call that runs up to t_stop?"""
     return (t < t_stop and t % record_every == 0) or t == t_final
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def shifted(G, lr, H):
     """H = I - lr G, the factor of the GD step (I - lr Y^T Y or I - lr X^T X)."""
     k = G.shape[0]
@@ -138,7 +138,7 @@ def shifted(G, lr, H):
         H[a, a] += 1
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def overflows(N, M):
     """Is (||X||^2 + ||Y||^2)^2 = (tr N + tr M)^2 not finite in float64? While it is finite,
     so is every loss term: the divergence test of every GD kernel."""
@@ -148,7 +148,7 @@ def overflows(N, M):
     return not np.isfinite(mass * mass)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def run_blocks(
     X, Y, s, lr, tol, t_stop, t_final, record_every, spectral_every, Xw, Yw, G, E, D, vecs, valid, steps, rec, info
 ):
@@ -201,7 +201,7 @@ def run_blocks(
         _copy(Y, Yw)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def flow_rhs(X, Y, s, dX, dY, G):
     """Gradient flow on the stacked state (seed 000 eqs 1-2, seed 001 eqs 6-9 with lr -> dt):
 
@@ -222,7 +222,7 @@ def flow_rhs(X, Y, s, dX, dY, G):
     _update_block(Y, X, s, 1.0, N, dY, 0)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def state_record(X, Y, s, G, E, t, spectral, row, D, vecs, valid, info):
     """`diagnostics.record` for a state given on its own (the flow's); G is (5, k, k) work."""
     r = s.shape[0]

@@ -20,8 +20,8 @@ E_op = ||Sigma - U V^T||_op restricted to the principal block.
 """
 
 import numpy as np
-from numba import njit
 
+from ._jit import kernel
 from .blas import gemm
 from .spectral import extreme_eig, posdef
 
@@ -41,7 +41,7 @@ T1, T0 = 4, 5
 N_INFO = 6
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _gram(T, rows, cols, G):
     """G[:cols, :cols] = T[:rows, :cols]^T T[:rows, :cols] (axpy order: contiguous inner loop)."""
     for i in range(cols):
@@ -54,7 +54,7 @@ def _gram(T, rows, cols, G):
                 G[i, j] += t * T[c, j]
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _gram_A(X, Y, r, k, G, T):
     """G = A A^T (r <= k) or A^T A (k < r), whose eigenvalues are sigma_i(A)^2; T is work."""
     if r <= k:  # A^T stored in T (k x r)
@@ -69,7 +69,7 @@ def _gram_A(X, Y, r, k, G, T):
         _gram(T, r, k, G)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _complement_gram(X, r, Gc, out, T):
     """out * scale^2 = L^T L for the complement rows L = X[r:]; returns scale.
 
@@ -95,7 +95,7 @@ def _complement_gram(X, r, Gc, out, T):
     return scale
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def record(X, Y, s, N, GUc, M, GVc, E, t, spectral, row, D, vecs, valid, info):
     """Fill `row` (KEYS) for the stacked state (X, Y) at step t and return the loss.
 

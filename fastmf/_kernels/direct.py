@@ -19,8 +19,8 @@ the choice). Kernels are pure; float32 arrays stay float32, sums of squares are 
 """
 
 import numpy as np
-from numba import njit
 
+from ._jit import kernel
 from .blas import gemm
 from .blocks import BAD_STEP, CONVERGED, DIVERGED, N_RECORDS, STATUS, STEP, _add, _copy, _due, overflows, shifted
 
@@ -28,13 +28,13 @@ from .blocks import BAD_STEP, CONVERGED, DIVERGED, N_RECORDS, STATUS, STEP, _add
 _BLOCK_ELEMS = 1 << 18
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def block_rows(n):
     """Rows of Sigma per block (at least 8, so that BLAS sees a real matrix)."""
     return max(8, _BLOCK_ELEMS // n)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def products(S, U, V, SV, STU, T):
     """SV = Sigma V and STU = Sigma^T U in one pass over Sigma; T is (n, k) work."""
     m = S.shape[0]
@@ -49,7 +49,7 @@ def products(S, U, V, SV, STU, T):
             _add(T, STU)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def residual_norm2(S, U, V, B):
     """||Sigma - U V^T||_F^2 summed block by block in float64; B is (block_rows, n) work."""
     m, n = S.shape
@@ -66,7 +66,7 @@ def residual_norm2(S, U, V, B):
     return total
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _frob_inner(A, B):
     """<A, B> in float64."""
     total = 0.0
@@ -76,7 +76,7 @@ def _frob_inner(A, B):
     return total
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _update(X, H, lr, P, Xn):
     """Xn = X H + lr P."""
     gemm(X, H, Xn)
@@ -85,7 +85,7 @@ def _update(X, H, lr, P, Xn):
             Xn[i, a] += lr * P[i, a]
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def run_direct(
     S, s2, exact_below, U, V, lr, tol, t_stop, t_final, record_every, Uw, Vw, SV, STU, T, G, B, steps, rec, info
 ):

@@ -16,13 +16,14 @@ Measured at r = k = 10: about 1 us a value, against 5.7 us for numba's eigvalsh.
 """
 
 import numpy as np
-from numba import njit
+
+from ._jit import kernel
 
 REL_TOL = 1e-12
 _RQI_STEPS = 2
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def posdef(M, n, c, sign, L):
     """Is c I + sign M[:n, :n] positive definite? (Cholesky into the work matrix L; NaN fails.)"""
     for j in range(n):
@@ -41,7 +42,7 @@ def posdef(M, n, c, sign, L):
     return True
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _shifted_solve(M, n, theta, x, W):
     """x[:n] <- (M[:n, :n] - theta I)^{-1} x[:n] by LU with partial pivoting in W; exact zero
     pivots are nudged to eps ||M||, as is usual in inverse iteration."""
@@ -76,7 +77,7 @@ def _shifted_solve(M, n, theta, x, W):
         x[i] = acc / W[i, i]
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _rayleigh(M, n, v):
     acc = 0.0
     for i in range(n):
@@ -87,7 +88,7 @@ def _rayleigh(M, n, v):
     return acc
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _normalize(v, n):
     nrm = 0.0
     for i in range(n):
@@ -100,7 +101,7 @@ def _normalize(v, n):
     return True
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def extreme_eig(M, n, want_max, floor, v, valid, slot, S, W, L):
     """Smallest (or largest, if want_max) eigenvalue of the symmetric M[:n, :n], certified to
     within max(REL_TOL n max|M_ij|, floor); v[:n] is the tracked eigenvector, valid[slot]
