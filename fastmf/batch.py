@@ -13,10 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _kernels as K
+from . import stages
 from ._kernels.batch import run_batch
 from ._validate import finite_float, positive_int
 from .init import stack, start
 from .problem import Problem
+from .scaling import Scale
+from .solver import internal_lr
 
 _STATUS = {K.RUNNING: "max_iter", K.CONVERGED: "converged", K.DIVERGED: "diverged"}  # a run's end
 
@@ -124,13 +127,20 @@ def solve_batch(
     lrs = _per_run(lr, "lr", runs)
     scales = _per_run(init_scale, "init_scale", runs) if init_scale is not None else [None] * runs
     starts = [start(problem, rank, scales[i], int(seeds[i]), None, None, "compressed") for i in range(runs)]
-    Xs = np.stack([stack(st.left) for st in starts])
-    Ys = np.stack([stack(st.right) for st in starts])
+    # the kernel works at the internal scale of `solve` (fastmf.scaling: exact)
+    scale = Scale.of(problem.sigma_1)
+    s = scale.inward(problem.s, 1)
+    Xs = scale.inward(np.stack([stack(st.left) for st in starts]), 0.5)
+    Ys = scale.inward(np.stack([stack(st.right) for st in starts]), 0.5)
+    inner_lrs = np.array([internal_lr(scale, lr, s[0], problem.dtype) for lr in lrs], problem.dtype)
+    inner_tol = min(scale.inward(tol, 2), stages.converged_level(s, starts[0].rank))
     summary = np.zeros((runs, 6))
     steps = np.unique(np.r_[np.arange(0, max_iter + 1, record_every), max_iter])  # the recorded steps
     losses = np.full((runs, steps.size if history else 0), np.nan)
-    run_batch(Xs, Ys, problem.s, lrs.astype(problem.dtype), tol, max_iter, record_every,
-              -1.0 if delta is None else delta, summary, losses)  # fmt: skip
+    run_batch(Xs, Ys, s, inner_lrs, inner_tol, max_iter, record_every,
+              -1.0 if delta is None else scale.inward(delta, 2), summary, losses)  # fmt: skip
+    summary[:, 2] = scale.outward(summary[:, 2], 2)
+    losses = scale.outward(losses, 2)
     stage = summary[:, 3:6].copy()
     stage[stage < 0] = np.nan
     return BatchResult(

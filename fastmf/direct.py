@@ -16,12 +16,14 @@ import scipy.sparse.linalg
 
 from . import _kernels as K
 from . import stages
+from ._kernels.fpmode import flushing
 from ._validate import check_fits, finite_float, is_dask_array, real_array
 from .init import checked_start, default_scale, gaussian, seed_streams
 from .monitor import Monitor
 from .problem import Problem
 from .result import DirectResult
-from .solver import Recorder, execute, message
+from .scaling import Scale
+from .solver import Recorder, execute, internal_lr, message
 
 # Below this fraction of ||Sigma||_F^2, 2 f is summed from the residual instead of the
 # identity in `_kernels.direct` (whose rounding error is a few eps ||Sigma||_F^2): the
@@ -44,16 +46,27 @@ class DirectSettings:
 
 
 class DirectRun(Recorder):
-    """The direct kernel's arrays: Sigma, the state U, V, work, the history."""
+    """The direct kernel's arrays: Sigma, the state U, V, work, the history.
+
+    The run is kept in the units of the power of 4 nearest max |Sigma_ij| (`fastmf.scaling`;
+    exact), so that no scale of Sigma overflows or underflows; U, V, lr, tol are given and
+    `state` returns them in the user's units. Having no spectrum, the converged level
+    (`stages.converged_level`) takes the best loss of width k as 0.
+    """
 
     def __init__(self, S, U, V, lr, tol, max_iter, record_every):
-        super().__init__(max_iter, record_every)
-        dtype = S.dtype
-        (m, n), k = S.shape, U.shape[1]
-        self.S, self.U, self.V = S, U, V
-        self.s2 = float(np.einsum("ij,ij->", S, S, dtype=np.float64))  # no m x n temporary
+        with flushing():
+            scale = Scale.of(K.absmax(S))
+            super().__init__(max_iter, record_every, scale)
+            dtype = S.dtype
+            (m, n), k = S.shape, U.shape[1]
+            self.S, self.U, self.V = S, scale.inward(U, 0.5), scale.inward(V, 0.5)
+            self.sc = dtype.type(scale.inward(1.0, 1))
+            self.s2 = K.norm2(S, self.sc)
         self.exact_below = _EXACT_BELOW[dtype]
-        self.lr, self.tol = dtype.type(lr), tol
+        self.lr = internal_lr(scale, lr, np.sqrt(self.s2), dtype)
+        self.level = stages.CONVERGED_FRACTION * 0.5 * self.s2
+        self.tol = min(scale.inward(tol, 2), self.level)
         self.Uw, self.Vw, self.SV = np.empty_like(U), np.empty_like(V), np.empty_like(U)
         self.STU, self.T = np.empty_like(V), np.empty_like(V)
         self.G = np.zeros((4, k, k), dtype)
@@ -65,10 +78,15 @@ class DirectRun(Recorder):
     def bookkeeping(self) -> dict:
         return {}
 
+    def state(self) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of U, V in the user's units."""
+        return self.scale.outward(self.U, 0.5).copy(), self.scale.outward(self.V, 0.5).copy()
+
     def _call(self, t_stop, t_final):
         K.run_direct(
-            self.S, self.s2, self.exact_below, self.U, self.V, self.lr, self.tol, t_stop, t_final, self.record_every,
-            self.Uw, self.Vw, self.SV, self.STU, self.T, self.G, self.B, self.steps, self.rec, self.info,
+            self.S, self.sc, self.s2, self.exact_below, self.U, self.V, self.lr, self.tol, t_stop, t_final,
+            self.record_every, self.Uw, self.Vw, self.SV, self.STU, self.T, self.G, self.B, self.steps, self.rec,
+            self.info,
         )  # fmt: skip
 
 
@@ -125,16 +143,20 @@ def solve_direct(S, k, lr, max_iter, init_scale, seed, U0, V0, settings_args, mo
         history = run.history()
         bad_step = int(run.info[K.BAD_STEP])
         sigma_1 = top_singular_value(S) if status == "diverged" else np.nan
+        U, V = run.state()
+        level = run.scale.outward(run.level, 2)
         return DirectResult(
-            U=run.U.copy(),
-            V=run.V.copy(),
+            U=U,
+            V=V,
             rank=k,
             lr=lr,
             status=status,
-            message=message(status, run.step, bad_step, history, settings, sigma_1, resumable=False),
+            message=message(status, run.step, bad_step, history, settings, sigma_1, level, resumable=False),
             n_iter=run.step,
             history=history,
-            stages=stages.detect(history["step"], history["loss"], None, None, delta, None, None),
+            stages=stages.detect(
+                history["step"], run.internal_loss(), None, None, run.scale.inward(delta, 2), None, None, delta
+            ),
             diverged_at=bad_step if status == "diverged" else None,
             init_scale=init_scale,
             seed=seed,

@@ -18,18 +18,20 @@ import scipy.optimize
 
 from . import _kernels as K
 from . import stages
+from ._kernels.fpmode import flushing
 from ._validate import finite_float, real_array
 from .init import Factor, stack, start
 from .monitor import Monitor
 from .result import FlowResult
+from .scaling import Scale
 from .solver import Run, diagnostic_work
 
 METHODS = ("LSODA", "DOP853", "RK45", "RK23", "Radau", "BDF")
 # Near the minimum the flow is stiff (decay rates up to 2 sigma_1, zero modes along the
 # balanced minima): an explicit Runge-Kutta method then runs at its stability limit and its
-# error control leaves the loss hovering near (rtol sigma_1)^2 (1e-12 to 1e-10 for
-# sigma_1 = 1.8e3, rtol = 1e-10), while LSODA switches to BDF and keeps it decaying to the
-# rounding floor (3e-25 there), in fewer right-hand sides.
+# error control leaves the loss hovering near (rtol sigma_1)^2 (3.5e-21 for s = (2, 1, 0.5)
+# and rtol = 1e-10), while LSODA switches to BDF and keeps it decaying (1e-28 there, in
+# fewer right-hand sides).
 DEFAULT_METHOD = "LSODA"
 _STOPPED = {
     "stopped": "stopped by the callback at t = {t:.6g}; the state reached is kept",
@@ -38,12 +40,18 @@ _STOPPED = {
 
 
 class _State:
-    """Packs the stacked state (X, Y) into the flat float64 vector the ODE solvers step."""
+    """Packs the stacked state (X, Y) into the flat float64 vector the ODE solvers step.
+
+    The flow is integrated in the units of the power of 4 nearest sigma_1 (`fastmf.scaling`):
+    X / sqrt(c), Y / sqrt(c), s / c, and the time tau = c t.
+    """
 
     def __init__(self, problem, left: Factor, right: Factor):
-        self.s = problem.s.astype(np.float64)
+        self.scale = scale = Scale.of(problem.sigma_1)
+        self.s = scale.inward(problem.s.astype(np.float64), 1)
         self.r = problem.rank
-        self.X0, self.Y0 = stack(left).astype(np.float64), stack(right).astype(np.float64)
+        self.X0 = scale.inward(stack(left).astype(np.float64), 0.5)
+        self.Y0 = scale.inward(stack(right).astype(np.float64), 0.5)
         self.k = self.X0.shape[1]
         self.split = self.X0.size
         self.G = np.zeros((5, self.k, self.k))
@@ -149,23 +157,31 @@ def gradient_flow(
     times = np.linspace(0.0, t_max, 1001) if t_eval is None else _times(t_eval, t_max)
     monitor = Monitor(progress, callback, time_limit, t_max, "t")
     state = _State(st.problem, st.left, st.right)
+    scale = state.scale
     y0 = state.y0()
     if atol is None:
         atol = 1e-3 * rtol * max(float(np.max(np.abs(y0))), np.finfo(np.float64).tiny)
-    atol = finite_float(atol, "atol", positive=True)
+    else:  # the user's units: the state is integrated in units of sqrt(c)
+        atol = scale.inward(finite_float(atol, "atol", positive=True), 0.5)
+    target = min(scale.inward(target_loss, 2), stages.converged_level(state.s, st.rank)) if target_loss else 0.0
 
-    solver = getattr(scipy.integrate, method)(state.rhs, 0.0, y0, t_max, rtol=rtol, atol=atol)
+    solver = getattr(scipy.integrate, method)(state.rhs, 0.0, y0, scale.inward(t_max, -1), rtol=rtol, atol=atol)
     try:
-        t, y, status, message, history, (T1, T0) = _integrate(solver, state, times, target_loss, monitor)
+        with flushing():
+            t, y, status, message, history, (T1, T0) = _integrate(
+                solver, state, scale.inward(times, -1), target, target_loss, monitor
+            )
     finally:
         monitor.close()
-    X, Y = state.unpack(y)
+    X, Y = state.unpack(scale.outward(y, 0.5))
     r, dtype = st.problem.rank, st.problem.dtype
     left = Factor(X[:r].astype(dtype), X[r:].astype(dtype), st.left.W)
     right = Factor(Y[:r].astype(dtype), Y[r:].astype(dtype), st.right.W)
-    found = stages.detect(
-        history["t"], history["loss"], T1, T0, target_loss or None, float(np.exp(-st.problem.sigma_r / 2)), state.s
-    )
+    loss = history["loss"]
+    history = scale.history_outward(history) | {"t": scale.outward(history["t"], -1)}
+    T1, T0, t = (scale.outward(x, -1) for x in (T1, T0, t))
+    rate = float(np.exp(-st.problem.sigma_r / 2))
+    found = stages.detect(history["t"], loss, T1, T0, target or None, rate, state.s, target_loss or None)
     if status == "converged":  # the stop was located where the loss reaches target_loss
         found = dataclasses.replace(found, T_delta=t)
     return FlowResult(
@@ -181,9 +197,15 @@ def _times(t_eval, t_max) -> np.ndarray:
     return times
 
 
-def _integrate(solver, state, times, target_loss, monitor):
-    """Step `solver`, recording diagnostics at `times`; stop at target_loss, t_max, Ctrl-C or
-    when the monitor says so."""
+def _integrate(solver, state, times, target, target_loss, monitor):
+    """Step `solver`, recording diagnostics at `times`; stop at the loss `target`, t_max,
+    Ctrl-C or when the monitor says so. Works in the state's internal units (times, the
+    history, the stage times); the monitor and the messages get the user's (target_loss)."""
+    scale = state.scale
+
+    def user_t(tau):
+        return scale.outward(tau, -1)
+
     t_rec, rows, D_rec = [], [], []
     state.loss(solver.y)
     D0 = state.G[0] - state.G[1]  # U^T U - V^T V at t = 0, which the flow conserves
@@ -202,33 +224,35 @@ def _integrate(solver, state, times, target_loss, monitor):
         record(0.0, solver.y)
         j = 1
     t, y = solver.t, solver.y.copy()
-    status, message = "t_max", f"integrated to t_max = {solver.t_bound:g}"
+    status, message = "t_max", f"integrated to t_max = {user_t(solver.t_bound):g}"
     try:
-        if target_loss > 0 and state.loss(y) <= target_loss:
+        if target > 0 and state.loss(y) <= target:
             status, message = "converged", f"loss already <= target_loss {target_loss:g} at t = 0"
         while status == "t_max" and solver.status == "running":
             reason = solver.step()
             if solver.status == "failed":
-                status, message = "failed", f"the ODE solver failed at t = {solver.t:g}: {reason}"
+                status, message = "failed", f"the ODE solver failed at t = {user_t(solver.t):g}: {reason}"
                 break
             sol = solver.dense_output()
             t_stop = solver.t
-            if target_loss > 0 and state.loss(solver.y) <= target_loss:
+            if target > 0 and state.loss(solver.y) <= target:
                 t_stop = scipy.optimize.brentq(
-                    lambda s, sol=sol: state.loss(sol(s)) - target_loss, solver.t_old, solver.t, xtol=1e-14
+                    lambda s, sol=sol: state.loss(sol(s)) - target, solver.t_old, solver.t, xtol=1e-14
                 )
-                status, message = "converged", f"loss reached target_loss {target_loss:g} at t = {t_stop:.6g}"
+                status, message = "converged", f"loss reached target_loss {target_loss:g} at t = {user_t(t_stop):.6g}"
             while j < len(times) and times[j] <= t_stop:
                 record(times[j], sol(times[j]))
                 j += 1
             t, y = t_stop, (sol(t_stop) if t_stop != solver.t else solver.y.copy())
             if status == "t_max" and solver.status == "running":
                 latest = ({"t": t_rec[-1]} | dict(zip(K.KEYS, rows[-1].tolist(), strict=True))) if rows else {}
-                stop = monitor.update(t, latest, *stage_times())
+                latest = scale.history_outward(latest) | ({"t": user_t(t_rec[-1])} if rows else {})
+                stop = monitor.update(user_t(t), latest, *(user_t(x) for x in stage_times()))
                 if stop is not None:
-                    status, message = stop, _STOPPED[stop].format(t=t)
+                    status, message = stop, _STOPPED[stop].format(t=user_t(t))
     except KeyboardInterrupt:
-        status, message = "interrupted", f"interrupted (KeyboardInterrupt) at t = {t:.6g}; the state reached is kept"
+        status = "interrupted"
+        message = f"interrupted (KeyboardInterrupt) at t = {user_t(t):.6g}; the state reached is kept"
     if not t_rec or t_rec[-1] != t:
         record(t, y)
     rows, D = np.array(rows), np.array(D_rec)
@@ -284,12 +308,14 @@ def gd_flow_gap(
     steps_max = max(1, int(t_max / base))
     times = base * np.unique(np.linspace(0, steps_max, n_times + 1).round().astype(int))[1:]
 
-    state = _State(st.problem, st.left, st.right)
+    state = _State(st.problem, st.left, st.right)  # internal units, as GD's Run below (fastmf.scaling)
     y0 = state.y0()
-    flow = scipy.integrate.solve_ivp(
-        state.rhs, (0.0, times[-1]), y0, method=DEFAULT_METHOD, t_eval=times, rtol=rtol,
-        atol=1e-3 * rtol * float(np.max(np.abs(y0))),
-    )  # fmt: skip
+    taus = state.scale.inward(times, -1)
+    with flushing():
+        flow = scipy.integrate.solve_ivp(
+            state.rhs, (0.0, taus[-1]), y0, method=DEFAULT_METHOD, t_eval=taus, rtol=rtol,
+            atol=1e-3 * rtol * float(np.max(np.abs(y0))),
+        )  # fmt: skip
     if not flow.success:
         raise RuntimeError(f"gd_flow_gap: the flow did not integrate: {flow.message}")
     gaps = np.empty((lrs.size, times.size))
@@ -302,4 +328,4 @@ def gd_flow_gap(
                 raise RuntimeError(f"gd_flow_gap: GD with lr = {lr:g} diverged before t = {t:g}")
             Xf, Yf = state.unpack(flow.y[:, j])
             gaps[i, j] = np.linalg.norm(run.X - Xf) + np.linalg.norm(run.Y - Yf)
-    return {"lr": lrs, "t": times, "gap": gaps}
+    return {"lr": lrs, "t": times, "gap": state.scale.outward(gaps, 0.5)}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,11 +20,13 @@ from scipy.sparse.linalg import LinearOperator
 
 from . import _kernels as K
 from . import stages, theory
+from ._kernels.fpmode import flushing
 from ._validate import finite_float, is_dask_array, positive_int
 from .init import Factor, stack, start
 from .monitor import Monitor
 from .problem import Problem
 from .result import DirectResult, FlowResult, SolveResult, load
+from .scaling import POWERS, Scale
 
 # A chunk of steps should take about this long: short enough to honour Ctrl-C promptly,
 # long enough that the ~10 us of Python per chunk is noise.
@@ -309,18 +312,21 @@ def _result(run: Run, origin, settings: Settings, status: str, resume_state: dic
     T1, T0 = run.stage_steps()
     bad_step = int(run.info[K.BAD_STEP])
     rate = theory.linear_rate(problem.s, settings.lr)
+    X, Y = run.state()
+    delta = run.scale.inward(settings.delta, 2)
+    level = run.scale.outward(run.level, 2)
     return SolveResult(
         problem=problem,
         rank=rank,
         lr=settings.lr,
         complement=settings.complement,
         status=status,
-        message=message(status, run.step, bad_step, history, settings, problem.sigma_1),
+        message=message(status, run.step, bad_step, history, settings, problem.sigma_1, level),
         n_iter=run.step,
         history=history,
-        stages=stages.detect(history["step"], history["loss"], T1, T0, settings.delta, rate, problem.s),
-        left=Factor(run.X[:r].copy(), run.X[r:].copy(), W_left),
-        right=Factor(run.Y[:r].copy(), run.Y[r:].copy(), W_right),
+        stages=stages.detect(history["step"], run.internal_loss(), T1, T0, delta, rate, run.s, settings.delta),
+        left=Factor(X[:r], X[r:], W_left),
+        right=Factor(Y[:r], Y[r:], W_right),
         diverged_at=bad_step if status == "diverged" else None,
         init_scale=init_scale,
         seed=seed,
@@ -341,8 +347,9 @@ class Recorder:
     kernel with the conventions of `blocks.run_blocks`, and ``history()``.
     """
 
-    def __init__(self, max_iter, record_every):
+    def __init__(self, max_iter, record_every, scale: Scale):
         self.record_every = record_every
+        self.scale = scale
         self.info = np.zeros(K.N_INFO, np.int64)
         self.info[K.T1] = self.info[K.T0] = -1
         self.steps = np.zeros(0, np.int64)
@@ -369,7 +376,8 @@ class Recorder:
         """Run to step t_stop (or a stop), recording on the stride; the state at t_stop is
         left unrecorded, so the next call starts exactly where an unbroken loop would be."""
         self._reserve(t_stop - self.step)
-        self._call(t_stop, -1)
+        with flushing():
+            self._call(t_stop, -1)
 
     def _reserve(self, n_steps: int) -> None:
         """Room in the history for n_steps more steps and a final record (grown by doubling,
@@ -381,22 +389,38 @@ class Recorder:
             self.rec = np.concatenate([self.rec, np.full((size - self.rec.shape[0], K.N_KEYS), np.nan)])
 
     def record_final(self) -> None:
-        """Record the current state if it is not recorded yet (the end of a run)."""
+        """Record the current state if it is not recorded yet (the end of a run; after a
+        divergence, the last finite state, which is the one returned: its loss, but no stage,
+        since a state about to overflow makes the stage tests meaningless)."""
         j = self.n_records
-        if self.running and not (j and self.steps[j - 1] == self.step):
+        if not (j and self.steps[j - 1] == self.step):
+            diverged = self.info[K.STATUS] == K.DIVERGED
+            kept = self.info.copy()
+            if diverged:
+                self.info[K.STATUS] = K.RUNNING
             self._reserve(0)
-            self._call(self.step, self.step)
+            with flushing():
+                self._call(self.step, self.step)
+            if diverged:
+                self.info[[K.STATUS, K.T1, K.T0]] = kept[[K.STATUS, K.T1, K.T0]]
 
     def latest(self) -> dict:
         """The last recorded row, as {"step": t, key: value}."""
         j = self.n_records - 1
         if j < 0:
             return {}
-        return {"step": int(self.steps[j])} | {key: float(self.rec[j, c]) for c, key in enumerate(K.KEYS)}
+        row = {key: self.scale.outward(float(self.rec[j, c]), POWERS[key]) for c, key in enumerate(K.KEYS)}
+        return {"step": int(self.steps[j])} | row
 
     def _history(self, keys) -> dict:
+        """The recorded columns `keys`, in the user's units."""
         j = self.n_records
-        return {"step": self.steps[:j].copy()} | {key: self.rec[:j, c].copy() for c, key in enumerate(keys)}
+        history = {"step": self.steps[:j].copy()} | {key: self.rec[:j, c].copy() for c, key in enumerate(keys)}
+        return self.scale.history_outward(history)
+
+    def internal_loss(self) -> np.ndarray:
+        """The recorded losses in the run's internal units (`fastmf.scaling`)."""
+        return self.rec[: self.n_records, 0].copy()
 
 
 class Run(Recorder):
@@ -408,11 +432,16 @@ class Run(Recorder):
     """
 
     def __init__(self, X, Y, s, lr, tol, max_iter, record_every, spectral_every):
-        super().__init__(max_iter, record_every)
+        """X, Y: the stacked start, s, lr, tol in the user's units; the run keeps them in the
+        units of the power of 4 nearest sigma_1 (`fastmf.scaling`: exact)."""
+        scale = Scale.of(s[0])
+        super().__init__(max_iter, record_every, scale)
         dtype = X.dtype
         k, r = X.shape[1], s.size
-        self.X, self.Y, self.s = X, Y, s
-        self.lr, self.tol = dtype.type(lr), tol
+        self.X, self.Y, self.s = scale.inward(X, 0.5), scale.inward(Y, 0.5), scale.inward(s, 1)
+        self.lr = internal_lr(scale, lr, self.s[0], dtype)
+        self.level = stages.converged_level(self.s, k)
+        self.tol = min(scale.inward(tol, 2), self.level)
         self.spectral_every = spectral_every
         self.Xw, self.Yw = np.empty_like(X), np.empty_like(Y)
         self.G = np.zeros((7, k, k), dtype)
@@ -421,6 +450,10 @@ class Run(Recorder):
 
     def history(self) -> dict:
         return self._history(K.KEYS if self.spectral_every else K.KEYS[: K.N_CHEAP])
+
+    def state(self) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of the stacked state X, Y in the user's units."""
+        return self.scale.outward(self.X, 0.5).copy(), self.scale.outward(self.Y, 0.5).copy()
 
     def bookkeeping(self) -> dict:
         """What `restore` needs beyond the state and the history (copies)."""
@@ -433,6 +466,7 @@ class Run(Recorder):
         self.valid[:] = bookkeeping["valid"]
         j = self.n_records
         self._reserve(0)
+        history = self.scale.history_inward(history)
         self.steps[:j] = history["step"][:j]
         for c, key in enumerate(K.KEYS):
             if key in history:
@@ -445,12 +479,28 @@ class Run(Recorder):
         )  # fmt: skip
 
 
-def message(status, n_iter, bad_step, history, settings, sigma_1, resumable=True) -> str:
-    """One sentence on how a GD run ended (`SolveResult.message`)."""
+def internal_lr(scale: Scale, lr: float, sigma_1, dtype):
+    """lr in a run's internal units and dtype; warns when it is too small to move the state
+    in that precision (1 - lr sigma_1 rounds to 1: GD would not move)."""
+    inner = dtype.type(scale.inward(lr, -1))
+    if dtype.type(1) - inner * dtype.type(sigma_1) == 1:
+        warnings.warn(
+            f"lr = {lr:g} is so small that 1 - lr sigma_1 rounds to 1 in {dtype.name}: GD will not move; "
+            "use a larger lr" + (" or float64 data" if dtype == np.float32 else ""),
+            RuntimeWarning,
+            stacklevel=4,
+        )
+    return inner
+
+
+def message(status, n_iter, bad_step, history, settings, sigma_1, level=None, resumable=True) -> str:
+    """One sentence on how a GD run ended (`SolveResult.message`); `level`: the converged
+    level (`stages.converged_level`) in the user's units, when it is below tol."""
     last = f"loss {history['loss'][-1]:.6g}" if history["loss"].size else "no loss recorded"
     again = "; fastmf.resume() continues it" if resumable else ""
     if status == "converged":
-        return f"converged: loss {history['loss'][-1]:.6g} <= tol {settings.tol:g} at step {n_iter}"
+        capped = "" if level is None or level >= settings.tol else f" and <= {level:.6g} (1e-4 of Sigma's scale)"
+        return f"converged: loss {history['loss'][-1]:.6g} <= tol {settings.tol:g}{capped} at step {n_iter}"
     if status == "max_iter":
         return f"reached max_iter = {settings.max_iter} steps; {last}"
     if status == "running":
@@ -462,8 +512,13 @@ def message(status, n_iter, bad_step, history, settings, sigma_1, resumable=True
     if status == "time_limit":
         return f"stopped at the time limit at step {n_iter}; {last}{again}"
     bound = 1.0 / (3.0 * sigma_1)
-    return (
+    head = (
         f"diverged: the iterate went non-finite at step {bad_step} with lr = {settings.lr:g}; the returned state "
-        f"is the last finite one (step {n_iter}). GD from a small start is stable for lr <= 1 / (3 sigma_1) "
-        f"= {bound:.4g}"
+        f"is the last finite one (step {n_iter}). "
+    )
+    if settings.lr > bound:
+        return head + f"GD from a small start is stable for lr <= 1 / (3 sigma_1) = {bound:.4g}"
+    return head + (
+        f"lr is within GD's stable range from a small start (lr <= 1 / (3 sigma_1) = {bound:.4g}), so the start "
+        "was too large: use a smaller init_scale (or smaller U0, V0)"
     )

@@ -30,8 +30,12 @@ class Stages:
     rate_theory: float
 
 
-def detect(axis, loss, T1, T0, delta, rate_theory, s) -> Stages:
-    """Stages from a recorded history (axis: steps or times) and the kernel's T1, T0."""
+def detect(axis, loss, T1, T0, delta, rate_theory, s, delta_reported=None) -> Stages:
+    """Stages from a recorded history (axis: steps or times) and the kernel's T1, T0.
+
+    loss, delta and s in one system of units (a run's internal units, `fastmf.scaling`);
+    `delta_reported` is delta in the user's units, kept in the result (default delta).
+    """
     T_delta = None
     if delta is not None:
         hit = np.flatnonzero(loss <= delta)
@@ -43,4 +47,20 @@ def detect(axis, loss, T1, T0, delta, rate_theory, s) -> Stages:
         if np.count_nonzero(use) >= 3:
             slope = np.polyfit(axis[use], np.log(loss[use]), 1)[0]
             rate = float(np.exp(slope))
-    return Stages(T1=T1, T0=T0, T_delta=T_delta, delta=delta, rate=rate, rate_theory=rate_theory)
+    reported = delta if delta_reported is None else delta_reported
+    return Stages(T1=T1, T0=T0, T_delta=T_delta, delta=reported, rate=rate, rate_theory=rate_theory)
+
+
+# A run is "converged" only when its loss is also this close to the best loss of its width
+# (as a fraction of the way from the loss of U = V = 0): a tol that is large for the scale
+# of Sigma cannot make a run converge at step 0.
+CONVERGED_FRACTION = 1e-4
+
+
+def converged_level(s, k: int) -> float:
+    """The largest loss that counts as converged whatever tol is: f* + 1e-4 (h - f*), with
+    h = 1/2 ||Sigma||_F^2 = 1/2 sum s_i^2 and f* = 1/2 sum_{i > k} s_i^2 the best loss of
+    width k (Eckart-Young). `s` in any units; the level is in the same units squared."""
+    s2 = np.square(np.asarray(s, dtype=np.float64))
+    h, best = 0.5 * float(np.sum(s2)), 0.5 * float(np.sum(s2[k:]))
+    return best + CONVERGED_FRACTION * (h - best)

@@ -19,15 +19,18 @@ def _same_as_solve(batch, problem, rank, lrs, max_iter, seeds, **kwargs):
         for name in ("T1", "T0", "T_delta"):
             value = getattr(res.stages, name)
             assert (np.isnan(getattr(batch, name)[i]) and value is None) or getattr(batch, name)[i] == value
-        n = res.history["loss"].size
+        # the batch records on the shared grid of steps; solve also records a diverged run's
+        # last finite state (the one it returns), off that grid
+        on_grid = np.isin(res.history["step"], batch.steps)
+        n = np.count_nonzero(on_grid)
         # solve's products are BLAS's, summed in another order: the losses agree to rounding
         # (relative to the loss at the start, as the loss falls by many orders of magnitude)
         np.testing.assert_allclose(
-            batch.losses[i, :n], res.history["loss"], rtol=1e-9, atol=1e-12 * res.history["loss"][0]
+            batch.losses[i, :n], res.history["loss"][on_grid], rtol=1e-9, atol=1e-12 * res.history["loss"][0]
         )
-        np.testing.assert_array_equal(batch.steps[:n], res.history["step"])
+        np.testing.assert_array_equal(batch.steps[:n], res.history["step"][on_grid])
         assert np.all(np.isnan(batch.losses[i, n:]))
-        assert batch.final_loss[i] == batch.losses[i, n - 1]
+        np.testing.assert_allclose(batch.final_loss[i], res.loss, rtol=1e-9)  # the loss of the final state
 
 
 def test_each_run_is_solves_run():

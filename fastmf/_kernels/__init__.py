@@ -13,12 +13,13 @@ import os
 from . import blas
 from .blocks import BAD_STEP, CONVERGED, DIVERGED, N_RECORDS, RUNNING, STATUS, STEP, flow_rhs, run_blocks, state_record
 from .diagnostics import KEYS, N_CHEAP, N_INFO, N_KEYS, N_TRACKED, T0, T1
-from .direct import block_rows, run_direct
+from .direct import absmax, block_rows, norm2, run_direct
 
 # kernels compile or load on their first call, so binding their BLAS here comes first
 blas.bind(os.environ.get("FASTMF_BLAS", "openblas"))
 
 __all__ = [
     "BAD_STEP", "CONVERGED", "DIVERGED", "KEYS", "N_CHEAP", "N_INFO", "N_KEYS", "N_RECORDS", "N_TRACKED", "RUNNING",
-    "STATUS", "STEP", "T0", "T1", "block_rows", "flow_rhs", "run_blocks", "run_direct", "state_record",
+    "STATUS", "STEP", "T0", "T1", "absmax", "block_rows", "flow_rhs", "norm2", "run_blocks", "run_direct",
+    "state_record",
 ]  # fmt: skip

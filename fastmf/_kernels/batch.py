@@ -19,6 +19,7 @@ from numba import prange
 
 from ._jit import kernel
 from .blocks import CONVERGED, DIVERGED, RUNNING
+from .fpmode import mode_on, mode_restore
 
 LANES = 32
 # summary columns
@@ -67,8 +68,10 @@ def _grams(X, r, G, Gc):
 
 @kernel
 def _half_step(X, Y, s, lr, G, H, Xn):
-    """Xn = X (I - lr G) + lr [s o Y[:r]; 0] (eqs 6 and 8 with G = Y^T Y, or 7 and 9)."""
+    """Xn = X (I - lr G) + lr [s o Y[:r]; 0] (eqs 6 and 8 with G = Y^T Y, or 7 and 9),
+    subnormals flushed to zero (`fpmode`)."""
     rows, k, lanes = X.shape
+    tiny = np.finfo(X.dtype).tiny
     for a in range(k):
         for b in range(k):
             for q in range(lanes):
@@ -83,6 +86,9 @@ def _half_step(X, Y, s, lr, G, H, Xn):
             if i < s.shape[0]:
                 for q in range(lanes):
                     Xn[i, b, q] += lr[q] * s[i] * Y[i, b, q]
+            for q in range(lanes):
+                if abs(Xn[i, b, q]) < tiny:
+                    Xn[i, b, q] = 0.0
 
 
 @kernel
@@ -193,6 +199,7 @@ def _run_block(X, Y, s, lr, tol, t_stop, record_every, delta, summary, losses):
     pend1 = np.ones(lanes, np.bool_)
     pend0 = np.ones(lanes, np.bool_)
     active = np.ones(lanes, np.bool_)
+    diverged = np.zeros(lanes, np.bool_)
     for q in range(lanes):
         summary[q, N_ITER] = 0
         summary[q, STATUS] = RUNNING
@@ -236,8 +243,18 @@ def _run_block(X, Y, s, lr, tol, t_stop, record_every, delta, summary, losses):
                 if not np.isfinite(mass * mass):
                     summary[q, STATUS] = DIVERGED
                     active[q] = False
+                    diverged[q] = t % record_every != 0  # its last finite state, at t, is not recorded yet
                 else:
                     summary[q, N_ITER] = t + 1
+        if diverged.any():  # its loss, as `fastmf.solve` records the state it returns (no stage
+            _record(X, Y, s, N, M, Nc, Mc, W, loss, pend1, pend0, ok1, ok0)  # test: it may have exploded)
+            for q in range(lanes):
+                if diverged[q]:
+                    summary[q, FINAL_LOSS] = loss[q]
+                    if summary[q, T_DELTA] < 0 and loss[q] <= delta:
+                        summary[q, T_DELTA] = t
+                    diverged[q] = False
+        for q in range(lanes):
             if not active[q]:
                 _freeze(X, Xn, q)
                 _freeze(Y, Yn, q)
@@ -267,6 +284,7 @@ def run_batch(Xs, Ys, s, lrs, tol, t_stop, record_every, delta, summary, losses)
     runs, rows, k = Xs.shape
     n_blocks = (runs + LANES - 1) // LANES
     for blk in prange(n_blocks):
+        mode = mode_on()  # flush-to-zero in each worker thread (`fpmode`)
         lo = blk * LANES
         lanes = min(LANES, runs - lo)
         X = np.empty((rows, k, lanes), Xs.dtype)
@@ -280,3 +298,4 @@ def run_batch(Xs, Ys, s, lrs, tol, t_stop, record_every, delta, summary, losses)
                     Y[i, a, q] = Ys[lo + q, i, a]
         _run_block(X, Y, s, lrs[lo : lo + lanes], tol, t_stop, record_every, delta,
                    summary[lo : lo + lanes], losses[lo : lo + lanes])  # fmt: skip
+        mode_restore(mode)

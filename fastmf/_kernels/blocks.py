@@ -25,6 +25,7 @@ import numpy as np
 from ._jit import kernel
 from .blas import gemm
 from .diagnostics import record
+from .fpmode import flush
 
 RUNNING, CONVERGED, DIVERGED = 0, 1, 2
 # info[] slots shared with the Python layer
@@ -91,13 +92,15 @@ def grams(X, r, N, Gc, T, split):
 
 @kernel
 def _update_block(B, Y, s, lr, Mh, Bn, lo):
-    """Bn = B Mh plus lr s_i Y_i on the principal rows i = lo + j < r."""
+    """Bn = B Mh plus lr s_i Y_i on the principal rows i = lo + j < r, subnormals flushed
+    to zero (`fpmode`)."""
     gemm(B, Mh, Bn)
     k = B.shape[1]
     for j in range(min(B.shape[0], s.shape[0] - lo)):
         c = lr * s[lo + j]
         for b in range(k):
             Bn[j, b] += c * Y[lo + j, b]
+    flush(Bn)
 
 
 @kernel

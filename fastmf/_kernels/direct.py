@@ -5,7 +5,10 @@
 is computed as U+ = U (I - lr V^T V) + lr Sigma V and V+ = V (I - lr U^T U) + lr Sigma^T U:
 the same update with 4 m n k flops a step instead of 6, and R never formed. Both products
 come from one pass over Sigma in row blocks (`products`), each block's part of Sigma^T U
-added while the block is in cache. The loss is recorded from the same pass by
+added while the block is in cache. The run is at an internal scale c, a power of 4 (`fastmf.scaling`):
+the kernel's U, V, lr are U / sqrt(c), V / sqrt(c), lr c, and Sigma is used as Sigma / c by
+multiplying each product with Sigma by `sc` = 1 / c, which is exact. The loss is recorded
+from the same pass by
 
     2 f = ||Sigma||_F^2 - 2 <U, Sigma V> + <U^T U, V^T V>,
 
@@ -23,6 +26,7 @@ import numpy as np
 from ._jit import kernel
 from .blas import gemm
 from .blocks import BAD_STEP, CONVERGED, DIVERGED, N_RECORDS, STATUS, STEP, _add, _copy, _due, overflows, shifted
+from .fpmode import flush
 
 # elements of Sigma per row block: 2 MiB of float64
 _BLOCK_ELEMS = 1 << 18
@@ -35,23 +39,54 @@ def block_rows(n):
 
 
 @kernel
-def products(S, U, V, SV, STU, T):
-    """SV = Sigma V and STU = Sigma^T U in one pass over Sigma; T is (n, k) work."""
+def _times(A, sc):
+    """A *= sc (a power of 2: exact)."""
+    for i in range(A.shape[0]):
+        for j in range(A.shape[1]):
+            A[i, j] *= sc
+
+
+@kernel
+def products(S, sc, U, V, SV, STU, T):
+    """SV = (sc Sigma) V and STU = (sc Sigma)^T U in one pass over Sigma; T is (n, k) work."""
     m = S.shape[0]
     b = block_rows(S.shape[1])
     for lo in range(0, m, b):
         hi = min(m, lo + b)
         gemm(S[lo:hi], V, SV[lo:hi])
+        _times(SV[lo:hi], sc)
         if lo == 0:
             gemm(S[lo:hi].T, U[lo:hi], STU)
         else:
             gemm(S[lo:hi].T, U[lo:hi], T)
             _add(T, STU)
+    _times(STU, sc)
 
 
 @kernel
-def residual_norm2(S, U, V, B):
-    """||Sigma - U V^T||_F^2 summed block by block in float64; B is (block_rows, n) work."""
+def absmax(S):
+    """max |Sigma_ij| (for the choice of the internal scale)."""
+    out = 0.0
+    for i in range(S.shape[0]):
+        for j in range(S.shape[1]):
+            out = max(out, abs(np.float64(S[i, j])))
+    return out
+
+
+@kernel
+def norm2(S, sc):
+    """||sc Sigma||_F^2, summed in float64."""
+    total = 0.0
+    for i in range(S.shape[0]):
+        for j in range(S.shape[1]):
+            x = np.float64(S[i, j] * sc)
+            total += x * x
+    return total
+
+
+@kernel
+def residual_norm2(S, sc, U, V, B):
+    """||sc Sigma - U V^T||_F^2 summed block by block in float64; B is (block_rows, n) work."""
     m, n = S.shape
     b = B.shape[0]
     total = 0.0
@@ -61,7 +96,7 @@ def residual_norm2(S, U, V, B):
         gemm(U[lo:hi], V.T, Bb)
         for i in range(hi - lo):
             for j in range(n):
-                r = S[lo + i, j] - Bb[i, j]
+                r = S[lo + i, j] * sc - Bb[i, j]
                 total += r * r
     return total
 
@@ -78,20 +113,22 @@ def _frob_inner(A, B):
 
 @kernel
 def _update(X, H, lr, P, Xn):
-    """Xn = X H + lr P."""
+    """Xn = X H + lr P, subnormals flushed to zero (`fpmode`)."""
     gemm(X, H, Xn)
     for i in range(X.shape[0]):
         for a in range(X.shape[1]):
             Xn[i, a] += lr * P[i, a]
+    flush(Xn)
 
 
 @kernel
 def run_direct(
-    S, s2, exact_below, U, V, lr, tol, t_stop, t_final, record_every, Uw, Vw, SV, STU, T, G, B, steps, rec, info
+    S, sc, s2, exact_below, U, V, lr, tol, t_stop, t_final, record_every, Uw, Vw, SV, STU, T, G, B, steps, rec, info
 ):
     """Advance GD (eqs 2-3) from step info[STEP] to t_stop; the conventions of `blocks.run_blocks`.
 
-    S : (m, n) Sigma; s2 = ||Sigma||_F^2. U, V : (m, k), (n, k) state, updated in place;
+    S : (m, n) Sigma, used as sc Sigma (sc = 1 / c, see above); s2 = ||sc Sigma||_F^2.
+    U, V : (m, k), (n, k) state, updated in place;
     Uw, Vw alike, SV (m, k), STU and T (n, k), G (4, k, k) and B (block_rows(n), n) work.
     A recorded row holds the loss (column 0) and the imbalance ||U^T U - V^T V||_F (column
     1); the caller fills the rest with NaN. A new state with (||U||^2 + ||V||^2)^2 not
@@ -106,11 +143,11 @@ def run_direct(
     while True:
         due = _due(t, t_stop, t_final, record_every)
         if due or t < t_stop:
-            products(S, U, V, SV, STU, T)
+            products(S, sc, U, V, SV, STU, T)
         if due:
             f2 = s2 - 2.0 * _frob_inner(U, SV) + _frob_inner(GU, GV)
             if f2 < exact_below * s2:
-                f2 = residual_norm2(S, U, V, B)
+                f2 = residual_norm2(S, sc, U, V, B)
             imb = 0.0
             for a in range(k):
                 for b in range(k):

@@ -117,12 +117,11 @@ def extreme_eig(M, n, want_max, floor, v, valid, slot, S, W, L):
     for i in range(n):
         for j in range(n):
             scale = max(scale, abs(M[i, j]))
-    if scale == 0.0:
+    if not scale > 0.0:  # an exactly zero matrix (NaN cannot reach here: the kernels stop first)
         return 0.0
-    inv = 1.0 / scale
     for i in range(n):
         for j in range(n):
-            S[i, j] = M[i, j] * inv
+            S[i, j] = M[i, j] / scale  # not * (1 / scale), which overflows for a subnormal scale
     delta = max(REL_TOL * n, floor / scale)
     sign = -1.0 if want_max else 1.0
     if valid[slot]:
