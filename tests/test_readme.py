@@ -20,7 +20,9 @@ def test_readme_examples_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the examples write files
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     assert len(blocks) >= 5
-    namespace = {}
+    sweeps = [block for block in blocks if "fastmf.sweep(" in block]
+    assert sweeps and all('if __name__ == "__main__":' in block for block in sweeps)  # Dask's workers import scripts
+    namespace = {"__name__": "__main__"}  # as when the blocks run as one script
     for block in blocks:
         exec(compile(block, str(README), "exec"), namespace)
     assert namespace["result"].status == "converged"
