@@ -145,6 +145,36 @@ def test_bad_arguments_exit_2_with_one_line(argv, message, capsys):
     assert err.strip().splitlines()[-1].startswith("fastmf")
 
 
+@pytest.mark.parametrize(
+    "breakage",
+    [
+        "A.indices[0] = 1000",
+        "A.indices[0] = -1",
+        "A.indptr[5] = A.indptr[-1]",  # not monotone
+        "A = A.tocsc(); A.indices[0] = 1000",
+        "A = A.tocoo(); A.row[0] = 1000",
+        "A = A.tocoo(); A.col[0] = -5",
+    ],
+)
+def test_a_malformed_sparse_matrix_is_refused_not_a_crash(breakage):
+    """Problem(A) raises a one-line ValueError and `fastmf run A.npz` exits 2; before, both could
+    read out of bounds (exit 139, a segfault), so both run in a subprocess."""
+    script = (
+        "import scipy.sparse as sp, fastmf\n"
+        "A = sp.random(20, 10, density=0.3, format='csr', random_state=0)\n"
+        f"{breakage}\n"
+        "sp.save_npz('bad.npz', A, compressed=False)\n"
+        "try:\n    fastmf.Problem(A)\nexcept ValueError as exc:\n    print(exc)\n"
+    )
+    made = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert made.returncode == 0 and made.stderr == "", made.stderr
+    assert made.stdout.startswith("Sigma (sparse) is malformed") and made.stdout.count("\n") == 1
+    ran = subprocess.run([sys.executable, "-m", "fastmf", "run", "bad.npz", "--max-iter", "5", "-q"],
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert ran.returncode == 2, ran.stderr
+    assert ran.stderr.startswith("fastmf run: error: ") and ran.stderr.count("\n") == 1, ran.stderr
+
+
 def test_diverged_run_exits_1(capsys):
     assert main(["run", "--spectrum", "4,3", "--lr", "5", "--max-iter", "1000", "--seed", "0", "-q"]) == 1
     assert fastmf.load("fastmf-run.npz").status == "diverged"
