@@ -40,6 +40,8 @@ def open_table(path, columns: dict[str, str], *, resume: bool):
     kind = os.path.splitext(path.rstrip("/" + os.sep))[1].lower()
     if kind not in (".parquet", ".csv"):
         raise ValueError(f"output must end in .parquet (needs pyarrow) or .csv, got {path!r}")
+    if kind == ".csv" and os.path.isdir(path):
+        raise ValueError(f"{path} is a folder, not a CSV table; choose another output")
     if os.path.exists(path) and not resume:
         raise FileExistsError(f"{path} already exists: resume the sweep that wrote it, or choose another output")
     folder = os.path.dirname(os.path.abspath(path))

@@ -143,6 +143,9 @@ def test_bad_outputs(tmp_path, monkeypatch):
         open_table(tmp_path / "t.xlsx", COLUMNS, resume=False)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         open_table(tmp_path / "missing" / "t.csv", COLUMNS, resume=False)
+    (tmp_path / "d.csv").mkdir()
+    with pytest.raises(ValueError, match="is a folder, not a CSV table"):
+        open_table(tmp_path / "d.csv", COLUMNS, resume=True)
     (tmp_path / "f.parquet").write_text("not a folder")
     if "pyarrow" in sys.modules or __import__("importlib").util.find_spec("pyarrow"):
         with pytest.raises(ValueError, match="is a file, not a Parquet table folder"):
