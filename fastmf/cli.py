@@ -536,7 +536,7 @@ def _load_matrix(path, key):
             if key not in names:
                 raise UsageError(f"{path} has no array named {key!r}; it has {', '.join(names)}")
             return data[key]
-    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UsageError(f"{path} does not load as a .npy or .npz file (corrupt or truncated?): {reason}") from None
 
@@ -608,25 +608,23 @@ def _spectrum(value) -> np.ndarray:
     """Singular values: "4,3,2,1" or a TOML list of numbers."""
     values = value if isinstance(value, list) else [v for v in str(value).replace(" ", "").split(",") if v]
     try:
-        s = np.array([_NONNEGATIVE(v) for v in values], dtype=float)
+        s = [_NONNEGATIVE(v) for v in values]
     except argparse.ArgumentTypeError:
-        s = np.array([])
-    if s.size == 0:
+        s = []
+    if not s:
         raise argparse.ArgumentTypeError(f"must be comma-separated finite numbers >= 0, e.g. 4,3,2,1; got {value!r}")
-    return s
+    return np.array(s)
 
 
 def _shape(value) -> tuple[int, int]:
     """M x N: "100000x80000" or a TOML list [100000, 80000], positive integers."""
     parts = value if isinstance(value, list) else str(value).lower().replace("*", "x").split("x")
-    try:
-        if len(parts) != 2:
-            raise argparse.ArgumentTypeError
-        return _POSITIVE_INT(parts[0]), _POSITIVE_INT(parts[1])
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(
-            f"must be M x N with integers >= 1, e.g. 100000x80000; got {value!r}"
-        ) from None
+    if len(parts) == 2:
+        try:
+            return _POSITIVE_INT(parts[0]), _POSITIVE_INT(parts[1])
+        except argparse.ArgumentTypeError:
+            pass
+    raise argparse.ArgumentTypeError(f"must be M x N with integers >= 1, e.g. 100000x80000; got {value!r}")
 
 
 def _default(value, default):
@@ -656,7 +654,7 @@ def _setting(path, key, value, flag):
             if not isinstance(value, bool):
                 raise argparse.ArgumentTypeError(f"must be true or false, got {value!r}")
             return value
-        value = flag.type(value)
+        value = (flag.type or _text)(value)
         if flag.choices is not None and value not in flag.choices:
             raise argparse.ArgumentTypeError(f"must be one of {', '.join(flag.choices)}, got {value!r}")
         return value
