@@ -8,11 +8,14 @@ so files load with ``allow_pickle=False``.
 
 Writes go to a temporary file in the same folder, are flushed to disk, and then renamed
 over the target (``os.replace``, atomic on POSIX and Windows): a run killed mid-write
-leaves the previous file whole.
+leaves the previous file whole, and its temporary file is removed by the next write to
+the same path.
 """
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import json
 import numbers
 import os
@@ -33,10 +36,16 @@ class CheckpointError(ValueError):
 
 
 def write(path, arrays: dict, meta: dict) -> None:
-    """Save `arrays` and the JSON-able `meta` to `path` atomically."""
+    """Save `arrays` and the JSON-able `meta` to `path` atomically, first removing the
+    temporary files that writes to `path` killed midway left behind."""
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    folder, name = os.path.split(os.path.abspath(path))
+    prefix = f".{name}."
+    for stale in glob.glob(os.path.join(glob.escape(folder), glob.escape(prefix) + "*.tmp")):
+        if "." not in os.path.basename(stale)[len(prefix) : -len(".tmp")]:  # with a dot: a temporary of name.x
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(stale)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, meta=np.array(json.dumps({"format": FORMAT, "version": VERSION} | meta)), **arrays)
@@ -44,7 +53,8 @@ def write(path, arrays: dict, meta: dict) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
         raise
 
 

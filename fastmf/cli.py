@@ -15,6 +15,8 @@ import os
 import signal
 import sys
 import time
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -124,63 +126,77 @@ def _parser() -> argparse.ArgumentParser:
 
     def command(name, help_, handler):
         p = sub.add_parser(name, help=help_, description=help_, epilog=_EXAMPLES[name], formatter_class=formatter)
-        p.set_defaults(handler=handler)
+        p.set_defaults(handler=handler, parser=p)  # the parser: a --config value is checked as its flag's is
         return p
 
     run = command("run", "run gradient descent and save the result (.npz) and a JSON summary", _cmd_run)
     _problem_options(run)
     g = run.add_argument_group("gradient descent")
-    g.add_argument("--rank", type=int, help="width k of the factors (default: the rank r of Sigma)")
-    g.add_argument("--lr", help="step size, or 'theory' (Theorem 1.1); default 0.1 / sigma_1")
-    g.add_argument("--max-iter", type=int, help="number of steps (default 10000)")
+    g.add_argument("--rank", type=_POSITIVE_INT, help="width k of the factors (default: the rank r of Sigma)")
+    g.add_argument("--lr", type=_number_or_theory, help="step size, or 'theory' (Theorem 1.1); default 0.1 / sigma_1")
+    g.add_argument("--max-iter", type=_COUNT, help="number of steps (default 10000)")
     _start_options(g)
-    g.add_argument("--tol", type=float, help="stop once the loss is <= this (default 0: never)")
-    g.add_argument("--record-every", type=int, help="record the diagnostics every this many steps (default 1)")
-    g.add_argument("--spectral-every", type=int, help="spectral diagnostics stride (default: --record-every; 0 off)")
-    g.add_argument("--delta", type=float, help="loss level whose first step is T_delta (default: --tol)")
+    g.add_argument("--tol", type=_NONNEGATIVE, help="stop once the loss is <= this (default 0: never)")
+    g.add_argument(
+        "--record-every", type=_POSITIVE_INT, help="record the diagnostics every this many steps (default 1)"
+    )
+    g.add_argument("--spectral-every", type=_COUNT, help="spectral diagnostics stride (default: --record-every; 0 off)")
+    g.add_argument("--delta", type=_POSITIVE, help="loss level whose first step is T_delta (default: --tol)")
     _output_options(run, "fastmf-run.npz")
     g = run.add_argument_group("long runs")
-    g.add_argument("--checkpoint", metavar="FILE", help="save the run to FILE as it goes and when it ends")
-    g.add_argument("--checkpoint-every", type=int, metavar="N", help="steps between checkpoints (default: at the end)")
-    g.add_argument("--resume", metavar="FILE", help="continue the run saved in FILE (a checkpoint or a result)")
-    g.add_argument("--time-limit", type=float, metavar="SECONDS", help="stop after this long (exit code 3)")
+    g.add_argument("--checkpoint", type=_path, metavar="FILE", help="save the run to FILE as it goes and when it ends")
+    g.add_argument(
+        "--checkpoint-every", type=_POSITIVE_INT, metavar="N", help="steps between checkpoints (default: at the end)"
+    )
+    g.add_argument(
+        "--resume", type=_path, metavar="FILE", help="continue the run saved in FILE (a checkpoint or a result)"
+    )
+    g.add_argument("--time-limit", type=_POSITIVE, metavar="SECONDS", help="stop after this long (exit code 3)")
 
     flow = command("flow", "integrate the gradient flow and save the result and a JSON summary", _cmd_flow)
     _problem_options(flow)
     g = flow.add_argument_group("gradient flow")
-    g.add_argument("--rank", type=int, help="width k of the factors (default: the rank r of Sigma)")
-    g.add_argument("--t-max", type=float, help="integrate over [0, T_MAX] (required)")
+    g.add_argument("--rank", type=_POSITIVE_INT, help="width k of the factors (default: the rank r of Sigma)")
+    g.add_argument("--t-max", type=_POSITIVE, help="integrate over [0, T_MAX] (required)")
     _start_options(g)
-    g.add_argument("--target-loss", type=float, help="stop when the loss reaches this (default 0: never)")
-    g.add_argument("--rtol", type=float, help="relative tolerance of the ODE solver (default 1e-10)")
-    g.add_argument("--method", help="SciPy ODE solver (default LSODA)")
-    g.add_argument("--n-times", type=int, help="evenly spaced recorded times (default 1001)")
-    g.add_argument("--time-limit", type=float, metavar="SECONDS", help="stop after this long (exit code 3)")
+    g.add_argument("--target-loss", type=_NONNEGATIVE, help="stop when the loss reaches this (default 0: never)")
+    g.add_argument("--rtol", type=_POSITIVE, help="relative tolerance of the ODE solver (default 1e-10)")
+    g.add_argument("--method", type=_text, help="SciPy ODE solver (default LSODA)")
+    g.add_argument("--n-times", type=_integer(2), help="evenly spaced recorded times (default 1001)")
+    g.add_argument("--time-limit", type=_POSITIVE, metavar="SECONDS", help="stop after this long (exit code 3)")
     _output_options(flow, "fastmf-flow.npz")
 
     sweep = command("sweep", "run a grid of GD runs on Dask, one table row per run, written as runs finish", _cmd_sweep)
-    sweep.add_argument("config", metavar="CONFIG", help="TOML file: the [grid] and settings named as the flags")
-    sweep.add_argument("-o", "--output", help="the table, .parquet or .csv (default fastmf-sweep.parquet with pyarrow)")
+    sweep.add_argument(
+        "config", type=_path, metavar="CONFIG", help="TOML file: the [grid] and settings named as the flags"
+    )
+    sweep.add_argument(
+        "-o", "--output", type=_path, help="the table, .parquet or .csv (default fastmf-sweep.parquet with pyarrow)"
+    )
     sweep.add_argument("--resume", action="store_true", help="run only the runs the output table lacks")
-    sweep.add_argument("--scheduler", metavar="ADDRESS", help="a running Dask scheduler (default: a local cluster)")
-    sweep.add_argument("--workers", type=int, help="processes of the local cluster (default: the cores)")
-    sweep.add_argument("--batch", type=int, help="runs per task at most (default 64)")
+    sweep.add_argument(
+        "--scheduler", type=_text, metavar="ADDRESS", help="a running Dask scheduler (default: a local cluster)"
+    )
+    sweep.add_argument("--workers", type=_POSITIVE_INT, help="processes of the local cluster (default: the cores)")
+    sweep.add_argument("--batch", type=_POSITIVE_INT, help="runs per task at most (default 64)")
     sweep.add_argument("--progress", action=argparse.BooleanOptionalAction, help="progress bar (default: terminal)")
     sweep.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     sweep.set_defaults(grid=None)  # only a config gives the grid
 
     theory = command("theory", "print what Theorem 1.1, Theorem 3.1 and Corollary 1.2 prescribe", _cmd_theory)
     _problem_options(theory)
-    theory.add_argument("--delta", type=float, default=1e-6, help="target loss (default 1e-6)")
+    theory.add_argument("--delta", type=_POSITIVE, default=1e-6, help="target loss (default 1e-6)")
     for name in ("c-eps", "c-eta", "c-T"):
-        theory.add_argument(f"--{name}", type=float, default=1.0, help="the theorem's constant (default 1)")
+        theory.add_argument(f"--{name}", type=_POSITIVE, default=1.0, help="the theorem's constant (default 1)")
     theory.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     plot = command("plot", "draw the stage page of a saved run, or overlay several runs", _cmd_plot)
-    plot.add_argument("inputs", nargs="+", metavar="RESULT", help="result files written by run or flow")
-    plot.add_argument("-o", "--output", help="image file (.png, .pdf, .svg); default RESULT with .png")
-    plot.add_argument("--key", default="loss", help="history key to overlay for several runs (default loss)")
-    plot.add_argument("--labels", help="comma-separated labels for several runs")
+    plot.add_argument("inputs", nargs="+", type=_path, metavar="RESULT", help="result files written by run or flow")
+    plot.add_argument("-o", "--output", type=_path, help="image file (.png, .pdf, .svg); default RESULT with .png")
+    plot.add_argument(
+        "--key", type=_text, default="loss", help="history key to overlay for several runs (default loss)"
+    )
+    plot.add_argument("--labels", type=_text, help="comma-separated labels for several runs")
     plot.add_argument("--time-axis", action="store_true", help="overlay GD runs against lr * step")
 
     warmup = command("warmup", "compile every kernel now and cache it on disk", _cmd_warmup)
@@ -192,24 +208,32 @@ def _parser() -> argparse.ArgumentParser:
 
 def _problem_options(p) -> None:
     g = p.add_argument_group("the problem (a matrix file, a spectrum, or a TOML config)")
-    g.add_argument("input", nargs="?", help="Sigma as .npy, .npz (one array, or --key) or a scipy.sparse .npz")
-    g.add_argument("--key", help="the array's name inside an .npz file")
-    g.add_argument("--spectrum", help="Sigma = diag(s), e.g. 4,3,2,1 (never formed, any size)")
-    g.add_argument("--shape", help="M x N of a --spectrum problem, e.g. 100000x80000 (default: square)")
-    g.add_argument("--dtype", choices=("float32", "float64"), help="precision (default: the input's)")
-    g.add_argument("--config", metavar="FILE", help="TOML file of settings named as the flags (flags win)")
+    g.add_argument(
+        "input", nargs="?", type=_path, help="Sigma as .npy, .npz (one array, or --key) or a scipy.sparse .npz"
+    )
+    g.add_argument("--key", type=_text, help="the array's name inside an .npz file")
+    g.add_argument("--spectrum", type=_spectrum, help="Sigma = diag(s), e.g. 4,3,2,1 (never formed, any size)")
+    g.add_argument("--shape", type=_shape, help="M x N of a --spectrum problem, e.g. 100000x80000 (default: square)")
+    g.add_argument("--dtype", type=_text, choices=("float32", "float64"), help="precision (default: the input's)")
+    g.add_argument("--config", type=_path, metavar="FILE", help="TOML file of settings named as the flags (flags win)")
 
 
 def _start_options(g) -> None:
-    g.add_argument("--init-scale", help="std of the Gaussian start, or 'theory' (default 1e-3 sqrt(sigma_1/(m+n)))")
-    g.add_argument("--seed", type=int, help="seed of the start (default: fresh, saved in the summary)")
-    g.add_argument("--complement", choices=("compressed", "full"), help="complement engine (default compressed)")
+    g.add_argument(
+        "--init-scale",
+        type=_number_or_theory,
+        help="std of the Gaussian start, or 'theory' (default 1e-3 sqrt(sigma_1/(m+n)))",
+    )
+    g.add_argument("--seed", type=_COUNT, help="seed of the start (default: fresh, saved in the summary)")
+    g.add_argument(
+        "--complement", type=_text, choices=("compressed", "full"), help="complement engine (default compressed)"
+    )
 
 
 def _output_options(p, default) -> None:
     g = p.add_argument_group("output")
-    g.add_argument("-o", "--output", help=f"result file (.npz; default {default})")
-    g.add_argument("--summary", help="JSON summary file (default: the output with .json)")
+    g.add_argument("-o", "--output", type=_path, help=f"result file (.npz; default {default})")
+    g.add_argument("--summary", type=_path, help="JSON summary file (default: the output with .json)")
     g.add_argument("--progress", action=argparse.BooleanOptionalAction, help="progress bar (default: on a terminal)")
     g.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(default_output=default)
@@ -222,7 +246,12 @@ def _cmd_run(args) -> int:
     import fastmf
 
     _apply_config(args, _PROBLEM_KEYS + _RUN_KEYS)
-    _check_outputs(args)
+    output, summary = _outputs(args)
+    _check_files(
+        [("-o/--output", output), ("--summary", summary), ("--checkpoint", args.checkpoint)],
+        [("INPUT", args.input), ("--config", args.config), ("--resume", args.resume)],
+        allowed=[("--checkpoint", "--resume")],  # a resumed run goes on checkpointing to its file
+    )
     hooks = {"progress": args.progress, "time_limit": args.time_limit}
     started = time.perf_counter()
     if args.resume:
@@ -234,10 +263,9 @@ def _cmd_run(args) -> int:
         )
     else:
         problem = _problem(args)
-        lr = _number_or_theory(args.lr, "--lr") if args.lr is not None else 0.1 / problem.sigma_1
         result = fastmf.solve(
-            problem, args.rank or problem.rank, lr, _default(args.max_iter, 10_000),
-            init_scale=_number_or_theory(args.init_scale, "--init-scale"), seed=args.seed,
+            problem, _default(args.rank, problem.rank), _default(args.lr, 0.1 / problem.sigma_1),
+            _default(args.max_iter, 10_000), init_scale=args.init_scale, seed=args.seed,
             tol=_default(args.tol, 0.0), record_every=_default(args.record_every, 1),
             spectral_every=args.spectral_every, delta=args.delta, complement=_default(args.complement, "compressed"),
             checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every, **hooks,
@@ -249,21 +277,18 @@ def _cmd_flow(args) -> int:
     import fastmf
 
     _apply_config(args, _PROBLEM_KEYS + _FLOW_KEYS)
-    _check_outputs(args)
+    output, summary = _outputs(args)
+    _check_files([("-o/--output", output), ("--summary", summary)], [("INPUT", args.input), ("--config", args.config)])
     if args.t_max is None:
         raise UsageError("--t-max is required (the end of the time interval), e.g. --t-max 100")
     problem = _problem(args)
     started = time.perf_counter()
-    n_times = _default(args.n_times, 1001)
-    if not isinstance(n_times, int) or n_times < 2:
-        raise UsageError(f"--n-times must be an integer >= 2, got {n_times}")
     kwargs = {"rtol": args.rtol} if args.rtol is not None else {}
     if args.method is not None:
         kwargs["method"] = args.method
     result = fastmf.gradient_flow(
-        problem, args.rank or problem.rank, args.t_max,
-        init_scale=_number_or_theory(args.init_scale, "--init-scale"), seed=args.seed,
-        t_eval=np.linspace(0.0, args.t_max, n_times), target_loss=_default(args.target_loss, 0.0),
+        problem, _default(args.rank, problem.rank), args.t_max, init_scale=args.init_scale, seed=args.seed,
+        t_eval=np.linspace(0.0, args.t_max, _default(args.n_times, 1001)), target_loss=_default(args.target_loss, 0.0),
         complement=_default(args.complement, "compressed"), progress=args.progress, time_limit=args.time_limit,
         **kwargs,
     )  # fmt: skip
@@ -279,6 +304,7 @@ def _cmd_sweep(args) -> int:
     if args.grid is None:
         raise UsageError(f"{args.config} has no [grid] table (see fastmf sweep --help)")
     output = args.output or ("fastmf-sweep.parquet" if _has_module("pyarrow") else "fastmf-sweep.csv")
+    _check_files([("-o/--output", output)], [("CONFIG", args.config)], table=True)
     with warnings.catch_warnings():  # a failure is printed below, and sets the exit code
         warnings.filterwarnings("ignore", "sweep failed", RuntimeWarning)
         result = sweep(
@@ -327,8 +353,9 @@ def _cmd_plot(args) -> int:
 
     from . import plot
 
-    results = [fastmf.load(path) for path in args.inputs]
     output = args.output or os.path.splitext(args.inputs[0])[0] + ".png"
+    _check_files([("-o/--output", output)], [("RESULT", path) for path in args.inputs])
+    results = [fastmf.load(path) for path in args.inputs]
     if len(results) == 1:
         fig = plot.plot_run(results[0])
     else:
@@ -393,12 +420,36 @@ def _outputs(args) -> tuple[str, str]:
     return output, args.summary or os.path.splitext(output)[0] + ".json"
 
 
-def _check_outputs(args) -> None:
-    """Fail before the run, not after it, when a result could not be written."""
-    for path in _outputs(args):
+def _check_files(outputs, inputs, *, allowed=(), table=False) -> None:
+    """Before any work, refuse an output (flag, path) that cannot be written, or that names
+    the same file as an input or an earlier output: nothing of the user's is overwritten.
+
+    `allowed` lists the (output, input) flags that may name one file; a `table` (a sweep's)
+    may be a folder, which its own code checks."""
+    seen = [(flag, path) for flag, path in inputs if path is not None]
+    for flag, path in outputs:
+        if path is None:
+            continue
         folder = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(folder):
-            raise UsageError(f"cannot write {path}: the folder {folder} does not exist")
+            raise UsageError(f"cannot write {path} ({flag}): the folder {folder} does not exist")
+        if os.path.isdir(path) and not table:
+            raise UsageError(f"{flag} {path} is a folder; give a file name")
+        for other, named in seen:
+            if (flag, other) not in allowed and _same_file(path, named):
+                raise UsageError(f"{flag} and {other} both name {path}; choose another file for {flag}")
+        seen.append((flag, path))
+
+
+def _same_file(a, b) -> bool:
+    """Whether two paths name one file: the same path once links are resolved, or (both
+    existing) the same file on disk, as hard links and case-insensitive systems give."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist yet
+        return False
 
 
 def _finish(args, result, elapsed: float) -> int:
@@ -445,77 +496,135 @@ def _problem(args):
     if (args.input is None) == (args.spectrum is None):
         raise UsageError("give the problem as a matrix file (INPUT) or as --spectrum s1,s2,... (exactly one)")
     if args.spectrum is not None:
-        s = _floats(args.spectrum, "--spectrum")
-        m, n = _shape(args.shape, s.size)
-        return Problem.from_spectrum(s, m, n, dtype=args.dtype)
+        if args.key is not None:
+            raise UsageError("--key names an array inside a matrix file; a --spectrum problem has none, drop --key")
+        m, n = args.shape or (args.spectrum.size, args.spectrum.size)
+        return Problem.from_spectrum(args.spectrum, m, n, dtype=args.dtype)
     if args.shape is not None:
         raise UsageError("--shape is for --spectrum problems; a matrix file has its own shape")
     return Problem(_load_matrix(args.input, args.key), dtype=args.dtype)
 
 
 def _load_matrix(path, key):
-    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise UsageError(f"INPUT {path} is a folder; give a .npy or .npz file")
     if not os.path.isfile(path):
         raise UsageError(f"no such matrix file: {path}")
-    with open(path, "rb") as f:
-        magic = f.read(6)
-    if magic != b"\x93NUMPY" and not magic.startswith(b"PK"):
-        raise UsageError(f"{path} is neither a .npy nor an .npz file (save Sigma with numpy.save or numpy.savez)")
     try:
-        data = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise UsageError(f"{path} is not a .npy or .npz file that loads without pickle: {exc}") from None
-    if isinstance(data, np.ndarray):
-        if key is not None:
-            raise UsageError(f"--key is for .npz files; {path} holds a single array")
-        return data
-    with data:
-        if {"format", "indptr", "indices", "data", "shape"} <= set(data.files):
-            import scipy.sparse
+        with open(path, "rb") as f:  # our own handle: np.load leaks its own when the zip is bad
+            magic = f.read(6)
+            if magic != b"\x93NUMPY" and not magic.startswith(b"PK"):
+                raise UsageError(
+                    f"{path} is neither a .npy nor an .npz file (save Sigma with numpy.save or numpy.savez)"
+                )
+            f.seek(0)
+            data = np.load(f, allow_pickle=False)
+            if isinstance(data, np.ndarray):
+                if key is not None:
+                    raise UsageError(f"--key is for .npz files; {path} holds a single array")
+                return data
+            names = data.files
+            if {"format", "indptr", "indices", "data", "shape"} <= set(names):
+                import scipy.sparse
 
-            return scipy.sparse.load_npz(path)
-        names = data.files
-        if key is None:
-            if len(names) != 1:
-                raise UsageError(f"{path} holds several arrays ({', '.join(names)}); choose one with --key")
-            key = names[0]
-        if key not in names:
-            raise UsageError(f"{path} has no array named {key!r}; it has {', '.join(names)}")
-        return data[key]
-
-
-def _floats(text, flag) -> np.ndarray:
-    if isinstance(text, (list, tuple)):
-        values = text
-    else:
-        values = [v for v in str(text).replace(" ", "").split(",") if v]
-    try:
-        return np.array([float(v) for v in values])
-    except (TypeError, ValueError):
-        raise UsageError(f"{flag} must be comma-separated numbers, e.g. 4,3,2,1; got {text!r}") from None
+                f.seek(0)
+                return scipy.sparse.load_npz(f)
+            if key is None:
+                if len(names) != 1:
+                    raise UsageError(f"{path} holds several arrays ({', '.join(names)}); choose one with --key")
+                key = names[0]
+            if key not in names:
+                raise UsageError(f"{path} has no array named {key!r}; it has {', '.join(names)}")
+            return data[key]
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UsageError(f"{path} does not load as a .npy or .npz file (corrupt or truncated?): {reason}") from None
 
 
-def _shape(text, d):
-    if text is None:
-        return d, d
-    if isinstance(text, (list, tuple)) and len(text) == 2:
-        parts = text
-    else:
-        parts = str(text).lower().replace("*", "x").split("x")
-    try:
-        m, n = (int(float(p)) for p in parts)
-    except (TypeError, ValueError):
-        raise UsageError(f"--shape must be M x N, e.g. 100000x80000; got {text!r}") from None
-    return m, n
+# ----------------------------------------------------------------------------- values
+# One parser per kind of value: each is the `type` of its flags and also checks the same
+# setting in a --config file, so it takes a string from the command line or a TOML value,
+# and says what it wants in a message that argparse (or _apply_config) prefixes with the name.
 
 
-def _number_or_theory(value, flag):
-    if value is None or value == "theory" or isinstance(value, (int, float)):
+def _integer(minimum: int):
+    """The parser of integers >= minimum."""
+
+    def parse(value) -> int:
+        number = value
+        if isinstance(value, str):
+            try:
+                number = int(value)
+            except ValueError:
+                number = None
+        if isinstance(number, bool) or not isinstance(number, int) or number < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {value!r}")
+        return number
+
+    return parse
+
+
+def _real(positive: bool):
+    """The parser of finite numbers > 0 (`positive`) or >= 0."""
+
+    def parse(value) -> float:
+        try:
+            number = float(value) if isinstance(value, (str, int, float)) and not isinstance(value, bool) else None
+        except ValueError:
+            number = None
+        if number is None or not np.isfinite(number) or number < 0 or (positive and number == 0):
+            raise argparse.ArgumentTypeError(f"must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
+        return number
+
+    return parse
+
+
+_POSITIVE_INT, _COUNT = _integer(1), _integer(0)
+_POSITIVE, _NONNEGATIVE = _real(True), _real(False)
+
+
+def _number_or_theory(value):
+    if value == "theory":
         return value
     try:
-        return float(value)
-    except ValueError:
-        raise UsageError(f"{flag} must be a positive number or 'theory', got {value!r}") from None
+        return _POSITIVE(value)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"must be a positive number or 'theory', got {value!r}") from None
+
+
+def _text(value) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise argparse.ArgumentTypeError(f"must be a non-empty string, got {value!r}")
+    return value
+
+
+def _path(value) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise argparse.ArgumentTypeError(f"must be a file name, got {value!r}")
+    return value
+
+
+def _spectrum(value) -> np.ndarray:
+    """Singular values: "4,3,2,1" or a TOML list of numbers."""
+    values = value if isinstance(value, list) else [v for v in str(value).replace(" ", "").split(",") if v]
+    try:
+        s = [_NONNEGATIVE(v) for v in values]
+    except argparse.ArgumentTypeError:
+        s = []
+    if not s:
+        raise argparse.ArgumentTypeError(f"must be comma-separated finite numbers >= 0, e.g. 4,3,2,1; got {value!r}")
+    return np.array(s)
+
+
+def _shape(value) -> tuple[int, int]:
+    """M x N: "100000x80000" or a TOML list [100000, 80000], positive integers."""
+    parts = value if isinstance(value, list) else str(value).lower().replace("*", "x").split("x")
+    if len(parts) == 2:
+        try:
+            return _POSITIVE_INT(parts[0]), _POSITIVE_INT(parts[1])
+        except argparse.ArgumentTypeError:
+            pass
+    raise argparse.ArgumentTypeError(f"must be M x N with integers >= 1, e.g. 100000x80000; got {value!r}")
 
 
 def _default(value, default):
@@ -530,9 +639,27 @@ def _apply_config(args, keys) -> None:
     unknown = sorted(set(config) - set(keys))
     if unknown:
         raise UsageError(f"{args.config}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(keys)}")
+    flags = {action.dest: action for action in args.parser._actions}
     for key, value in config.items():
         if getattr(args, key, None) is None:
-            setattr(args, key, value)
+            setattr(args, key, _setting(args.config, key, value, flags.get(key)))
+
+
+def _setting(path, key, value, flag):
+    """A config value, checked as the value of its `flag` is (the grid, which has none, by sweep)."""
+    try:
+        if flag is None:
+            return value
+        if flag.nargs == 0:  # a switch, --progress / --no-progress
+            if not isinstance(value, bool):
+                raise argparse.ArgumentTypeError(f"must be true or false, got {value!r}")
+            return value
+        value = (flag.type or _text)(value)
+        if flag.choices is not None and value not in flag.choices:
+            raise argparse.ArgumentTypeError(f"must be one of {', '.join(flag.choices)}, got {value!r}")
+        return value
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"{path}: {key} {exc}") from None
 
 
 def _read_toml(path) -> dict:
@@ -548,7 +675,9 @@ def _read_toml(path) -> dict:
             return tomllib.load(f)
     except FileNotFoundError:
         raise UsageError(f"no such config file: {path}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except OSError as exc:
+        raise UsageError(f"cannot read the config file {path}: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path} is not valid TOML: {exc}") from None
 
 

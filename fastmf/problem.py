@@ -247,10 +247,25 @@ class Problem:
 
 
 def _check_sparse(Sigma):
+    """Sigma, once its index arrays are checked in full (out of range, an indptr that is not
+    monotone: SciPy's kernels would read out of bounds) and its values are finite."""
     if Sigma.dtype.kind not in "biuf":
         raise TypeError(f"Sigma must be a real sparse matrix, got dtype {Sigma.dtype}")
-    data = Sigma.tocsr().data if hasattr(Sigma, "tocsr") else Sigma.data
-    if not np.all(np.isfinite(data)):
+    try:
+        if Sigma.format == "coo":
+            if not Sigma.row.size == Sigma.col.size == Sigma.data.size:
+                raise ValueError("row, col and data differ in length")
+            for index, size, axis in ((Sigma.row, Sigma.shape[0], "row"), (Sigma.col, Sigma.shape[1], "column")):
+                if index.size and (index.min() < 0 or index.max() >= size):
+                    raise ValueError(f"a {axis} index is outside 0..{size - 1}")
+            A = Sigma
+        else:
+            A = Sigma if Sigma.format in ("csr", "csc", "bsr") else Sigma.tocsr()
+            # a new matrix on the same arrays: check_format may replace (never modify) them
+            type(A)((A.data, A.indices, A.indptr), shape=A.shape).check_format(full_check=True)
+    except ValueError as exc:
+        raise ValueError(f"Sigma (sparse) is malformed: {exc}; rebuild it with scipy.sparse") from None
+    if not np.all(np.isfinite(A.data)):
         raise ValueError("Sigma (sparse) contains NaN or Inf; remove or replace the non-finite entries")
     return Sigma
 

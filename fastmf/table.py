@@ -8,13 +8,17 @@ moment loses only the runs in flight. Two formats, by the file name:
   (``pandas.read_parquet(folder)`` and ``pyarrow.parquet.read_table(folder)`` read them
   all as one table);
 * ``.csv``: one file, a header then one line per row; each append is one write followed
-  by an fsync, and a line left incomplete by a kill is dropped when the table is opened
-  again.
+  by an fsync. A last line left incomplete by a kill is ignored when reading, and removed
+  (or, if it is a whole row that only lacks its newline, completed) at the next append.
+
+Opening and reading a table never write to it; a file or folder that is not a fastmf
+table is refused, untouched.
 """
 
 from __future__ import annotations
 
 import csv
+import fnmatch
 import glob
 import io
 import os
@@ -36,6 +40,8 @@ def open_table(path, columns: dict[str, str], *, resume: bool):
     kind = os.path.splitext(path.rstrip("/" + os.sep))[1].lower()
     if kind not in (".parquet", ".csv"):
         raise ValueError(f"output must end in .parquet (needs pyarrow) or .csv, got {path!r}")
+    if kind == ".csv" and os.path.isdir(path):
+        raise ValueError(f"{path} is a folder, not a CSV table; choose another output")
     if os.path.exists(path) and not resume:
         raise FileExistsError(f"{path} already exists: resume the sweep that wrote it, or choose another output")
     folder = os.path.dirname(os.path.abspath(path))
@@ -52,45 +58,64 @@ class CsvTable:
         self.header = ",".join(columns) + "\n"
         if not os.path.exists(path):
             return
-        with open(path, "rb+") as f:
-            first = f.readline()
-            if self.header.encode().startswith(first) and not first.endswith(b"\n"):
-                f.truncate(0)  # the header itself was cut short
-                return
-            if first != self.header.encode():
-                raise ValueError(f"{path} is not a table with the columns {', '.join(columns)}; choose another output")
-            end = f.seek(0, os.SEEK_END)
-            while end > 0:  # drop a last line cut short by a kill
-                f.seek(end - 1)
-                if f.read(1) == b"\n":
-                    break
-                end -= 1
-            f.truncate(end)
+        with open(path, "rb") as f:
+            first = f.readline(len(self.header) + 1)
+        if not self.header.encode().startswith(first):  # a prefix: the header cut short by a kill, or empty
+            raise ValueError(
+                f"{path} is not a fastmf sweep table (its header is {_shown(first)}); choose another output"
+            )
 
     def read(self) -> dict[str, np.ndarray]:
+        if not os.path.exists(self.path):
+            return _columns(self.columns, [])
+        with open(self.path, newline="", encoding="utf-8", errors="replace") as f:
+            text = f.read()
+        lines = text.split("\n")  # fastmf writes no quoted newlines: its strings are plain words
+        last = lines.pop() if len(lines) > 1 else ""  # "" when the file ends with its newline
         rows = []
-        if os.path.exists(self.path):
-            with open(self.path, newline="") as f:
-                rows = list(csv.reader(f))[1:]
-        values = list(zip(*rows, strict=True)) if rows else [()] * len(self.columns)
-        return {
-            name: np.array([_parse(v, kind) for v in column], dtype=_NUMPY[kind])
-            for (name, kind), column in zip(self.columns.items(), values, strict=True)
-        }
+        for number, line in enumerate(lines[1:], start=2):
+            row = self._row(line)
+            if row is None:
+                raise ValueError(
+                    f"{self.path} line {number} is not a row of this table: {_shown(line)}; fix or delete it"
+                )
+            rows.append(row)
+        if (row := self._row(last)) is not None:  # a whole row without its newline; anything else: cut short
+            rows.append(row)
+        return _columns(self.columns, rows)
 
     def append(self, rows: dict[str, list]) -> None:
-        new = not os.path.exists(self.path) or os.path.getsize(self.path) == 0
-        text = io.StringIO(self.header if new else "")
-        text.seek(0, io.SEEK_END)
-        writer = csv.writer(text, lineterminator="\n")
-        writer.writerows(zip(*(_format(rows[name], kind) for name, kind in self.columns.items()), strict=True))
-        self._write(text.getvalue(), "a")
-
-    def _write(self, text: str, mode: str) -> None:
-        with open(self.path, mode) as f:
-            f.write(text)
+        text = io.StringIO()
+        csv.writer(text, lineterminator="\n").writerows(
+            zip(*(_format(rows[name], kind) for name, kind in self.columns.items()), strict=True)
+        )
+        with open(self.path, "r+b" if os.path.exists(self.path) else "wb") as f:
+            start, last = _last_line(f)
+            if last and self._complete(last, start):
+                f.seek(0, os.SEEK_END)
+                f.write(b"\n")
+            else:  # drop a line cut short by a kill (at the top: the header itself)
+                f.truncate(start)
+                f.seek(start)
+            f.write(((self.header if f.tell() == 0 else "") + text.getvalue()).encode())
             f.flush()
             os.fsync(f.fileno())
+
+    def _complete(self, line: bytes, start: int) -> bool:
+        """Whether `line` (at byte `start`, without its newline) is a whole header or row."""
+        if start == 0:
+            return line + b"\n" == self.header.encode()
+        return self._row(line.decode("utf-8", errors="replace")) is not None
+
+    def _row(self, line: str) -> tuple | None:
+        """The values of one data line, or None if it is not a whole row of this table."""
+        try:
+            fields = next(csv.reader([line]), [])
+            if len(fields) == len(self.columns):
+                return tuple(_parse(v, kind) for v, kind in zip(fields, self.columns.values(), strict=True))
+        except (csv.Error, ValueError):
+            pass
+        return None
 
 
 class ParquetTable:
@@ -112,15 +137,22 @@ class ParquetTable:
             return
         if not os.path.isdir(path):
             raise ValueError(f"{path} is a file, not a Parquet table folder; choose another output")
-        for leftover in glob.glob(os.path.join(path, ".*.tmp")):  # a part cut short by a kill
-            os.remove(leftover)
+        # hidden names (".", "_": temporary parts) are skipped by readers; anything else must be a part
+        foreign = sorted(n for n in os.listdir(path) if n[0] not in "._" and not fnmatch.fnmatch(n, "part-*.parquet"))
+        if foreign:
+            raise ValueError(
+                f"{path} is not a fastmf sweep table (it holds {_shown(foreign[0])}); choose another output"
+            )
         parts = self._parts()
-        if parts and pq.read_schema(parts[0]).remove_metadata() != self.schema:
-            raise ValueError(f"{path} is not a table with the columns {', '.join(columns)}; choose another output")
+        schema = pq.read_schema(parts[0]).remove_metadata() if parts else self.schema
+        if schema != self.schema:
+            raise ValueError(
+                f"{path} is not a fastmf sweep table (its columns are {', '.join(schema.names)}); choose another output"
+            )
 
     def read(self) -> dict[str, np.ndarray]:
         if not self._parts():
-            return {name: np.array([], dtype=_NUMPY[kind]) for name, kind in self.columns.items()}
+            return _columns(self.columns, [])
         table = self._pq.read_table(self.path, schema=self.schema)
         return {
             name: np.array(table.column(name).to_pylist(), dtype=_NUMPY[kind]) for name, kind in self.columns.items()
@@ -128,6 +160,8 @@ class ParquetTable:
 
     def append(self, rows: dict[str, list]) -> None:
         os.makedirs(self.path, exist_ok=True)
+        for leftover in glob.glob(os.path.join(glob.escape(self.path), ".part-*.parquet.tmp")):  # cut short by a kill
+            os.remove(leftover)
         part = f"part-{uuid.uuid4().hex}.parquet"
         temporary = os.path.join(self.path, f".{part}.tmp")
         table = self._pa.table({name: rows[name] for name in self.columns}, schema=self.schema)
@@ -138,7 +172,38 @@ class ParquetTable:
         os.replace(temporary, os.path.join(self.path, part))
 
     def _parts(self) -> list[str]:
-        return glob.glob(os.path.join(self.path, "part-*.parquet"))
+        return sorted(glob.glob(os.path.join(glob.escape(self.path), "part-*.parquet")))
+
+
+def _columns(columns: dict[str, str], rows: list[tuple]) -> dict[str, np.ndarray]:
+    values = list(zip(*rows, strict=True)) if rows else [()] * len(columns)
+    return {
+        name: np.array(column, dtype=_NUMPY[kind]) for (name, kind), column in zip(columns.items(), values, strict=True)
+    }
+
+
+def _last_line(f) -> tuple[int, bytes]:
+    """(where it starts, its bytes) for the last line of the open file `f` if it lacks its
+    newline; (the file's size, b"") if the file is empty or ends with a newline."""
+    end = f.seek(0, os.SEEK_END)
+    start, tail = end, b""
+    while start > 0:
+        block = min(start, 1 << 16)
+        start -= block
+        f.seek(start)
+        tail = f.read(block) + tail
+        newline = tail.rfind(b"\n")
+        if newline >= 0:
+            return start + newline + 1, tail[newline + 1 :]
+    return 0, tail
+
+
+def _shown(text) -> str:
+    """Text from a file, quoted on one line and cut to a readable length."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    text = text.rstrip("\n")
+    return repr(text if len(text) <= 60 else text[:60] + "...")
 
 
 def _format(values, kind) -> list[str]:

@@ -133,6 +133,25 @@ def test_a_failed_write_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
     assert load(path).n_iter == 50
 
 
+def test_a_write_removes_the_temporary_files_of_killed_writes_to_that_path(tmp_path):
+    stale = [".run.npz.k1ll3d_x.tmp", ".run.npz.abcdefgh.tmp"]  # what a write killed midway leaves
+    others = [".run.npz.x.abcdefgh.tmp", ".other.npz.abcdefgh.tmp", "run.npz.abcdefgh.tmp"]  # not run.npz's
+    for name in stale + others:
+        (tmp_path / name).write_bytes(b"PK\x03\x04 half a zip file")
+    fastmf.checkpoint.write(tmp_path / "run.npz", {"x": np.arange(3.0)}, {"note": "kept"})
+    assert sorted(os.listdir(tmp_path)) == sorted(["run.npz", *others])
+    arrays, meta = fastmf.checkpoint.read(tmp_path / "run.npz")
+    np.testing.assert_array_equal(arrays["x"], [0.0, 1.0, 2.0])
+    assert meta["note"] == "kept"
+
+
+def test_a_write_that_cannot_replace_its_target_leaves_no_temporary_file(tmp_path):
+    (tmp_path / "run.npz").mkdir()
+    with pytest.raises(IsADirectoryError):
+        fastmf.checkpoint.write(tmp_path / "run.npz", {"x": np.arange(3.0)}, {})
+    assert os.listdir(tmp_path) == ["run.npz"] and os.listdir(tmp_path / "run.npz") == []
+
+
 def test_bad_files_give_clear_errors(tmp_path):
     problem, k = _problems()["dense"]
     path = tmp_path / "r.npz"

@@ -3,6 +3,7 @@ in a subprocess giving exactly the numbers of one left alone."""
 
 import json
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -100,17 +101,41 @@ def test_theory_plot_warmup_info(capsys):
     assert fastmf.__version__ in out and "numba" in out and "cache" in out
 
 
+@pytest.fixture
+def files():
+    """Inputs, good and bad, in the test's folder."""
+    with open("notes.txt", "w") as f:
+        f.write("not a matrix\n")
+    with open("bad.toml", "w") as f:
+        f.write("lr = = 1\n")
+    with open("unknown.toml", "w") as f:
+        f.write("colour = 'red'\n")
+    with open("rank.toml", "w") as f:
+        f.write('spectrum = "4,3"\nrank = "abc"\n')
+    with open("sweep.toml", "w") as f:
+        f.write("workers = 0\n[grid]\nm = 10\nd = 2\neta = 0.1\nmax_iter = 5\nseeds = 2\n")
+    os.mkdir("folder")
+    np.savez("sigma.npz", Sigma=np.diag([4.0, 3.0, 2.0]))
+    with open("sigma.npz", "rb") as f:
+        data = f.read()
+    with open("half.npz", "wb") as f:
+        f.write(data[: len(data) // 2])
+    with open("garbage.npz", "wb") as f:
+        f.write(b"PK\x03\x04" + bytes(range(256)) * 4)
+    fastmf.solve(fastmf.Problem.from_spectrum([2.0, 1.0], 5, 5), 2, 0.1, 2000, seed=0, tol=1e-20).save("done.npz")
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
         (["run"], "exactly one"),
-        (["run", "--spectrum", "4,x"], "comma-separated numbers"),
-        (["run", "--spectrum", "4,3", "--shape", "10by5"], "M x N"),
+        (["run", "--spectrum", "4,x"], "argument --spectrum: must be comma-separated finite numbers"),
+        (["run", "--spectrum", "4,3", "--shape", "10by5"], "argument --shape: must be M x N"),
         (["run", "missing.npy"], "no such matrix file"),
         (["run", "notes.txt"], "neither a .npy nor an .npz"),
-        (["run", "--spectrum", "4,3", "--lr", "-1"], "lr must be > 0"),
+        (["run", "--spectrum", "4,3", "--lr", "-1"], "argument --lr: must be a positive number or 'theory'"),
         (["run", "--spectrum", "4,3", "--rank", "9"], "rank must be at most"),
-        (["run", "--spectrum", "4,3", "--init-scale", "big"], "--init-scale must be"),
+        (["run", "--spectrum", "4,3", "--init-scale", "big"], "argument --init-scale: must be"),
         (["run", "--spectrum", "4,3", "--config", "missing.toml"], "no such config file"),
         (["run", "--spectrum", "4,3", "--config", "bad.toml"], "not valid TOML"),
         (["run", "--spectrum", "4,3", "--config", "unknown.toml"], "unknown setting(s) colour"),
@@ -122,19 +147,44 @@ def test_theory_plot_warmup_info(capsys):
         (["flow", "--spectrum", "4,3"], "--t-max is required"),
         (["flow", "--spectrum", "4,3", "--t-max", "1", "--method", "Euler"], "method must be one of"),
         (["plot", "missing.npz"], "no such result"),
-        (["run", "--spectrum", "4,3", "--max-iter", "1.5"], "invalid int value"),
+        (["run", "--spectrum", "4,3", "--max-iter", "1.5"], "argument --max-iter: must be an integer >= 0, got '1.5'"),
         (["run", "--bogus"], "unrecognized arguments"),
         (["bogus"], "invalid choice"),
+        # each of these crashed with a traceback, ran with a changed value, or ran at all
+        (["run", "half.npz"], "half.npz does not load as a .npy or .npz file (corrupt or truncated?)"),
+        (["run", "garbage.npz"], "garbage.npz does not load as a .npy or .npz file (corrupt or truncated?)"),
+        (["theory", "half.npz"], "half.npz does not load"),
+        (["run", "folder"], "INPUT folder is a folder"),
+        (["run", "--spectrum", "4,3", "--shape", "infx5"], "argument --shape: must be M x N with integers >= 1"),
+        (["run", "--spectrum", "4,3", "--shape", "2.7x3.9"], "argument --shape: must be M x N with integers >= 1"),
+        (["run", "--spectrum", "4,3", "--shape", "0x5"], "argument --shape: must be M x N with integers >= 1"),
+        (["theory", "--spectrum", "4,3", "--shape", "infx5"], "argument --shape: must be M x N"),
+        (["run", "--spectrum", "4,3", "--rank", "0"], "argument --rank: must be an integer >= 1, got '0'"),
+        (["run", "--spectrum", "4,3", "--rank", "-2"], "argument --rank: must be an integer >= 1, got '-2'"),
+        (["flow", "--spectrum", "4,3", "--t-max", "1", "--rank", "0"], "argument --rank: must be an integer >= 1"),
+        (["run", "--spectrum", "4,3", "--seed", "-1"], "argument --seed: must be an integer >= 0"),
+        (["run", "--spectrum", "", "--rank", "1"], "argument --spectrum: must be comma-separated finite numbers"),
+        (["run", "--spectrum", "4,3", "--key", "Sigma"], "a --spectrum problem has none, drop --key"),
+        (["run", "--spectrum", "4,3", "-o", ""], "argument -o/--output: must be a file name, got ''"),
+        (["run", "--spectrum", "4,3", "-o", "folder"], "-o/--output folder is a folder; give a file name"),
+        (["run", "--spectrum", "4,3", "--summary", "folder"], "--summary folder is a folder; give a file name"),
+        (["run", "--spectrum", "4,3", "--checkpoint", "folder"], "--checkpoint folder is a folder"),
+        (["flow", "--spectrum", "4,3", "--t-max", "1", "-o", "folder"], "-o/--output folder is a folder"),
+        (["run", "--config", "rank.toml"], "rank.toml: rank must be an integer >= 1, got 'abc'"),
+        (["run", "--spectrum", "4,3", "--config", "folder"], "cannot read the config file folder"),
+        (["flow", "--spectrum", "4,3", "--t-max", "nan"], "argument --t-max: must be a finite number > 0"),
+        (
+            ["flow", "--spectrum", "4,3", "--t-max", "1", "--n-times", "1"],
+            "argument --n-times: must be an integer >= 2",
+        ),
+        (["theory", "--spectrum", "4,3", "--c-T", "-1"], "argument --c-T: must be a finite number > 0"),
+        (["theory", "--spectrum", "4,3", "--delta", "inf"], "argument --delta: must be a finite number > 0"),
+        (["plot", "done.npz", "-o", "folder"], "-o/--output folder is a folder"),
+        (["sweep", "sweep.toml"], "sweep.toml: workers must be an integer >= 1, got 0"),
+        (["sweep", "folder"], "cannot read the config file folder"),
     ],
 )
-def test_bad_arguments_exit_2_with_one_line(argv, message, capsys):
-    with open("notes.txt", "w") as f:
-        f.write("not a matrix\n")
-    with open("bad.toml", "w") as f:
-        f.write("lr = = 1\n")
-    with open("unknown.toml", "w") as f:
-        f.write("colour = 'red'\n")
-    fastmf.solve(fastmf.Problem.from_spectrum([2.0, 1.0], 5, 5), 2, 0.1, 2000, seed=0, tol=1e-20).save("done.npz")
+def test_bad_arguments_exit_2_with_one_line(argv, message, files, capsys):
     try:
         code = main(argv)
     except SystemExit as exc:  # argparse's own errors
@@ -143,6 +193,85 @@ def test_bad_arguments_exit_2_with_one_line(argv, message, capsys):
     assert code == 2
     assert message in err and "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith("fastmf")
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run", "sigma.npz", "-o", "sigma.npz"], "-o/--output and INPUT both name sigma.npz"),
+        (["run", "sigma.npz", "-o", "./sub/../sigma.npz"], "-o/--output and INPUT both name"),
+        (["run", "sigma.npz", "--summary", "sigma.npz"], "--summary and INPUT both name sigma.npz"),
+        (["run", "sigma.npz", "--checkpoint", "sigma.npz"], "--checkpoint and INPUT both name sigma.npz"),
+        (["run", "link.npz", "-o", "sigma.npz"], "-o/--output and INPUT both name sigma.npz"),
+        (["run", "hard.npz", "-o", "sigma.npz"], "-o/--output and INPUT both name sigma.npz"),
+        (["run", "sigma.npz", "-o", "r.npz", "--summary", "r.npz"], "--summary and -o/--output both name r.npz"),
+        (["run", "sigma.npz", "-o", "r.npz", "--checkpoint", "r.npz"], "--checkpoint and -o/--output both name"),
+        (["run", "sigma.npz", "-o", "r.json"], "--summary and -o/--output both name r.json"),  # the default summary
+        (["run", "--config", "exp.toml"], "-o/--output and INPUT both name sigma.npz"),
+        (["run", "sigma.npz", "--config", "other.toml", "-o", "other.toml"], "-o/--output and --config both name"),
+        (["run", "--resume", "done.npz", "-o", "done.npz"], "-o/--output and --resume both name done.npz"),
+        (["run", "--resume", "done.npz", "--summary", "done.npz"], "--summary and --resume both name done.npz"),
+        (["flow", "sigma.npz", "--t-max", "1", "-o", "sigma.npz"], "-o/--output and INPUT both name sigma.npz"),
+        (["flow", "sigma.npz", "--t-max", "1", "--summary", "sigma.npz"], "--summary and INPUT both name"),
+        (["plot", "done.npz", "-o", "done.npz"], "-o/--output and RESULT both name done.npz"),
+        (["sweep", "grid.csv", "-o", "grid.csv", "--resume"], "-o/--output and CONFIG both name grid.csv"),
+    ],
+)
+def test_no_output_overwrites_an_input_or_another_output(argv, message, files, capsys):
+    os.symlink("sigma.npz", "link.npz")
+    os.link("sigma.npz", "hard.npz")
+    os.mkdir("sub")
+    with open("exp.toml", "w") as f:
+        f.write('input = "sigma.npz"\noutput = "sigma.npz"\n')
+    with open("other.toml", "w") as f:
+        f.write("max_iter = 5\n")
+    with open("grid.csv", "w") as f:
+        f.write("[grid]\nm = 10\nd = 2\neta = 0.1\nmax_iter = 5\nseeds = 2\n")
+    names = ["sigma.npz", "done.npz", "exp.toml", "other.toml", "grid.csv"]
+    before = {name: pathlib.Path(name).read_bytes() for name in names}
+    listing = sorted(os.listdir())
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "choose another file for" in err and len(err.strip().splitlines()) == 1
+    assert {name: pathlib.Path(name).read_bytes() for name in names} == before
+    assert sorted(os.listdir()) == listing  # refused before any work: nothing written
+
+
+def test_a_resumed_run_may_keep_checkpointing_to_its_file():
+    part = fastmf.solve(fastmf.Problem.from_spectrum([2.0, 1.0], 5, 5), 2, 0.1, 10, seed=0)
+    part.save("ckpt.npz")
+    assert main(["run", "--resume", "ckpt.npz", "--checkpoint", "ckpt.npz", "--max-iter", "30", "-q"]) == 0
+    assert fastmf.load("ckpt.npz").n_iter == 30 and fastmf.load("fastmf-run.npz").n_iter == 30
+
+
+@pytest.mark.parametrize(
+    "breakage",
+    [
+        "A.indices[0] = 1000",
+        "A.indices[0] = -1",
+        "A.indptr[5] = A.indptr[-1]",  # not monotone
+        "A = A.tocsc(); A.indices[0] = 1000",
+        "A = A.tocoo(); A.row[0] = 1000",
+        "A = A.tocoo(); A.col[0] = -5",
+    ],
+)
+def test_a_malformed_sparse_matrix_is_refused_not_a_crash(breakage):
+    """Problem(A) raises a one-line ValueError and `fastmf run A.npz` exits 2; before, both could
+    read out of bounds (exit 139, a segfault), so both run in a subprocess."""
+    script = (
+        "import scipy.sparse as sp, fastmf\n"
+        "A = sp.random(20, 10, density=0.3, format='csr', random_state=0)\n"
+        f"{breakage}\n"
+        "sp.save_npz('bad.npz', A, compressed=False)\n"
+        "try:\n    fastmf.Problem(A)\nexcept ValueError as exc:\n    print(exc)\n"
+    )
+    made = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert made.returncode == 0 and made.stderr == "", made.stderr
+    assert made.stdout.startswith("Sigma (sparse) is malformed") and made.stdout.count("\n") == 1
+    ran = subprocess.run([sys.executable, "-m", "fastmf", "run", "bad.npz", "--max-iter", "5", "-q"],
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert ran.returncode == 2, ran.stderr
+    assert ran.stderr.startswith("fastmf run: error: ") and ran.stderr.count("\n") == 1, ran.stderr
 
 
 def test_diverged_run_exits_1(capsys):

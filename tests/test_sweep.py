@@ -220,6 +220,30 @@ def test_nothing_missing_starts_no_cluster(tmp_path, local_client, monkeypatch):
     assert again.status == "done" and (again.ran, again.skipped) == (0, 3)
 
 
+def test_resuming_keeps_a_last_row_without_its_newline_and_refuses_a_foreign_table(tmp_path, local_client, capsys):
+    grid = {"m": 100, "d": 2, "eta": 0.1, "max_iter": 50, "seeds": 3}
+    out = tmp_path / "runs.csv"
+    assert sweep(grid, out, client=local_client).ran == 3
+    out.write_bytes(out.read_bytes().rstrip(b"\n"))  # as an editor may save it
+    before = out.read_bytes()
+    again = sweep(grid, out, resume=True, client=local_client)
+    assert (again.ran, again.skipped) == (0, 3) and len(again.table()["seed"]) == 3
+    assert out.read_bytes() == before  # reading the table changed nothing
+    more = sweep(grid | {"seeds": 4}, out, resume=True, client=local_client)
+    assert (more.ran, more.skipped) == (1, 3)
+    assert sorted(more.table()["seed"].tolist()) == [0, 1, 2, 3]
+    assert out.read_bytes().startswith(before + b"\n") and out.read_text().count("\n") == 5  # header + 4 rows
+
+    foreign = tmp_path / "mine.csv"
+    foreign.write_text("name,age\nada,36")
+    with pytest.raises(ValueError, match="mine.csv is not a fastmf sweep table"):
+        sweep(grid, foreign, resume=True, client=local_client)
+    (tmp_path / "s.toml").write_text("[grid]\nm = 100\nd = 2\neta = 0.1\nmax_iter = 50\nseeds = 3\n")
+    assert main(["sweep", os.fspath(tmp_path / "s.toml"), "-o", os.fspath(foreign), "--resume"]) == 2
+    assert "is not a fastmf sweep table (its header is 'name,age'); choose another output" in capsys.readouterr().err
+    assert foreign.read_text() == "name,age\nada,36"
+
+
 def test_a_scheduler_address_runs_on_that_cluster(tmp_path, local_client, monkeypatch, capsys):
     grid = {"m": 100, "d": 2, "eta": [0.1, 0.2], "max_iter": 50, "seeds": 3}
     monkeypatch.setattr(distributed, "LocalCluster", None)  # would fail if called

@@ -1,4 +1,5 @@
-"""fastmf.table: rows round-trip exactly, and a table cut short by a kill opens cleanly."""
+"""fastmf.table: rows round-trip exactly, a table cut short by a kill opens cleanly, and reading
+never changes a file."""
 
 import os
 import sys
@@ -38,38 +39,103 @@ def test_an_existing_table_needs_resume_and_the_same_columns(suffix, tmp_path):
     open_table(path, COLUMNS, resume=False).append(ROWS)
     with pytest.raises(FileExistsError, match="already exists"):
         open_table(path, COLUMNS, resume=False)
-    with pytest.raises(ValueError, match="not a table with the columns seed, status"):
+    with pytest.raises(ValueError, match="is not a fastmf sweep table .*; choose another output"):
         open_table(path, {"seed": "int", "status": "str"}, resume=True)
 
 
-def test_csv_drops_a_line_cut_short_by_a_kill(tmp_path):
+def _bytes(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _seeds(path):
+    return open_table(path, COLUMNS, resume=True).read()["seed"].tolist()
+
+
+def test_csv_a_line_cut_short_by_a_kill_is_ignored_and_removed_at_the_next_append(tmp_path):
     path = tmp_path / "t.csv"
     open_table(path, COLUMNS, resume=False).append(ROWS)
     with open(path, "a") as f:
         f.write("7,conv")  # a kill in the middle of an append
+    before = _bytes(path)
     table = open_table(path, COLUMNS, resume=True)
-    np.testing.assert_array_equal(table.read()["seed"], [3, 1])
+    assert table.read()["seed"].tolist() == [3, 1]
+    assert _bytes(path) == before  # opening and reading write nothing
     table.append(MORE)
-    np.testing.assert_array_equal(open_table(path, COLUMNS, resume=True).read()["seed"], [3, 1, 2**62])
+    assert _seeds(path) == [3, 1, 2**62]
+    assert _bytes(path) == before[: -len("7,conv")] + b"%d,diverged,5e-324\n" % 2**62
+
+
+def test_csv_a_last_row_without_its_newline_is_a_row_and_stays_one(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_bytes(b"seed,status,loss\n3,converged,0.25\n1,max_iter,nan")  # as an editor may save it
+    before = _bytes(path)
+    table = open_table(path, COLUMNS, resume=True)
+    assert table.read()["seed"].tolist() == [3, 1]
+    assert _seeds(path) == [3, 1] and _bytes(path) == before
+    table.append(MORE)
+    assert _seeds(path) == [3, 1, 2**62]
+    assert _bytes(path).startswith(before + b"\n")
 
 
 def test_csv_with_its_header_cut_short_starts_again(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("seed,sta")
     table = open_table(path, COLUMNS, resume=True)
+    assert _seeds(path) == [] and path.read_text() == "seed,sta"
     table.append(ROWS)
     assert path.read_text().splitlines()[0] == "seed,status,loss"
     np.testing.assert_array_equal(table.read()["seed"], [3, 1])
 
 
-def test_parquet_ignores_and_removes_a_part_cut_short(tmp_path):
+@pytest.mark.parametrize(
+    "text",
+    ["name,age\nada,36\n", "seed,status\n1,converged\n", "seed,status,loss,extra\n", "\x00\x01binary"],
+    ids=["foreign", "fewer-columns", "more-columns", "binary"],
+)
+def test_csv_that_is_not_a_fastmf_table_is_refused_and_left_alone(text, tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=r"t.csv is not a fastmf sweep table \(its header is .*\); choose another"):
+        open_table(path, COLUMNS, resume=True)
+    assert path.read_text() == text
+
+
+def test_csv_a_corrupt_row_in_the_middle_names_its_line(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("seed,status,loss\n3,converged,0.25\nthree,converged,0.5\n1,max_iter,nan\n")
+    with pytest.raises(ValueError, match="t.csv line 3 is not a row of this table"):
+        open_table(path, COLUMNS, resume=True).read()
+
+
+def test_parquet_ignores_a_part_cut_short_and_removes_it_only_when_writing(tmp_path):
     pytest.importorskip("pyarrow")
     path = tmp_path / "t.parquet"
     open_table(path, COLUMNS, resume=False).append(ROWS)
     (path / ".part-dead.parquet.tmp").write_bytes(b"PAR1 half a file")
     table = open_table(path, COLUMNS, resume=True)
-    assert os.listdir(path) == [name for name in os.listdir(path) if not name.endswith(".tmp")]
     assert sorted(table.read()["seed"]) == [1, 3]
+    assert ".part-dead.parquet.tmp" in os.listdir(path)  # reading leaves the folder as it is
+    table.append(MORE)
+    assert not [name for name in os.listdir(path) if name.endswith(".tmp")]
+    assert sorted(table.read()["seed"]) == [1, 3, 2**62]
+
+
+def test_parquet_folder_that_is_not_a_fastmf_table_is_refused_and_left_alone(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "t.parquet"
+    path.mkdir()
+    pq.write_table(pa.table({"name": ["ada"]}), path / "part-0.parquet")
+    with pytest.raises(ValueError, match=r"t.parquet is not a fastmf sweep table \(its columns are name\)"):
+        open_table(path, COLUMNS, resume=True)
+    other = tmp_path / "u.parquet"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"u.parquet is not a fastmf sweep table \(it holds 'notes.txt'\)"):
+        open_table(other, COLUMNS, resume=True)
+    assert sorted(os.listdir(path)) == ["part-0.parquet"] and os.listdir(other) == ["notes.txt"]
 
 
 def test_bad_outputs(tmp_path, monkeypatch):
@@ -77,6 +143,9 @@ def test_bad_outputs(tmp_path, monkeypatch):
         open_table(tmp_path / "t.xlsx", COLUMNS, resume=False)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         open_table(tmp_path / "missing" / "t.csv", COLUMNS, resume=False)
+    (tmp_path / "d.csv").mkdir()
+    with pytest.raises(ValueError, match="is a folder, not a CSV table"):
+        open_table(tmp_path / "d.csv", COLUMNS, resume=True)
     (tmp_path / "f.parquet").write_text("not a folder")
     if "pyarrow" in sys.modules or __import__("importlib").util.find_spec("pyarrow"):
         with pytest.raises(ValueError, match="is a file, not a Parquet table folder"):
