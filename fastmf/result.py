@@ -292,9 +292,13 @@ def load(path) -> SolveResult | FlowResult:
 
 def _rebuild(basis, factor: Factor, dtype) -> np.ndarray:
     k = factor.principal.shape[1]
+    # what the rebuild holds at once: the result and the product W L (dim x k each), and for a
+    # W drawn from its seed the Gaussian draw, its Q and W itself (float64, dim x k' each)
+    drawn = isinstance(factor.W, np.random.SeedSequence)
+    nbytes = 2 * np.dtype(dtype).itemsize + (3 * 8 + 8 if drawn else 0)  # + 8: LAPACK's QR work
     check_fits(
-        (basis.dim, k),
-        dtype,
+        (basis.dim, k, nbytes),
+        np.uint8,
         "rebuilding this factor",
         "use the small state instead: result.Up, result.Vp, result.L_U, result.L_V",
     )

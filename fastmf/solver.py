@@ -8,6 +8,7 @@ the chunk size nor a save and `resume` in between changes the numbers.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -94,8 +95,10 @@ def solve(
         Record the diagnostics every this many steps (and at the last step).
     spectral_every : int, optional
         Also record the spectral diagnostics (sigma_min_A, lambda_min_P, P_op, J_op, K_op,
-        E_op) at the recorded steps that are multiples of this (and the last); default
-        record_every; 0 never. Elsewhere they are NaN.
+        E_op) at the recorded steps that are multiples of this (and the last); 0 never.
+        Elsewhere they are NaN. Default record_every when the rank r of Sigma is at most
+        k; when r > k (a spectral record costs O(r^3), a step O((r + k) k^2)), every
+        ceil((r / k)^2) records, so that they cost about what the steps cost.
     delta : float, optional
         Loss level whose first recorded step is `stages.T_delta`; default tol (if > 0).
     complement : {"compressed", "full"}
@@ -107,7 +110,8 @@ def solve(
         the imbalance only (a `DirectResult`; no checkpoints). "auto" (default): split,
         unless Sigma is a dense array whose exact basis a sketch of at most
         max(32, max_iter k / 2) columns does not find, so that the basis would cost more
-        than the whole direct run (`Problem.if_low_rank`).
+        than the whole direct run (`Problem.if_low_rank`), or whose rank r makes the split
+        run's records (O(r^2) each) cost more than the direct run's steps (4 m n k flops).
     callback : callable, optional
         ``callback(state) -> bool``, called between chunks of the compiled loop (about
         every 0.05 s, and at each checkpoint) with a `fastmf.monitor.RunState`: the step,
@@ -137,12 +141,13 @@ def solve(
     max_iter = positive_int(max_iter, "max_iter", minimum=0)
     tol = finite_float(tol, "tol")
     record_every = positive_int(record_every, "record_every")
-    spectral_every = record_every if spectral_every is None else positive_int(spectral_every, "spectral_every", 0)
+    if spectral_every is not None:
+        spectral_every = positive_int(spectral_every, "spectral_every", 0)
     delta = (tol if tol > 0 else None) if delta is None else finite_float(delta, "delta", positive=True)
     checkpoint, checkpoint_every = _checkpoint_args(checkpoint, checkpoint_every)
     monitor = Monitor(progress, callback, time_limit, max_iter, "step")
     if method == "auto":
-        method, Sigma = _choose(Sigma, rank, max_iter)
+        method, Sigma = _choose(Sigma, rank, max_iter, record_every)
     if method == "direct":
         from .direct import direct_start, solve_direct  # direct.py builds on this module
 
@@ -158,6 +163,8 @@ def solve(
         m, n = problem.shape
         lr = theory.step_size(problem.s, st.init_scale or theory.init_scale(problem.s, m, n))
     lr = finite_float(lr, "lr", positive=True)
+    if spectral_every is None:
+        spectral_every = default_spectral_every(problem.rank, st.rank, record_every)
     settings = Settings(
         lr, complement, max_iter, tol, record_every, spectral_every, delta, checkpoint, checkpoint_every
     )
@@ -166,13 +173,36 @@ def solve(
     return _execute(run, origin, settings, monitor)
 
 
-def _choose(Sigma, rank, max_iter):
-    """("split" or "direct", Sigma or its Problem) for method="auto" (see `solve`)."""
+def default_spectral_every(r: int, k: int, record_every: int) -> int:
+    """The spectral stride `solve` takes by default: every record when r <= k; when the rank r
+    of Sigma exceeds the width k, every ceil((r / k)^2) records, since a spectral record costs
+    O(r^3) and a step O((r + k) k^2): the spectral diagnostics then cost about a step."""
+    return record_every * (1 if r <= k else -(-(r * r) // (k * k)))
+
+
+# Cost of a split-engine record per entry of an r x r matrix, in flops of a BLAS product: the
+# loss and the stage tests pass over E = Up Vp^T and P a few times in scalar, partly strided
+# loops (about 6 ns an entry against about 0.2 ns a flop for the direct path's BLAS products,
+# 2-core AMD EPYC).
+_RECORD_FLOPS_PER_ENTRY = 30
+
+
+def _choose(Sigma, rank, max_iter, record_every):
+    """("split" or "direct", Sigma or its Problem) for method="auto" (see `solve`): split when
+    a sketch of at most max(32, max_iter k / 2) columns finds the exact basis (cheaper than
+    the direct run) and the split run, records included, costs less than the direct one."""
     if isinstance(Sigma, (Problem, LinearOperator)) or scipy.sparse.issparse(Sigma) or is_dask_array(Sigma):
         return "split", Sigma
     k = positive_int(rank, "rank")
-    problem = Problem.if_low_rank(Sigma, max(32, max_iter * k // 2))
-    return ("direct", Sigma) if problem is None else ("split", problem)
+    m, n = np.shape(Sigma)[:2] if np.ndim(Sigma) == 2 else (1, 1)  # Problem checks the rest
+    direct = 4 * m * n * k  # flops of a direct step
+    r_max = int(np.sqrt(direct * record_every / _RECORD_FLOPS_PER_ENTRY))  # past it, records cost more
+    problem = Problem.if_low_rank(Sigma, min(max(32, max_iter * k // 2), max(r_max, 32)))
+    if problem is None:
+        return "direct", Sigma
+    r = problem.rank
+    split = _RECORD_FLOPS_PER_ENTRY * r * r / record_every + 12 * (r + k) * k * k
+    return ("direct", Sigma) if split > direct else ("split", problem)
 
 
 def resume(
@@ -200,7 +230,8 @@ def resume(
     callback, progress, time_limit
         As in `solve`, for this call.
     checkpoint : str, os.PathLike or False, optional
-        Where to keep saving the run; default where the saved run did; False: nowhere.
+        Where to keep saving the run; default: back into `source` when it is a file (with
+        the saved run's checkpoint_every), else where the saved run did; False: nowhere.
     checkpoint_every : int, optional
         Default the saved run's.
     """
@@ -217,7 +248,9 @@ def resume(
     if max_iter < result.n_iter:
         raise ValueError(f"max_iter must be at least the saved run's step {result.n_iter}, got {max_iter}")
     if checkpoint is None:
-        checkpoint, checkpoint_every = saved.checkpoint, checkpoint_every or saved.checkpoint_every
+        from_file = isinstance(source, (str, os.PathLike))
+        checkpoint = os.fspath(source) if from_file else saved.checkpoint
+        checkpoint_every = checkpoint_every or saved.checkpoint_every
     checkpoint, checkpoint_every = _checkpoint_args(checkpoint or None, checkpoint_every)
     monitor = Monitor(progress, callback, time_limit, max_iter, "step")
     settings = dataclasses.replace(saved, max_iter=max_iter, checkpoint=checkpoint, checkpoint_every=checkpoint_every)
@@ -270,6 +303,11 @@ def execute(run: Recorder, settings, monitor: Monitor, wrap):
     ``wrap(status, bookkeeping)``, the result (bookkeeping: the run's before the final record)."""
     try:
         status = _drive(run, settings, monitor, wrap)
+    except Exception:  # a callback, the kernel, the disk: save what the run has, then let it propagate
+        if settings.checkpoint is not None:
+            with contextlib.suppress(Exception):
+                wrap("running", run.bookkeeping()).save(settings.checkpoint)
+        raise
     finally:
         monitor.close()
     before_final = run.bookkeeping()

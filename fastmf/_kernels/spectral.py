@@ -134,6 +134,10 @@ def extreme_eig(M, n, want_max, floor, v, valid, slot, S, W, L):
             c = theta + delta if want_max else -(theta - delta)
             if posdef(S, n, c, sign, L):
                 return theta * scale
+    for i in range(n):
+        for j in range(n):
+            if not np.isfinite(S[i, j]):  # never raise from inside a run: report the value as unknown
+                return np.nan
     w, V = np.linalg.eigh(np.ascontiguousarray(S[:n, :n]))
     idx = n - 1 if want_max else 0
     for i in range(n):

@@ -1,0 +1,239 @@
+"""Numerics (docs/maths.md section 5): any finite scale of Sigma behaves as scale 1, a run
+far past convergence holds no subnormal number, and outcomes are reported as they are."""
+
+import os
+
+import numpy as np
+import pytest
+
+import fastmf
+from fastmf import Problem, gradient_flow, solve, solve_batch
+from fastmf._kernels import fpmode
+from fastmf._kernels.batch import _half_step
+from fastmf._kernels.spectral import extreme_eig
+from naive import gd, low_rank
+
+SPECTRUM = np.geomspace(4.0, 1.0, 16)
+
+
+def _subnormals(*arrays) -> int:
+    """How many entries are subnormal (nonzero and below the smallest normal number)."""
+    count = 0
+    for a in arrays:
+        a = np.asarray(a)
+        count += int(np.count_nonzero((a != 0) & (np.abs(a) < np.finfo(a.dtype).tiny)))
+    return count
+
+
+# ----------------------------------------------------------------------------- subnormals
+
+# With lr = 0.0125 the slowest complement mode shrinks by 1 - lr sigma_d = 0.9875 a step from
+# about 1e-6: after 56,600 steps it sits inside the subnormal range (1e-314), where it stays
+# for about 1,300 steps before underflowing to 0 on its own.
+LONG = 56_600
+
+
+@pytest.mark.parametrize("complement", ["compressed", "full"])
+def test_a_run_far_past_convergence_holds_no_subnormal(complement):
+    p = Problem.from_spectrum(SPECTRUM, 300, 200)
+    res = solve(p, 16, 0.0125, LONG, init_scale=1e-6, seed=0, complement=complement, record_every=200)
+    assert res.status == "max_iter"
+    assert _subnormals(res.Up, res.Vp, res.L_U, res.L_V) == 0
+    assert np.count_nonzero(res.L_U == 0) > 0  # the complement did reach the range, and was flushed
+    spectral = ("sigma_min_A", "lambda_min_P", "P_op", "J_op", "K_op", "E_op")
+    assert all(np.all(np.isfinite(res.history[key])) for key in spectral)
+
+
+def test_direct_path_far_past_convergence_holds_no_subnormal():
+    """Sigma with zero rows and columns: those rows of U and V shrink by about 1 - lr sigma_d a
+    step; after 14,000 steps they are inside the subnormal range."""
+    S = np.zeros((40, 30))
+    S[:3, :3] = np.diag([4.0, 2.0, 1.0])
+    res = solve(S, 3, 0.05, 14_000, init_scale=1e-3, seed=0, method="direct", record_every=500)
+    assert res.status == "max_iter"
+    assert _subnormals(res.U, res.V) == 0 and np.count_nonzero(res.U[3:] == 0) > 0
+
+
+def test_the_flow_integrates_in_flush_to_zero_mode(monkeypatch):
+    modes = []
+    rhs = fastmf.flow._State.rhs
+
+    def spy(self, t, y):
+        modes.append(fpmode.mode_bits())
+        return rhs(self, t, y)
+
+    monkeypatch.setattr(fastmf.flow._State, "rhs", spy)
+    before = fpmode.mode_bits()
+    gradient_flow(Problem.from_spectrum([2.0, 1.0], 20, 10), 2, 5.0, seed=0, t_eval=[0.0, 5.0])
+    assert modes and fpmode.mode_bits() == before
+    if fpmode.X86:
+        assert all(mode & fpmode.FTZ_DAZ == fpmode.FTZ_DAZ for mode in modes)
+
+
+def test_batch_half_step_flushes_subnormals():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((5, 3, 4))
+    X[3:] = 1e-310  # subnormal complement rows
+    Y = rng.standard_normal((5, 3, 4))
+    G, H, Xn = np.zeros((3, 3, 4)), np.empty((3, 3, 4)), np.empty_like(X)
+    _half_step(X, Y, np.array([2.0, 1.0]), np.full(4, 0.1), G, H, Xn)
+    assert _subnormals(Xn) == 0 and np.all(Xn[3:] == 0)
+
+
+def test_flush_and_the_processor_mode():
+    A = np.array([[1e-310, 1.0], [-5e-324, 2.3e-308]])
+    fpmode.flush(A)
+    np.testing.assert_array_equal(A, [[0.0, 1.0], [0.0, 2.3e-308]])
+    B = np.array([[1e-40, 1.0]], dtype=np.float32)
+    fpmode.flush(B)
+    assert B[0, 0] == 0 and B.dtype == np.float32
+    before = fpmode.mode_bits()
+    with fpmode.flushing():
+        inside = fpmode.mode_bits()
+    assert fpmode.mode_bits() == before
+    if fpmode.X86:
+        assert inside & fpmode.FTZ_DAZ == fpmode.FTZ_DAZ and before & fpmode.FTZ_DAZ == 0
+
+
+@pytest.mark.parametrize("scale", [0.0, 1e-310, 1e-200])
+def test_certified_eigenvalue_of_a_zero_or_tiny_matrix(scale):
+    M = scale * np.array([[2.0, 1.0], [1.0, 3.0]])
+    work = [np.zeros((2, 2)) for _ in range(3)]
+    value = extreme_eig(M, 2, True, 0.0, np.zeros(2), np.zeros(1, np.int64), 0, *work)
+    assert np.isfinite(value)
+    assert value == pytest.approx(np.linalg.eigvalsh(M)[-1], rel=1e-12, abs=0)
+
+
+# ----------------------------------------------------------------------------- scale
+
+
+def _scaled_problem(c, m=60, n=50):
+    return Problem.from_spectrum(np.array([3.0, 2.0, 1.0, 0.5]) * c, m, n)
+
+
+@pytest.mark.parametrize("e", [-120, -30, 1, 40, 110])
+@pytest.mark.parametrize("complement", ["compressed", "full"])
+def test_a_power_of_4_scale_changes_no_bit(e, complement):
+    """GD on (Sigma / c, U / sqrt c, V / sqrt c, lr c) is the same run: with c = 4^e exactly."""
+    c = 4.0**e
+    kwargs = {"max_iter": 600, "seed": 3, "complement": complement, "record_every": 7, "delta": 1e-12}
+    one = solve(_scaled_problem(1.0), 4, 0.1, init_scale=1e-4, **kwargs)
+    big = solve(_scaled_problem(c), 4, 0.1 / c, init_scale=1e-4 * np.sqrt(c), delta=1e-12 * c * c,
+                **{k: v for k, v in kwargs.items() if k != "delta"})  # fmt: skip
+    root = 2.0**e
+    for a, b in ((one.Up, big.Up), (one.Vp, big.Vp), (one.L_U, big.L_U), (one.L_V, big.L_V)):
+        np.testing.assert_array_equal(a * root, b)
+    np.testing.assert_array_equal(one.history["loss"] * c * c, big.history["loss"])
+    np.testing.assert_array_equal(one.history["P_op"] * c, big.history["P_op"])
+    np.testing.assert_array_equal(one.history["J_op"] * root, big.history["J_op"])
+    assert (one.stages.T1, one.stages.T0, one.stages.T_delta) == (big.stages.T1, big.stages.T0, big.stages.T_delta)
+
+
+@pytest.mark.parametrize("c", [1e-300, 1e-170, 1e-150, 1e152, 1e153, 1e300])
+def test_any_scale_runs_as_scale_one(c):
+    """(The loss itself, c^2 times scale 1's, is out of range for most of these c.)"""
+    one = solve(_scaled_problem(1.0), 4, 0.2 / 3, 3000, init_scale=1e-4, seed=1)
+    res = solve(_scaled_problem(c), 4, 0.2 / 3 / c, 3000, init_scale=1e-4 * np.sqrt(c), seed=1)
+    assert res.status == one.status == "max_iter"
+    assert (res.stages.T1, res.stages.T0) == (one.stages.T1, one.stages.T0) != (None, None)
+    np.testing.assert_allclose(res.Up / np.sqrt(c), one.Up, rtol=1e-9, atol=1e-12)
+    sigma = res.history["sigma_min_A"] / np.sqrt(c)
+    np.testing.assert_allclose(sigma, one.history["sigma_min_A"], rtol=1e-9)
+
+
+@pytest.mark.parametrize("c", [1e-300, 1e300])
+def test_direct_batch_and_flow_at_extreme_scales(c):
+    S = low_rank(np.random.default_rng(0), 30, 20, [3.0, 2.0, 1.0])
+    one = solve(S, 3, 0.1, 500, init_scale=1e-3, seed=0, method="direct")
+    res = solve(S * c, 3, 0.1 / c, 500, init_scale=1e-3 * np.sqrt(c), seed=0, method="direct")
+    assert res.status == "max_iter"
+    np.testing.assert_allclose(res.U / np.sqrt(c), one.U, rtol=1e-9, atol=1e-12)
+    p1, pc = _scaled_problem(1.0), _scaled_problem(c)
+    b1 = solve_batch(p1, 4, 0.1, 800, seeds=[0, 1])
+    bc = solve_batch(pc, 4, 0.1 / c, 800, seeds=[0, 1], init_scale=b1.init_scale * np.sqrt(c))
+    np.testing.assert_array_equal(bc.T0, b1.T0)
+    assert np.all(np.isfinite(b1.T0)) and list(bc.status) == list(b1.status) == ["max_iter"] * 2
+    f1 = gradient_flow(p1, 4, 40.0, init_scale=1e-3, seed=0, t_eval=[0.0, 40.0])
+    fc = gradient_flow(pc, 4, 40.0 / c, init_scale=1e-3 * np.sqrt(c), seed=0, t_eval=[0.0, 40.0 / c])
+    assert fc.status == f1.status == "t_max" and fc.stages.T0 * c == pytest.approx(f1.stages.T0, rel=1e-9)
+    np.testing.assert_allclose(fc.Up / np.sqrt(c), f1.Up, rtol=1e-6, atol=1e-9)
+
+
+# ----------------------------------------------------------------------------- outcomes
+
+
+def test_no_convergence_at_step_0_for_a_tol_large_for_the_scale():
+    p = _scaled_problem(1e-10)  # the loss starts near 7e-20
+    res = solve(p, 4, 0.1e10, 4000, init_scale=1e-9, seed=0, tol=1e-6)
+    assert res.n_iter > 0 and res.status == "converged"
+    assert res.loss <= 1e-4 * 0.5 * np.sum(p.s**2)
+    tiny = solve(_scaled_problem(1e-170), 4, 0.1e170, 50, seed=0)  # the loss underflowed to 0 here
+    assert tiny.status == "max_iter" and tiny.n_iter == 50
+
+
+def test_best_loss_of_width_k_counts_as_converged():
+    """k < r: the loss cannot go below f* = 1/2 sum_{i>k} s_i^2; a tol above it converges."""
+    p = Problem.from_spectrum([3.0, 2.0, 1.0, 0.1], 40, 30)
+    best = 0.5 * 0.1**2
+    res = solve(p, 3, 0.1, 20_000, init_scale=1e-4, seed=0, tol=best * (1 + 1e-6))
+    assert res.status == "converged" and best <= res.loss <= best * (1 + 1e-6)
+
+
+def test_divergence_advice_only_when_lr_breaks_the_bound():
+    p = _scaled_problem(1e152)
+    res = solve(p, 4, 0.2 / p.sigma_1, 300, seed=0)
+    assert res.status == "max_iter"  # diverged before: the loss overflowed at this scale
+    S = low_rank(np.random.default_rng(1), 20, 15, [2.0, 1.0])
+    big_start = solve(S, 2, 0.1, 200, init_scale=30.0, seed=0, method="split", record_every=100)
+    assert big_start.status == "diverged"
+    assert "init_scale" in big_start.message and "stable for lr" not in big_start.message
+    too_big_lr = solve(S, 2, 2.0, 200, seed=0, record_every=100)
+    assert too_big_lr.status == "diverged" and "stable for lr <=" in too_big_lr.message
+
+
+@pytest.mark.parametrize("method", ["split", "direct"])
+def test_loss_is_the_loss_of_the_returned_state(method):
+    S = low_rank(np.random.default_rng(2), 20, 15, [2.0, 1.0])
+    res = solve(S, 2, 1.7, 300, seed=0, record_every=100, method=method)
+    assert res.status == "diverged" and res.n_iter % 100 != 0
+    R = S - res.U @ res.V.T
+    assert res.loss == pytest.approx(0.5 * np.sum(R * R), rel=1e-9)
+    assert res.history["step"][-1] == res.n_iter
+
+
+def test_batch_final_loss_of_a_diverged_run_is_its_last_state():
+    p = _scaled_problem(1.0)
+    batch = solve_batch(p, 4, [1.0], 300, seeds=[0], record_every=100)
+    res = solve(p, 4, 1.0, 300, seed=0, record_every=100, spectral_every=0)
+    assert batch.status[0] == res.status == "diverged"
+    assert batch.final_loss[0] == pytest.approx(res.loss, rel=1e-9)
+
+
+def test_float32_lr_too_small_to_move_warns():
+    p = Problem.from_spectrum(np.array([2.0, 1.0]), 10, 8, dtype=np.float32)
+    with pytest.warns(RuntimeWarning, match="rounds to 1 in float32"):
+        res = solve(p, 2, 1e-9, 5, seed=0)
+    assert res.status == "max_iter"
+
+
+def test_rebuilding_u_counts_what_it_allocates(monkeypatch):
+    """Rebuilding U from a drawn W holds the draw, its QR and W (float64) besides U: the check
+    must refuse when m k * 8 bytes fit but five times that do not."""
+    res = solve(Problem.from_spectrum([2.0, 1.0], 50_000, 40), 2, 0.1, 3, seed=0)
+    need = 50_000 * 2 * 8
+    page = 4096
+    monkeypatch.setattr(os, "sysconf", lambda name: page if name == "SC_PAGE_SIZE" else 3 * need // page)
+    with pytest.raises(MemoryError, match="result.Up"):
+        res.U  # noqa: B018
+
+
+def test_gd_in_original_basis_agrees_after_internal_scaling():
+    """The internal units are invisible: the split engine against plain GD, at scale 1e-100."""
+    c = 1e-100
+    rng = np.random.default_rng(4)
+    S = low_rank(rng, 12, 9, [3.0, 1.5]) * c
+    U0, V0 = 1e-2 * np.sqrt(c) * rng.standard_normal((12, 2)), 1e-2 * np.sqrt(c) * rng.standard_normal((9, 2))
+    loss, _, U, V = gd(S, U0, V0, 0.1 / c, 200)
+    res = solve(S, 2, 0.1 / c, 200, U0=U0, V0=V0, method="split")
+    np.testing.assert_allclose(res.history["loss"], loss, rtol=1e-8, atol=1e-12 * loss[0])
+    np.testing.assert_allclose(res.U, U, rtol=1e-8, atol=1e-12 * np.abs(U).max())
