@@ -200,9 +200,8 @@ def _choose(Sigma, rank, max_iter, record_every):
     problem = Problem.if_low_rank(Sigma, min(max(32, max_iter * k // 2), max(r_max, 32)))
     if problem is None:
         return "direct", Sigma
-    r = problem.rank
-    split = _RECORD_FLOPS_PER_ENTRY * r * r / record_every + 12 * (r + k) * k * k
-    return ("direct", Sigma) if split > direct else ("split", problem)
+    records = _RECORD_FLOPS_PER_ENTRY * problem.rank**2 / record_every  # a split step costs less than these
+    return ("direct", Sigma) if records > direct else ("split", problem)
 
 
 def resume(

@@ -218,3 +218,38 @@ def test_resumed_run_matches_plain_gd():
     res = resume(part)
     np.testing.assert_allclose(res.history["loss"], loss, rtol=1e-9, atol=1e-22 * np.sum(Sigma**2))
     np.testing.assert_allclose(res.U, U, rtol=1e-9, atol=1e-12)
+
+
+def test_resume_from_a_file_writes_back_to_that_file(tmp_path, monkeypatch):
+    """The path saved inside a checkpoint is relative to where the run started: resuming a copy
+    from elsewhere must update the copy, never that other file."""
+    p, k = _problems()["dense"]
+    (tmp_path / "a").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    solve(p, k, 0.1, 200, seed=0, checkpoint="run.npz")
+    original = (tmp_path / "a" / "run.npz").read_bytes()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "run.npz").write_bytes(original)
+    (tmp_path / "backup.npz").write_bytes(original)
+    monkeypatch.chdir(tmp_path / "b")
+    more = resume(tmp_path / "backup.npz", max_iter=300)
+    assert load(tmp_path / "backup.npz").n_iter == more.n_iter == 300
+    assert (tmp_path / "b" / "run.npz").read_bytes() == original  # the file named inside: untouched
+    assert (tmp_path / "a" / "run.npz").read_bytes() == original
+
+
+def test_an_exception_in_a_run_writes_the_checkpoint_then_propagates(tmp_path):
+    p, k = _problems()["dense"]
+    path = tmp_path / "run.npz"
+
+    def fails(state):
+        if state.step >= 300:
+            raise RuntimeError("the callback broke")
+        return False
+
+    with pytest.raises(RuntimeError, match="the callback broke"):
+        solve(p, k, 0.1, 10**7, seed=0, checkpoint=path, callback=fails)
+    saved = load(path)
+    assert saved.status == "running" and saved.n_iter >= 300
+    unbroken = solve(p, k, 0.1, saved.n_iter + 50, seed=0)
+    _same(resume(path, max_iter=saved.n_iter + 50, checkpoint=False), unbroken)

@@ -150,3 +150,14 @@ def test_direct_needs_a_dense_sigma():
         solve(scipy.sparse.eye(20, format="csr"), 2, 0.1, 5, method="direct")
     with pytest.raises(ValueError, match="kind 'spectrum'"):
         solve(Problem.from_spectrum([2.0, 1.0], 20, 20), 2, 0.1, 5, method="direct")
+
+
+def test_auto_weighs_the_split_runs_records():
+    """A full-rank Sigma and a long run: the sketch may afford the basis (max_iter k / 2 columns),
+    but a record every step would then cost O(r^2) against 4 m n k flops a direct step."""
+    full = np.random.default_rng(4).standard_normal((300, 200))
+    assert isinstance(solve(full, 2, 0.01, 2000, seed=0), DirectResult)
+    # records every 100 steps: the basis (a full SVD) and cheap steps beat 2000 direct steps
+    assert isinstance(solve(full, 2, 0.01, 2000, seed=0, record_every=100), SolveResult)
+    low = low_rank(np.random.default_rng(4), 300, 200, [3.0, 2.0, 1.0])
+    assert isinstance(solve(low, 3, 0.1, 2000, seed=0), SolveResult)

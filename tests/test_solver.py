@@ -283,3 +283,14 @@ def test_random_shapes_match_plain_gd(m, n, r, k, seed, complement):
     res = solve(Sigma, k, lr, 40, U0=U0, V0=V0, complement=complement)
     np.testing.assert_allclose(res.history["loss"], loss, rtol=1e-9, atol=1e-22 * np.sum(Sigma**2))
     assert _rel(res.U, U) < 1e-9 and _rel(res.V, V) < 1e-9
+
+
+def test_spectral_records_thin_out_by_default_when_r_exceeds_k():
+    """r = 12, k = 3: a spectral record costs O(r^3), a step O(r k^2): every (r / k)^2 = 16 records."""
+    S = low_rank(np.random.default_rng(6), 30, 25, np.linspace(3.0, 1.0, 12))
+    res = solve(S, 3, 0.05, 40, seed=0)
+    spectral = np.flatnonzero(np.isfinite(res.history["P_op"]))
+    np.testing.assert_array_equal(res.history["step"][spectral], [0, 16, 32, 40])
+    assert np.all(np.isfinite(res.history["loss"]))
+    square = solve(S, 12, 0.05, 10, seed=0)  # r <= k: every record, as before
+    assert np.all(np.isfinite(square.history["P_op"]))
