@@ -8,6 +8,7 @@ vectors (`fastmf._kernels.batch`), the blocks in parallel.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,10 @@ from .scaling import Scale
 from .solver import internal_lr
 
 _STATUS = {K.RUNNING: "max_iter", K.CONVERGED: "converged", K.DIVERGED: "diverged"}  # a run's end
+# One batch kernel at a time in this process: Numba's workqueue threading layer (the one
+# available without TBB or OpenMP) aborts the process when two threads launch parallel
+# kernels at once, and each call already uses every Numba thread.
+_ONE_AT_A_TIME = threading.Lock()
 
 
 @dataclass(eq=False)
@@ -137,8 +142,9 @@ def solve_batch(
     summary = np.zeros((runs, 6))
     steps = np.unique(np.r_[np.arange(0, max_iter + 1, record_every), max_iter])  # the recorded steps
     losses = np.full((runs, steps.size if history else 0), np.nan)
-    run_batch(Xs, Ys, s, inner_lrs, inner_tol, max_iter, record_every,
-              -1.0 if delta is None else scale.inward(delta, 2), summary, losses)  # fmt: skip
+    with _ONE_AT_A_TIME:
+        run_batch(Xs, Ys, s, inner_lrs, inner_tol, max_iter, record_every,
+                  -1.0 if delta is None else scale.inward(delta, 2), summary, losses)  # fmt: skip
     summary[:, 2] = scale.outward(summary[:, 2], 2)
     losses = scale.outward(losses, 2)
     stage = summary[:, 3:6].copy()

@@ -1,6 +1,10 @@
 """solve_batch: each run is fastmf.solve's run (to rounding; the same stages), and the same
 bit for bit whatever the number of threads or the batch it is in."""
 
+import os
+import subprocess
+import sys
+
 import numba
 import numpy as np
 import pytest
@@ -109,3 +113,22 @@ def test_bad_arguments_name_the_fix(kwargs, match):
 
 def test_exported():
     assert fastmf.solve_batch is solve_batch and "BatchResult" in fastmf.__all__
+
+
+def test_concurrent_calls_under_the_workqueue_layer(tmp_path):
+    """Four threads calling solve_batch at once aborted the process under Numba's workqueue
+    threading layer (the default where neither TBB nor OpenMP is installed)."""
+    script = tmp_path / "threads.py"
+    script.write_text(
+        "import concurrent.futures, numpy as np, numba, fastmf\n"
+        "p = fastmf.Problem.from_spectrum(np.geomspace(3.0, 1.0, 4), 1000, 800)\n"
+        "run = lambda s: fastmf.solve_batch(p, 4, 0.1, 300, seeds=range(s, s + 40)).final_loss\n"
+        "with concurrent.futures.ThreadPoolExecutor(4) as pool:\n"
+        "    together = list(pool.map(run, range(4)))\n"
+        "assert numba.threading_layer() == 'workqueue'\n"
+        "assert all(np.array_equal(a, run(s)) for s, a in enumerate(together))\n"
+        "print('ok')\n"
+    )
+    env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue", NUMBA_NUM_THREADS="2")
+    proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-2000:]
