@@ -46,6 +46,13 @@
 13. Thread scaling, at 1, 2, 4, ... threads up to the cores: the batch kernel (2048 seeds of
     section 10, record_every=10; Numba threads) and 20 direct steps (4096 x 4096, k = 16;
     BLAS threads, set with threadpoolctl), medians of repeats and the speed-up over 1 thread.
+14. Long runs, far past convergence (lr = 0.0125, init_scale = 1e-6, record_every=100): the
+    time of 10**5 steps against 10 times that of the first 10**4 (a ratio near 1 means a step
+    costs the same forever; subnormal numbers make it grow on many Intel CPUs), and the
+    number of subnormal entries in the final state. The compressed engine on a 10**9
+    spectrum (k = 32), the full complement on a 300 x 200 one (k = 16), solve_batch (32
+    seeds, the 10**9 spectrum with k = 16) and the direct path (a 200 x 150 Sigma of rank 3
+    with zero rows, whose rows of U and V outside its support decay to 0).
 
 The machines this runs on are shared: timings are medians of repeats spread over time,
 with the minimum beside them as the quiet-machine figure.
@@ -575,6 +582,40 @@ def thread_scaling(repeats):
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
 
 
+def long_runs(steps):
+    def subnormal(*arrays):
+        return sum(int(np.count_nonzero((a != 0) & (np.abs(a) < np.finfo(a.dtype).tiny))) for a in arrays)
+
+    spectrum = fastmf.Problem.from_spectrum(np.geomspace(4.0, 1.0, 32), 10**9, 10**9)
+    small = fastmf.Problem.from_spectrum(np.geomspace(4.0, 1.0, 16), 300, 200)
+    S = np.zeros((200, 150))
+    S[:3, :3] = np.diag([4.0, 2.0, 1.0])
+    kw = {"init_scale": 1e-6, "seed": 0, "record_every": 100}
+    cases = {
+        "compressed, 10**9 spectrum, k = 32": lambda n: fastmf.solve(spectrum, 32, 0.0125, n, **kw),
+        "full complement, 300 x 200, k = 16": lambda n: fastmf.solve(small, 16, 0.0125, n, complement="full", **kw),
+        "solve_batch, 32 seeds, k = 16": lambda n: fastmf.solve_batch(
+            fastmf.Problem.from_spectrum(np.geomspace(4.0, 1.0, 16), 10**9, 10**9), 16, 0.0125, n,
+            seeds=range(32), init_scale=1e-6, record_every=100),
+        "direct, 200 x 150 of rank 3, k = 3": lambda n: fastmf.solve(S, 3, 0.0125, n, method="direct", **kw),
+    }  # fmt: skip
+    print(f"\n14. long runs: {steps} steps against 10 x the first {steps // 10} (lr = 0.0125, init_scale = 1e-6)")
+    for name, run in cases.items():
+        run(10)  # compile
+        first = _timed(lambda run=run: run(steps // 10))
+        result = None
+
+        def whole(run=run):
+            nonlocal result
+            result = run(steps)
+
+        total = _timed(whole)
+        arrays = [result.Up, result.Vp, result.L_U, result.L_V] if hasattr(result, "Up") else []
+        arrays = [result.U, result.V] if hasattr(result, "diverged_at") and not arrays else arrays
+        left = f"{subnormal(*arrays)} subnormal state entries" if arrays else "state not returned"
+        print(f"   {name:38s} {total:7.2f} s / (10 x {first:6.3f} s) = {total / (10 * first):5.2f}; {left}")
+
+
 def _timed(f):
     t0 = time.perf_counter()
     f()
@@ -585,7 +626,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer repeats and steps")
     ap.add_argument("--numpy-steps", type=int, default=30)
-    ap.add_argument("--only", type=int, choices=range(1, 14), help="run only this measurement")
+    ap.add_argument("--only", type=int, choices=range(1, 15), help="run only this measurement")
     args = ap.parse_args()
     repeats = 3 if args.quick else 7
     try:
@@ -613,6 +654,7 @@ def main():
         lambda: dask_problem(4000 if args.quick else 20_000),
         lambda: sweep_overhead(1000 if args.quick else 10_000),
         lambda: thread_scaling(repeats),
+        lambda: long_runs(10**4 if args.quick else 10**5),
     ]
     for number, section in enumerate(sections, 1):
         if args.only in (None, number):

@@ -123,7 +123,8 @@ def gradient_flow(
         evenly spaced times. The final time is always recorded.
     target_loss : float
         Stop at the first time the loss reaches this value (located to the solver's
-        accuracy on its dense output); 0 disables the stop.
+        accuracy on its dense output), or the converged level of `fastmf.solve`'s tol if
+        that is lower; 0 disables the stop.
     rtol, atol : float
         Tolerances of the ODE solver; atol defaults to 1e-3 * rtol times the largest
         entry of the initial state, so that a tiny start is integrated to relative accuracy.

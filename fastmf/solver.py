@@ -66,6 +66,10 @@ def solve(
     complement is compressed to k x k matrices by default (DESIGN.md section 3), so a step
     costs O(k^3) whatever m and n are. The quantities the proofs track are recorded along
     the way (DESIGN.md section 4, `fastmf._kernels.diagnostics`), and the stages detected.
+    Any finite scale of Sigma runs as scale 1 does (the engines work in units of the power
+    of 4 nearest sigma_1, which changes no bit: `fastmf.scaling`), and numbers below the
+    smallest normal float are flushed to zero, so a step costs the same however long the
+    run (docs/maths.md section 5).
 
     Parameters
     ----------
@@ -89,8 +93,11 @@ def solve(
     U0, V0 : array_like, optional
         Initial factors (m x k, n x k), both or neither; not modified.
     tol : float
-        Stop at the first recorded step whose loss is <= tol (0 disables the early stop
-        unless the loss is exactly 0).
+        Stop ("converged") at the first recorded step whose loss is <= tol and also within
+        1e-4 of the way from 1/2 ||Sigma||_F^2 (the loss of U = V = 0) down to the best loss
+        of width k, 1/2 sum_{i > k} s_i^2 (`stages.converged_level`; the direct path takes
+        that best loss as 0), so that a tol large for the scale of Sigma cannot stop a run
+        at step 0. 0 disables the early stop unless the loss is exactly 0.
     record_every : int
         Record the diagnostics every this many steps (and at the last step).
     spectral_every : int, optional
