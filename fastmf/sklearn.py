@@ -21,7 +21,7 @@ try:
     from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, _fit_context
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.utils._param_validation import Interval
-    from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
+    from sklearn.utils.validation import check_array, check_is_fitted, check_random_state, validate_data
 except ImportError:
     raise ImportError(
         "fastmf.sklearn needs scikit-learn >= 1.6: pip install scikit-learn (or the fastmf-gd[sklearn] extra)"
@@ -227,9 +227,9 @@ class GradientDescentMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         return np.asarray(X @ np.linalg.pinv(self.components_).astype(X.dtype, copy=False))
 
     def inverse_transform(self, X):
-        """U V^T for a given U (n_samples x n_components)."""
+        """U V^T for a given dense U (n_samples x n_components)."""
         check_is_fitted(self)
-        return np.asarray(X) @ self.components_
+        return check_array(X, dtype=_FLOATS) @ self.components_
 
     def score(self, X, y=None):
         """Negative reconstruction error, -||X - transform(X) V^T||_F (higher is better), X dense or sparse."""

@@ -152,6 +152,8 @@ def test_sparse_input_gives_the_dense_fit():
         assert sparse.n_iter_ == dense.n_iter_
         np.testing.assert_allclose(sparse.transform(X.asformat(fmt)), dense.transform(X.toarray()), rtol=1e-12)
         assert sparse.score(X.asformat(fmt)) == pytest.approx(dense.score(X.toarray()), rel=1e-12)
+    with pytest.raises(TypeError, match="Sparse data was passed, but dense data is required"):
+        dense.inverse_transform(scipy.sparse.csr_matrix(dense.transform(X)))
 
 
 @pytest.mark.skipif(not hasattr(os, "sysconf"), reason="the memory check needs os.sysconf")
