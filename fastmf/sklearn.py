@@ -27,6 +27,7 @@ except ImportError:
         "fastmf.sklearn needs scikit-learn >= 1.6: pip install scikit-learn (or the fastmf-gd[sklearn] extra)"
     ) from None
 
+from .direct import top_singular_value
 from .solver import solve
 
 # Default lr = _LR / sigma_1, inside GD's stable range lr <= 1 / (3 sigma_1) from a small start.
@@ -176,7 +177,7 @@ class GradientDescentMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         U = self._transform(X)
         self.reconstruction_err_ = _residual_norm(X, U, self.components_)
         if self.status_ != "converged":
-            self._warn(lr, _top_singular_value(S))
+            self._warn(lr, top_singular_value(S))
         return U
 
     def _descend(self, S, k, lr, start):
@@ -192,8 +193,8 @@ class GradientDescentMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             start = {"U0": run.U, "V0": run.V}
             losses = losses or [run.history["loss"][0]]
             steps.append(steps[-1] + run.n_iter)
-            if run.status == "diverged":  # no loss of the returned state was recorded
-                return run, _history(steps, losses + [np.nan]), "diverged"
+            if run.status == "diverged":  # run.loss: the loss of the last finite state, the one returned
+                return run, _history(steps, losses + [run.loss]), "diverged"
             losses.append(run.loss)
             gain = (losses[-2] - losses[-1]) / losses[0]
             if run.status == "converged" or (armed and 0 <= gain < self.tol):  # converged: the loss is 0
@@ -281,7 +282,7 @@ def _sigma_1_estimate(S: np.ndarray) -> float:
     iterations on S^T S from a fixed start (20 passes over S, a fraction of what Lanczos takes
     on a flat spectrum). Enough to scale the default lr and init_scale."""
     if min(S.shape) <= 128:
-        return _top_singular_value(S)
+        return top_singular_value(S)
     v = np.random.default_rng(0).standard_normal(S.shape[1]).astype(S.dtype)
     for _ in range(10):  # normalized after each product, with BLAS's scaled norm: any finite scale of S works
         u = S @ v
@@ -289,14 +290,6 @@ def _sigma_1_estimate(S: np.ndarray) -> float:
         v = S.T @ u
         v /= scipy.linalg.norm(v)
     return float(scipy.linalg.norm(S @ v))
-
-
-def _top_singular_value(S: np.ndarray) -> float:
-    """sigma_1 of a dense S: LAPACK for small ones, else Lanczos (ARPACK) from a fixed start."""
-    if min(S.shape) <= 128:
-        return float(np.linalg.norm(S, 2))
-    v0 = np.random.default_rng(0).standard_normal(min(S.shape))
-    return float(scipy.sparse.linalg.svds(S, k=1, v0=v0, return_singular_vectors=False)[0])
 
 
 def _residual_norm(X, U, H) -> float:
