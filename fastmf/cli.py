@@ -93,6 +93,11 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
+    from ._kernels import blas
+
+    if args.command != "info" and blas.error():  # info reports it; every other command needs the kernels
+        print(f"fastmf {args.command}: error: {blas.error()}", file=sys.stderr)
+        return EXIT_USAGE
     received = args.signals = []
 
     def on_sigterm(signum, frame):
@@ -396,7 +401,12 @@ def _cmd_info(args) -> int:
     print(f"numba    {numba.__version__} (threads: {numba.config.NUMBA_NUM_THREADS})")
     print(f"cache    {_cache_dir()}")
     kernels = fastmf.blas_info()
-    print(f"kernels  FASTMF_BLAS={kernels['backend']}: {kernels['library']}, {kernels['threads']} threads")
+    if kernels["error"]:
+        print(f"kernels  cannot run: {kernels['error']}")
+    else:
+        n = kernels["threads"]
+        threads = f"{n} thread{'s' * (n != 1)}" if n else "threads unknown"
+        print(f"kernels  FASTMF_BLAS={kernels['backend']}: {kernels['library'] or 'library unknown'}, {threads}")
     try:
         from threadpoolctl import threadpool_info
     except ImportError:

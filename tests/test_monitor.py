@@ -67,6 +67,7 @@ def test_flow_callback():
 
 
 def test_progress_bar(capsys):
+    pytest.importorskip("tqdm")
     solve(P, **KW, progress=True)
     err = capsys.readouterr().err
     assert "fastmf" in err and "3000/3000" in err and "stage=" in err

@@ -16,7 +16,7 @@ from .diagnostics import KEYS, N_CHEAP, N_INFO, N_KEYS, N_TRACKED, T0, T1
 from .direct import absmax, block_rows, norm2, run_direct
 
 # kernels compile or load on their first call, so binding their BLAS here comes first
-blas.bind(os.environ.get("FASTMF_BLAS", "openblas"))
+blas.bind(os.environ.get("FASTMF_BLAS", ""))
 
 __all__ = [
     "BAD_STEP", "CONVERGED", "DIVERGED", "KEYS", "N_CHEAP", "N_INFO", "N_KEYS", "N_RECORDS", "N_TRACKED", "RUNNING",
