@@ -1,6 +1,6 @@
 """asv benchmarks: the cost of a step of each engine across sizes, and of whole runs.
 
-What to look for (DESIGN.md section 6): per step, the compressed engine is flat in m and
+What to look for: per step, the compressed engine is flat in m and
 n, the full complement linear in m + n, the direct path linear in m n. Each class times
 its `steps` steps with the loss recorded every step (the default start, init_scale
 1e-3 sqrt(sigma_1 / (m + n)), so every size follows the same dynamics); the BLAS thread

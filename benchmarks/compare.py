@@ -123,7 +123,7 @@ def end_to_end(m, k, steps, numpy_steps, repeats):
 
 @njit(cache=True)
 def straightforward_steps(X, Y, s, lr, n, Xw, Yw):
-    """The stacked step (DESIGN.md 3) as a first, plainly written Numba loop, for reference."""
+    """The stacked step (docs/maths.md section 3) as a first, plainly written Numba loop, for reference."""
     rows_x, k = X.shape
     rows_y = Y.shape[0]
     r = s.shape[0]

@@ -1,7 +1,7 @@
 """fastmf: fast, exact gradient descent for asymmetric matrix factorization.
 
 Runs randomly initialized constant-step GD on min 1/2 ||U V^T - Sigma||_F^2 in the
-singular basis of Sigma (seed 001, eqs 6-9), with the complement compressed exactly to
+singular basis of Sigma (Ye and Du 2021, eqs 6-9), with the complement compressed exactly to
 k x k matrices, so a step costs O(k^3) whatever the size of Sigma.
 """
 

@@ -89,7 +89,7 @@ def solve_batch(
     delta: float | None = None,
     history: bool = False,
 ) -> BatchResult:
-    """GD from one random start per seed (seed 001, eqs 6-9, as `fastmf.solve`), all runs
+    """GD from one random start per seed (Ye and Du 2021, eqs 6-9, as `fastmf.solve`), all runs
     in one compiled call, parallel over runs (numba threads: `numba.set_num_threads`).
 
     Run i is ``fastmf.solve(problem, rank, lr[i], max_iter, seed=seeds[i],

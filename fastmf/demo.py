@@ -2,7 +2,7 @@
 
 Sigma is a 400 x 300 matrix of rank 5 with singular values 4, 3, 2, 1.5, 1 in random
 orthonormal bases (fixed seed). GD of width 5 from a small Gaussian start goes through
-the slow warm-up of seed 001's stage one, then converges linearly.
+the slow warm-up of stage one (Ye and Du 2021), then converges linearly.
 """
 
 import numpy as np

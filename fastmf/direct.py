@@ -1,4 +1,4 @@
-"""The direct path: GD on a dense Sigma in its own coordinates (seed 001, eqs 2-3).
+"""The direct path: GD on a dense Sigma in its own coordinates (Ye and Du 2021, eqs 2-3).
 
 `fastmf.solve(..., method="direct")` runs here. It needs no singular basis, so it suits a
 Sigma that is not low rank (where the split engine would need a full SVD first) and short

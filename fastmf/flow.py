@@ -1,7 +1,7 @@
-"""Gradient flow, its closed forms, and GD next to it (seed 000; seed 001, Corollary 1.2).
+"""Gradient flow, its closed forms, and GD next to it (the gradient-flow paper; Ye and Du 2021, Corollary 1.2).
 
 The flow dU/dt = R V, dV/dt = R^T U (R = Sigma - U V^T) is GD's eta -> 0 limit. It is
-integrated on the same compressed state as `solve` (DESIGN.md section 3: the complement
+integrated on the same compressed state as `solve` (docs/maths.md section 3: the complement
 only ever multiplies on the right, so k x k matrices carry it exactly), with the
 right-hand side compiled and SciPy's Runge-Kutta (or implicit) solvers stepping it.
 For rank one (r = k = 1) that state is exactly the papers' four-variable reduction: the
@@ -108,8 +108,8 @@ def gradient_flow(
 ) -> FlowResult:
     """Integrate the gradient flow of 1/2 ||U V^T - Sigma||_F^2 from a random or given start.
 
-    dU/dt = (Sigma - U V^T) V, dV/dt = (Sigma - U V^T)^T U (seed 000, eqs 1-2), on the
-    principal/complement split of seed 001 eqs (6)-(9) with the step size taken to zero:
+    dU/dt = (Sigma - U V^T) V, dV/dt = (Sigma - U V^T)^T U (the gradient-flow paper, eqs 1-2), on the
+    principal/complement split of Ye and Du 2021, eqs (6)-(9), with the step size taken to zero:
     the cost of a right-hand side is O(k^3) whatever m and n are.
 
     Parameters
@@ -265,8 +265,8 @@ def _integrate(solver, state, times, target, target_loss, monitor):
 def symmetric_solution(s, a0: float, t) -> np.ndarray:
     """Eigenvalues of S(t) = U U^T(t) for the symmetric flow from U0 = V0 = a0 I.
 
-    With Sigma = diag(s) square, S stays diagonal (seed 000 eq 5) with
-    s_i(t) = s_i e^{2 s_i t} / (e^{2 s_i t} + s_i / a0^2 - 1) (seed 000 eq 8; seed 001
+    With Sigma = diag(s) square, S stays diagonal (the gradient-flow paper, eq 5) with
+    s_i(t) = s_i e^{2 s_i t} / (e^{2 s_i t} + s_i / a0^2 - 1) (the gradient-flow paper, eq 8; Ye and Du 2021
     after Corollary 1.2). Returns an array of shape t.shape + (len(s),).
     """
     s = real_array(s, "s", 1, dtype=np.float64)
@@ -277,7 +277,7 @@ def symmetric_solution(s, a0: float, t) -> np.ndarray:
 
 
 def sandwich_bounds(s, U0, t) -> tuple[np.ndarray, np.ndarray]:
-    """Theorem 4 of seed 000: for U0 = V0 (square, with Sigma = diag(s)), for all t >= 0
+    """Theorem 4 of the gradient-flow paper: for U0 = V0 (square, with Sigma = diag(s)), for all t >= 0
 
         diag(s_i(t; alpha)) <= U U^T(t) <= diag(s_i(t; beta))   (Loewner order),
 
@@ -298,7 +298,7 @@ def gd_flow_gap(
     ||U_gd - U_flow||_F + ||V_gd - V_flow||_F at each time (computed on the split state,
     which is an isometric image of (U, V)). Times are multiples of the largest lr, so a
     step size that divides it hits them exactly; GD's global error is O(lr), so halving
-    lr halves the gap (seed 001, Corollary 1.2).
+    lr halves the gap (docs/maths.md section 1).
     """
     st = start(Sigma, rank, init_scale, seed, U0, V0, "compressed")
     lrs = real_array(lrs, "lrs", 1, dtype=np.float64)

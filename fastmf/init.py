@@ -1,4 +1,4 @@
-"""Initial states in the split form U = Phi Up + W L (DESIGN.md sections 2-3).
+"""Initial states in the split form U = Phi Up + W L (docs/maths.md sections 2-3).
 
 Each factor is held as its principal coordinates Up = Phi^T U (r x k) and its complement
 CU = U - Phi Up written as W @ L, where W has orthonormal columns orthogonal to range(Phi):
@@ -216,5 +216,5 @@ def _given(U, name, shape) -> np.ndarray:
 
 
 def stack(f: Factor) -> np.ndarray:
-    """The kernels' stacked form [principal; L] of a factor (DESIGN.md section 3)."""
+    """The kernels' stacked form [principal; L] of a factor (docs/maths.md section 3)."""
     return np.ascontiguousarray(np.vstack([f.principal, f.L]))

@@ -18,7 +18,7 @@ _PROGRESS_AFTER = 1.0
 
 
 def stage(position: float, T1: float | None, T0: float | None) -> str:
-    """Name of the stage at a step or time (seed 001 Theorem 3.1, DESIGN.md section 4):
+    """Name of the stage at a step or time (Ye and Du 2021, Theorem 3.1; docs/maths.md section 4):
     "warm-up" before T1 (sigma_min(A) < sqrt(sigma_d / 2)), "alignment" from T1 to T0
     (||P||_op > sigma_d / 4), "linear" from T0 on."""
     if T0 is not None and position >= T0:

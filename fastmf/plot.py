@@ -1,7 +1,7 @@
 """Figures of runs (matplotlib, an optional extra): the stage page of one run and overlays of several.
 
-`plot_run` draws, on one page, what the analysis of seed 001 (Theorem 3.1, section 3.3;
-DESIGN.md section 4) watches, with the stages shaded: warm-up until T1, when sigma_min(A)
+`plot_run` draws, on one page, what the analysis of Ye and Du 2021 (Theorem 3.1, section 3.3;
+docs/maths.md section 4) watches, with the stages shaded: warm-up until T1, when sigma_min(A)
 reaches sqrt(sigma_d / 2); alignment until T0, when ||P||_op <= sigma_d / 4; then linear
 convergence, against the theorem's rate.
 """
@@ -39,7 +39,7 @@ def plot_run(result, *, fig=None, title: str | None = None):
     """The stage page of one run (a SolveResult or FlowResult): six panels on one figure.
 
     Panels: the loss on a log scale with T1, T0, T_delta marked and the stage-two rate
-    of seed 001 section 3.3 (the loss falling by 1 - lr sigma_d / 2 a step from T0,
+    of Ye and Du 2021, section 3.3 (the loss falling by 1 - lr sigma_d / 2 a step from T0,
     exp(-sigma_d / 2) per unit time for the flow; `Stages.rate_theory`) overlaid;
     sigma_min(A) against sqrt(sigma_d / 2); ||P||_op against sigma_d / 4; ||B||_F,
     ||J||_op = sigma_1(L_U) and ||K||_op = sigma_1(L_V); the imbalance

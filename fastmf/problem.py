@@ -1,9 +1,9 @@
-"""The target matrix Sigma and its singular basis (DESIGN.md section 2).
+"""The target matrix Sigma and its singular basis (docs/maths.md section 2).
 
 GD on 1/2 ||U V^T - Sigma||_F^2 only ever sees Sigma through its thin SVD
 Sigma = Phi diag(s) Psi^T over the r nonzero singular values, so a `Problem` holds
 exactly that: `s`, and the two bases as objects that move a factor between the original
-coordinates and the (principal, complement) split of seed 001, eqs (6)-(9).
+coordinates and the (principal, complement) split of Ye and Du 2021, eqs (6)-(9).
 
 Dense linear algebra here goes through numpy.linalg, never scipy.linalg: SciPy ships its
 own OpenBLAS, and alternating between two OpenBLAS thread pools makes each wait for the

@@ -126,7 +126,7 @@ class SolveResult(_Factors):
     history : dict of ndarray
         Equal-length float64 arrays, recorded every `record_every` steps and at the final
         step: "step" (t), "loss" (f(U_t, V_t)), "imbalance" (||U_t^T U_t - V_t^T V_t||_F),
-        the loss's four blocks and the quantities of DESIGN.md section 4 (keys in
+        the loss's four blocks and the quantities of docs/maths.md section 4 (keys in
         `fastmf._kernels.diagnostics.KEYS`; spectral ones NaN off `spectral_every`).
     stages : fastmf.stages.Stages
         T1, T0, T_delta (steps, None where not reached) and the linear rate after T0,
@@ -183,7 +183,7 @@ class SolveResult(_Factors):
 
 @dataclass(eq=False)
 class DirectResult(_Recorded):
-    """Outcome of ``fastmf.solve(..., method="direct")``: GD on Sigma itself (seed 001, eqs 2-3).
+    """Outcome of ``fastmf.solve(..., method="direct")``: GD on Sigma itself (Ye and Du 2021, eqs 2-3).
 
     Attributes
     ----------

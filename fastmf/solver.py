@@ -61,11 +61,11 @@ def solve(
 ) -> SolveResult | DirectResult:
     """Constant-step GD on min 1/2 ||U V^T - Sigma||_F^2 from a random or given start.
 
-    Runs U+ = U + lr R V, V+ = V + lr R^T U with R = Sigma - U V^T (seed 001, eqs 2-3)
+    Runs U+ = U + lr R V, V+ = V + lr R^T U with R = Sigma - U V^T (Ye and Du 2021, eqs 2-3)
     exactly, in the singular basis of Sigma where it splits into eqs (6)-(9); the
-    complement is compressed to k x k matrices by default (DESIGN.md section 3), so a step
+    complement is compressed to k x k matrices by default (docs/maths.md section 3), so a step
     costs O(k^3) whatever m and n are. The quantities the proofs track are recorded along
-    the way (DESIGN.md section 4, `fastmf._kernels.diagnostics`), and the stages detected.
+    the way (docs/maths.md section 4, `fastmf._kernels.diagnostics`), and the stages detected.
     Any finite scale of Sigma runs as scale 1 does (the engines work in units of the power
     of 4 nearest sigma_1, which changes no bit: `fastmf.scaling`), and numbers below the
     smallest normal float are flushed to zero, so a step costs the same however long the

@@ -1,4 +1,4 @@
-"""Stages of a run (seed 001: Theorem 3.1 and section 3.3; DESIGN.md section 4).
+"""Stages of a run (Ye and Du 2021: Theorem 3.1 and section 3.3; docs/maths.md section 4).
 
 T1: the first recorded time with sigma_min(A) >= sqrt(sigma_d / 2), the end of the warm-up;
 T0: the first recorded time from T1 on with ||P||_op <= sigma_d / 4;

@@ -1,5 +1,5 @@
-"""The papers' prescriptions and step-wise bounds (seed 001: Theorem 1.1, Theorem 3.1,
-Corollary 1.2, Lemmas 3.2 and 3.3, the stage-two rate; DESIGN.md section 4).
+"""The papers' prescriptions and step-wise bounds (Ye and Du 2021: Theorem 1.1, Theorem 3.1,
+Corollary 1.2, Lemmas 3.2 and 3.3, the stage-two rate; docs/maths.md section 4).
 
 The theorems hide universal constants in O(.); here each is a keyword argument that
 defaults to 1, so `init_scale(s, m, n, c=0.1)` reads "eps = 0.1 sigma_d / sqrt(...)".
@@ -58,7 +58,7 @@ def flow_time(s, eps: float, delta: float, *, c: float = 1.0) -> float:
 
 def linear_rate(s, lr: float) -> float:
     """Per-step factor 1 - eta sigma_d / 2 of the stage-two bound
-    ||Sigma - U V^T||_F^2 <= C (1 - eta sigma_d / 2)^t sigma_d  (seed 001, section 3.3)."""
+    ||Sigma - U V^T||_F^2 <= C (1 - eta sigma_d / 2)^t sigma_d  (Ye and Du 2021, section 3.3)."""
     _, _, sd = _spectrum(s)
     return 1.0 - finite_float(lr, "lr", positive=True) * sd / 2.0
 

@@ -1,6 +1,6 @@
 """Plain NumPy versions of the equations, written for clarity, never for speed.
 
-Everything here works in the original basis with dense m x n matrices (seed 001, eqs 2-3),
+Everything here works in the original basis with dense m x n matrices (Ye and Du 2021, eqs 2-3),
 so it shares no code and no algebra with fastmf's split, compressed kernels.
 """
 
@@ -36,7 +36,7 @@ def low_rank(rng, m, n, s):
 
 
 def flow(Sigma, U0, V0, t, rtol=1e-12):
-    """Gradient flow dU/dt = R V, dV/dt = R^T U in the original basis (seed 000 eqs 1-2),
+    """Gradient flow dU/dt = R V, dV/dt = R^T U in the original basis (the gradient-flow paper, eqs 1-2),
     integrated by SciPy's solve_ivp on the flattened dense factors; returns U(t), V(t)."""
     from scipy.integrate import solve_ivp
 

@@ -1,5 +1,5 @@
 """Saving, loading and resuming runs: a stopped run resumed gives exactly the numbers of one
-that never stopped (DESIGN.md section 7), and bad files give clear errors."""
+that never stopped, and bad files give clear errors."""
 
 import os
 

@@ -9,7 +9,7 @@ from naive import gd, low_rank
 
 
 def reference(Sigma, U, V, r):
-    """DESIGN.md section 4 computed plainly from dense U, V and NumPy's SVD of Sigma."""
+    """docs/maths.md section 4 computed plainly from dense U, V and NumPy's SVD of Sigma."""
     Ph, s_all, PsT = np.linalg.svd(Sigma)
     Phi, Psi, s = Ph[:, :r], PsT[:r].T, s_all[:r]
     Up, Vp = Phi.T @ U, Psi.T @ V
@@ -114,7 +114,7 @@ def test_stages_are_exact_at_the_recording_stride():
 
 
 def test_stages_of_the_theorem_and_the_linear_rate():
-    """kappa = 4, k = 10, eps = 1e-4, lr = 0.1 / sigma_1 (the stage picture of seed 001)."""
+    """kappa = 4, k = 10, eps = 1e-4, lr = 0.1 / sigma_1 (the stage picture of Ye and Du 2021)."""
     s = np.geomspace(4.0, 1.0, 10)
     p = Problem.from_spectrum(s, 500, 400)
     res = solve(p, 10, 0.1 / s[0], 4000, init_scale=1e-4, seed=7, delta=1e-10, spectral_every=10)
@@ -145,7 +145,7 @@ def test_lemma_3_3_on_consecutive_states_of_a_real_run():
         mapped = theory.lemma_3_3_map(P, np.diag(s), lr)
         assert np.linalg.eigvalsh(mapped)[0] >= bound - 1e-14  # the lemma, on the run's own P_t
         if prev is not None:
-            # the real step adds the B, J, K terms the lemma leaves out (seed 001, eq 12):
+            # the real step adds the B, J, K terms the lemma leaves out (Ye and Du 2021, eq 12):
             # by Weyl it keeps the bound up to their size, which stays below the eta^2 slack
             prev_bound, prev_mapped = prev
             perturbation = np.linalg.norm(P - prev_mapped, 2)

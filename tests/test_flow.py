@@ -45,7 +45,7 @@ def test_spectrum_random_start_matches_plain_numpy_flow():
 
 
 def test_closed_form_of_the_symmetric_flow():
-    """U0 = V0 = a0 I on a square diagonal Sigma: sigma_i(U U^T)(t) = s_i(t) (seed 000 eq 8)."""
+    """U0 = V0 = a0 I on a square diagonal Sigma: sigma_i(U U^T)(t) = s_i(t) (the gradient-flow paper, eq 8)."""
     s = np.geomspace(4.0, 1.0, 20)
     p = Problem.from_spectrum(s, 20, 20)
     a0 = 1e-3

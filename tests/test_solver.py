@@ -10,7 +10,7 @@ import fastmf._kernels
 from fastmf import Problem, solve
 from naive import gd, low_rank
 
-# (m, n, r, k): m < n, m > n, rank 1, k = m = n at full rank (seed 000), k > r, k < r,
+# (m, n, r, k): m < n, m > n, rank 1, k = m = n at full rank (the gradient-flow paper's case), k > r, k < r,
 # and a complement with fewer than k dimensions (m - r < k).
 SHAPES = [
     (30, 50, 3, 3),

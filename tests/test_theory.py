@@ -1,4 +1,4 @@
-"""The prescriptions of seed 001, written out again from the statements."""
+"""The prescriptions of Ye and Du 2021, written out again from the statements."""
 
 import numpy as np
 import pytest

@@ -1,7 +1,7 @@
 """Many GD runs in one compiled call (`fastmf.solve_batch`), parallel over runs.
 
 The runs go in blocks of `LANES`, each block's states stored with the run index innermost
-(rows x k x lanes), so every operation of the stacked step (DESIGN.md 3, eqs 6-9) is a
+(rows x k x lanes), so every operation of the stacked step (docs/maths.md section 3, eqs 6-9) is a
 vector operation across runs with no BLAS call (a small product costs BLAS more in call
 overhead than in arithmetic, and concurrent calls contend inside OpenBLAS). Blocks run in
 parallel (prange). A run's arithmetic never mixes with another's and has the same order in
@@ -10,7 +10,7 @@ threads, the batch size or its place in the batch. They equal `fastmf.solve`'s t
 (its products are BLAS's, summed in another order).
 
 Recorded at each recorded step: the loss (as `diagnostics.record`: the four blocks in the
-split form) and the stage tests of `diagnostics.record` (exact Cholesky tests, seed 001
+split form) and the stage tests of `diagnostics.record` (exact Cholesky tests, Ye and Du 2021,
 Theorem 3.1): T1 when sigma_min(A)^2 >= sigma_d / 2, then T0 when |P| <= sigma_d / 4.
 """
 

@@ -1,4 +1,4 @@
-"""Fused GD steps on the stacked principal/complement state (seed 001 eqs 6-9, DESIGN.md 3).
+"""Fused GD steps on the stacked principal/complement state (Ye and Du 2021, eqs 6-9; docs/maths.md section 3).
 
 The state is X = [Up; L_U] and Y = [Vp; L_V]: r principal rows followed by the complement
 rows (k' rows when compressed, the m x k complement itself when full). One step is
@@ -6,7 +6,7 @@ rows (k' rows when compressed, the m x k complement itself when full). One step 
     X+ = X (I - lr M) + lr [s o Vp; 0],    M = Y^T Y      (eqs 6 and 8)
     Y+ = Y (I - lr N) + lr [s o Up; 0],    N = X^T X      (eqs 7 and 9)
 
-Products go to BLAS (`blas.gemm`: SciPy's OpenBLAS unless FASTMF_BLAS says otherwise);
+Products go to BLAS (`blas.gemm`: the BLAS SciPy calls unless FASTMF_BLAS says otherwise);
 the loops here do only O(rows k) elementwise work. Measured on a 2-core AMD EPYC (znver3) at k = 10, a step
 costs 2.1 us this way against 3.1 us for a plainly written loop nest (numba does not
 contract to FMA without fastmath, and loops of length k = 10 stay scalar); at k = 64 it
@@ -206,7 +206,7 @@ def run_blocks(
 
 @kernel
 def flow_rhs(X, Y, s, dX, dY, G):
-    """Gradient flow on the stacked state (seed 000 eqs 1-2, seed 001 eqs 6-9 with lr -> dt):
+    """Gradient flow on the stacked state (gradient-flow paper eqs 1-2, Ye and Du 2021 eqs 6-9, lr -> dt):
 
         dX/dt = -X M + [s o Vp; 0],    dY/dt = -Y N + [s o Up; 0],    M = Y^T Y, N = X^T X.
 

@@ -1,4 +1,4 @@
-"""The quantities the proofs track, from the stacked state only (DESIGN.md section 4).
+"""The quantities the proofs track, from the stacked state only (docs/maths.md section 4).
 
 With A = (Up + Vp) / 2 and B = (Up - Vp) / 2 (r x k), E = diag(s) - Up Vp^T = P + Q where
 P = diag(s) - A A^T + B B^T = (E + E^T) / 2 and Q = A B^T - B A^T = (E - E^T) / 2, so P
@@ -104,13 +104,13 @@ def record(X, Y, s, N, GUc, M, GVc, E, t, spectral, row, D, vecs, valid, info):
     (N_TRACKED, n) and valid (N_TRACKED,) carry the tracked eigenvectors from record to
     record. Stages are checked exactly (Cholesky of the shifted matrix) while pending:
     info[T1] = t when sigma_min(A)^2 >= sigma_d / 2, then info[T0] = t when
-    -sigma_d / 4 <= P <= sigma_d / 4 (seed 001, Theorem 3.1).
+    -sigma_d / 4 <= P <= sigma_d / 4 (Ye and Du 2021, Theorem 3.1).
     """
     r = s.shape[0]
     k = X.shape[1]
     p = min(r, k)
     gemm(X[:r], Y[:r].T, E)
-    # the four blocks of the loss (DESIGN.md 3), each a sum of squares: ||diag(s) - E||^2,
+    # the four blocks of the loss (docs/maths.md section 3), each a sum of squares: ||diag(s) - E||^2,
     # then <GUp, GVc>, <GUc, GVp>, <GUc, GVc> with GUp = N - GUc, GVp = M - GVc
     e2 = 0.0
     q2 = 0.0

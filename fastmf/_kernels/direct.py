@@ -1,4 +1,4 @@
-"""GD in the original basis (seed 001, eqs 2-3), streaming Sigma once per step.
+"""GD in the original basis (Ye and Du 2021, eqs 2-3), streaming Sigma once per step.
 
     U+ = U + lr R V,   V+ = V + lr R^T U,   R = Sigma - U V^T
 
@@ -16,7 +16,7 @@ whose rounding error is a few eps ||Sigma||_F^2; when 2 f falls below `exact_bel
 ||Sigma||_F^2 (the caller's choice: the identity would lose digits) the step pays a second
 pass that sums the squares of R block by block (`residual_norm2`, 2 m n k flops more).
 
-Products go to BLAS (`blas.gemm`, SciPy's OpenBLAS by default), which uses its own threads: a
+Products go to BLAS (`blas.gemm`, the BLAS SciPy calls by default), which uses its own threads: a
 block of 2 MiB keeps the packed panels in cache (benchmarks/compare.py section 8 measures
 the choice). Kernels are pure; float32 arrays stay float32, sums of squares are float64.
 """

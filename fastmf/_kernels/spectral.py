@@ -1,4 +1,4 @@
-"""Certified extreme eigenvalues of small symmetric matrices, warm-started (DESIGN.md 4).
+"""Certified extreme eigenvalues of small symmetric matrices, warm-started (docs/maths.md section 4).
 
 The diagnostics the proofs track (sigma_d(A), lambda_d(P), ||P||_op, ||J||_op, ...) are
 extreme eigenvalues of r x r or k x k matrices that change little from one record to the
