@@ -119,14 +119,22 @@ def main(argv=None) -> int:
 # ----------------------------------------------------------------------------- parsers
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, but a bad flag or value is one line on stderr (exit 2), not the usage
+    block: `fastmf COMMAND --help` shows that."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="fastmf",
         description="Gradient descent and gradient flow on min 1/2 ||U V^T - Sigma||_F^2, as the theory studies it.",
         epilog="Run 'fastmf COMMAND --help' for a command's options and examples.",
     )
     parser.add_argument("--version", action="version", version=f"fastmf {_version()}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     formatter = argparse.RawDescriptionHelpFormatter
 
     def command(name, help_, handler):
@@ -141,11 +149,14 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--lr", type=_number_or_theory, help="step size, or 'theory' (Theorem 1.1); default 0.1 / sigma_1")
     g.add_argument("--max-iter", type=_COUNT, help="number of steps (default 10000)")
     _start_options(g)
-    g.add_argument("--tol", type=_NONNEGATIVE, help="stop once the loss is <= this (default 0: never)")
+    g.add_argument("--tol", type=_NONNEGATIVE,
+                   help="stop once the loss is <= this and near the best of width k (default 0: never)")  # fmt: skip
     g.add_argument(
         "--record-every", type=_POSITIVE_INT, help="record the diagnostics every this many steps (default 1)"
     )
-    g.add_argument("--spectral-every", type=_COUNT, help="spectral diagnostics stride (default: --record-every; 0 off)")
+    g.add_argument("--spectral-every", type=_COUNT,
+                   help="spectral diagnostics stride (default: --record-every, or every (r/k)^2 records when "
+                   "the rank r of Sigma exceeds k; 0 off)")  # fmt: skip
     g.add_argument("--delta", type=_POSITIVE, help="loss level whose first step is T_delta (default: --tol)")
     _output_options(run, "fastmf-run.npz")
     g = run.add_argument_group("long runs")
@@ -468,7 +479,7 @@ def _finish(args, result, elapsed: float) -> int:
     result.save(output)
     summary = _summary(args.command, result, elapsed, output)
     with open(summary_path, "w") as f:
-        json.dump(summary, f, indent=2)
+        json.dump(_strict_json(summary), f, indent=2, allow_nan=False)
         f.write("\n")
     if not args.quiet:
         print(result.message)
@@ -478,6 +489,18 @@ def _finish(args, result, elapsed: float) -> int:
     if result.status == "interrupted":  # by Ctrl-C, or SIGTERM turned into KeyboardInterrupt by main
         return 128 + (args.signals[0] if args.signals else signal.SIGINT)
     return _EXIT[result.status]
+
+
+def _strict_json(value):
+    """`value` with every non-finite float (a loss beyond the double range, say) as None: JSON has
+    no Infinity or NaN, and strict parsers refuse them."""
+    if isinstance(value, dict):
+        return {key: _strict_json(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict_json(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
 
 
 def _summary(command, result, elapsed, output) -> dict:

@@ -16,7 +16,6 @@ import scipy.sparse.linalg
 
 from . import _kernels as K
 from . import stages
-from ._kernels.fpmode import flushing
 from ._validate import check_fits, finite_float, is_dask_array, real_array
 from .init import checked_start, default_scale, gaussian, seed_streams
 from .monitor import Monitor
@@ -55,15 +54,16 @@ class DirectRun(Recorder):
     """
 
     def __init__(self, S, U, V, lr, tol, max_iter, record_every):
-        with flushing():
-            scale = Scale.of(K.absmax(S))
-            super().__init__(max_iter, record_every, scale)
-            dtype = S.dtype
-            (m, n), k = S.shape, U.shape[1]
-            self.S, self.U, self.V = S, scale.inward(U, 0.5), scale.inward(V, 0.5)
-            self.sc = dtype.type(scale.inward(1.0, 1))
-            self.s2 = K.norm2(S, self.sc)
+        scale = Scale.of(K.absmax(S))
+        super().__init__(max_iter, record_every, scale)
+        dtype = S.dtype
+        (m, n), k = S.shape, U.shape[1]
+        self.S, self.U, self.V = S, scale.inward(U, 0.5), scale.inward(V, 0.5)
+        self.sc = dtype.type(scale.inward(1.0, 1))
+        self.s2 = K.norm2(S, self.sc)
         self.exact_below = _EXACT_BELOW[dtype]
+        # ||Sigma||_F >= sigma_1 stands in for sigma_1 (never computed here): the test of
+        # internal_lr then errs towards not warning
         self.lr = internal_lr(scale, lr, np.sqrt(self.s2), dtype)
         self.level = stages.CONVERGED_FRACTION * 0.5 * self.s2
         self.tol = min(scale.inward(tol, 2), self.level)
@@ -91,11 +91,15 @@ class DirectRun(Recorder):
 
 
 def top_singular_value(S: np.ndarray) -> float:
-    """sigma_1 of a dense matrix: LAPACK for small ones, else Lanczos (ARPACK) to ~1e-15."""
+    """sigma_1 of a dense matrix: LAPACK for small ones, else Lanczos (ARPACK) to ~1e-15; on
+    S / c for c the power of 4 nearest max |S_ij| (exact), so that no scale of S overflows or
+    underflows inside the solver."""
+    c = Scale.of(K.absmax(S))
+    A = c.inward(S.astype(np.float64), 1)
     if min(S.shape) <= 128:
-        return float(np.linalg.norm(S.astype(np.float64), 2))
+        return c.outward(float(np.linalg.norm(A, 2)), 1)
     v0 = np.random.default_rng(0).standard_normal(min(S.shape))
-    return float(scipy.sparse.linalg.svds(S.astype(np.float64), k=1, v0=v0, return_singular_vectors=False)[0])
+    return c.outward(float(scipy.sparse.linalg.svds(A, k=1, v0=v0, return_singular_vectors=False)[0]), 1)
 
 
 def direct_start(Sigma, rank, U0, V0):

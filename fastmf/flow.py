@@ -168,10 +168,9 @@ def gradient_flow(
 
     solver = getattr(scipy.integrate, method)(state.rhs, 0.0, y0, scale.inward(t_max, -1), rtol=rtol, atol=atol)
     try:
-        with flushing():
-            t, y, status, message, history, (T1, T0) = _integrate(
-                solver, state, scale.inward(times, -1), target, target_loss, monitor
-            )
+        t, y, status, message, history, (T1, T0) = _integrate(
+            solver, state, scale.inward(times, -1), target, target_loss, monitor
+        )
     finally:
         monitor.close()
     X, Y = state.unpack(scale.outward(y, 0.5))
@@ -230,21 +229,25 @@ def _integrate(solver, state, times, target, target_loss, monitor):
         if target > 0 and state.loss(y) <= target:
             status, message = "converged", f"loss already <= target_loss {target_loss:g} at t = 0"
         while status == "t_max" and solver.status == "running":
-            reason = solver.step()
-            if solver.status == "failed":
-                status, message = "failed", f"the ODE solver failed at t = {user_t(solver.t):g}: {reason}"
-                break
-            sol = solver.dense_output()
-            t_stop = solver.t
-            if target > 0 and state.loss(solver.y) <= target:
-                t_stop = scipy.optimize.brentq(
-                    lambda s, sol=sol: state.loss(sol(s)) - target, solver.t_old, solver.t, xtol=1e-14
-                )
-                status, message = "converged", f"loss reached target_loss {target_loss:g} at t = {user_t(t_stop):.6g}"
-            while j < len(times) and times[j] <= t_stop:
-                record(times[j], sol(times[j]))
-                j += 1
-            t, y = t_stop, (sol(t_stop) if t_stop != solver.t else solver.y.copy())
+            with flushing():  # the solver and the records; the monitor (user code) runs outside
+                reason = solver.step()
+                if solver.status == "failed":
+                    status, message = "failed", f"the ODE solver failed at t = {user_t(solver.t):g}: {reason}"
+                    break
+                sol = solver.dense_output()
+                t_stop = solver.t
+                if target > 0 and state.loss(solver.y) <= target:
+                    t_stop = scipy.optimize.brentq(
+                        lambda s, sol=sol: state.loss(sol(s)) - target, solver.t_old, solver.t, xtol=1e-14
+                    )
+                    status, message = (
+                        "converged",
+                        f"loss reached target_loss {target_loss:g} at t = {user_t(t_stop):.6g}",
+                    )
+                while j < len(times) and times[j] <= t_stop:
+                    record(times[j], sol(times[j]))
+                    j += 1
+                t, y = t_stop, (sol(t_stop) if t_stop != solver.t else solver.y.copy())
             if status == "t_max" and solver.status == "running":
                 latest = ({"t": t_rec[-1]} | dict(zip(K.KEYS, rows[-1].tolist(), strict=True))) if rows else {}
                 latest = scale.history_outward(latest) | ({"t": user_t(t_rec[-1])} if rows else {})

@@ -418,8 +418,11 @@ def _checked(Y):
 
 
 def _residual(lin, s, Phi, Psi, rng) -> float:
-    """||(Sigma - Phi S Psi^T) W||_F / ||Sigma W||_F for Gaussian probes W (n x 8)."""
+    """||(Sigma - Phi S Psi^T) W||_F / ||Sigma W||_F for Gaussian probes W (n x 8), both norms
+    taken of the matrices divided by max |Sigma W| (no overflow or underflow at any scale)."""
     W = rng.standard_normal((lin.shape[1], _N_PROBES))
     SW = _checked(lin.matmat(W))
-    norm = np.linalg.norm(SW)
-    return float(np.linalg.norm(SW - (Phi * s) @ (Psi.T @ W)) / norm) if norm > 0 else 0.0
+    top = float(np.max(np.abs(SW)))
+    if top == 0:
+        return 0.0
+    return float(np.linalg.norm((SW - (Phi * s) @ (Psi.T @ W)) / top) / np.linalg.norm(SW / top))

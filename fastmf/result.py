@@ -15,13 +15,19 @@ from .init import Factor, complement_matrix
 from .problem import Problem
 from .stages import Stages
 
+# what `fastmf.resume` needs besides the state and the history (solver.Run.bookkeeping): the
+# kernel's info slots, the tracked eigenvectors, and the recorded losses in the run's internal
+# units, which the history in the user's units cannot give back where they over- or underflow
+_BOOKKEEPING = ("info", "vecs", "valid", "loss")
+
 
 class _Recorded:
     """What every result with a `history` offers."""
 
     @property
     def loss(self) -> float:
-        """The last recorded loss."""
+        """The last recorded loss: that of the returned state whenever the run has ended (a
+        checkpoint written mid-run, status "running", has the last one recorded before it)."""
         return float(self.history["loss"][-1])
 
     def history_frame(self):
@@ -160,7 +166,7 @@ class SolveResult(_Factors):
     resume_state: dict | None = field(default=None, repr=False)
 
     def _saved_fields(self) -> tuple[dict, dict]:
-        arrays = {f"run.{key}": self.resume_state[key] for key in ("info", "vecs", "valid")}
+        arrays = {f"run.{key}": self.resume_state[key] for key in _BOOKKEEPING if key in self.resume_state}
         return arrays, {
             "lr": self.lr, "complement": self.complement, "status": self.status, "message": self.message,
             "n_iter": self.n_iter, "diverged_at": self.diverged_at, "settings": self.resume_state["settings"],
@@ -168,7 +174,7 @@ class SolveResult(_Factors):
 
     @staticmethod
     def _loaded_fields(arrays: dict, meta: dict) -> dict:
-        state = {key: arrays[f"run.{key}"] for key in ("info", "vecs", "valid")}
+        state = {key: arrays[f"run.{key}"] for key in _BOOKKEEPING if f"run.{key}" in arrays}
         state["settings"] = meta["settings"]
         fields = ("lr", "complement", "status", "message", "n_iter", "diverged_at")
         return {name: meta[name] for name in fields} | {"resume_state": state}

@@ -27,7 +27,9 @@ except ImportError:
         "fastmf.sklearn needs scikit-learn >= 1.6: pip install scikit-learn (or the fastmf-gd[sklearn] extra)"
     ) from None
 
+from . import _kernels as K
 from .direct import top_singular_value
+from .scaling import Scale
 from .solver import solve
 
 # Default lr = _LR / sigma_1, inside GD's stable range lr <= 1 / (3 sigma_1) from a small start.
@@ -162,22 +164,29 @@ class GradientDescentMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             )
         if (X.count_nonzero() if scipy.sparse.issparse(X) else np.count_nonzero(X)) == 0:
             raise ValueError("X is all zeros: there is nothing to factorize")
-        S = _dense(X)
+        # at a scale of X far from 1 (beyond 2^+-128), the fit runs on X / c, c a power of 4 (exact,
+        # fastmf.scaling), so that the losses its stopping rule compares stay in range
+        scale = Scale.of(K.absmax(_dense(X[:1]) if scipy.sparse.issparse(X) else X))
+        scale = scale if abs(scale.e) >= 64 else Scale(0)
+        S = scale.inward(_dense(X), 1)
         sigma_1 = _sigma_1_estimate(S)
-        lr = _LR / sigma_1 if self.lr is None else self.lr
-        init_scale = _INIT * np.sqrt(sigma_1 / (m + n)) if self.init_scale is None else self.init_scale
+        lr = _LR / sigma_1 if self.lr is None else scale.inward(self.lr, -1)
+        init_scale = (
+            _INIT * np.sqrt(sigma_1 / (m + n)) if self.init_scale is None else scale.inward(self.init_scale, 0.5)
+        )
         seed = self.random_state
         if not isinstance(seed, numbers.Integral):
             seed = int(check_random_state(seed).randint(np.iinfo(np.int32).max))
-        self.lr_, self.init_scale_ = float(lr), float(init_scale)
-        run, self.history_, self.status_ = self._descend(S, k, lr, {"init_scale": init_scale, "seed": seed})
-        self.n_iter_ = int(self.history_["step"][-1])
-        self.components_ = np.ascontiguousarray(run.V.T)
+        self.lr_, self.init_scale_ = scale.outward(float(lr), -1), scale.outward(float(init_scale), 0.5)
+        run, history, self.status_ = self._descend(S, k, lr, {"init_scale": init_scale, "seed": seed})
+        self.history_ = scale.history_outward(history)
+        self.n_iter_ = int(history["step"][-1])
+        self.components_ = np.ascontiguousarray(scale.outward(run.V.T, 0.5))
         self.n_components_ = k
         U = self._transform(X)
         self.reconstruction_err_ = _residual_norm(X, U, self.components_)
         if self.status_ != "converged":
-            self._warn(lr, top_singular_value(S))
+            self._warn(self.lr_, scale.outward(top_singular_value(S), 1), history["loss"])
         return U
 
     def _descend(self, S, k, lr, start):
@@ -187,7 +196,10 @@ class GradientDescentMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         steps, losses, armed = [0], [], False
         while steps[-1] < self.max_iter:
             stride = min(self.record_every, self.max_iter - steps[-1])
-            run = solve(S, k, lr, stride, **start, record_every=stride, method="direct", progress=False)
+            with warnings.catch_warnings():
+                if len(steps) > 1:  # solve's warnings about lr were given by the first run
+                    warnings.filterwarnings("ignore", "lr = ", RuntimeWarning)
+                run = solve(S, k, lr, stride, **start, record_every=stride, method="direct", progress=False)
             if run.status == "interrupted":  # solve keeps the state on Ctrl-C; a fit stops
                 raise KeyboardInterrupt
             start = {"U0": run.U, "V0": run.V}
@@ -202,7 +214,7 @@ class GradientDescentMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             armed = armed or gain >= self.tol
         return run, _history(steps, losses), "max_iter"
 
-    def _warn(self, lr, sigma_1):
+    def _warn(self, lr, sigma_1, losses):
         """ConvergenceWarning for a fit that diverged or ran out of steps; advice on lr only where lr
         is outside GD's stable range."""
         bound = 1.0 / (3.0 * sigma_1)
@@ -215,11 +227,17 @@ class GradientDescentMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             advice = ""
         if self.status_ == "diverged":
             message = f"GradientDescentMF: GD diverged at step {self.n_iter_ + 1}{advice}"
-        else:
+        elif np.any(-np.diff(losses) >= self.tol * losses[0]):  # the rule was armed: still improving
             message = (
                 f"GradientDescentMF: stopped at max_iter={self.max_iter} before the loss improved by less than "
                 f"tol={self.tol:g} of its initial value over record_every={self.record_every} steps: raise max_iter "
                 f"or tol{advice}"
+            )
+        else:
+            message = (
+                f"GradientDescentMF: in max_iter={self.max_iter} steps the loss never improved by tol={self.tol:g} "
+                f"of its initial value over record_every={self.record_every} steps: lower tol or raise "
+                f"max_iter{advice}"
             )
         warnings.warn(message, ConvergenceWarning, stacklevel=2)
 

@@ -483,6 +483,14 @@ class Run(Recorder):
         dtype = X.dtype
         k, r = X.shape[1], s.size
         self.X, self.Y, self.s = scale.inward(X, 0.5), scale.inward(Y, 0.5), scale.inward(s, 1)
+        tiny = np.finfo(dtype).tiny
+        if 0 < max(np.max(np.abs(self.X)), np.max(np.abs(self.Y))) < tiny:
+            warnings.warn(
+                "the start is below the smallest normal number at Sigma's scale: it is flushed to U = V = 0, "
+                "a saddle GD never leaves; use a larger init_scale",
+                RuntimeWarning,
+                stacklevel=4,
+            )
         self.lr = internal_lr(scale, lr, self.s[0], dtype)
         self.level = stages.converged_level(self.s, k)
         self.tol = min(scale.inward(tol, 2), self.level)
@@ -501,7 +509,8 @@ class Run(Recorder):
 
     def bookkeeping(self) -> dict:
         """What `restore` needs beyond the state and the history (copies)."""
-        return {"info": self.info.copy(), "vecs": self.vecs.copy(), "valid": self.valid.copy()}
+        return {"info": self.info.copy(), "vecs": self.vecs.copy(), "valid": self.valid.copy(),
+                "loss": self.internal_loss()}  # fmt: skip
 
     def restore(self, history: dict, bookkeeping: dict) -> None:
         """Continue a run saved as (history, bookkeeping): the inverse of `history` + `bookkeeping`."""
@@ -515,6 +524,8 @@ class Run(Recorder):
         for c, key in enumerate(K.KEYS):
             if key in history:
                 self.rec[:j, c] = history[key][:j]
+        if "loss" in bookkeeping:  # exact where the user's units over- or underflow
+            self.rec[:j, 0] = bookkeeping["loss"][:j]
 
     def _call(self, t_stop, t_final):
         K.run_blocks(
@@ -526,7 +537,10 @@ class Run(Recorder):
 def internal_lr(scale: Scale, lr: float, sigma_1, dtype):
     """lr in a run's internal units and dtype; warns when it is too small to move the state
     in that precision (1 - lr sigma_1 rounds to 1: GD would not move)."""
-    inner = dtype.type(scale.inward(lr, -1))
+    with np.errstate(over="ignore"):
+        inner = dtype.type(scale.inward(lr, -1))
+    if not np.isfinite(inner):
+        raise ValueError(f"lr = {lr:g} is beyond the range of {dtype.name} for this Sigma; use a smaller lr")
     if dtype.type(1) - inner * dtype.type(sigma_1) == 1:
         warnings.warn(
             f"lr = {lr:g} is so small that 1 - lr sigma_1 rounds to 1 in {dtype.name}: GD will not move; "

@@ -26,21 +26,21 @@ def init_scale(s, m: int, n: int, *, c: float = 1.0) -> float:
     """eps = c sigma_d / sqrt(d^3 sigma_1 (m + n))  (Theorem 1.1 and Theorem 3.1)."""
     d, s1, sd = _spectrum(s)
     m, n = positive_int(m, "m"), positive_int(n, "n")
-    return c * sd / np.sqrt(d**3 * s1 * (m + n))
+    return c * np.sqrt(s1) * (sd / s1) / np.sqrt(d**3 * (m + n))  # no overflow at any scale of s
 
 
 def step_size(s, eps: float, *, c: float = 1.0) -> float:
     """eta = c sigma_d eps^2 / (d sigma_1^3)  (Theorem 1.1)."""
     d, s1, sd = _spectrum(s)
     eps = finite_float(eps, "eps", positive=True)
-    return c * sd * eps**2 / (d * s1**3)
+    return c * (sd / s1) * (eps / np.sqrt(s1)) ** 2 / (d * s1)  # no overflow at any scale of s
 
 
 def T0(s, lr: float, eps: float, *, c: float = 1.0) -> float:
     """End of stage one, c / (eta sigma_d) ln(d sigma_d / eps^2)  (Theorem 3.1)."""
     d, _, sd = _spectrum(s)
     lr, eps = finite_float(lr, "lr", positive=True), finite_float(eps, "eps", positive=True)
-    return c / (lr * sd) * np.log(d * sd / eps**2)
+    return c / (lr * sd) * (np.log(d) + np.log(sd) - 2 * np.log(eps))
 
 
 def T_total(s, lr: float, eps: float, delta: float, *, c: float = 1.0) -> float:
@@ -53,7 +53,7 @@ def flow_time(s, eps: float, delta: float, *, c: float = 1.0) -> float:
     (Corollary 1.2)."""
     d, _, sd = _spectrum(s)
     eps, delta = finite_float(eps, "eps", positive=True), finite_float(delta, "delta", positive=True)
-    return c / sd * (np.log(d * sd / eps) + np.log(sd / delta))
+    return c / sd * (np.log(d) + 2 * np.log(sd) - np.log(eps) - np.log(delta))
 
 
 def linear_rate(s, lr: float) -> float:

@@ -237,3 +237,66 @@ def test_gd_in_original_basis_agrees_after_internal_scaling():
     res = solve(S, 2, 0.1 / c, 200, U0=U0, V0=V0, method="split")
     np.testing.assert_allclose(res.history["loss"], loss, rtol=1e-8, atol=1e-12 * loss[0])
     np.testing.assert_allclose(res.U, U, rtol=1e-8, atol=1e-12 * np.abs(U).max())
+
+
+# ----------------------------------------------------------------------------- extreme scales, the rest
+
+
+@pytest.mark.parametrize("c", [1e-200, 1e200])
+def test_direct_path_default_start_and_divergence_message_at_extreme_scales(c):
+    """sigma_1 (for the default init_scale and the divergence advice) came from ARPACK on the
+    unscaled Sigma, which fails below about 1e-160 and above 1e154 (wider than 128)."""
+    rng = np.random.default_rng(0)
+    S = rng.standard_normal((300, 4)) @ rng.standard_normal((4, 200))
+    s1 = np.linalg.norm(S, 2)
+    one = solve(S, 4, 0.1 / s1, 100, seed=0, method="direct")
+    res = solve(S * c, 4, 0.1 / (s1 * c), 100, seed=0, method="direct")
+    np.testing.assert_allclose(res.U / np.sqrt(c), one.U, rtol=1e-6, atol=1e-12)
+    assert fastmf.direct.top_singular_value(S * c) == pytest.approx(s1 * c, rel=1e-12)
+
+
+@pytest.mark.parametrize("c", [1e-120, 1e120])
+def test_theory_prescriptions_at_any_scale(c):
+    s, m, n = np.array([4.0, 2.0, 1.0]), 50, 40
+    eps, eps_c = fastmf.theory.init_scale(s, m, n), fastmf.theory.init_scale(s * c, m, n)
+    assert eps_c == pytest.approx(eps * np.sqrt(c), rel=1e-12)
+    lr, lr_c = fastmf.theory.step_size(s, eps), fastmf.theory.step_size(s * c, eps_c)
+    assert lr_c == pytest.approx(lr / c, rel=1e-12)
+    assert fastmf.theory.T0(s * c, lr_c, eps_c) == pytest.approx(fastmf.theory.T0(s, lr, eps), rel=1e-12)
+    res = solve(Problem.from_spectrum(s * c, m, n), 3, "theory", 10, init_scale="theory", seed=0)
+    assert res.lr == pytest.approx(lr / c, rel=1e-12) and res.status == "max_iter"
+
+
+def test_resume_keeps_the_stages_where_the_loss_leaves_the_double_range(tmp_path):
+    p = Problem.from_spectrum(np.ldexp(np.geomspace(4, 1, 6), 600), 60, 50)  # the loss is ~4^600: inf
+    kw = {"lr": np.ldexp(0.08, -600), "init_scale": np.ldexp(1e-6, 300), "seed": 0, "record_every": 7}
+    unbroken = solve(p, 6, max_iter=1500, **kw)
+    solve(p, 6, max_iter=450, checkpoint=tmp_path / "c.npz", **kw)
+    resumed = fastmf.resume(tmp_path / "c.npz", max_iter=1500)
+    assert unbroken.stages.rate is not None and resumed.stages == unbroken.stages
+
+
+def test_the_flow_leaves_the_callback_in_the_callers_mode():
+    seen = []
+    gradient_flow(Problem.from_spectrum([2.0, 1.0], 10, 10), 2, 10.0, seed=0, callback=lambda st: seen.append(
+        fpmode.mode_bits()) or True)  # fmt: skip
+    assert seen == [fpmode.mode_bits()]
+
+
+@pytest.mark.parametrize("c", [1e-170, 1e160, 1e300])
+def test_the_basis_residual_check_works_at_any_scale(c):
+    S = low_rank(np.random.default_rng(1), 30, 20, [3.0, 2.0, 1.0, 0.5])
+    p = Problem(S * c)  # warnings are errors here: no overflow in the check
+    assert 0 <= p.basis_residual < 1e-12 and p.rank == 4
+
+
+def test_float32_lr_beyond_its_range_names_lr():
+    p = Problem.from_spectrum(np.array([2.0, 1.0], np.float32), 10, 10)
+    with pytest.raises(ValueError, match="lr = 1e[+]39 is beyond the range of float32"):
+        solve(p, 2, 1e39, 20, seed=0)
+
+
+def test_a_start_that_flushes_to_zero_warns():
+    with pytest.warns(RuntimeWarning, match="flushed to U = V = 0"):
+        res = solve(_scaled_problem(1.0), 4, 0.1, 20, init_scale=1e-320, seed=0)
+    assert np.all(res.Up == 0)

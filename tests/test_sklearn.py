@@ -2,6 +2,7 @@
 rule, its warnings, sparse input and score."""
 
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -190,3 +191,26 @@ def test_in_a_pipeline_and_bad_parameters():
         GradientDescentMF(2).fit(np.zeros((5, 4)))
     with pytest.raises(ValueError, match="all zeros"):
         GradientDescentMF(2).fit(scipy.sparse.csr_matrix((5, 4)))
+
+
+@pytest.mark.parametrize("c", [1e-170, 1e300])
+def test_any_scale_of_x_fits_as_scale_one(c):
+    """The stopping rule compares losses: at these scales they leave the double range in X's
+    units, so the fit runs on X / c (c a power of 4, exact)."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((200, 5)) @ rng.standard_normal((5, 80)) + 0.01 * rng.standard_normal((200, 80))
+    one = GradientDescentMF(5, random_state=0).fit(X)
+    big = GradientDescentMF(5, random_state=0).fit(X * c)
+    assert big.n_iter_ == one.n_iter_ and big.status_ == one.status_ == "converged"
+    assert big.reconstruction_err_ / c == pytest.approx(one.reconstruction_err_, rel=1e-9)
+    np.testing.assert_allclose(big.components_ / np.sqrt(c), one.components_, rtol=1e-9, atol=1e-12)
+
+
+def test_an_lr_too_small_to_move_warns_once():
+    X = np.random.default_rng(1).standard_normal((40, 30))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        GradientDescentMF(3, lr=1e-30, max_iter=100, random_state=0).fit(X)
+    small = [w for w in caught if "so small" in str(w.message)]
+    assert len(small) == 1
+    assert any(issubclass(w.category, ConvergenceWarning) and "never improved" in str(w.message) for w in caught)

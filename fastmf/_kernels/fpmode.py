@@ -7,7 +7,9 @@ Intel ones) take 30-80 times longer per operation. Two mechanisms, used together
 * `flush`: every new state entry below the smallest normal number is set to exactly 0
   (what GD tends to there), on every platform; the kernels call it after each step.
 * the processor's flush-to-zero and denormals-are-zero modes (x86-64 MXCSR bits FTZ and
-  DAZ), so that no intermediate result of the compiled loops is subnormal either:
+  DAZ), so that no intermediate result computed on the calling thread is subnormal either
+  (a large product that the BLAS splits over its own worker threads runs in their mode; the
+  state flush above covers what it writes):
   `flushing()` sets them around a kernel call from Python and restores them after
   (the flow's ODE solver runs inside it too); `mode_on`/`mode_restore` do the same
   inside a parallel kernel, once per worker thread. Elsewhere they do nothing.
