@@ -62,4 +62,5 @@ class Scale:
         return {key: self.outward(col, POWERS[key]) if key in POWERS else col for key, col in history.items()}
 
     def history_inward(self, history: dict) -> dict:
+        """A history in the user's units back in internal units (exact where representable)."""
         return {key: self.inward(col, POWERS[key]) if key in POWERS else col for key, col in history.items()}
