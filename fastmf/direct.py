@@ -49,8 +49,11 @@ class DirectRun(Recorder):
 
     The run is kept in the units of the power of 4 nearest max |Sigma_ij| (`fastmf.scaling`;
     exact), so that no scale of Sigma overflows or underflows; U, V, lr, tol are given and
-    `state` returns them in the user's units. Having no spectrum, the converged level
-    (`stages.converged_level`) takes the best loss of width k as 0.
+    `state` returns them in the user's units. Sigma itself is used as it is, the kernel
+    scaling its products, unless its scale is beyond the square root of the dtype's range
+    (1e+-154 in float64, 1e+-19 in float32): then the run holds a scaled copy of it. Having
+    no spectrum, the converged level (`stages.converged_level`) takes the best loss of width k
+    as 0.
     """
 
     def __init__(self, S, U, V, lr, tol, max_iter, record_every):
@@ -58,9 +61,12 @@ class DirectRun(Recorder):
         super().__init__(max_iter, record_every, scale)
         dtype = S.dtype
         (m, n), k = S.shape, U.shape[1]
-        self.S, self.U, self.V = S, scale.inward(U, 0.5), scale.inward(V, 0.5)
-        self.sc = dtype.type(scale.inward(1.0, 1))
-        self.s2 = K.norm2(S, self.sc)
+        self.U, self.V = scale.inward(U, 0.5), scale.inward(V, 0.5)
+        if abs(2 * scale.e) <= np.finfo(dtype).maxexp // 2:  # the kernel scales its products by sc
+            self.S, self.sc = S, dtype.type(scale.inward(1.0, 1))
+        else:  # near the ends of the dtype's range a product with Sigma itself could leave it: a scaled copy
+            self.S, self.sc = scale.inward(S, 1), dtype.type(1.0)
+        self.s2 = K.norm2(self.S, self.sc)
         self.exact_below = _EXACT_BELOW[dtype]
         # ||Sigma||_F >= sigma_1 stands in for sigma_1 (never computed here): the test of
         # internal_lr then errs towards not warning

@@ -300,3 +300,15 @@ def test_a_start_that_flushes_to_zero_warns():
     with pytest.warns(RuntimeWarning, match="flushed to U = V = 0"):
         res = solve(_scaled_problem(1.0), 4, 0.1, 20, init_scale=1e-320, seed=0)
     assert np.all(res.Up == 0)
+
+
+def test_direct_path_on_a_float32_sigma_at_the_edge_of_its_range():
+    """Entries near 1e-38 are partly subnormal in float32: the direct path scales a copy of Sigma
+    outside the flush-to-zero mode, so it reads them as they are and agrees with the split path."""
+    S = (low_rank(np.random.default_rng(3), 40, 30, [3.0, 2.0, 1.0]) * 1e-38).astype(np.float32)
+    assert np.count_nonzero((S != 0) & (np.abs(S) < np.finfo(np.float32).tiny)) > 0
+    s1 = float(np.linalg.norm(S.astype(np.float64), 2))
+    runs = [solve(S, 3, 0.3 / s1, 400, seed=0, method=method) for method in ("direct", "split")]
+    half_norm2 = 0.5 * float(np.sum(S.astype(np.float64) ** 2))
+    for res in runs:
+        assert res.loss < 1e-8 * half_norm2

@@ -47,43 +47,24 @@ def _times(A, sc):
 
 
 @kernel
-def _block_products(Sb, sc, lo, U, V, SV, STU, T):
-    """The part of `products` of the row block Sb = Sigma[lo:lo + len(Sb)] (times sc)."""
-    hi = lo + Sb.shape[0]
-    gemm(Sb, V, SV[lo:hi])
-    if sc != 1.0:
-        _times(SV[lo:hi], sc)
-    if lo == 0:
-        gemm(Sb.T, U[lo:hi], STU)
-    else:
-        gemm(Sb.T, U[lo:hi], T)
-        _add(T, STU)
+def products(S, sc, U, V, SV, STU, T):
+    """SV = (sc Sigma) V and STU = (sc Sigma)^T U in one pass over Sigma; T is (n, k) work.
 
-
-@kernel
-def products(S, sc, U, V, SV, STU, T, B):
-    """SV = (sc Sigma) V and STU = (sc Sigma)^T U in one pass over Sigma; T (n, k) and B
-    (block_rows, n) are work.
-
-    sc multiplies the products (exact). Only where the scale of Sigma is near the ends of the
-    dtype's range (sc above sqrt(max) or below 1 / sqrt(max)) could a product of an entry of
-    Sigma with one of U or V itself over- or underflow: there each block is scaled first, in B.
-    """
+    sc multiplies the products (exact); the caller keeps it where no product of an entry of
+    Sigma with one of U or V can leave the dtype's range (`fastmf.direct.DirectRun`)."""
     m = S.shape[0]
     b = block_rows(S.shape[1])
-    edge = np.sqrt(np.finfo(S.dtype).max)
-    prescale = sc > edge or sc < 1.0 / edge
     for lo in range(0, m, b):
         hi = min(m, lo + b)
-        if prescale:
-            Bb = B[: hi - lo]
-            for i in range(hi - lo):
-                for j in range(S.shape[1]):
-                    Bb[i, j] = S[lo + i, j] * sc
-            _block_products(Bb, 1.0, lo, U, V, SV, STU, T)
+        gemm(S[lo:hi], V, SV[lo:hi])
+        if sc != 1.0:
+            _times(SV[lo:hi], sc)
+        if lo == 0:
+            gemm(S[lo:hi].T, U[lo:hi], STU)
         else:
-            _block_products(S[lo:hi], sc, lo, U, V, SV, STU, T)
-    if not prescale and sc != 1.0:
+            gemm(S[lo:hi].T, U[lo:hi], T)
+            _add(T, STU)
+    if sc != 1.0:
         _times(STU, sc)
 
 
@@ -167,7 +148,7 @@ def run_direct(
     while True:
         due = _due(t, t_stop, t_final, record_every)
         if due or t < t_stop:
-            products(S, sc, U, V, SV, STU, T, B)
+            products(S, sc, U, V, SV, STU, T)
         if due:
             f2 = s2 - 2.0 * _frob_inner(U, SV) + _frob_inner(GU, GV)
             if f2 < exact_below * s2:
