@@ -97,15 +97,18 @@ class DirectRun(Recorder):
 
 
 def top_singular_value(S: np.ndarray) -> float:
-    """sigma_1 of a dense matrix: LAPACK for small ones, else Lanczos (ARPACK) to ~1e-15; on
+    """sigma_1 of a dense matrix: LAPACK for small ones, else Lanczos (ARPACK) to ~1e-15; of
     S / c for c the power of 4 nearest max |S_ij| (exact), so that no scale of S overflows or
-    underflows inside the solver."""
+    underflows inside the solver (for Lanczos, 1 / c multiplies the vectors: S is not copied)."""
     c = Scale.of(K.absmax(S))
-    A = c.inward(S.astype(np.float64), 1)
     if min(S.shape) <= 128:
-        return c.outward(float(np.linalg.norm(A, 2)), 1)
+        return c.outward(float(np.linalg.norm(c.inward(S.astype(np.float64), 1), 2)), 1)
+    A, inv = np.asarray(S, dtype=np.float64), c.inward(1.0, 1)
+    op = scipy.sparse.linalg.LinearOperator(
+        A.shape, matvec=lambda x: A @ (x * inv), rmatvec=lambda y: A.T @ (y * inv), dtype=np.float64
+    )
     v0 = np.random.default_rng(0).standard_normal(min(S.shape))
-    return c.outward(float(scipy.sparse.linalg.svds(A, k=1, v0=v0, return_singular_vectors=False)[0]), 1)
+    return c.outward(float(scipy.sparse.linalg.svds(op, k=1, v0=v0, return_singular_vectors=False)[0]), 1)
 
 
 def direct_start(Sigma, rank, U0, V0):

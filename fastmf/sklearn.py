@@ -9,7 +9,6 @@ X ~ U V^T as in `sklearn.decomposition.NMF` (without the sign constraint).
 from __future__ import annotations
 
 import numbers
-import os
 import warnings
 
 import numpy as np
@@ -28,6 +27,7 @@ except ImportError:
     ) from None
 
 from . import _kernels as K
+from ._validate import check_fits
 from .direct import top_singular_value
 from .scaling import Scale
 from .solver import solve
@@ -280,18 +280,12 @@ def _dense(X) -> np.ndarray:
     whose dense form is larger than the machine's memory."""
     if not scipy.sparse.issparse(X):
         return np.ascontiguousarray(X)
-    m, n = X.shape
-    gib = m * n * X.dtype.itemsize / 2**30
-    try:
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    except (ValueError, OSError, AttributeError):  # not available on this platform
-        memory = np.inf
-    if gib > memory:
-        raise MemoryError(
-            f"GradientDescentMF: the fit streams X as a dense array, which for this sparse {m} x {n} X takes "
-            f"{gib:.3g} GiB, more than this machine's {memory:.3g} GiB: use sklearn.decomposition.TruncatedSVD, "
-            "or fastmf.solve(fastmf.Problem(X), ...) if X is of low rank"
-        )
+    check_fits(
+        X.shape,
+        X.dtype,
+        f"GradientDescentMF: the fit streams X as a dense array, which for this sparse {X.shape[0]} x {X.shape[1]} X",
+        "use sklearn.decomposition.TruncatedSVD, or fastmf.solve(fastmf.Problem(X), ...) if X is of low rank",
+    )
     return X.toarray()
 
 

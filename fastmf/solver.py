@@ -27,7 +27,7 @@ from .init import Factor, stack, start
 from .monitor import Monitor
 from .problem import Problem
 from .result import DirectResult, FlowResult, SolveResult, load
-from .scaling import POWERS, Scale
+from .scaling import Scale
 
 # A chunk of steps should take about this long: short enough to honour Ctrl-C promptly,
 # long enough that the ~10 us of Python per chunk is noise.
@@ -453,8 +453,8 @@ class Recorder:
         j = self.n_records - 1
         if j < 0:
             return {}
-        row = {key: self.scale.outward(float(self.rec[j, c]), POWERS[key]) for c, key in enumerate(K.KEYS)}
-        return {"step": int(self.steps[j])} | row
+        row = dict(zip(K.KEYS, self.rec[j].tolist(), strict=True))
+        return self.scale.history_outward({"step": int(self.steps[j])} | row)
 
     def _history(self, keys) -> dict:
         """The recorded columns `keys`, in the user's units."""

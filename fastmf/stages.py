@@ -30,11 +30,11 @@ class Stages:
     rate_theory: float
 
 
-def detect(axis, loss, T1, T0, delta, rate_theory, s, delta_reported=None) -> Stages:
+def detect(axis, loss, T1, T0, delta, rate_theory, s, delta_reported) -> Stages:
     """Stages from a recorded history (axis: steps or times) and the kernel's T1, T0.
 
     loss, delta and s in one system of units (a run's internal units, `fastmf.scaling`);
-    `delta_reported` is delta in the user's units, kept in the result (default delta).
+    `delta_reported` is delta in the user's units, kept in the result.
     """
     T_delta = None
     if delta is not None:
@@ -47,8 +47,7 @@ def detect(axis, loss, T1, T0, delta, rate_theory, s, delta_reported=None) -> St
         if np.count_nonzero(use) >= 3:
             slope = np.polyfit(axis[use], np.log(loss[use]), 1)[0]
             rate = float(np.exp(slope))
-    reported = delta if delta_reported is None else delta_reported
-    return Stages(T1=T1, T0=T0, T_delta=T_delta, delta=reported, rate=rate, rate_theory=rate_theory)
+    return Stages(T1=T1, T0=T0, T_delta=T_delta, delta=delta_reported, rate=rate, rate_theory=rate_theory)
 
 
 # A run is "converged" only when its loss is also this close to the best loss of its width
