@@ -1,0 +1,294 @@
+"""The settings of a run, in one place: every default, every "theory" value and every check.
+
+`Options` (gradient descent) and `FlowOptions` (gradient flow) are frozen dataclasses.
+`solve`, `resume`, `solve_batch`, `gradient_flow`, `sweep`, the command line (whose flags
+and TOML keys are generated from the fields) and the estimator all build one and resolve
+it once against the problem (`Options.resolve`), which fills in every default and
+"theory" value; the resolved copy is what a run uses, keeps (`result.options`) and saves.
+The defaults that depend on the problem are the fields of `DEFAULTS`: changing one there
+changes it for every entry point.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import theory
+from ._validate import finite_float, positive_int
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """The defaults that depend on the problem (Sigma of shape m x n, largest singular value sigma_1).
+
+    Attributes
+    ----------
+    lr : float
+        lr = lr / sigma_1: inside GD's stable range lr <= 1 / (3 sigma_1) from a small start.
+    init_scale : float
+        init_scale = init_scale * sqrt(sigma_1 / (m + n)): ||U0||_op is then about
+        init_scale * sqrt(sigma_1) whatever the size (the theory's eps also scales as
+        1 / sqrt(m + n)).
+    max_iter : int
+        Steps of a GD run.
+    max_records : int
+        The default record_every is the smallest stride that keeps at most this many
+        records over max_iter steps (1 for runs of up to this many steps), so that a run's
+        history, and its checkpoints, stay bounded however long it runs.
+    """
+
+    lr: float = 0.3
+    init_scale: float = 1e-3
+    max_iter: int = 10_000
+    max_records: int = 100_000
+
+
+DEFAULTS = Defaults()
+
+
+def default_lr(sigma_1: float) -> float:
+    """The default step size, DEFAULTS.lr / sigma_1."""
+    return DEFAULTS.lr / sigma_1
+
+
+def default_init_scale(sigma_1: float, m: int, n: int) -> float:
+    """The default init_scale, DEFAULTS.init_scale * sqrt(sigma_1 / (m + n))."""
+    return DEFAULTS.init_scale * np.sqrt(sigma_1 / (m + n))
+
+
+def default_record_every(max_iter: int) -> int:
+    """The smallest stride that records at most DEFAULTS.max_records states in max_iter steps."""
+    return max(1, -(-max_iter // DEFAULTS.max_records))
+
+
+def default_spectral_every(r: int, k: int, record_every: int) -> int:
+    """Every record when the rank r of Sigma is at most the width k; when r > k, every
+    ceil((r / k)^2) records, since a spectral record costs O(r^3) and a step O((r + k) k^2):
+    the spectral diagnostics then cost about what the steps cost."""
+    return record_every * (1 if r <= k else -(-(r * r) // (k * k)))
+
+
+def _setting(kind: str, help_: str, default=None):
+    """A field: its default, and for the command line its kind of value and help (`fastmf.cli`)."""
+    return field(default=default, metadata={"kind": kind, "help": help_})
+
+
+@dataclass(frozen=True)
+class _Start:
+    """The settings shared by GD and the flow: the width and the random start."""
+
+    k: int | None = _setting("int>=1", "width k of the factors (default: the rank r of Sigma)")
+    init_scale: float | str | None = _setting(
+        "number|theory",
+        "std of the Gaussian start, or 'theory' (Theorem 1.1's eps); default "
+        f"{DEFAULTS.init_scale:g} sqrt(sigma_1 / (m + n))",
+    )
+    seed: object = _setting("seed", "seed of the start (default: fresh entropy, kept in the result)")
+    complement: str = _setting(
+        "compressed|full", "complement engine: 'compressed' (k x k) or 'full' (m x k)", "compressed"
+    )
+
+    def _check_start(self) -> None:
+        if self.k is not None:
+            _set(self, "k", positive_int(self.k, "k"))
+        _set(self, "init_scale", _number_or_theory(self.init_scale, "init_scale"))
+        if isinstance(self.seed, np.random.Generator):
+            raise TypeError(
+                "seed must be an int, None or a numpy.random.SeedSequence (so that each stream can be "
+                "re-derived); pass an integer, e.g. seed=rng.integers(2**63)"
+            )
+        _choice(self.complement, "complement", ("compressed", "full"))
+
+    def _resolve_start(self, shape, s, sigma_1) -> dict:
+        """k, init_scale and seed filled in (s: the singular values, None on the direct path)."""
+        m, n = shape
+        k = self.k
+        if k is None:
+            if s is None:
+                raise ValueError("k (the width of the factors) is required on the direct path; pass k")
+            k = int(np.size(s))
+        if k > min(m, n):
+            raise ValueError(f"k must be at most min(m, n) = {min(m, n)} for Sigma of shape {m} x {n}, got {k}")
+        init_scale = self.init_scale
+        if init_scale is None:
+            init_scale = default_init_scale(sigma_1, m, n)
+        elif init_scale == "theory":
+            init_scale = theory.init_scale(_needs_spectrum(s, "init_scale"), m, n)
+        seed = np.random.SeedSequence().entropy if self.seed is None else self.seed
+        return {"k": k, "init_scale": finite_float(init_scale, "init_scale", positive=True), "seed": seed}
+
+
+@dataclass(frozen=True)
+class Options(_Start):
+    """What fixes a GD run besides Sigma and, when given, U0 and V0 (`fastmf.solve`).
+
+    None means "the default", filled in by `resolve`. Each field is checked when the
+    object is built, with a message that names it.
+
+    Attributes
+    ----------
+    k : int or None
+        Width of the factors, 1 <= k <= min(m, n); may differ from the rank r of Sigma.
+        Default r.
+    lr : float, "theory" or None
+        Step size; default DEFAULTS.lr / sigma_1. "theory": Theorem 1.1's
+        eta = sigma_d eps^2 / (d sigma_1^3) (`fastmf.theory.step_size`).
+    max_iter : int or None
+        Steps; default DEFAULTS.max_iter.
+    init_scale : float, "theory" or None
+        Std of the iid Gaussian entries of U0 and V0; default
+        DEFAULTS.init_scale * sqrt(sigma_1 / (m + n)). "theory": Theorem 1.1's
+        eps = sigma_d / sqrt(d^3 sigma_1 (m + n)).
+    seed : int, sequence of int, SeedSequence or None
+        Seed of the start (`fastmf.init.seed_streams`); None draws fresh entropy, kept.
+    tol : float
+        Stop ("converged") at the first recorded loss <= tol that is also within 1e-4 of
+        the best loss of width k (`fastmf.stages.converged_level`); 0: no early stop.
+    record_every : int or None
+        Steps between records; default: the smallest stride keeping at most
+        DEFAULTS.max_records records (1 up to that many steps).
+    spectral_every : int or None
+        Stride of the spectral diagnostics (0: never); default `default_spectral_every`.
+    delta : float or None
+        The loss level whose first recorded step is T_delta; default tol when tol > 0.
+    complement : {"compressed", "full"}
+        How the split engine keeps the complement.
+    method : {"auto", "split", "direct"}
+        The engine (see `fastmf.solve`).
+    """
+
+    lr: float | str | None = _setting(
+        "number|theory", f"step size, or 'theory' (Theorem 1.1); default {DEFAULTS.lr:g} / sigma_1"
+    )
+    max_iter: int | None = _setting("int>=0", f"number of steps (default {DEFAULTS.max_iter})")
+    tol: float = _setting("float>=0", "stop once the loss is <= this and near the best of width k (0: never)", 0.0)
+    record_every: int | None = _setting(
+        "int>=1", f"steps between records (default: at most {DEFAULTS.max_records} records in all)"
+    )
+    spectral_every: int | None = _setting(
+        "int>=0", "spectral diagnostics stride (default: every record, or every (r/k)^2 when r > k; 0 off)"
+    )
+    delta: float | None = _setting("float>0", "loss level whose first step is T_delta (default: tol, if > 0)")
+    method: str = _setting("auto|split|direct", "engine: 'split' (singular basis), 'direct' or 'auto'", "auto")
+
+    def __post_init__(self):
+        self._check_start()
+        _set(self, "lr", _number_or_theory(self.lr, "lr"))
+        if self.max_iter is not None:
+            _set(self, "max_iter", positive_int(self.max_iter, "max_iter", minimum=0))
+        _set(self, "tol", finite_float(self.tol, "tol"))
+        if self.record_every is not None:
+            _set(self, "record_every", positive_int(self.record_every, "record_every"))
+        if self.spectral_every is not None:
+            _set(self, "spectral_every", positive_int(self.spectral_every, "spectral_every", minimum=0))
+        if self.delta is not None:
+            _set(self, "delta", finite_float(self.delta, "delta", positive=True))
+        _choice(self.method, "method", ("auto", "split", "direct"))
+
+    def resolve(self, shape, sigma_1: float, s=None, r: int | None = None) -> Options:
+        """A copy with every default and "theory" value filled in, for a Sigma of this shape
+        and largest singular value; `s` (its nonzero singular values) and `r` (its rank) are
+        None on the direct path, which never computes them."""
+        start = self._resolve_start(shape, s, sigma_1)
+        lr = self.lr
+        if lr is None:
+            lr = default_lr(sigma_1)
+        elif lr == "theory":
+            lr = theory.step_size(_needs_spectrum(s, "lr"), start["init_scale"])
+        lr = finite_float(lr, "lr", positive=True)
+        max_iter = DEFAULTS.max_iter if self.max_iter is None else self.max_iter
+        record_every = default_record_every(max_iter) if self.record_every is None else self.record_every
+        spectral_every = self.spectral_every
+        if spectral_every is None:
+            spectral_every = 0 if r is None else default_spectral_every(r, start["k"], record_every)
+        delta = (self.tol if self.tol > 0 else None) if self.delta is None else self.delta
+        return dataclasses.replace(
+            self, **start, lr=lr, max_iter=max_iter, record_every=record_every, spectral_every=spectral_every,
+            delta=delta,
+        )  # fmt: skip
+
+    def given(self) -> dict:
+        """The fields that differ from their defaults (what a user passed)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) != f.default}
+
+
+@dataclass(frozen=True)
+class FlowOptions(_Start):
+    """What fixes a gradient-flow run besides Sigma and, when given, U0 and V0 (`fastmf.gradient_flow`).
+
+    Attributes
+    ----------
+    k, init_scale, seed, complement
+        As in `Options`.
+    t_max : float
+        Integrate over [0, t_max].
+    target_loss : float
+        Stop where the loss reaches this (or the converged level of `Options.tol`, if
+        lower); 0: never.
+    rtol, atol : float
+        Tolerances of the ODE solver; atol default 1e-3 rtol times the largest entry of the
+        start.
+    ode_method : str
+        The SciPy ODE solver, one of `ODE_METHODS`.
+    n_times : int
+        Evenly spaced recorded times in [0, t_max] when no t_eval is given.
+    """
+
+    t_max: float | None = _setting("float>0", "integrate over [0, T_MAX] (required)")
+    target_loss: float = _setting("float>=0", "stop when the loss reaches this (0: never)", 0.0)
+    rtol: float = _setting("float>0", "relative tolerance of the ODE solver", 1e-10)
+    atol: float | None = _setting("float>0", "absolute tolerance (default: 1e-3 rtol times the start's size)")
+    ode_method: str = _setting("LSODA|DOP853|RK45|RK23|Radau|BDF", "SciPy ODE solver", "LSODA")
+    n_times: int = _setting("int>=2", "evenly spaced recorded times", 1001)
+
+    def __post_init__(self):
+        self._check_start()
+        if self.t_max is None:
+            raise ValueError("t_max is required: the end of the time interval, e.g. t_max=100")
+        _set(self, "t_max", finite_float(self.t_max, "t_max", positive=True))
+        _set(self, "target_loss", finite_float(self.target_loss, "target_loss"))
+        _set(self, "rtol", finite_float(self.rtol, "rtol", positive=True))
+        if self.atol is not None:
+            _set(self, "atol", finite_float(self.atol, "atol", positive=True))
+        _choice(self.ode_method, "ode_method", ODE_METHODS)
+        _set(self, "n_times", positive_int(self.n_times, "n_times", minimum=2))
+
+    def resolve(self, shape, sigma_1: float, s) -> FlowOptions:
+        """A copy with k, init_scale and seed filled in."""
+        return dataclasses.replace(self, **self._resolve_start(shape, s, sigma_1))
+
+
+# Near the minimum the flow is stiff (decay rates up to 2 sigma_1, zero modes along the balanced
+# minima): an explicit Runge-Kutta method then runs at its stability limit and its error control
+# leaves the loss hovering near (rtol sigma_1)^2, while LSODA switches to BDF and keeps it
+# decaying, in fewer right-hand sides. So LSODA is the default.
+ODE_METHODS = ("LSODA", "DOP853", "RK45", "RK23", "Radau", "BDF")
+
+
+def _set(obj, name, value) -> None:
+    object.__setattr__(obj, name, value)  # the frozen dataclass's own checked value
+
+
+def _number_or_theory(value, name):
+    if value is None or value == "theory":
+        return value
+    if isinstance(value, str):
+        raise ValueError(f"{name} must be a positive number, None or 'theory', got {value!r}")
+    return finite_float(value, name, positive=True)
+
+
+def _choice(value, name, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+
+
+def _needs_spectrum(s, name):
+    if s is None:
+        raise ValueError(
+            f"{name}='theory' needs the singular values of Sigma, which the direct path never computes: "
+            "use method='split', or give a number"
+        )
+    return s

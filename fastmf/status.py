@@ -1,0 +1,85 @@
+"""How a run ends: its status, the sentence that says so, and the command line's exit code.
+
+Every result's `status` is one of `STATUSES`; `success` is true for the statuses that mean
+the run did what it was asked (converged, or ran its whole length). The stopped ones keep
+the state reached, and `fastmf.resume` continues them.
+"""
+
+from __future__ import annotations
+
+import signal
+
+# status -> (success, exit code of the command line, what it means)
+STATUSES = {
+    "converged": (True, 0, "the loss reached tol (GD) or target_loss (flow)"),
+    "max_iter": (True, 0, "GD ran all max_iter steps"),
+    "t_max": (True, 0, "the flow was integrated to t_max"),
+    "diverged": (False, 1, "the state overflowed; the last finite state is kept"),
+    "failed": (False, 1, "the ODE solver gave up"),
+    "time_limit": (False, 3, "stopped at the time limit; resumable"),
+    "stopped": (False, 3, "stopped by the callback; resumable"),
+    "interrupted": (False, 128 + signal.SIGINT, "KeyboardInterrupt (Ctrl-C, or SIGTERM under the CLI); resumable"),
+    "running": (False, 3, "a checkpoint written mid-run; resumable"),
+}
+EXIT_USAGE = 2  # bad arguments or files
+
+
+def success(status: str) -> bool:
+    """Whether `status` means the run did what it was asked."""
+    return STATUSES[status][0]
+
+
+def exit_code(status: str, signum: int | None = None) -> int:
+    """The command line's exit code for a run that ended with `status` (128 + the signal
+    that interrupted it, SIGINT by default)."""
+    if status == "interrupted" and signum is not None:
+        return 128 + signum
+    return STATUSES[status][1]
+
+
+def message(status: str, at: str, last: str, *, resumable: bool = True, ended: str = "") -> str:
+    """The sentence for the statuses every engine shares; `at` says where ("step 120" or
+    "t = 3.5"), `last` what the run holds there ("loss 1e-3"), `ended` the engine's own
+    sentence for the other statuses."""
+    again = "; fastmf.resume() continues it" if resumable else ""
+    if status == "interrupted":
+        return f"interrupted (KeyboardInterrupt) at {at}; the state and history so far are kept, {last}{again}"
+    if status == "stopped":
+        return f"stopped by the callback at {at}; {last}{again}"
+    if status == "time_limit":
+        return f"stopped at the time limit at {at}; {last}{again}"
+    if status == "running":
+        return f"checkpoint at {at}; {last}{again}"
+    return ended
+
+
+def gd_message(status, n_iter, bad_step, loss, options, sigma_1, level=None, resumable=True) -> str:
+    """How a GD run ended (split, direct or one run of a batch); `loss`: the last recorded
+    loss (None if none), `level`: the converged level (`stages.converged_level`) in the
+    user's units."""
+    last = "no loss recorded" if loss is None else f"loss {loss:.6g}"
+    if status == "converged":
+        capped = "" if level is None or level >= options.tol else f" and <= {level:.6g} (1e-4 of Sigma's scale)"
+        ended = f"converged: {last} <= tol {options.tol:g}{capped} at step {n_iter}"
+    elif status == "max_iter":
+        ended = f"reached max_iter = {options.max_iter} steps; {last}"
+    elif status == "diverged":
+        ended = _diverged(bad_step, n_iter, options.lr, sigma_1)
+    else:
+        ended = ""
+    at = f"step {n_iter} of {options.max_iter}" if status == "running" else f"step {n_iter}"
+    return message(status, at, last, resumable=resumable, ended=ended)
+
+
+def _diverged(bad_step, n_iter, lr, sigma_1) -> str:
+    bound = 1.0 / (3.0 * sigma_1)
+    head = (
+        f"diverged: the iterate went non-finite at step {bad_step} with lr = {lr:g}; the returned state "
+        f"is the last finite one (step {n_iter}). "
+    )
+    if lr > bound:
+        return head + f"GD from a small start is stable for lr <= 1 / (3 sigma_1) = {bound:.4g}"
+    return head + (
+        f"lr is within GD's stable range from a small start (lr <= 1 / (3 sigma_1) = {bound:.4g}), so the start "
+        "was too large: use a smaller init_scale (or smaller U0, V0)"
+    )
