@@ -1,15 +1,23 @@
 """The command line: ``fastmf run|flow|sweep|theory|plot|warmup|info`` (also ``python -m fastmf``).
 
-Exit codes: 0 the run finished (converged, max_iter, t_max) or the sweep is complete; 1 it
-diverged, the ODE solver failed or tasks of the sweep raised; 2 bad arguments or files (one
-line on stderr says why); 3 stopped by --time-limit (``fastmf run --resume`` continues it);
-130 Ctrl-C and 143 SIGTERM, after the result, the checkpoint or the finished runs of a
-sweep are written (``fastmf sweep --resume`` runs the rest).
+The settings flags of ``run`` and ``flow`` (and the keys of their TOML configs) are made
+from the fields of `fastmf.options.Options` and `FlowOptions` and of the run's control
+(time limit, checkpoints, progress): the same names, help and checks. A flag left unset
+is not passed, so the library's default applies.
+
+Exit codes (`fastmf.status.exit_code`): 0 the run finished (converged, max_iter, t_max) or
+the sweep is complete; 1 it diverged, the ODE solver failed or tasks of the sweep raised;
+2 bad arguments or files (one line on stderr says why); 3 stopped by --time-limit
+(``fastmf run --resume`` continues it); 130 Ctrl-C and 143 SIGTERM, after the result, the
+checkpoint or the finished runs of a sweep are written (``fastmf sweep --resume`` runs the
+rest).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import inspect
 import json
 import os
 import signal
@@ -20,18 +28,19 @@ import zlib
 
 import numpy as np
 
-EXIT_DONE, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 3
-_EXIT = {"converged": 0, "max_iter": 0, "t_max": 0, "diverged": 1, "failed": 1, "time_limit": 3, "stopped": 3}
+from .options import FlowOptions, Options
+from .status import EXIT_USAGE, exit_code
 
 _EXAMPLES = {
     "run": """examples:
   fastmf run --spectrum 4,3,2,1.5,1 --shape 1000x800 --lr 0.05 --max-iter 3000 --init-scale 1e-5 -o run.npz
-  fastmf run sigma.npy --rank 8 --lr 0.01 --tol 1e-20 --checkpoint run.ckpt.npz --checkpoint-every 10000
+  fastmf run sigma.npy -k 8 --lr 0.01 --tol 1e-20 --checkpoint run.ckpt.npz --checkpoint-every 10000
   fastmf run --config experiment.toml
   fastmf run --resume run.ckpt.npz --max-iter 200000""",
     "flow": """examples:
   fastmf flow --spectrum 4,3,2,1.5,1 --shape 1000x800 --t-max 150 --init-scale 1e-5 -o flow.npz
-  fastmf flow sigma.npz --key Sigma --rank 8 --t-max 50 --target-loss 1e-20""",
+  fastmf flow sigma.npz --key Sigma -k 8 --t-max 50 --target-loss 1e-20 --checkpoint flow.ckpt.npz
+  fastmf flow --resume flow.ckpt.npz --t-max 100""",
     "sweep": """examples:
   fastmf sweep eta-sweep.toml -o eta-sweep.parquet
   fastmf sweep eta-sweep.toml -o eta-sweep.parquet --resume
@@ -44,14 +53,15 @@ value or a list; every combination is run for every seed:
   m = 100000
   d = 5
   kappa = [1, 4]
-  eps = 1e-6
-  eta = [0.01, 0.02, 0.05, 0.1]
+  init_scale = 1e-6
+  lr = [0.01, 0.02, 0.05, 0.1]
   max_iter = 100000
   delta = 1e-10
   seeds = 50
-grid parameters (default): m, n (m), d, kappa (1), sigma_d (1), spacing ("linear" or
-"geometric"), rank (d), eps (fastmf's init_scale, or "theory"), eta (or "theory"), max_iter,
-tol (0), delta (tol), record_every (1), seeds (a count, or a list of seeds)""",
+grid parameters: the spectrum's m, n (default m), d, kappa (default 1), sigma_d (default 1)
+and spacing ("linear", the default, or "geometric"); the runs' k, init_scale, lr, max_iter,
+tol, delta and record_every, as fastmf run's flags of those names (the same defaults;
+init_scale and lr may be "theory"); seeds (a count, or a list of seeds)""",
     "theory": """examples:
   fastmf theory --spectrum 4,3,2,1 --shape 100000x100000 --delta 1e-6
   fastmf theory sigma.npy --delta 1e-8 --c-eps 0.1""",
@@ -65,21 +75,18 @@ tol (0), delta (tol), record_every (1), seeds (a count, or a list of seeds)""",
   fastmf info""",
 }
 
-# Settings a TOML config may give, with the same names as the flags (dashes as underscores).
+# The settings of each command: the fields of its options class; and the fields of the
+# run's control (`fastmf.driver.Control`) that a command line sets, as (kind, help) like
+# the options' metadata (its callback is Python's).
+_SETTINGS = {"run": dataclasses.fields(Options), "flow": dataclasses.fields(FlowOptions)}
+_OPTIONS = {"run": Options, "flow": FlowOptions}
+_CONTROL = {
+    "time_limit": ("float>0", "stop after this many seconds (exit code 3; --resume continues the run)"),
+    "checkpoint": ("file", "save the run to FILE as it goes and when it ends, however it ends"),
+    "checkpoint_every": ("int>=1", "GD or ODE solver steps between checkpoints (default: at the end only)"),
+    "progress": ("bool", "progress bar (default: on a terminal, for runs longer than a second)"),
+}
 _PROBLEM_KEYS = ("input", "key", "spectrum", "shape", "dtype")
-_RUN_SETTINGS = ("rank", "lr", "init_scale", "seed", "tol", "record_every", "spectral_every", "delta", "complement")
-_RUN_KEYS = _RUN_SETTINGS + (
-    "max_iter",
-    "output",
-    "summary",
-    "checkpoint",
-    "checkpoint_every",
-    "time_limit",
-    "progress",
-)
-_SWEEP_KEYS = ("grid", "output", "batch", "scheduler", "workers", "progress")
-_FLOW_KEYS = ("rank", "t_max", "init_scale", "seed", "target_loss", "rtol", "method", "complement", "output",
-              "summary", "time_limit", "progress", "n_times")  # fmt: skip
 
 
 class UsageError(Exception):
@@ -108,7 +115,7 @@ def main(argv=None) -> int:
     try:
         return args.handler(args)
     except KeyboardInterrupt:  # outside a run (a run catches its own and saves what it has)
-        return 128 + (received[0] if received else signal.SIGINT)
+        return exit_code("interrupted", _signal(args))
     except (UsageError, ValueError, TypeError, OSError, MemoryError, ImportError) as exc:
         print(f"fastmf {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -142,45 +149,20 @@ def _parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler, parser=p)  # the parser: a --config value is checked as its flag's is
         return p
 
-    run = command("run", "run gradient descent and save the result (.npz) and a JSON summary", _cmd_run)
-    _problem_options(run)
-    g = run.add_argument_group("gradient descent")
-    g.add_argument("--rank", type=_POSITIVE_INT, help="width k of the factors (default: the rank r of Sigma)")
-    g.add_argument("--lr", type=_number_or_theory, help="step size, or 'theory' (Theorem 1.1); default 0.1 / sigma_1")
-    g.add_argument("--max-iter", type=_COUNT, help="number of steps (default 10000)")
-    _start_options(g)
-    g.add_argument("--tol", type=_NONNEGATIVE,
-                   help="stop once the loss is <= this and near the best of width k (default 0: never)")  # fmt: skip
-    g.add_argument(
-        "--record-every", type=_POSITIVE_INT, help="record the diagnostics every this many steps (default 1)"
-    )
-    g.add_argument("--spectral-every", type=_COUNT,
-                   help="spectral diagnostics stride (default: --record-every, or every (r/k)^2 records when "
-                   "the rank r of Sigma exceeds k; 0 off)")  # fmt: skip
-    g.add_argument("--delta", type=_POSITIVE, help="loss level whose first step is T_delta (default: --tol)")
-    _output_options(run, "fastmf-run.npz")
-    g = run.add_argument_group("long runs")
-    g.add_argument("--checkpoint", type=_path, metavar="FILE", help="save the run to FILE as it goes and when it ends")
-    g.add_argument(
-        "--checkpoint-every", type=_POSITIVE_INT, metavar="N", help="steps between checkpoints (default: at the end)"
-    )
-    g.add_argument(
-        "--resume", type=_path, metavar="FILE", help="continue the run saved in FILE (a checkpoint or a result)"
-    )
-    g.add_argument("--time-limit", type=_POSITIVE, metavar="SECONDS", help="stop after this long (exit code 3)")
-
-    flow = command("flow", "integrate the gradient flow and save the result and a JSON summary", _cmd_flow)
-    _problem_options(flow)
-    g = flow.add_argument_group("gradient flow")
-    g.add_argument("--rank", type=_POSITIVE_INT, help="width k of the factors (default: the rank r of Sigma)")
-    g.add_argument("--t-max", type=_POSITIVE, help="integrate over [0, T_MAX] (required)")
-    _start_options(g)
-    g.add_argument("--target-loss", type=_NONNEGATIVE, help="stop when the loss reaches this (default 0: never)")
-    g.add_argument("--rtol", type=_POSITIVE, help="relative tolerance of the ODE solver (default 1e-10)")
-    g.add_argument("--method", type=_text, help="SciPy ODE solver (default LSODA)")
-    g.add_argument("--n-times", type=_integer(2), help="evenly spaced recorded times (default 1001)")
-    g.add_argument("--time-limit", type=_POSITIVE, metavar="SECONDS", help="stop after this long (exit code 3)")
-    _output_options(flow, "fastmf-flow.npz")
+    for name, help_ in (
+        ("run", "run gradient descent and save the result (.npz) and a JSON summary"),
+        ("flow", "integrate the gradient flow and save the result and a JSON summary"),
+    ):
+        p = command(name, help_, _cmd_run)
+        _problem_options(p)
+        g = p.add_argument_group("gradient descent" if name == "run" else "gradient flow")
+        _add_settings(g, [(f.name, f.metadata["kind"], f.metadata["help"], f.default) for f in _SETTINGS[name]])
+        _output_options(p, f"fastmf-{name}.npz")
+        g = p.add_argument_group("long runs")
+        _add_settings(g, [(key, kind, help_, None) for key, (kind, help_) in _CONTROL.items()])
+        g.add_argument(
+            "--resume", type=_path, metavar="FILE", help="continue the run saved in FILE (a checkpoint or a result)"
+        )
 
     sweep = command("sweep", "run a grid of GD runs on Dask, one table row per run, written as runs finish", _cmd_sweep)
     sweep.add_argument(
@@ -234,23 +216,25 @@ def _problem_options(p) -> None:
     g.add_argument("--config", type=_path, metavar="FILE", help="TOML file of settings named as the flags (flags win)")
 
 
-def _start_options(g) -> None:
-    g.add_argument(
-        "--init-scale",
-        type=_number_or_theory,
-        help="std of the Gaussian start, or 'theory' (default 1e-3 sqrt(sigma_1/(m+n)))",
-    )
-    g.add_argument("--seed", type=_COUNT, help="seed of the start (default: fresh, saved in the summary)")
-    g.add_argument(
-        "--complement", type=_text, choices=("compressed", "full"), help="complement engine (default compressed)"
-    )
+def _add_settings(group, settings) -> None:
+    """A flag for each (name, kind, help, default) setting: --name-with-dashes (and -k for k),
+    parsed as its kind says; unset, it is None and not passed, so the library's default applies."""
+    for name, kind, help_, default in settings:
+        flags = (["-k"] if name == "k" else []) + [f"--{name.replace('_', '-')}"]
+        if default is not None:
+            help_ += f" [default: {default:g}]" if isinstance(default, float) else f" [default: {default}]"
+        if kind == "bool":
+            group.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, help=help_)
+        elif kind in _KINDS:
+            group.add_argument(*flags, dest=name, type=_KINDS[kind], metavar=_METAVARS.get(kind), help=help_)
+        else:  # a choice, "a|b|c"
+            group.add_argument(*flags, dest=name, type=_text, choices=kind.split("|"), help=help_)
 
 
 def _output_options(p, default) -> None:
     g = p.add_argument_group("output")
     g.add_argument("-o", "--output", type=_path, help=f"result file (.npz; default {default})")
     g.add_argument("--summary", type=_path, help="JSON summary file (default: the output with .json)")
-    g.add_argument("--progress", action=argparse.BooleanOptionalAction, help="progress bar (default: on a terminal)")
     g.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(default_output=default)
 
@@ -259,55 +243,32 @@ def _output_options(p, default) -> None:
 
 
 def _cmd_run(args) -> int:
+    """fastmf run and fastmf flow: `solve` or `gradient_flow`, or `resume` a saved run."""
     import fastmf
 
-    _apply_config(args, _PROBLEM_KEYS + _RUN_KEYS)
+    _apply_config(args)
     output, summary = _outputs(args)
     _check_files(
         [("-o/--output", output), ("--summary", summary), ("--checkpoint", args.checkpoint)],
         [("INPUT", args.input), ("--config", args.config), ("--resume", args.resume)],
         allowed=[("--checkpoint", "--resume")],  # a resumed run goes on checkpointing to its file
     )
-    hooks = {"progress": args.progress, "time_limit": args.time_limit}
+    settings = _given(args, [f.name for f in _SETTINGS[args.command]])
+    control = _given(args, _CONTROL)
     started = time.perf_counter()
     if args.resume:
-        given = [f"--{k.replace('_', '-')}" for k in _PROBLEM_KEYS + _RUN_SETTINGS if getattr(args, k) is not None]
-        if given:
-            raise UsageError(f"--resume continues the saved run with its own settings; drop {', '.join(given)}")
-        result = fastmf.resume(
-            args.resume, args.max_iter, checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every, **hooks
-        )
+        again = inspect.signature(fastmf.resume).parameters  # what a resumed run may change
+        dropped = [f"--{name.replace('_', '-')}" for name in (*_given(args, _PROBLEM_KEYS), *settings)
+                   if name not in again]  # fmt: skip
+        if dropped:
+            raise UsageError(f"--resume continues the saved run with its own settings; drop {', '.join(dropped)}")
+        result = fastmf.resume(args.resume, **settings, **control)
+    elif args.command == "run":
+        result = fastmf.solve(_target(args), options=Options(**settings), **control)
     else:
-        problem = _problem(args)
-        result = fastmf.solve(
-            problem, _default(args.rank, problem.rank), _default(args.lr, 0.1 / problem.sigma_1),
-            _default(args.max_iter, 10_000), init_scale=args.init_scale, seed=args.seed,
-            tol=_default(args.tol, 0.0), record_every=_default(args.record_every, 1),
-            spectral_every=args.spectral_every, delta=args.delta, complement=_default(args.complement, "compressed"),
-            checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every, **hooks,
-        )  # fmt: skip
-    return _finish(args, result, time.perf_counter() - started)
-
-
-def _cmd_flow(args) -> int:
-    import fastmf
-
-    _apply_config(args, _PROBLEM_KEYS + _FLOW_KEYS)
-    output, summary = _outputs(args)
-    _check_files([("-o/--output", output), ("--summary", summary)], [("INPUT", args.input), ("--config", args.config)])
-    if args.t_max is None:
-        raise UsageError("--t-max is required (the end of the time interval), e.g. --t-max 100")
-    problem = _problem(args)
-    started = time.perf_counter()
-    kwargs = {"rtol": args.rtol} if args.rtol is not None else {}
-    if args.method is not None:
-        kwargs["method"] = args.method
-    result = fastmf.gradient_flow(
-        problem, _default(args.rank, problem.rank), args.t_max, init_scale=args.init_scale, seed=args.seed,
-        t_eval=np.linspace(0.0, args.t_max, _default(args.n_times, 1001)), target_loss=_default(args.target_loss, 0.0),
-        complement=_default(args.complement, "compressed"), progress=args.progress, time_limit=args.time_limit,
-        **kwargs,
-    )  # fmt: skip
+        if "t_max" not in settings:
+            raise UsageError("--t-max is required (the end of the time interval), e.g. --t-max 100")
+        result = fastmf.gradient_flow(_target(args), options=FlowOptions(**settings), **control)
     return _finish(args, result, time.perf_counter() - started)
 
 
@@ -316,7 +277,7 @@ def _cmd_sweep(args) -> int:
 
     from .sweeps import sweep
 
-    _apply_config(args, _SWEEP_KEYS)
+    _apply_config(args, extra=("grid",))
     if args.grid is None:
         raise UsageError(f"{args.config} has no [grid] table (see fastmf sweep --help)")
     output = args.output or ("fastmf-sweep.parquet" if _has_module("pyarrow") else "fastmf-sweep.csv")
@@ -325,31 +286,28 @@ def _cmd_sweep(args) -> int:
         warnings.filterwarnings("ignore", "sweep failed", RuntimeWarning)
         result = sweep(
             args.grid, output, resume=args.resume, client=args.scheduler, workers=args.workers,
-            batch=_default(args.batch, 64), progress=args.progress,
+            progress=args.progress, **_given(args, ["batch"]),
         )  # fmt: skip
-    if result.status == "interrupted":
-        print(result.message, file=sys.stderr)
-        return 128 + (args.signals[0] if args.signals else signal.SIGINT)
-    if result.status == "failed":
-        print(result.message, file=sys.stderr)
-        return EXIT_FAILED
-    if not args.quiet:
-        print(result.message)
-    return EXIT_DONE
+    if result.status == "done":
+        if not args.quiet:
+            print(result.message)
+        return 0
+    print(result.message, file=sys.stderr)  # "interrupted" or "failed"
+    return exit_code(result.status, _signal(args))
 
 
 def _cmd_theory(args) -> int:
     from . import theory
 
-    _apply_config(args, _PROBLEM_KEYS)
+    _apply_config(args)
     problem = _problem(args)
     m, n = problem.shape
     found = theory.prescriptions(problem.s, m, n, args.delta, c_eps=args.c_eps, c_eta=args.c_eta, c_T=args.c_T)
-    found = {"m": m, "n": n, "d": problem.rank, "sigma_1": problem.sigma_1, "sigma_d": problem.sigma_r,
+    found = {"m": m, "n": n, "d": problem.rank, "sigma_1": problem.sigma_1, "sigma_d": problem.sigma_d,
              "delta": args.delta} | found  # fmt: skip
     if args.json:
         print(json.dumps(found, indent=2))
-        return EXIT_DONE
+        return 0
     notes = {
         "init_scale": "eps = c_eps sigma_d / sqrt(d^3 sigma_1 (m + n))   (Theorem 1.1)",
         "lr": "eta = c_eta sigma_d eps^2 / (d sigma_1^3)   (Theorem 1.1)",
@@ -361,7 +319,7 @@ def _cmd_theory(args) -> int:
     for key, value in found.items():
         shown = f"1 - {1 - value:.6g}" if key == "linear_rate" else f"{value:.6g}"
         print(f"{key:>12} = {shown:<16} {notes.get(key, '')}")
-    return EXIT_DONE
+    return 0
 
 
 def _cmd_plot(args) -> int:
@@ -379,7 +337,7 @@ def _cmd_plot(args) -> int:
         fig = plot.plot_runs(results, labels, key=args.key, time_axis=args.time_axis)
     fig.savefig(output, dpi=110)
     print(f"wrote {output}")
-    return EXIT_DONE
+    return 0
 
 
 def _cmd_warmup(args) -> int:
@@ -396,7 +354,7 @@ def _cmd_warmup(args) -> int:
         fastmf.gradient_flow(problem, 2, 0.1, seed=0, t_eval=[0.0, 0.1])
         print(f"{name}: kernels ready in {time.perf_counter() - started:.1f} s")
     print(f"cache: {_cache_dir()}")
-    return EXIT_DONE
+    return 0
 
 
 def _cmd_info(args) -> int:
@@ -422,7 +380,7 @@ def _cmd_info(args) -> int:
         from threadpoolctl import threadpool_info
     except ImportError:
         print("blas     (install threadpoolctl to see which BLAS library runs and how many threads)")
-        return EXIT_DONE
+        return 0
     for pool in threadpool_info():
         if pool.get("user_api") == "blas":
             core = f", {pool['architecture']} kernels" if pool.get("architecture") else ""
@@ -430,7 +388,7 @@ def _cmd_info(args) -> int:
                 f"blas     {pool['internal_api']} {pool['version']}{core}, {pool['num_threads']} threads "
                 f"({pool['filepath']})"
             )
-    return EXIT_DONE
+    return 0
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -486,9 +444,13 @@ def _finish(args, result, elapsed: float) -> int:
         st = result.stages
         print(f"stages: T1 = {st.T1}, T0 = {st.T0}, T_delta = {st.T_delta}; {elapsed:.2f} s")
         print(f"wrote {output} and {summary_path}")
-    if result.status == "interrupted":  # by Ctrl-C, or SIGTERM turned into KeyboardInterrupt by main
-        return 128 + (args.signals[0] if args.signals else signal.SIGINT)
-    return _EXIT[result.status]
+    return exit_code(result.status, _signal(args))
+
+
+def _signal(args) -> int | None:
+    """The signal that interrupted the command: SIGTERM (which main turns into KeyboardInterrupt),
+    or None for Ctrl-C."""
+    return args.signals[0] if args.signals else None
 
 
 def _strict_json(value):
@@ -504,26 +466,39 @@ def _strict_json(value):
 
 
 def _summary(command, result, elapsed, output) -> dict:
-    from .checkpoint import seed_to_json
+    """The JSON summary: how the run ended, its resolved options, and the problem's spectrum
+    (none on the direct path, which never computes it)."""
+    from . import FlowResult
+    from .checkpoint import options_to_json
 
-    p = result.problem
     out = {
-        "command": command, "status": result.status, "message": result.message, "loss": result.loss,
+        "command": command, "status": result.status, "success": result.success, "message": result.message,
+        "loss": result.loss, "n_iter": result.n_iter, "k": result.k,
         "stages": {k: (v if v is None or isinstance(v, int) else float(v)) for k, v in vars(result.stages).items()},
-        "rank": result.rank, "init_scale": result.init_scale, "seed": seed_to_json(result.seed),
-        "problem": {"kind": p.kind, "shape": list(p.shape), "rank": p.rank, "sigma_1": p.sigma_1,
-                    "sigma_d": p.sigma_r, "dtype": p.dtype.name},
-        "elapsed_s": elapsed, "output": os.path.abspath(output), "fastmf_version": _version(),
+        "options": options_to_json(result.options),
     }  # fmt: skip
-    if hasattr(result, "n_iter"):
-        out |= {"n_iter": result.n_iter, "lr": result.lr, "complement": result.complement}
-    else:
+    if isinstance(result, FlowResult):
         out |= {"t": result.t, "nfev": result.nfev}
-    return out
+    else:
+        out["method"] = result.method
+    p = result.problem
+    if p is not None:
+        out["problem"] = {"kind": p.kind, "shape": list(p.shape), "rank": p.rank, "sigma_1": p.sigma_1,
+                          "sigma_d": p.sigma_d, "dtype": p.dtype.name}  # fmt: skip
+    return out | {"elapsed_s": elapsed, "output": os.path.abspath(output), "fastmf_version": _version()}
 
 
 def _problem(args):
-    """The Problem from a matrix file or --spectrum/--shape."""
+    """The Problem (Sigma in its singular basis) of a matrix file or of --spectrum/--shape."""
+    from . import Problem
+
+    target = _target(args)
+    return target if isinstance(target, Problem) else Problem(target)
+
+
+def _target(args):
+    """Sigma as the library takes it: the Problem of --spectrum/--shape, or the matrix of a file
+    (in --dtype, if given), which `solve` may run on directly."""
     from . import Problem
 
     if (args.input is None) == (args.spectrum is None):
@@ -535,7 +510,8 @@ def _problem(args):
         return Problem.from_spectrum(args.spectrum, m, n, dtype=args.dtype)
     if args.shape is not None:
         raise UsageError("--shape is for --spectrum problems; a matrix file has its own shape")
-    return Problem(_load_matrix(args.input, args.key), dtype=args.dtype)
+    matrix = _load_matrix(args.input, args.key)
+    return matrix if args.dtype is None else matrix.astype(args.dtype, copy=False)
 
 
 def _load_matrix(path, key):
@@ -660,19 +636,38 @@ def _shape(value) -> tuple[int, int]:
     raise argparse.ArgumentTypeError(f"must be M x N with integers >= 1, e.g. 100000x80000; got {value!r}")
 
 
-def _default(value, default):
-    return default if value is None else value
+# The parser of each kind of setting (`fastmf.options` metadata; "file" and "bool" are the control's);
+# a kind "a|b|c" not listed here is a choice.
+_KINDS = {
+    "int>=0": _COUNT,
+    "int>=1": _POSITIVE_INT,
+    "int>=2": _integer(2),
+    "float>0": _POSITIVE,
+    "float>=0": _NONNEGATIVE,
+    "number|theory": _number_or_theory,
+    "seed": _COUNT,
+    "file": _path,
+}
+_METAVARS = {"file": "FILE"}
 
 
-def _apply_config(args, keys) -> None:
-    """Fill the flags left unset from --config (TOML, keys named as the flags)."""
+def _given(args, names) -> dict:
+    """The settings among `names` that the flags or the config gave (an unset one is not passed)."""
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
+def _apply_config(args, extra=()) -> None:
+    """Fill the flags left unset from --config: a TOML file whose keys are the names of the
+    flags without a default (dashes as underscores), --config and --resume aside, and `extra`."""
     if args.config is None:
         return
     config = _read_toml(args.config)
+    flags = {action.dest: action for action in args.parser._actions}
+    keys = [key for key, flag in flags.items() if flag.default is None and key not in ("config", "resume")]
+    keys += extra
     unknown = sorted(set(config) - set(keys))
     if unknown:
         raise UsageError(f"{args.config}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(keys)}")
-    flags = {action.dest: action for action in args.parser._actions}
     for key, value in config.items():
         if getattr(args, key, None) is None:
             setattr(args, key, _setting(args.config, key, value, flags.get(key)))

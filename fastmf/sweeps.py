@@ -1,8 +1,9 @@
 """`sweep`: a grid of GD studies run on Dask, one table row per run.
 
 A grid point is a spectrum problem, Sigma = diag(s) of size m x n with d singular values
-from kappa sigma_d down to sigma_d, and the settings of its runs (rank, eps = init_scale,
-eta = lr, max_iter, tol, delta, record_every); each seed is one run. The runs of a point
+from kappa sigma_d down to sigma_d, and the settings of its runs (k, init_scale, lr,
+max_iter, tol, delta, record_every: named, checked and defaulted as `fastmf.options.Options`
+does for `solve`); each seed is one run. The runs of a point
 are split into tasks of at most `batch` seeds, each one `solve_batch` call on a Dask
 worker, and each finished task's rows are appended to the table at once
 (`fastmf.table`): a sweep killed at any moment loses only the tasks in flight, a worker
@@ -22,35 +23,31 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import theory
 from ._validate import finite_float, positive_int
 from .batch import solve_batch
-from .init import default_scale
 from .monitor import Monitor
+from .options import Options
 from .problem import Problem
 from .table import open_table
 
-# The grid's parameters: name -> (column type, default); None marks a required or derived one.
-PARAMETERS = {
+# The grid's parameters: name -> (column type, default), the spectrum's (None: required, or for
+# n, m) and then the settings of its runs, which `Options` checks and resolves (a delta of None,
+# no T_delta, is NaN in the table).
+_SPECTRUM = {
     "m": ("int", None),
-    "n": ("int", None),  # default m
+    "n": ("int", None),
     "d": ("int", None),
     "kappa": ("float", 1.0),
     "sigma_d": ("float", 1.0),
     "spacing": ("str", "linear"),
-    "rank": ("int", None),  # default d
-    "eps": ("float", None),  # default fastmf's init_scale; or "theory"
-    "eta": ("float", None),  # or "theory"
-    "max_iter": ("int", None),
-    "tol": ("float", 0.0),
-    "delta": ("float", None),  # default tol if > 0, else NaN (no T_delta)
-    "record_every": ("int", 1),
 }
-_REQUIRED = ("m", "d", "eta", "max_iter")
+_SETTINGS = {"k": "int", "init_scale": "float", "lr": "float", "max_iter": "int", "tol": "float", "delta": "float",
+            "record_every": "int"}  # fmt: skip
+PARAMETERS = {name: kind for name, (kind, _) in _SPECTRUM.items()} | _SETTINGS
 _RESULTS = {"sigma_1": "float", "n_iter": "int", "status": "str", "final_loss": "float", "T1": "float",
             "T0": "float", "T_delta": "float"}  # fmt: skip
 # The table: what fixes a run (the parameters and the seed), then what it gave.
-COLUMNS = {name: kind for name, (kind, _) in PARAMETERS.items()} | {"seed": "int"} | _RESULTS
+COLUMNS = PARAMETERS | {"seed": "int"} | _RESULTS
 _KEY = (*PARAMETERS, "seed")
 
 _ONE_KERNEL = threading.Lock()  # Numba's workqueue threading layer runs one parallel call at a time
@@ -85,12 +82,12 @@ class SweepResult:
         """The whole table (every run written so far, this call's and earlier ones), as columns."""
         return open_table(self.output, COLUMNS, resume=True).read()
 
-    def frame(self):
+    def to_frame(self):
         """`table` as a pandas DataFrame (pandas is an optional extra)."""
         try:
             import pandas as pd
         except ImportError:
-            raise ImportError("frame() needs pandas: pip install pandas (or the fastmf-gd[pandas] extra)") from None
+            raise ImportError("to_frame() needs pandas: pip install pandas (or the fastmf-gd[pandas] extra)") from None
         return pd.DataFrame(self.table())
 
 
@@ -98,11 +95,12 @@ def sweep(grid, output, *, resume: bool = False, client=None, workers: int | Non
           progress: bool | None = None) -> SweepResult:  # fmt: skip
     """Run every point and seed of `grid` on Dask and write one table row per run.
 
-    Run (point, seed) is ``fastmf.solve_batch(Problem.from_spectrum(s, m, n), rank, eta,
-    max_iter, seeds=[seed], init_scale=eps, tol=tol, record_every=record_every,
+    Run (point, seed) is ``fastmf.solve_batch(Problem.from_spectrum(s, m, n), k, lr,
+    max_iter, seeds=[seed], init_scale=init_scale, tol=tol, record_every=record_every,
     delta=delta)``, with s the d values from kappa sigma_d down to sigma_d; its row holds
-    the parameters (resolved: defaults and "theory" filled in), the seed, sigma_1 and the
-    run's n_iter, status, final_loss, T1, T0 and T_delta (NaN if not reached). The
+    the parameters (resolved by `Options.resolve`: defaults and "theory" filled in), the
+    seed, sigma_1 and the run's n_iter, status, final_loss, T1, T0 and T_delta (NaN if not
+    reached). The
     numbers do not depend on the batch, the workers or the order in which runs finish.
 
     Parameters
@@ -110,11 +108,11 @@ def sweep(grid, output, *, resume: bool = False, client=None, workers: int | Non
     grid : dict or list of dict
         Parameter name -> one value or a list of values; every combination is a point (a
         list of dicts: the union of their grids, as scikit-learn's ParameterGrid).
-        Required: m, d, eta (or "theory"), max_iter and seeds (a count, for seeds 0, 1,
-        ..., or a list of integers). Optional: n (default m), kappa (sigma_1 / sigma_d,
-        default 1), sigma_d (default 1), spacing ("linear" or "geometric"), rank (default
-        d), eps (default 1e-3 sqrt(sigma_1 / (m + n)), or "theory"), tol (0), delta
-        (default tol if > 0), record_every (1).
+        Required: m, d and seeds (a count, for seeds 0, 1, ..., or a list of integers).
+        Optional: n (default m), kappa (sigma_1 / sigma_d, default 1), sigma_d (default
+        1), spacing ("linear" or "geometric"), and the settings k, init_scale, lr, max_iter,
+        tol, delta and record_every, as `fastmf.solve` takes them (the same defaults;
+        init_scale and lr may be "theory").
     output : str or os.PathLike
         The table: ``*.parquet`` (a folder of Parquet files; needs pyarrow) or ``*.csv``.
         Rows are appended as tasks finish.
@@ -197,8 +195,8 @@ def run_task(point: dict, seeds: list[int]) -> dict[str, list]:
     delta = None if np.isnan(point["delta"]) else point["delta"]
     with _ONE_KERNEL:
         _use_worker_threads()
-        result = solve_batch(problem, point["rank"], point["eta"], point["max_iter"], seeds=seeds,
-                             init_scale=point["eps"], tol=point["tol"], record_every=point["record_every"],
+        result = solve_batch(problem, point["k"], point["lr"], point["max_iter"], seeds=seeds,
+                             init_scale=point["init_scale"], tol=point["tol"], record_every=point["record_every"],
                              delta=delta)  # fmt: skip
     found = result.table()
     rows = {name: [value] * len(seeds) for name, value in point.items()}
@@ -254,10 +252,10 @@ def grid_points(grid) -> list[tuple[dict, list[int]]]:
 
 def _point(given: dict) -> dict:
     """Every parameter of one grid point, checked, with defaults and "theory" resolved."""
-    p = {name: given.get(name, default) for name, (_, default) in PARAMETERS.items()}
-    missing = [name for name in _REQUIRED if p[name] is None]
+    p = {name: given.get(name, default) for name, (_, default) in _SPECTRUM.items()}
+    missing = [name for name in ("m", "d") if p[name] is None]
     if missing:
-        raise ValueError(f"the grid must give {', '.join(missing)} (required: {', '.join(_REQUIRED)}, seeds)")
+        raise ValueError(f"the grid must give {', '.join(missing)} (required: m, d, seeds)")
     m = p["m"] = positive_int(p["m"], "m")
     n = p["n"] = m if p["n"] is None else positive_int(p["n"], "n")
     d = p["d"] = positive_int(p["d"], "d")
@@ -269,30 +267,12 @@ def _point(given: dict) -> dict:
     p["sigma_d"] = finite_float(p["sigma_d"], "sigma_d", positive=True)
     if p["spacing"] not in ("linear", "geometric"):
         raise ValueError(f"spacing must be 'linear' or 'geometric', got {p['spacing']!r}")
-    p["rank"] = d if p["rank"] is None else positive_int(p["rank"], "rank")
-    if p["rank"] > min(m, n):
-        raise ValueError(f"rank must be at most min(m, n) = {min(m, n)}, got {p['rank']}")
     s = spectrum(p)
-    p["eps"] = _number(p["eps"], "eps", lambda: theory.init_scale(s, m, n), lambda: default_scale(s[0], m, n))
-    p["eta"] = _number(p["eta"], "eta", lambda: theory.step_size(s, p["eps"]))
-    p["max_iter"] = positive_int(p["max_iter"], "max_iter", minimum=0)
-    p["tol"] = finite_float(p["tol"], "tol")
+    options = Options(**{name: given[name] for name in _SETTINGS if name in given}).resolve((m, n), s[0], s)
+    p |= {name: getattr(options, name) for name in _SETTINGS}
     if p["delta"] is None:
-        p["delta"] = p["tol"] if p["tol"] > 0 else float("nan")
-    else:
-        p["delta"] = finite_float(p["delta"], "delta", positive=True)
-    p["record_every"] = positive_int(p["record_every"], "record_every")
+        p["delta"] = float("nan")
     return p
-
-
-def _number(value, name, theory_value, default=None) -> float:
-    if value is None and default is not None:
-        return float(default())
-    if value == "theory":
-        return float(theory_value())
-    if isinstance(value, str):
-        raise ValueError(f"{name} must be a positive number or 'theory', got {value!r}")
-    return finite_float(value, name, positive=True)
 
 
 def _values(value, name) -> list:

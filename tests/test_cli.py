@@ -1,6 +1,8 @@
 """The command line: runs, outputs, exit codes, bad arguments, and a run killed and resumed
 in a subprocess giving exactly the numbers of one left alone."""
 
+import argparse
+import dataclasses
 import json
 import os
 import pathlib
@@ -13,7 +15,11 @@ import numpy as np
 import pytest
 
 import fastmf
+import fastmf.options
+from fastmf import cli
 from fastmf.cli import main
+from fastmf.driver import Control
+from fastmf.options import FlowOptions, Options
 
 SPECTRUM = ["--spectrum", "4,3,2,1.5,1", "--shape", "100000x100000"]
 LONG = SPECTRUM + ["--lr", "0.01", "--max-iter", "1500000", "--init-scale", "1e-5", "--seed", "7",
@@ -46,13 +52,16 @@ def test_run_writes_result_and_summary(capsys):
     out = capsys.readouterr().out
     assert "converged" in out and "run.npz" in out
     result = fastmf.load("run.npz")
-    direct = fastmf.solve(fastmf.Problem.from_spectrum([4, 3, 2, 1.5, 1], 10**5, 10**5), 5, 0.05, 3000,
-                          init_scale=1e-5, seed=0, tol=1e-24)  # fmt: skip
+    direct = fastmf.solve(fastmf.Problem.from_spectrum([4, 3, 2, 1.5, 1], 10**5, 10**5), k=5, lr=0.05,
+                          max_iter=3000, init_scale=1e-5, seed=0, tol=1e-24)  # fmt: skip
     np.testing.assert_array_equal(result.history["loss"], direct.history["loss"])
     summary = _json("run.json")
-    assert summary["status"] == "converged" and summary["n_iter"] == direct.n_iter
-    assert summary["stages"]["T0"] == direct.stages.T0 and summary["seed"] == 0
-    assert summary["problem"]["shape"] == [100000, 100000]
+    assert summary["status"] == "converged" and summary["success"] is True and summary["n_iter"] == direct.n_iter
+    assert summary["stages"]["T0"] == direct.stages.T0 and summary["k"] == 5 and summary["method"] == "split"
+    options = summary["options"]  # resolved: what the run used
+    assert (options["seed"], options["lr"], options["init_scale"], options["max_iter"]) == (0, 0.05, 1e-5, 3000)
+    assert options["record_every"] == 1 and options["tol"] == 1e-24 and options["delta"] == 1e-24
+    assert summary["problem"]["shape"] == [100000, 100000] and summary["problem"]["sigma_d"] == 1.0
 
 
 def test_matrix_files_config_and_flow(capsys):
@@ -64,7 +73,7 @@ def test_matrix_files_config_and_flow(capsys):
     assert main(["run", "both.npz", "--key", "Sigma", "--lr", "0.01", "--max-iter", "200", "--seed", "1", "-q",
                  "-o", "b.npz"]) == 0  # fmt: skip
     _same_run("a.npz", "b.npz")
-    assert fastmf.load("a.npz").rank == 3  # default rank: the rank of Sigma
+    assert fastmf.load("a.npz").k == 3  # default k: the rank of Sigma
     with open("exp.toml", "w") as f:
         f.write('input = "sigma.npy"\nlr = 0.01\nmax_iter = 200\nseed = 1\noutput = "c.npz"\n')
     assert main(["run", "--config", "exp.toml", "-q"]) == 0
@@ -76,7 +85,126 @@ def test_matrix_files_config_and_flow(capsys):
     assert main(["flow", *SPECTRUM, "--t-max", "40", "--init-scale", "1e-5", "--seed", "0", "-o", "f.npz"]) == 0
     flow = fastmf.load("f.npz")
     assert isinstance(flow, fastmf.FlowResult) and flow.t == 40.0 and flow.history["t"].size == 1001
-    assert _json("f.json")["t"] == 40.0
+    assert _json("f.json")["t"] == 40.0 and _json("f.json")["options"]["ode_method"] == "LSODA"
+
+
+def test_a_full_rank_dense_input_may_run_on_the_direct_path():
+    """The CLI hands the matrix itself to solve, whose method="auto" takes the direct path for a
+    full-rank matrix: the summary says so and has no spectrum (the run never computes one)."""
+    Sigma = np.random.default_rng(0).standard_normal((60, 40))
+    np.save("noisy.npy", Sigma)
+    assert main(["run", "noisy.npy", "-k", "3", "--lr", "0.01", "--max-iter", "50", "--seed", "0", "-q"]) == 0
+    summary = _json("fastmf-run.json")
+    assert summary["method"] == "direct" and "problem" not in summary and summary["k"] == 3
+    result = fastmf.load("fastmf-run.npz")
+    assert result.n_iter == 50 and result.problem is None
+    direct = fastmf.solve(Sigma, k=3, lr=0.01, max_iter=50, seed=0, method="direct")
+    np.testing.assert_array_equal(result.history["loss"], direct.history["loss"])
+
+
+def test_flow_time_limit_exits_3_and_resumes_to_the_same_numbers():
+    flow = [*SPECTRUM, "--t-max", "40", "--init-scale", "1e-5", "--seed", "0", "--no-progress", "-q"]
+    assert main(["flow", *flow, "-o", "whole.npz"]) == 0
+    assert main(["flow", *flow, "--time-limit", "1e-9", "-o", "part.npz"]) == 3  # stops after its first chunk
+    part = fastmf.load("part.npz")
+    assert part.status == "time_limit" and part.t < 40.0
+    assert main(["flow", "--resume", "part.npz", "-q", "-o", "more.npz"]) == 0
+    whole, more = fastmf.load("whole.npz"), fastmf.load("more.npz")
+    assert more.status == whole.status and more.t == 40.0
+    for key in whole.history:
+        np.testing.assert_array_equal(more.history[key], whole.history[key], err_msg=key)
+
+
+# ----------------------------------------------------------------------------- flags from the options
+
+_GOOD = {"int>=1": 2, "int>=0": 3, "int>=2": 5, "float>0": 0.5, "float>=0": 0.25, "number|theory": "theory",
+         "seed": 7}  # fmt: skip
+_BAD = {"int>=1": "0", "int>=0": "-1", "int>=2": "1", "float>0": "0", "float>=0": "-1", "number|theory": "fast",
+        "seed": "-1"}  # fmt: skip
+_CONTROL = {"time_limit": 0.5, "checkpoint": "ckpt.npz", "checkpoint_every": 4, "progress": False}
+_OPTIONS = {"run": Options, "flow": FlowOptions}
+
+
+def _settings(command):
+    """(field, a valid value of its kind other than its default, an invalid one) for each setting."""
+    for f in dataclasses.fields(_OPTIONS[command]):
+        kind = f.metadata["kind"]
+        choices = kind.split("|")
+        yield f, _GOOD.get(kind, choices[-1]), _BAD.get(kind, "nope")
+
+
+def _actions(command):
+    sub = next(a for a in cli._parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return {flag: action for action in sub.choices[command]._actions for flag in action.option_strings}
+
+
+@pytest.mark.parametrize("command", ["run", "flow"])
+def test_every_setting_has_its_flag_with_the_fields_help(command):
+    actions = _actions(command)
+    for f, _, _ in _settings(command):
+        action = actions[f"--{f.name.replace('_', '-')}"]
+        assert action.dest == f.name and action.default is None  # unset: not passed, the field's default applies
+        assert action.help.startswith(f.metadata["help"]), f.name
+        if f.default is not None:
+            assert action.help.endswith(f"[default: {f.default:g}]" if isinstance(f.default, float) else
+                                        f"[default: {f.default}]"), f.name  # fmt: skip
+    controls = {f.name for f in dataclasses.fields(Control)} - {"callback"}
+    assert controls == set(_CONTROL) and all(actions[f"--{name.replace('_', '-')}"].dest == name for name in controls)
+    assert actions["-k"] is actions["--k"]
+
+
+def _capture(monkeypatch, command):
+    """Replace the library call of `command` by one that records its arguments and raises _Called."""
+    calls = []
+
+    def record(Sigma, **kwargs):
+        calls.append(kwargs)
+        raise _Called
+
+    monkeypatch.setattr(fastmf, "solve" if command == "run" else "gradient_flow", record)
+    return calls
+
+
+class _Called(Exception):
+    pass
+
+
+@pytest.mark.parametrize("via", ["flags", "config"])
+@pytest.mark.parametrize("command", ["run", "flow"])
+def test_every_setting_reaches_the_library_from_a_flag_or_a_toml_key(command, via, monkeypatch):
+    calls = _capture(monkeypatch, command)
+    values = {f.name: good for f, good, _ in _settings(command)} | _CONTROL
+    if via == "flags":
+        argv = [f"--{name.replace('_', '-')}={value}" for name, value in values.items() if name != "progress"]
+        argv.append("--no-progress")
+    else:
+        with open("all.toml", "w") as f:
+            f.writelines(f"{name} = {json.dumps(value)}\n" for name, value in values.items())
+        argv = ["--config", "all.toml"]
+    with pytest.raises(_Called):
+        main([command, "--spectrum", "4,3", *argv])
+    (kwargs,) = calls
+    assert kwargs.pop("options") == _OPTIONS[command](**{f.name: good for f, good, _ in _settings(command)})
+    assert kwargs == _CONTROL
+
+
+@pytest.mark.parametrize("command", ["run", "flow"])
+def test_a_bad_value_of_any_setting_is_refused_naming_its_flag(command, capsys):
+    actions = _actions(command)
+    for f, _, bad in _settings(command):
+        action = actions[f"--{f.name.replace('_', '-')}"]
+        with pytest.raises(SystemExit) as exc:
+            main([command, "--spectrum", "4,3", action.option_strings[-1], bad])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and f"argument {'/'.join(action.option_strings)}: " in err, (f.name, err)
+
+
+def test_an_unset_flag_takes_the_options_default(monkeypatch):
+    monkeypatch.setattr(fastmf.options, "DEFAULTS", dataclasses.replace(fastmf.options.DEFAULTS, lr=0.2, max_iter=123))
+    assert main(["run", "--spectrum", "4,2", "--seed", "0", "-q"]) == 0
+    result = fastmf.load("fastmf-run.npz")
+    assert result.n_iter == 123 and result.options.lr == 0.2 / 4 and result.options.max_iter == 123
+    assert _json("fastmf-run.json")["options"]["lr"] == 0.05
 
 
 def test_theory_plot_warmup_info(capsys):
@@ -110,10 +238,10 @@ def files():
         f.write("lr = = 1\n")
     with open("unknown.toml", "w") as f:
         f.write("colour = 'red'\n")
-    with open("rank.toml", "w") as f:
-        f.write('spectrum = "4,3"\nrank = "abc"\n')
+    with open("k.toml", "w") as f:
+        f.write('spectrum = "4,3"\nk = "abc"\n')
     with open("sweep.toml", "w") as f:
-        f.write("workers = 0\n[grid]\nm = 10\nd = 2\neta = 0.1\nmax_iter = 5\nseeds = 2\n")
+        f.write("workers = 0\n[grid]\nm = 10\nd = 2\nlr = 0.1\nmax_iter = 5\nseeds = 2\n")
     os.mkdir("folder")
     np.savez("sigma.npz", Sigma=np.diag([4.0, 3.0, 2.0]))
     with open("sigma.npz", "rb") as f:
@@ -134,7 +262,7 @@ def files():
         (["run", "missing.npy"], "no such matrix file"),
         (["run", "notes.txt"], "neither a .npy nor an .npz"),
         (["run", "--spectrum", "4,3", "--lr", "-1"], "argument --lr: must be a positive number or 'theory'"),
-        (["run", "--spectrum", "4,3", "--rank", "9"], "rank must be at most"),
+        (["run", "--spectrum", "4,3", "-k", "9"], "k must be at most"),
         (["run", "--spectrum", "4,3", "--init-scale", "big"], "argument --init-scale: must be"),
         (["run", "--spectrum", "4,3", "--config", "missing.toml"], "no such config file"),
         (["run", "--spectrum", "4,3", "--config", "bad.toml"], "not valid TOML"),
@@ -143,9 +271,13 @@ def files():
         (["run", "--spectrum", "4,3", "--checkpoint-every", "5"], "needs a checkpoint file"),
         (["run", "--resume", "notes.txt"], "not a readable fastmf result"),
         (["run", "--resume", "done.npz", "--lr", "1"], "drop --lr"),
+        (["run", "--resume", "done.npz", "--spectrum", "4,3", "--method", "split"], "drop --spectrum, --method"),
+        (["flow", "--resume", "done.npz", "--rtol", "1e-8"], "drop --rtol"),
         (["run", "--resume", "done.npz"], "nothing to resume"),
         (["flow", "--spectrum", "4,3"], "--t-max is required"),
-        (["flow", "--spectrum", "4,3", "--t-max", "1", "--method", "Euler"], "method must be one of"),
+        (["flow", "--spectrum", "4,3", "--t-max", "1", "--ode-method", "Euler"], "argument --ode-method: invalid"),
+        (["flow", "--spectrum", "4,3", "--t-max", "1", "--method", "RK45"], "unrecognized arguments: --method"),
+        (["run", "--spectrum", "4,3", "--rank", "2"], "unrecognized arguments: --rank"),
         (["plot", "missing.npz"], "no such result"),
         (["run", "--spectrum", "4,3", "--max-iter", "1.5"], "argument --max-iter: must be an integer >= 0, got '1.5'"),
         (["run", "--bogus"], "unrecognized arguments"),
@@ -159,18 +291,18 @@ def files():
         (["run", "--spectrum", "4,3", "--shape", "2.7x3.9"], "argument --shape: must be M x N with integers >= 1"),
         (["run", "--spectrum", "4,3", "--shape", "0x5"], "argument --shape: must be M x N with integers >= 1"),
         (["theory", "--spectrum", "4,3", "--shape", "infx5"], "argument --shape: must be M x N"),
-        (["run", "--spectrum", "4,3", "--rank", "0"], "argument --rank: must be an integer >= 1, got '0'"),
-        (["run", "--spectrum", "4,3", "--rank", "-2"], "argument --rank: must be an integer >= 1, got '-2'"),
-        (["flow", "--spectrum", "4,3", "--t-max", "1", "--rank", "0"], "argument --rank: must be an integer >= 1"),
+        (["run", "--spectrum", "4,3", "--k", "0"], "argument -k/--k: must be an integer >= 1, got '0'"),
+        (["run", "--spectrum", "4,3", "-k", "-2"], "argument -k/--k: must be an integer >= 1, got '-2'"),
+        (["flow", "--spectrum", "4,3", "--t-max", "1", "-k", "0"], "argument -k/--k: must be an integer >= 1"),
         (["run", "--spectrum", "4,3", "--seed", "-1"], "argument --seed: must be an integer >= 0"),
-        (["run", "--spectrum", "", "--rank", "1"], "argument --spectrum: must be comma-separated finite numbers"),
+        (["run", "--spectrum", "", "-k", "1"], "argument --spectrum: must be comma-separated finite numbers"),
         (["run", "--spectrum", "4,3", "--key", "Sigma"], "a --spectrum problem has none, drop --key"),
         (["run", "--spectrum", "4,3", "-o", ""], "argument -o/--output: must be a file name, got ''"),
         (["run", "--spectrum", "4,3", "-o", "folder"], "-o/--output folder is a folder; give a file name"),
         (["run", "--spectrum", "4,3", "--summary", "folder"], "--summary folder is a folder; give a file name"),
         (["run", "--spectrum", "4,3", "--checkpoint", "folder"], "--checkpoint folder is a folder"),
         (["flow", "--spectrum", "4,3", "--t-max", "1", "-o", "folder"], "-o/--output folder is a folder"),
-        (["run", "--config", "rank.toml"], "rank.toml: rank must be an integer >= 1, got 'abc'"),
+        (["run", "--config", "k.toml"], "k.toml: k must be an integer >= 1, got 'abc'"),
         (["run", "--spectrum", "4,3", "--config", "folder"], "cannot read the config file folder"),
         (["flow", "--spectrum", "4,3", "--t-max", "nan"], "argument --t-max: must be a finite number > 0"),
         (
@@ -226,7 +358,7 @@ def test_no_output_overwrites_an_input_or_another_output(argv, message, files, c
     with open("other.toml", "w") as f:
         f.write("max_iter = 5\n")
     with open("grid.csv", "w") as f:
-        f.write("[grid]\nm = 10\nd = 2\neta = 0.1\nmax_iter = 5\nseeds = 2\n")
+        f.write("[grid]\nm = 10\nd = 2\nlr = 0.1\nmax_iter = 5\nseeds = 2\n")
     names = ["sigma.npz", "done.npz", "exp.toml", "other.toml", "grid.csv"]
     before = {name: pathlib.Path(name).read_bytes() for name in names}
     listing = sorted(os.listdir())

@@ -1,6 +1,8 @@
 """fastmf.sweep and `fastmf sweep`: the grid, the rows against solve, a worker killed midway,
 a sweep interrupted and resumed, failures, and the command line."""
 
+import _thread
+import dataclasses
 import os
 import signal
 import subprocess
@@ -12,6 +14,7 @@ import numpy as np
 import pytest
 
 import fastmf
+import fastmf.options
 import fastmf.sweeps
 import fastmf.table
 from fastmf import theory
@@ -21,7 +24,7 @@ from fastmf.sweeps import COLUMNS, grid_points, run_task, sweep
 distributed = pytest.importorskip("distributed")
 
 # 4 points x 50 seeds = 200 runs, long enough (about 0.1 s a task of 5) to kill something midway
-GRID = {"m": 10**6, "n": 800_000, "d": 3, "kappa": [1.0, 3.0], "eta": [0.05, 0.1], "eps": 1e-6,
+GRID = {"m": 10**6, "n": 800_000, "d": 3, "kappa": [1.0, 3.0], "lr": [0.05, 0.1], "init_scale": 1e-6,
         "max_iter": 60_000, "delta": 1e-12, "record_every": 7, "seeds": 50}  # fmt: skip
 KEY = [*list(COLUMNS)[: list(COLUMNS).index("seed") + 1]]
 
@@ -52,8 +55,9 @@ def _expected(point, seeds):
     problem = fastmf.Problem.from_spectrum(s, point["m"], point["n"])
     delta = None if np.isnan(point["delta"]) else point["delta"]
     return [
-        fastmf.solve(problem, point["rank"], point["eta"], point["max_iter"], seed=seed, init_scale=point["eps"],
-                     tol=point["tol"], record_every=point["record_every"], delta=delta, spectral_every=0)
+        fastmf.solve(problem, k=point["k"], lr=point["lr"], max_iter=point["max_iter"], seed=seed,
+                     init_scale=point["init_scale"], tol=point["tol"], record_every=point["record_every"], delta=delta,
+                     spectral_every=0)
         for seed in seeds
     ]  # fmt: skip
 
@@ -71,35 +75,50 @@ def _check_rows_against_solve(table, point, seeds):
 
 
 def test_grid_points_resolve_defaults_theory_and_unions():
-    points = grid_points([{"m": 50, "d": 2, "eta": [0.1, 0.2], "max_iter": 10, "seeds": 3},
-                          {"m": 40, "n": 60, "d": 3, "kappa": 4, "spacing": "geometric", "rank": 5, "eps": "theory",
-                           "eta": "theory", "max_iter": 0, "tol": 1e-9, "seeds": [7, 2]}])  # fmt: skip
+    points = grid_points([{"m": 50, "d": 2, "lr": [0.1, 0.2], "max_iter": 10, "seeds": 3},
+                          {"m": 40, "n": 60, "d": 3, "kappa": 4, "spacing": "geometric", "k": 5, "init_scale": "theory",
+                           "lr": "theory", "max_iter": 0, "tol": 1e-9, "seeds": [7, 2]}])  # fmt: skip
     assert len(points) == 3
     first, seeds = points[0]
-    assert seeds == [0, 1, 2] and first["n"] == 50 and first["rank"] == 2 and first["kappa"] == 1.0
-    assert first["eps"] == pytest.approx(1e-3 * np.sqrt(1.0 / 100), rel=1e-15) and np.isnan(first["delta"])
+    assert seeds == [0, 1, 2] and first["n"] == 50 and first["k"] == 2 and first["kappa"] == 1.0
+    assert first["init_scale"] == pytest.approx(1e-3 * np.sqrt(1.0 / 100), rel=1e-15) and np.isnan(first["delta"])
+    assert first["record_every"] == 1 and first["tol"] == 0.0
     last, seeds = points[2]
     s = np.geomspace(4.0, 1.0, 3)
-    assert seeds == [7, 2] and last["delta"] == 1e-9
-    assert last["eps"] == theory.init_scale(s, 40, 60) and last["eta"] == theory.step_size(s, last["eps"])
+    assert seeds == [7, 2] and last["delta"] == 1e-9 and last["k"] == 5
+    assert last["init_scale"] == theory.init_scale(s, 40, 60) and last["lr"] == theory.step_size(s, last["init_scale"])
     assert list(last) == KEY[:-1]
+
+
+def test_the_grid_names_its_settings_as_solve_and_takes_the_options_defaults(monkeypatch):
+    assert set(fastmf.sweeps._SETTINGS) <= {f.name for f in dataclasses.fields(fastmf.options.Options)}
+    monkeypatch.setattr(fastmf.options, "DEFAULTS", dataclasses.replace(fastmf.options.DEFAULTS, lr=0.2, max_iter=123))
+    ((point, _),) = grid_points({"m": 400, "n": 500, "d": 3, "kappa": 4, "seeds": 1})
+    assert point["lr"] == 0.2 / 4 and point["max_iter"] == 123 and point["k"] == 3 and point["record_every"] == 1
+    assert point["init_scale"] == pytest.approx(1e-3 * np.sqrt(4 / 900), rel=1e-15)
+    ((point, _),) = grid_points({"m": 10**6, "d": 1, "max_iter": 250_000, "seeds": 1})
+    assert point["record_every"] == 3  # at most 100000 records
 
 
 @pytest.mark.parametrize(
     "grid, error, match",
     [
-        ({"m": 5, "d": 2, "eta": 0.1, "max_iter": 5, "seeds": 2, "lr": 0.1}, ValueError, "unknown grid parameter"),
-        ({"m": 5, "d": 2, "max_iter": 5, "seeds": 2}, ValueError, "must give eta"),
-        ({"m": 5, "d": 2, "eta": 0.1, "max_iter": 5}, ValueError, "must give seeds"),
-        ({"m": 5, "d": 6, "eta": 0.1, "max_iter": 5, "seeds": 2}, ValueError, "d must be at most"),
-        ({"m": 5, "d": 2, "kappa": 0.5, "eta": 0.1, "max_iter": 5, "seeds": 2}, ValueError, "kappa"),
-        ({"m": 5, "d": 1, "kappa": 2, "eta": 0.1, "max_iter": 5, "seeds": 2}, ValueError, "kappa"),
-        ({"m": 5, "d": 2, "eta": "fast", "max_iter": 5, "seeds": 2}, ValueError, "eta must be a positive number"),
-        ({"m": 5, "d": 2, "eta": [0.1, 0.1], "max_iter": 5, "seeds": 2}, ValueError, "twice"),
-        ({"m": 5, "d": 2, "eta": [], "max_iter": 5, "seeds": 2}, ValueError, "no values"),
-        ({"m": 5, "d": 2, "eta": 0.1, "max_iter": 5, "seeds": [1, 1]}, ValueError, "distinct"),
-        ({"m": 5, "d": 2, "eta": 0.1, "max_iter": 5, "seeds": 2, "spacing": "log"}, ValueError, "spacing"),
-        ({"m": 5.0, "d": 2, "eta": 0.1, "max_iter": 5, "seeds": 2}, TypeError, "m must be an integer"),
+        ({"m": 5, "d": 2, "lr": 0.1, "max_iter": 5, "seeds": 2, "eta": 0.1}, ValueError, "unknown grid parameter"),
+        ({"m": 5, "d": 2, "eps": 0.1, "seeds": 2}, ValueError, "unknown grid parameter"),
+        ({"m": 5, "d": 2, "rank": 2, "seeds": 2}, ValueError, "unknown grid parameter"),
+        ({"m": 5, "lr": 0.1, "max_iter": 5, "seeds": 2}, ValueError, "must give d"),
+        ({"m": 5, "d": 2, "lr": 0.1, "max_iter": 5}, ValueError, "must give seeds"),
+        ({"m": 5, "d": 6, "lr": 0.1, "max_iter": 5, "seeds": 2}, ValueError, "d must be at most"),
+        ({"m": 5, "d": 2, "k": 6, "seeds": 2}, ValueError, "k must be at most"),
+        ({"m": 5, "d": 2, "kappa": 0.5, "lr": 0.1, "max_iter": 5, "seeds": 2}, ValueError, "kappa"),
+        ({"m": 5, "d": 1, "kappa": 2, "lr": 0.1, "max_iter": 5, "seeds": 2}, ValueError, "kappa"),
+        ({"m": 5, "d": 2, "lr": "fast", "max_iter": 5, "seeds": 2}, ValueError, "lr must be a positive number"),
+        ({"m": 5, "d": 2, "max_iter": -1, "seeds": 2}, ValueError, "max_iter must be"),
+        ({"m": 5, "d": 2, "lr": [0.1, 0.1], "max_iter": 5, "seeds": 2}, ValueError, "twice"),
+        ({"m": 5, "d": 2, "lr": [], "max_iter": 5, "seeds": 2}, ValueError, "no values"),
+        ({"m": 5, "d": 2, "lr": 0.1, "max_iter": 5, "seeds": [1, 1]}, ValueError, "distinct"),
+        ({"m": 5, "d": 2, "lr": 0.1, "max_iter": 5, "seeds": 2, "spacing": "log"}, ValueError, "spacing"),
+        ({"m": 5.0, "d": 2, "lr": 0.1, "max_iter": 5, "seeds": 2}, TypeError, "m must be an integer"),
         ("m=5", TypeError, "grid must be a dict"),
     ],
 )
@@ -110,8 +129,8 @@ def test_bad_grids_name_the_parameter(grid, error, match, tmp_path):
 
 
 def test_rows_are_solves_runs():
-    point, _ = grid_points({"m": 300, "n": 200, "d": 4, "kappa": 3, "spacing": "geometric", "rank": 6, "eta": 0.08,
-                            "eps": 1e-5, "max_iter": 900, "tol": 1e-22, "delta": 1e-9, "record_every": 4,
+    point, _ = grid_points({"m": 300, "n": 200, "d": 4, "kappa": 3, "spacing": "geometric", "k": 6, "lr": 0.08,
+                            "init_scale": 1e-5, "max_iter": 900, "tol": 1e-22, "delta": 1e-9, "record_every": 4,
                             "seeds": 1})[0]  # fmt: skip
     seeds = [11, 3, 5]
     rows = run_task(point, seeds)
@@ -166,7 +185,7 @@ def _lines(path):
 def test_an_interrupted_sweep_resumes_with_only_the_missing_runs(suffix, tmp_path, local_client, monkeypatch):
     if suffix == ".parquet":
         pytest.importorskip("pyarrow")
-    grid = {"m": 1000, "d": 2, "eta": [0.05, 0.1, 0.2], "eps": 1e-4, "max_iter": 300, "seeds": 10}
+    grid = {"m": 1000, "d": 2, "lr": [0.05, 0.1, 0.2], "init_scale": 1e-4, "max_iter": 300, "seeds": 10}
     out = tmp_path / f"runs{suffix}"
     real_append = fastmf.table.CsvTable.append if suffix == ".csv" else fastmf.table.ParquetTable.append
     calls = []
@@ -190,14 +209,34 @@ def test_an_interrupted_sweep_resumes_with_only_the_missing_runs(suffix, tmp_pat
     assert len(rows) == 30 and len(set(rows)) == 30
 
 
+def test_a_sweep_answers_ctrl_c_within_a_second(tmp_path, local_client):
+    """Ctrl-C while the sweep waits for its tasks: it cancels the rest and returns at once."""
+    grid = {"m": 100_000, "d": 3, "init_scale": 1e-6, "lr": 0.05, "max_iter": 100_000, "seeds": 300}
+    out = tmp_path / "runs.csv"
+    sent = []
+
+    def interrupt_after_the_first_rows():
+        deadline = time.monotonic() + 120
+        while _lines(out) < 2 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        sent.append(time.monotonic())
+        _thread.interrupt_main()  # as Ctrl-C does
+
+    threading.Thread(target=interrupt_after_the_first_rows, daemon=True).start()
+    interrupted = sweep(grid, out, client=local_client, batch=2)
+    returned = time.monotonic()
+    assert interrupted.status == "interrupted" and 2 <= interrupted.ran < 300
+    assert returned - sent[0] < 1.0
+
+
 def test_failing_tasks_are_reported_and_retried_on_resume(tmp_path, local_client, monkeypatch):
-    grid = {"m": 1000, "d": 2, "eta": [0.05, 0.1], "eps": 1e-4, "max_iter": 200, "seeds": 6}
+    grid = {"m": 1000, "d": 2, "lr": [0.05, 0.1], "init_scale": 1e-4, "max_iter": 200, "seeds": 6}
     real = fastmf.sweeps.solve_batch
 
-    def fails_for_seed_4(problem, rank, lr, max_iter, *, seeds, **kwargs):
+    def fails_for_seed_4(problem, k, lr, max_iter, *, seeds, **kwargs):
         if 4 in seeds:
             raise RuntimeError("out of luck")
-        return real(problem, rank, lr, max_iter, seeds=seeds, **kwargs)
+        return real(problem, k, lr, max_iter, seeds=seeds, **kwargs)
 
     monkeypatch.setattr(fastmf.sweeps, "solve_batch", fails_for_seed_4)
     out = tmp_path / "runs.csv"
@@ -212,7 +251,7 @@ def test_failing_tasks_are_reported_and_retried_on_resume(tmp_path, local_client
 
 
 def test_nothing_missing_starts_no_cluster(tmp_path, local_client, monkeypatch):
-    grid = {"m": 100, "d": 2, "eta": 0.1, "max_iter": 50, "seeds": 3}
+    grid = {"m": 100, "d": 2, "lr": 0.1, "max_iter": 50, "seeds": 3}
     out = tmp_path / "runs.csv"
     assert sweep(grid, out, client=local_client).ran == 3
     monkeypatch.setattr(distributed, "LocalCluster", None)  # would fail if called
@@ -221,7 +260,7 @@ def test_nothing_missing_starts_no_cluster(tmp_path, local_client, monkeypatch):
 
 
 def test_resuming_keeps_a_last_row_without_its_newline_and_refuses_a_foreign_table(tmp_path, local_client, capsys):
-    grid = {"m": 100, "d": 2, "eta": 0.1, "max_iter": 50, "seeds": 3}
+    grid = {"m": 100, "d": 2, "lr": 0.1, "max_iter": 50, "seeds": 3}
     out = tmp_path / "runs.csv"
     assert sweep(grid, out, client=local_client).ran == 3
     out.write_bytes(out.read_bytes().rstrip(b"\n"))  # as an editor may save it
@@ -238,25 +277,25 @@ def test_resuming_keeps_a_last_row_without_its_newline_and_refuses_a_foreign_tab
     foreign.write_text("name,age\nada,36")
     with pytest.raises(ValueError, match="mine.csv is not a fastmf sweep table"):
         sweep(grid, foreign, resume=True, client=local_client)
-    (tmp_path / "s.toml").write_text("[grid]\nm = 100\nd = 2\neta = 0.1\nmax_iter = 50\nseeds = 3\n")
+    (tmp_path / "s.toml").write_text("[grid]\nm = 100\nd = 2\nlr = 0.1\nmax_iter = 50\nseeds = 3\n")
     assert main(["sweep", os.fspath(tmp_path / "s.toml"), "-o", os.fspath(foreign), "--resume"]) == 2
     assert "is not a fastmf sweep table (its header is 'name,age'); choose another output" in capsys.readouterr().err
     assert foreign.read_text() == "name,age\nada,36"
 
 
 def test_a_scheduler_address_runs_on_that_cluster(tmp_path, local_client, monkeypatch, capsys):
-    grid = {"m": 100, "d": 2, "eta": [0.1, 0.2], "max_iter": 50, "seeds": 3}
+    grid = {"m": 100, "d": 2, "lr": [0.1, 0.2], "max_iter": 50, "seeds": 3}
     monkeypatch.setattr(distributed, "LocalCluster", None)  # would fail if called
     done = sweep(grid, tmp_path / "a.csv", client=local_client.scheduler.address)
     assert done.status == "done" and len(done.table()["seed"]) == 6
-    (tmp_path / "s.toml").write_text("[grid]\nm = 100\nd = 2\neta = 0.1\nmax_iter = 50\nseeds = 3\n")
+    (tmp_path / "s.toml").write_text("[grid]\nm = 100\nd = 2\nlr = 0.1\nmax_iter = 50\nseeds = 3\n")
     monkeypatch.chdir(tmp_path)
     assert main(["sweep", "s.toml", "-o", "b.csv", "--scheduler", local_client.scheduler.address]) == 0
     assert "3 runs written to b.csv" in capsys.readouterr().out
 
 
 def test_bad_arguments(tmp_path, local_client):
-    grid = {"m": 100, "d": 2, "eta": 0.1, "max_iter": 50, "seeds": 3}
+    grid = {"m": 100, "d": 2, "lr": 0.1, "max_iter": 50, "seeds": 3}
     with pytest.raises(ValueError, match="must end in .parquet"):
         sweep(grid, tmp_path / "t.json", client=local_client)
     with pytest.raises(FileNotFoundError, match="does not exist"):
@@ -272,7 +311,7 @@ def test_bad_arguments(tmp_path, local_client):
 def test_command_line_sweep(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "s.toml").write_text(
-        'output = "eta.csv"\nbatch = 3\nworkers = 1\n[grid]\nm = 2000\nd = 2\neps = 1e-5\neta = [0.1, 0.2]\n'
+        'output = "eta.csv"\nbatch = 3\nworkers = 1\n[grid]\nm = 2000\nd = 2\ninit_scale = 1e-5\nlr = [0.1, 0.2]\n'
         "max_iter = 400\ndelta = 1e-9\nseeds = 4\n"
     )
     assert main(["sweep", "s.toml", "--no-progress"]) == 0
@@ -282,10 +321,10 @@ def test_command_line_sweep(tmp_path, monkeypatch, capsys):
     assert main(["sweep", "s.toml", "--resume", "-q"]) == 0
     assert capsys.readouterr().out == ""
     table = fastmf.table.open_table("eta.csv", COLUMNS, resume=True).read()
-    assert len(table["seed"]) == 8 and set(table["eta"]) == {0.1, 0.2}
-    (tmp_path / "bad.toml").write_text("[grid]\nm = 10\nd = 2\neta = 0.1\nmax_iter = 5\nseeds = 2\nlr = 3\n")
+    assert len(table["seed"]) == 8 and set(table["lr"]) == {0.1, 0.2}
+    (tmp_path / "bad.toml").write_text("[grid]\nm = 10\nd = 2\nlr = 0.1\nmax_iter = 5\nseeds = 2\neta = 3\n")
     assert main(["sweep", "bad.toml"]) == 2
-    assert "unknown grid parameter(s) lr" in capsys.readouterr().err
+    assert "unknown grid parameter(s) eta" in capsys.readouterr().err
     (tmp_path / "nogrid.toml").write_text("m = 10\n")
     assert main(["sweep", "nogrid.toml"]) == 2
     assert "unknown setting(s) m" in capsys.readouterr().err
@@ -293,7 +332,7 @@ def test_command_line_sweep(tmp_path, monkeypatch, capsys):
 
 def test_command_line_ctrl_c_keeps_the_finished_runs(tmp_path):
     (tmp_path / "s.toml").write_text(
-        "[grid]\nm = 100000\nd = 3\neps = 1e-6\neta = [0.05, 0.1]\nmax_iter = 100000\nseeds = 20\n"
+        "[grid]\nm = 100000\nd = 3\ninit_scale = 1e-6\nlr = [0.05, 0.1]\nmax_iter = 100000\nseeds = 20\n"
     )
     args = [sys.executable, "-m", "fastmf", "sweep", "s.toml", "-o", "runs.csv", "--workers", "2", "--batch", "2"]
     proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
