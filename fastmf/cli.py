@@ -75,10 +75,9 @@ init_scale and lr may be "theory"); seeds (a count, or a list of seeds)""",
   fastmf info""",
 }
 
-# The settings of each command: the fields of its options class; and the fields of the
-# run's control (`fastmf.driver.Control`) that a command line sets, as (kind, help) like
-# the options' metadata (its callback is Python's).
-_SETTINGS = {"run": dataclasses.fields(Options), "flow": dataclasses.fields(FlowOptions)}
+# The settings of each command are the fields of its options class, and the fields of the
+# run's control (`fastmf.driver.Control`) that a command line sets, given here as (kind, help)
+# as the options' metadata gives them (its callback is Python's).
 _OPTIONS = {"run": Options, "flow": FlowOptions}
 _CONTROL = {
     "time_limit": ("float>0", "stop after this many seconds (exit code 3; --resume continues the run)"),
@@ -156,7 +155,8 @@ def _parser() -> argparse.ArgumentParser:
         p = command(name, help_, _cmd_run)
         _problem_options(p)
         g = p.add_argument_group("gradient descent" if name == "run" else "gradient flow")
-        _add_settings(g, [(f.name, f.metadata["kind"], f.metadata["help"], f.default) for f in _SETTINGS[name]])
+        fields = dataclasses.fields(_OPTIONS[name])
+        _add_settings(g, [(f.name, f.metadata["kind"], f.metadata["help"], f.default) for f in fields])
         _output_options(p, f"fastmf-{name}.npz")
         g = p.add_argument_group("long runs")
         _add_settings(g, [(key, kind, help_, None) for key, (kind, help_) in _CONTROL.items()])
@@ -253,7 +253,8 @@ def _cmd_run(args) -> int:
         [("INPUT", args.input), ("--config", args.config), ("--resume", args.resume)],
         allowed=[("--checkpoint", "--resume")],  # a resumed run goes on checkpointing to its file
     )
-    settings = _given(args, [f.name for f in _SETTINGS[args.command]])
+    options = _OPTIONS[args.command]
+    settings = _given(args, [f.name for f in dataclasses.fields(options)])
     control = _given(args, _CONTROL)
     started = time.perf_counter()
     if args.resume:
@@ -263,7 +264,7 @@ def _cmd_run(args) -> int:
         if dropped:
             raise UsageError(f"--resume continues the saved run with its own settings; drop {', '.join(dropped)}")
         result = fastmf.resume(args.resume, **settings, **control)
-    elif args.command == "run":
+    elif options is Options:
         result = fastmf.solve(_target(args), options=Options(**settings), **control)
     else:
         if "t_max" not in settings:
@@ -348,10 +349,10 @@ def _cmd_warmup(args) -> int:
         started = time.perf_counter()
         problem = fastmf.Problem.from_spectrum(np.array([2.0, 1.0]), 6, 5, dtype=name)
         for complement in ("compressed", "full"):
-            fastmf.solve(problem, 2, 0.1, 3, seed=0, complement=complement)
-        fastmf.solve(problem.dense(), 2, 0.1, 3, seed=0, method="direct")
-        fastmf.solve_batch(problem, 2, 0.1, 3, seeds=[0])
-        fastmf.gradient_flow(problem, 2, 0.1, seed=0, t_eval=[0.0, 0.1])
+            fastmf.solve(problem, k=2, lr=0.1, max_iter=3, seed=0, complement=complement)
+        fastmf.solve(problem.dense(), k=2, lr=0.1, max_iter=3, seed=0, method="direct")
+        fastmf.solve_batch(problem, k=2, lr=0.1, max_iter=3, seeds=[0])
+        fastmf.gradient_flow(problem, k=2, t_max=0.1, seed=0, t_eval=[0.0, 0.1])
         print(f"{name}: kernels ready in {time.perf_counter() - started:.1f} s")
     print(f"cache: {_cache_dir()}")
     return 0
