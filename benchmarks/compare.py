@@ -284,7 +284,7 @@ def diagnostics_cost(repeats):
 
 def hooks_cost(repeats):
     p = fastmf.Problem.from_spectrum(np.geomspace(4.0, 1.0, 10), 10**6, 10**6)
-    kw = dict(rank=10, lr=0.025, max_iter=2 * 10**5, init_scale=1e-4, seed=0, record_every=100, progress=False)
+    kw = dict(k=10, lr=0.025, max_iter=2 * 10**5, init_scale=1e-4, seed=0, record_every=100, progress=False)
     fastmf.solve(p, **(kw | {"max_iter": 5}))
     calls = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -15,6 +15,7 @@ the same path.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import glob
 import json
 import numbers
@@ -28,7 +29,7 @@ from .init import Factor
 from .problem import CoordinateBasis, DenseBasis, Problem
 
 FORMAT = "fastmf-result"
-VERSION = 1
+VERSION = 2
 
 
 class CheckpointError(ValueError):
@@ -113,11 +114,8 @@ def problem_from(arrays: dict, meta: dict) -> Problem:
             bases.append(DenseBasis(arrays[f"{side}.Phi"]))
         else:
             bases.append(CoordinateBasis(arrays[f"{side}.index"], dim))
-    problem = Problem.__new__(Problem)
-    problem._set(info["kind"], (m, n), np.dtype(info["dtype"]), arrays["s"], *bases)
-    problem.basis_residual = info["basis_residual"]
-    problem.Sigma = None
-    return problem
+    return Problem.from_basis(info["kind"], (m, n), np.dtype(info["dtype"]), arrays["s"], *bases,
+                              info["basis_residual"])  # fmt: skip
 
 
 def factor_fields(side: str, factor: Factor) -> tuple[dict, dict]:
@@ -150,3 +148,17 @@ def seed_from_json(seed):
     if isinstance(seed, dict):
         return np.random.SeedSequence(seed["entropy"], spawn_key=seed["spawn_key"], pool_size=seed["pool_size"])
     return seed
+
+
+def options_to_json(options) -> dict | None:
+    """A resolved `Options` or `FlowOptions` as JSON (the seed as `seed_to_json` writes it)."""
+    if options is None:
+        return None
+    return dataclasses.asdict(options) | {"seed": seed_to_json(options.seed)}
+
+
+def options_from_json(kind, saved: dict | None):
+    """The `kind` (Options or FlowOptions) saved by `options_to_json`."""
+    if saved is None:
+        return None
+    return kind(**(saved | {"seed": seed_from_json(saved["seed"])}))

@@ -25,7 +25,7 @@ import numpy as np
 from . import theory
 from ._validate import finite_float, positive_int
 from .batch import solve_batch
-from .init import default_scale
+from .options import default_init_scale as default_scale
 from .monitor import Monitor
 from .problem import Problem
 from .table import open_table

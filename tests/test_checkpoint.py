@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import fastmf
+import fastmf.driver
 import fastmf.checkpoint
 from fastmf import Problem, load, resume, solve
 from fastmf.checkpoint import CheckpointError
@@ -42,7 +43,7 @@ def test_stopped_then_resumed_is_bitwise_the_unbroken_run(name, complement, tmp_
     problem, k = _problems()[name]
     if complement == "full" and name == "spectrum":
         problem = Problem.from_spectrum(problem.s, 300, 200)
-    monkeypatch.setattr(fastmf.solver, "_CHUNK_SECONDS", 1e-9)  # many short chunks
+    monkeypatch.setattr(fastmf.driver, "_CHUNK_SECONDS", 1e-9)  # many short chunks
     kw = KW | {"complement": complement}
     unbroken = solve(problem, k, **kw)
     assert unbroken.stages.T0 is not None  # the stages are crossed along the way
