@@ -15,7 +15,6 @@ import numpy as np
 
 from . import _kernels as K
 from . import stages
-from ._kernels.batch import run_batch
 from ._validate import finite_float, positive_int
 from .init import stack, start
 from .problem import Problem
@@ -139,23 +138,26 @@ def solve_batch(
     Ys = scale.inward(np.stack([stack(st.right) for st in starts]), 0.5)
     inner_lrs = np.array([internal_lr(scale, lr, s[0], problem.dtype) for lr in lrs], problem.dtype)
     inner_tol = min(scale.inward(tol, 2), stages.converged_level(s, starts[0].rank))
-    summary = np.zeros((runs, 6))
+    summary = np.full((runs, K.N_SUMMARY), -1.0)  # stages not reached
+    summary[:, K.N_ITER] = 0
+    summary[:, K.STATUS] = K.RUNNING
+    summary[:, K.FINAL_LOSS] = np.nan
     steps = np.unique(np.r_[np.arange(0, max_iter + 1, record_every), max_iter])  # the recorded steps
     losses = np.full((runs, steps.size if history else 0), np.nan)
     with _ONE_AT_A_TIME:
-        run_batch(Xs, Ys, s, inner_lrs, inner_tol, max_iter, record_every,
-                  -1.0 if delta is None else scale.inward(delta, 2), summary, losses)  # fmt: skip
-    summary[:, 2] = scale.outward(summary[:, 2], 2)
+        K.run_batch(Xs, Ys, s, inner_lrs, inner_tol, 0, max_iter, max_iter, record_every,
+                    -1.0 if delta is None else scale.inward(delta, 2), summary, losses)  # fmt: skip
+    final_loss = scale.outward(summary[:, K.FINAL_LOSS], 2)
     losses = scale.outward(losses, 2)
-    stage = summary[:, 3:6].copy()
+    stage = summary[:, [K.T1, K.T0, K.T_DELTA]]
     stage[stage < 0] = np.nan
     return BatchResult(
         seed=seeds.copy(),
         lr=lrs,
         init_scale=np.array([st.init_scale for st in starts]),
-        n_iter=summary[:, 0].astype(np.int64),
-        status=np.array([_STATUS[int(c)] for c in summary[:, 1]]),
-        final_loss=summary[:, 2],
+        n_iter=summary[:, K.N_ITER].astype(np.int64),
+        status=np.array([_STATUS[int(c)] for c in summary[:, K.STATUS]]),
+        final_loss=final_loss,
         T1=stage[:, 0],
         T0=stage[:, 1],
         T_delta=stage[:, 2],
