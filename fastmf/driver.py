@@ -93,14 +93,20 @@ def drive(engine, control: Control, total: float, unit: str):
     except Exception:  # a callback, the kernel, the disk: save what the run has, then let it propagate
         if control.checkpoint is not None:
             with contextlib.suppress(Exception):
-                engine.result("running").save(control.checkpoint)
+                _save(engine.result("running"), control)
         raise
     finally:
         monitor.close()
     result = engine.result(engine.finish(status))
+    result.checkpoint_every = control.checkpoint_every
     if control.checkpoint is not None:
-        result.save(control.checkpoint)
+        _save(result, control)
     return result
+
+
+def _save(result, control: Control) -> None:
+    result.checkpoint_every = control.checkpoint_every  # so that resume goes on alike
+    result.save(control.checkpoint)
 
 
 def _loop(engine, control: Control, monitor: Monitor) -> str:
@@ -115,7 +121,7 @@ def _loop(engine, control: Control, monitor: Monitor) -> str:
             elapsed = time.perf_counter() - start
             chunk = int(np.clip(chunk * _CHUNK_SECONDS / max(elapsed, 1e-6), 1, 4 * chunk))
             if every is not None and engine.work % every == 0 and not engine.done:
-                engine.result("running").save(control.checkpoint)
+                _save(engine.result("running"), control)
             stop = monitor.update(engine.position, engine.latest(), *engine.stage_positions())
             if stop is not None:
                 return stop

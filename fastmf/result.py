@@ -55,6 +55,8 @@ class Result:
         The std of the random start (None when U0, V0 were given).
     seed : int, SeedSequence or None
         What reproduces the random start (None when U0, V0 were given).
+    checkpoint_every : int or None
+        The checkpoint stride of the run that wrote this (`fastmf.resume` keeps it).
     """
 
     status: str
@@ -65,6 +67,7 @@ class Result:
     k: int
     init_scale: float | None = None
     seed: object = field(default=None, repr=False)
+    checkpoint_every: int | None = field(default=None, repr=False)
 
     @property
     def success(self) -> bool:
@@ -145,6 +148,7 @@ class _Split(Result):
             "result": type(self).__name__, "status": self.status, "message": self.message, "n_iter": self.n_iter,
             "k": self.k, "stages": dataclasses.asdict(self.stages), "init_scale": self.init_scale,
             "seed": checkpoint.seed_to_json(self.seed), "options": checkpoint.options_to_json(self.options),
+            "checkpoint_every": self.checkpoint_every,
         }  # fmt: skip
         more_arrays, more_meta = self._saved_fields()
         checkpoint.write(path, arrays | more_arrays, meta | more_meta)
@@ -162,6 +166,7 @@ class _Split(Result):
             k=meta["k"],
             init_scale=meta["init_scale"],
             seed=checkpoint.seed_from_json(meta["seed"]),
+            checkpoint_every=meta["checkpoint_every"],
             problem=checkpoint.problem_from(arrays, meta) if split else None,
             left=checkpoint.factor_from("left", arrays, meta) if split else None,
             right=checkpoint.factor_from("right", arrays, meta) if split else None,
@@ -337,6 +342,8 @@ class BatchResult(Sequence):
         The settings shared by the runs, resolved (lr, init_scale and seed are per run, above).
     resume_state : dict
         The kernel's state and bookkeeping, in its units, for `fastmf.resume`.
+    checkpoint_every : int or None
+        As in `Result`.
     """
 
     seed: np.ndarray
@@ -354,6 +361,7 @@ class BatchResult(Sequence):
     problem: Problem | None = field(default=None, repr=False)
     options: Options | None = field(default=None, repr=False)
     resume_state: dict | None = field(default=None, repr=False)
+    checkpoint_every: int | None = field(default=None, repr=False)
 
     _COLUMNS = ("seed", "lr", "init_scale", "n_iter", "status", "final_loss", "T1", "T0", "T_delta")
 
@@ -425,6 +433,7 @@ class BatchResult(Sequence):
         meta |= {
             "result": "BatchResult", "message": self.message, "status": self.status.tolist(),
             "seed": [int(s) for s in self.seed], "options": checkpoint.options_to_json(self.options),
+            "checkpoint_every": self.checkpoint_every,
         }  # fmt: skip
         checkpoint.write(path, arrays, meta)
 
@@ -435,6 +444,7 @@ class BatchResult(Sequence):
             seed=np.array(meta["seed"], dtype=np.int64),
             status=np.array(meta["status"]),
             message=meta["message"],
+            checkpoint_every=meta["checkpoint_every"],
             problem=checkpoint.problem_from(arrays, meta),
             options=checkpoint.options_from_json(Options, meta["options"]),
             resume_state={key[len("run.") :]: value for key, value in arrays.items() if key.startswith("run.")},

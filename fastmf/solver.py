@@ -202,8 +202,8 @@ def resume(
     callback, progress, time_limit
         As in `solve`, for this call.
     checkpoint : str, os.PathLike or False, optional
-        Where to keep saving the run; default: back into `source` when it is a file;
-        False: nowhere.
+        Where to keep saving the run; default: back into `source` when it is a file (every
+        `checkpoint_every` of the saved run's, unless given); False: nowhere.
     checkpoint_every : int, optional
         Units of work between checkpoints (default: at the end only).
 
@@ -221,6 +221,7 @@ def resume(
         )
     if checkpoint is None and isinstance(source, (str, os.PathLike)):
         checkpoint = os.fspath(source)
+        checkpoint_every = checkpoint_every or saved.checkpoint_every
     control = Control(callback, progress, time_limit, checkpoint or None, checkpoint_every)
     if isinstance(saved, FlowResult):
         if max_iter is not None:

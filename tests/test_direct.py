@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse
 
-from fastmf import Problem, SolveResult, solve
+from fastmf import Problem, SolveResult, resume, solve
 from fastmf._kernels import block_rows
 from naive import gd, low_rank
 
@@ -104,7 +104,29 @@ def test_chunks_and_callbacks_leave_the_numbers_alone():
     np.testing.assert_array_equal(watched.U, plain.U)
     stopped = solve(Sigma, 3, lr, 10**9, U0=U0, V0=V0, method="direct", callback=lambda s: True)
     assert stopped.status == "stopped" and 0 < stopped.n_iter < 10**9
-    assert "resume" not in stopped.message
+    assert "resume" in stopped.message
+
+
+def test_direct_runs_resume_bit_for_bit_with_their_sigma(tmp_path):
+    Sigma, U0, V0, lr = _case(40, 30, 3, 3)
+    unbroken = solve(Sigma, 3, lr, 500, U0=U0, V0=V0, method="direct", record_every=3)
+    path = tmp_path / "direct.npz"
+    part = solve(Sigma, 3, lr, 500, U0=U0, V0=V0, method="direct", record_every=3, checkpoint=path,
+                 callback=lambda s: s.step >= 100)  # fmt: skip
+    assert part.status == "stopped" and 100 <= part.n_iter < 500 and part.problem is None
+    for source in (part, path):
+        again = resume(source, Sigma=Sigma, checkpoint=False)
+        assert again.n_iter == 500 and again.method == "direct" and again.stages == unbroken.stages
+        for key in ("step", "loss", "imbalance"):
+            np.testing.assert_array_equal(again.history[key], unbroken.history[key], err_msg=key)
+        np.testing.assert_array_equal(again.U, unbroken.U)
+        np.testing.assert_array_equal(again.V, unbroken.V)
+    with pytest.raises(ValueError, match="pass it again"):
+        resume(path)
+    other = Sigma.copy()
+    other[0, 0] += 1e-12
+    with pytest.raises(ValueError, match="not the matrix this run was saved with"):
+        resume(path, Sigma=other)
 
 
 def test_divergence_keeps_the_last_finite_state():
@@ -130,19 +152,18 @@ def test_auto_picks_split_for_low_rank_and_direct_for_a_short_run_on_full_rank()
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"method": "fast"}, "method must be 'auto', 'split' or 'direct'"),
-        ({"method": "direct", "checkpoint": "x.npz"}, "checkpoints are for the split engine"),
+        ({"method": "fast"}, "method must be one of 'auto', 'split', 'direct'"),
         ({"method": "direct", "lr": "theory"}, "never computes"),
-        ({"method": "direct", "rank": 31}, "rank must be at most"),
+        ({"method": "direct", "k": 31}, "k must be at most"),
         ({"method": "direct", "U0": np.zeros((30, 2))}, "give both U0 and V0"),
         ({"method": "direct", "U0": np.zeros((3, 2)), "V0": np.zeros((20, 2))}, "U0 must have shape"),
     ],
 )
 def test_bad_arguments_name_the_fix(kwargs, match):
     Sigma, _, _, _ = _case(30, 20, 3, 2)
-    args = {"rank": 2, "lr": 0.1} | kwargs
+    args = {"k": 2, "lr": 0.1} | kwargs
     with pytest.raises(ValueError, match=match):
-        solve(Sigma, args.pop("rank"), args.pop("lr"), 10, **args)
+        solve(Sigma, args.pop("k"), args.pop("lr"), 10, **args)
 
 
 def test_direct_needs_a_dense_sigma():

@@ -247,7 +247,7 @@ def test_huge_spectrum_problem_runs_small_and_refuses_to_rebuild_U():
         (dict(lr=-0.1), ValueError, "lr must be > 0"),
         (dict(lr=0.0), ValueError, "lr must be > 0"),
         (dict(lr=np.nan), ValueError, "lr must be finite"),
-        (dict(lr="0.1"), ValueError, "lr must be a positive number or 'theory'"),
+        (dict(lr="0.1"), ValueError, "lr must be a positive number, None or 'theory'"),
         (dict(max_iter=-1), ValueError, "max_iter must be >= 0"),
         (dict(max_iter=10.0), TypeError, "max_iter must be an integer"),
         (dict(tol=-1.0), ValueError, "tol must be >= 0"),
