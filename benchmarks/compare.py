@@ -78,7 +78,7 @@ from numba import njit
 
 import fastmf
 from fastmf import _kernels as K
-from fastmf.solver import diagnostic_work
+from fastmf.split import diagnostic_work
 
 
 def numpy_gd(Sigma, U, V, lr, steps):

@@ -22,6 +22,7 @@ import numbers
 import os
 import tempfile
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -162,3 +163,10 @@ def options_from_json(kind, saved: dict | None):
     if saved is None:
         return None
     return kind(**(saved | {"seed": seed_from_json(saved["seed"])}))
+
+
+def fingerprint(S: np.ndarray) -> dict:
+    """What identifies a dense Sigma that a file does not hold (a direct-path run's): its
+    shape, dtype and a CRC-32 of its bytes, checked by `fastmf.resume`."""
+    S = np.ascontiguousarray(S)
+    return {"shape": list(S.shape), "dtype": S.dtype.name, "crc32": zlib.crc32(memoryview(S).cast("B"))}

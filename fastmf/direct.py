@@ -8,14 +8,12 @@ quantities are recorded: the loss and the imbalance.
 
 from __future__ import annotations
 
-import zlib
-
 import numpy as np
 import scipy.sparse
 import scipy.sparse.linalg
 
 from . import _kernels as K
-from . import stages
+from . import checkpoint, stages
 from ._validate import check_fits, is_dask_array, real_array
 from .init import checked_start, gaussian, seed_streams
 from .problem import Problem
@@ -50,17 +48,14 @@ class DirectRun(Recorder):
         The start (or, restoring, the state reached), in the user's units.
     options : Options
         Resolved.
-    fingerprint : dict
-        `fingerprint(S)`, saved with the run so that `fastmf.resume` can check it is given
-        the same Sigma.
     """
 
     keys = ("loss", "imbalance")
 
-    def __init__(self, S, U, V, options, fingerprint):
+    def __init__(self, S, U, V, options):
         scale = Scale.of(K.absmax(S))
         super().__init__(options.max_iter, options.record_every, scale)
-        self.options, self.fingerprint, self.Sigma = options, fingerprint, S
+        self.options, self.Sigma = options, S
         dtype = S.dtype
         (m, n), k = S.shape, U.shape[1]
         self.U, self.V = scale.inward(U.astype(dtype), 0.5), scale.inward(V.astype(dtype), 0.5)
@@ -116,7 +111,7 @@ class DirectRun(Recorder):
             method="direct",
             diverged_at=bad_step if status == "diverged" else None,
             resume_state=self.bookkeeping() if status == "running" else self.final_bookkeeping,
-            direct_state={"U": U, "V": V, "sigma": self.fingerprint},
+            direct_state={"U": U, "V": V, "Sigma": self.Sigma},
         )
 
     def _call(self, t_stop, t_final):
@@ -158,11 +153,6 @@ def dense_sigma(Sigma) -> np.ndarray:
     return np.ascontiguousarray(real_array(Sigma, "Sigma", 2))
 
 
-def fingerprint(S: np.ndarray) -> dict:
-    """What identifies Sigma for `fastmf.resume`: its shape, dtype and a CRC-32 of its bytes."""
-    return {"shape": list(S.shape), "dtype": S.dtype.name, "crc32": zlib.crc32(memoryview(S).cast("B"))}
-
-
 def direct_run(S: np.ndarray, options, U0=None, V0=None) -> DirectRun:
     """A direct-path run on the dense S (`dense_sigma`) for `options` (not yet resolved)."""
     m, n = S.shape
@@ -174,16 +164,17 @@ def direct_run(S: np.ndarray, options, U0=None, V0=None) -> DirectRun:
     check_fits((2 * (m + n), options.k), S.dtype, "the direct path's factors", "use a smaller k")
     if U0 is None:
         U0, V0 = gaussian(np.random.default_rng(seed_streams(options.seed)[0]), m, n, options.k, options.init_scale)
-    return DirectRun(S, U0, V0, options, fingerprint(S))
+    return DirectRun(S, U0, V0, options)
 
 
 def restored_run(S: np.ndarray, saved: SolveResult, options) -> DirectRun:
     """The direct run saved in `saved`, on the dense S, to go on with `options`."""
-    if fingerprint(S) != saved.direct_state["sigma"]:
+    state = saved.direct_state
+    if checkpoint.fingerprint(S) != (state.get("sigma") or checkpoint.fingerprint(state["Sigma"])):
         raise ValueError(
             "Sigma is not the matrix this run was saved with (shape, dtype or contents differ); "
             "pass the same Sigma to fastmf.resume"
         )
-    run = DirectRun(S, saved.direct_state["U"], saved.direct_state["V"], options, saved.direct_state["sigma"])
+    run = DirectRun(S, state["U"], state["V"], options)
     run.restore(saved.history, saved.resume_state)
     return run

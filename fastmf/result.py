@@ -237,8 +237,8 @@ class SolveResult(_Split):
         arrays = {f"run.{key}": value for key, value in state.items()}
         if self.method == "direct":
             arrays |= {"direct.U": self.direct_state["U"], "direct.V": self.direct_state["V"]}
-            return arrays, {"method": "direct", "diverged_at": self.diverged_at,
-                            "sigma": self.direct_state["sigma"]}  # fmt: skip
+            sigma = self.direct_state.get("sigma") or checkpoint.fingerprint(self.direct_state["Sigma"])
+            return arrays, {"method": "direct", "diverged_at": self.diverged_at, "sigma": sigma}
         return arrays, {"method": "split", "diverged_at": self.diverged_at}
 
     @staticmethod
