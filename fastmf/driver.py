@@ -6,7 +6,7 @@ everything it carries from step to step in its own arrays and offers these opera
     work            units of work done (GD steps; ODE solver steps for the flow)
     position        where the run is, for progress and callbacks (a step or a time)
     done            no work is left (the end, or the kernel stopped it)
-    advance(n)      do at most n units of work; the state stays resumable at any point
+    advance(n)      do at most n units of work (Ctrl-C is held until it returns)
     latest()        the last recorded diagnostics, {"loss": ...} in the user's units
     stage_positions()  (T1, T0) found so far, or None
     finish(status)  record the final state; the final status (the kernel's, if it stopped)
@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass
 
@@ -82,6 +84,29 @@ class Control:
         return Monitor(self.progress, self.callback, self.time_limit, total, unit)
 
 
+@contextlib.contextmanager
+def deferred_interrupts():
+    """Hold Ctrl-C (and any other signal whose handler is Python's, as SIGTERM under the CLI)
+    until the block ends, then deliver it: a KeyboardInterrupt never lands halfway through an
+    engine's bookkeeping. Signals reach only the main thread: elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received, previous = [], {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(signum)
+        if callable(handler):
+            previous[signum] = handler
+            signal.signal(signum, lambda number, frame: received.append((number, frame)))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for number, frame in received[:1]:
+            previous[number](number, frame)
+
+
 def drive(engine, control: Control, total: float, unit: str):
     """Run `engine` to its end under `control` and return its result (see the module docstring).
 
@@ -97,10 +122,11 @@ def drive(engine, control: Control, total: float, unit: str):
         raise
     finally:
         monitor.close()
-    result = engine.result(engine.finish(status))
-    result.checkpoint_every = control.checkpoint_every
-    if control.checkpoint is not None:
-        _save(result, control)
+    with deferred_interrupts():
+        result = engine.result(engine.finish(status))
+        result.checkpoint_every = control.checkpoint_every
+        if control.checkpoint is not None:
+            _save(result, control)
     return result
 
 
@@ -117,7 +143,8 @@ def _loop(engine, control: Control, monitor: Monitor) -> str:
         while not engine.done:
             n = chunk if every is None else min(chunk, every - engine.work % every)
             start = time.perf_counter()
-            engine.advance(n)
+            with deferred_interrupts():  # the compiled call cannot be interrupted anyway
+                engine.advance(n)
             elapsed = time.perf_counter() - start
             chunk = int(np.clip(chunk * _CHUNK_SECONDS / max(elapsed, 1e-6), 1, 4 * chunk))
             if every is not None and engine.work % every == 0 and not engine.done:
