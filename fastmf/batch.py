@@ -28,13 +28,12 @@ from .problem import Problem
 from .recorder import internal_lr
 from .result import BatchResult
 from .scaling import Scale
+from .status import batch_message, from_kernel
 
-_STATUS = {K.CONVERGED: "converged", K.DIVERGED: "diverged"}  # a run's end in the kernel
 # One batch kernel at a time in this process: Numba's workqueue threading layer (the one
 # available without TBB or OpenMP) aborts the process when two threads launch parallel
 # kernels at once, and each call already uses every Numba thread.
 _ONE_AT_A_TIME = threading.Lock()
-
 
 
 class BatchRun:
@@ -115,10 +114,7 @@ class BatchRun:
 
     def result(self, status: str) -> BatchResult:
         summary = self.summary
-        running = summary[:, S.STATUS] == K.RUNNING
-        names = np.array([_STATUS.get(int(c), "") for c in summary[:, S.STATUS]], dtype=object)
-        names[running] = "running" if status == "running" else status
-        names = names.astype(str)
+        names = np.array([from_kernel(c, status) for c in summary[:, S.STATUS]])
         stage = summary[:, [S.T1, S.T0, S.T_DELTA]].copy()
         stage[stage < 0] = np.nan
         steps = losses = None
@@ -131,7 +127,7 @@ class BatchRun:
         return BatchResult(
             seed=self.seeds.copy(), lr=self.lrs, init_scale=self.scales, n_iter=summary[:, S.N_ITER].astype(np.int64),
             status=names, final_loss=self.scale.outward(summary[:, S.FINAL_LOSS], 2), T1=stage[:, 0],
-            T0=stage[:, 1], T_delta=stage[:, 2], message=_message(status, names, self.step), steps=steps,
+            T0=stage[:, 1], T_delta=stage[:, 2], message=batch_message(status, names, self.step), steps=steps,
             losses=losses, problem=self.problem, options=self.options,
             resume_state={"Xs": self.Xs.copy(), "Ys": self.Ys.copy(), "summary": kept.copy(),
                           "losses": self.losses.copy(), "step": np.array(self.step)},
@@ -144,16 +140,6 @@ class BatchRun:
         self.step = int(state["step"])
         if self.auto:
             self.record_every = settings.record_stride(self.step)
-
-
-def _message(status: str, names, step: int) -> str:
-    values, counts = np.unique(names, return_counts=True)
-    tally = ", ".join(f"{count} {value}" for value, count in zip(values, counts, strict=True))
-    if status in ("done", "max_iter"):
-        return f"all {names.size} runs ended: {tally}"
-    how = {"interrupted": "interrupted (KeyboardInterrupt)", "stopped": "stopped by the callback",
-           "time_limit": "stopped at the time limit", "running": "checkpoint"}[status]  # fmt: skip
-    return f"{how} at step {step}: {tally}; fastmf.resume() continues the runs still going"
 
 
 def solve_batch(

@@ -13,10 +13,10 @@ from . import _kernels as K
 from . import options
 from ._kernels.fpmode import flushing
 from .scaling import Scale
+from .status import from_kernel
 
 # History rows allocated up front; more as the run goes (Recorder._reserve).
 _FIRST_RESERVE = 4096
-_KERNEL_STATUS = {K.CONVERGED: "converged", K.DIVERGED: "diverged"}
 
 
 class Recorder:
@@ -108,7 +108,7 @@ class Recorder:
                 self._call(self.step, self.step)
             if diverged:
                 self.info[[K.STATUS, K.T1, K.T0]] = kept[[K.STATUS, K.T1, K.T0]]
-        return _KERNEL_STATUS.get(int(self.info[K.STATUS]), "max_iter" if status == "done" else status)
+        return from_kernel(self.info[K.STATUS], "max_iter" if status == "done" else status)
 
     # ------------------------------------------------------------------ history
 
