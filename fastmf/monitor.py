@@ -1,8 +1,8 @@
 """What happens between chunks of a run: the progress bar, the user's callback, the time limit.
 
-The compiled loops run in chunks of about 0.05 s (`fastmf.solver`) or one ODE step at a
-time (`fastmf.flow`); after each, `Monitor.update` shows progress, calls the callback and
-checks the wall clock. None of this touches the numbers of the run.
+`fastmf.driver` runs every engine in chunks of about 0.05 s; after each, `Monitor.update`
+shows progress, calls the callback and checks the wall clock. None of this touches the
+numbers of the run.
 """
 
 from __future__ import annotations
