@@ -17,15 +17,14 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import fastmf
-from fastmf.direct import DirectRun
-from fastmf.init import stack, start
-from fastmf.solver import Run
+from fastmf.options import Options
+from fastmf.solver import split_or_direct
 
 
 def _split_run(m, k, complement):
     problem = fastmf.Problem.from_spectrum(np.geomspace(4.0, 1.0, k), m, m)
-    st = start(problem, k, None, 0, None, None, complement)
-    return Run(stack(st.left), stack(st.right), problem.s, 0.05, 0.0, 10**9, 1, 0)
+    options = Options(k=k, lr=0.05, max_iter=10**9, record_every=1, spectral_every=0, seed=0, complement=complement)
+    return split_or_direct(problem, options)
 
 
 class _Steps:
@@ -34,7 +33,7 @@ class _Steps:
     steps = 5
 
     def time_steps(self, *params):
-        self.run.advance(self.run.step + self.steps)
+        self.run.advance(self.steps)
 
 
 class Compressed(_Steps):
@@ -73,7 +72,8 @@ class Direct(_Steps):
         rng = np.random.default_rng(0)
         S = rng.standard_normal((m, m))
         U, V = (1e-3 * np.sqrt(2 / m) * rng.standard_normal((m, k)) for _ in range(2))
-        self.run = DirectRun(S, U, V, 0.05 / np.sqrt(m), 0.0, 10**9, 1)
+        options = Options(k=k, lr=0.05 / np.sqrt(m), max_iter=10**9, record_every=1, method="direct")
+        self.run = split_or_direct(S, options, U, V)
         self.run.advance(1)
 
     def teardown(self, *params):

@@ -78,7 +78,7 @@ from numba import njit
 
 import fastmf
 from fastmf import _kernels as K
-from fastmf.solver import diagnostic_work
+from fastmf.split import diagnostic_work
 
 
 def numpy_gd(Sigma, U, V, lr, steps):
@@ -284,7 +284,7 @@ def diagnostics_cost(repeats):
 
 def hooks_cost(repeats):
     p = fastmf.Problem.from_spectrum(np.geomspace(4.0, 1.0, 10), 10**6, 10**6)
-    kw = dict(rank=10, lr=0.025, max_iter=2 * 10**5, init_scale=1e-4, seed=0, record_every=100, progress=False)
+    kw = dict(k=10, lr=0.025, max_iter=2 * 10**5, init_scale=1e-4, seed=0, record_every=100, progress=False)
     fastmf.solve(p, **(kw | {"max_iter": 5}))
     calls = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -411,16 +411,15 @@ _BACKEND_PROBE = """
 import json, sys, time
 import numpy as np
 import fastmf
-from fastmf.direct import DirectRun
-from fastmf.init import stack, start
-from fastmf.solver import Run
+from fastmf.options import Options
+from fastmf.solver import split_or_direct
 
 def median_time(run, steps, repeats):
-    run.advance(run.step + 1)
+    run.advance(1)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        run.advance(run.step + steps)
+        run.advance(steps)
         times.append((time.perf_counter() - t0) / steps)
     return float(np.median(times))
 
@@ -428,13 +427,13 @@ repeats = int(sys.argv[1])
 out = {"info": fastmf.blas_info()}
 for k in (10, 32, 64):
     problem = fastmf.Problem.from_spectrum(np.geomspace(4.0, 1.0, k), 10**6, 10**6)
-    st = start(problem, k, None, 0, None, None, "compressed")
-    run = Run(stack(st.left), stack(st.right), problem.s, 0.05, 0.0, 10**9, 1, 0)
+    run = split_or_direct(problem, Options(k=k, lr=0.05, max_iter=10**9, record_every=1, spectral_every=0, seed=0))
     out[f"compressed k={k}"] = median_time(run, 2000 if k < 64 else 200, repeats)
 rng = np.random.default_rng(0)
 for m in (1024, 4096):
     U, V = (1e-3 * np.sqrt(2 / m) * rng.standard_normal((m, 16)) for _ in range(2))
-    run = DirectRun(rng.standard_normal((m, m)), U, V, 0.05 / np.sqrt(m), 0.0, 10**9, 1)
+    options = Options(k=16, lr=0.05 / np.sqrt(m), max_iter=10**9, record_every=1, method="direct")
+    run = split_or_direct(rng.standard_normal((m, m)), options, U, V)
     out[f"direct m=n={m}"] = median_time(run, 3, repeats)
 print(json.dumps(out))
 """

@@ -8,11 +8,14 @@ k x k matrices, so a step costs O(k^3) whatever the size of Sigma.
 from importlib.metadata import PackageNotFoundError, version
 
 from ._kernels.blas import info as blas_info
-from .batch import BatchResult, solve_batch
+from .batch import solve_batch
 from .flow import gd_flow_gap, gradient_flow, sandwich_bounds, symmetric_solution
+from .monitor import RunState
+from .options import DEFAULTS, FlowOptions, Options
 from .problem import Problem
-from .result import DirectResult, FlowResult, SolveResult, load
+from .result import BatchResult, FlowResult, SolveResult, load
 from .solver import resume, solve
+from .stages import Stages
 from .sweeps import SweepResult, sweep
 
 try:
@@ -22,7 +25,8 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 
 def __getattr__(name):
-    """`GradientDescentMF` is imported on first use: it needs scikit-learn, an optional extra."""
+    """`GradientDescentMF` is imported on first use: it needs scikit-learn, an optional extra (so it
+    is not in `__all__`, and ``from fastmf import *`` works without it)."""
     if name == "GradientDescentMF":
         from .sklearn import GradientDescentMF
 
@@ -31,12 +35,15 @@ def __getattr__(name):
 
 
 __all__ = [
+    "DEFAULTS",
     "BatchResult",
-    "DirectResult",
+    "FlowOptions",
     "FlowResult",
-    "GradientDescentMF",
+    "Options",
     "Problem",
+    "RunState",
     "SolveResult",
+    "Stages",
     "SweepResult",
     "__version__",
     "blas_info",

@@ -1,178 +1,235 @@
-"""`solve_batch`: many seeded GD runs on one problem, advanced in one compiled call.
+"""`solve_batch`: many seeded GD runs on one problem, advanced together by one compiled kernel.
 
 The theorems hold "with high probability over the initialization"; studying them takes
-thousands of runs. Each run is `fastmf.solve(problem, rank, lr, max_iter, seed=...)` (same
+thousands of runs. Each run is `fastmf.solve(problem, k, lr, max_iter, seed=...)` (same
 start, same trajectory to rounding, same stages), in blocks of runs advanced together as
-vectors (`fastmf._kernels.batch`), the blocks in parallel.
+vectors (`fastmf._kernels.batch`), the blocks in parallel. The batch is an engine of
+`fastmf.driver`, so it runs in chunks of about 0.05 s: Ctrl-C, callbacks, time limits and
+checkpoints work as for one run, and its cost depends on the steps the runs take, not on
+max_iter.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
-from dataclasses import dataclass
 
 import numpy as np
 
 from . import _kernels as K
+from . import options as settings
 from . import stages
+from ._kernels import layout as S
 from ._kernels.batch import run_batch
-from ._validate import finite_float, positive_int
+from .driver import Control, drive
 from .init import stack, start
+from .options import Options
 from .problem import Problem
+from .recorder import internal_lr
+from .result import BatchResult
 from .scaling import Scale
-from .solver import internal_lr
+from .status import batch_message, from_kernel
 
-_STATUS = {K.RUNNING: "max_iter", K.CONVERGED: "converged", K.DIVERGED: "diverged"}  # a run's end
 # One batch kernel at a time in this process: Numba's workqueue threading layer (the one
 # available without TBB or OpenMP) aborts the process when two threads launch parallel
 # kernels at once, and each call already uses every Numba thread.
 _ONE_AT_A_TIME = threading.Lock()
 
 
-@dataclass(eq=False)
-class BatchResult:
-    """Outcome of `solve_batch`: one entry per run, in the order of `seeds`.
+class BatchRun:
+    """The batch kernel's arrays (the states of every run, their summaries and losses) and
+    the engine operations of `fastmf.driver`. The runs work in the units of the power of 4
+    nearest sigma_1 (`fastmf.scaling`: exact), as `solve` does."""
 
-    Attributes
-    ----------
-    seed, lr, init_scale : ndarray
-        What each run started from.
-    n_iter : ndarray of int
-        The step each run ended at.
-    status : ndarray of str
-        "max_iter", "converged" (a recorded loss <= tol) or "diverged".
-    final_loss : ndarray
-        The last recorded loss of each run.
-    T1, T0, T_delta : ndarray of float
-        Stage steps (`fastmf.stages`), NaN where not reached; exact to `record_every`.
-    steps, losses : ndarray or None
-        With ``history=True``: the recorded steps (shared by all runs) and the losses,
-        runs x len(steps), NaN past a run's end.
-    """
+    def __init__(self, problem: Problem, options: Options, lrs, scales, seeds, Xs, Ys, keep_history: bool):
+        self.problem, self.options = problem, options
+        self.lrs, self.scales, self.seeds = lrs, scales, seeds
+        self.scale = scale = Scale.of(problem.sigma_1)
+        self.s = scale.inward(problem.s, 1)
+        self.Xs, self.Ys = Xs, Ys  # internal units, C order, updated in place
+        self.inner_lrs = np.array([internal_lr(scale, lr, self.s[0], problem.dtype) for lr in lrs], problem.dtype)
+        self.tol = min(scale.inward(options.tol, 2), stages.converged_level(self.s, options.k))
+        self.delta = -1.0 if options.delta is None else scale.inward(options.delta, 2)
+        runs = seeds.size
+        self.summary = np.zeros((runs, S.N_SUMMARY))
+        self.summary[:, S.STATUS] = K.RUNNING
+        self.summary[:, S.FINAL_LOSS] = np.nan
+        self.summary[:, [S.T1, S.T0, S.T_DELTA]] = -1
+        self.losses = np.full((runs, 0), np.nan)
+        self.keep_history = keep_history
+        self.step = 0
+        self.auto = options.record_every is None  # the stride follows the step
+        self.record_every = settings.record_stride(0) if self.auto else options.record_every
+        self.before_final = None
 
-    seed: np.ndarray
-    lr: np.ndarray
-    init_scale: np.ndarray
-    n_iter: np.ndarray
-    status: np.ndarray
-    final_loss: np.ndarray
-    T1: np.ndarray
-    T0: np.ndarray
-    T_delta: np.ndarray
-    steps: np.ndarray | None = None
-    losses: np.ndarray | None = None
+    @property
+    def work(self) -> int:
+        return self.step
 
-    def table(self) -> dict:
-        """The per-run summary as columns of equal length (``pandas.DataFrame(result.table())``)."""
-        names = ("seed", "lr", "init_scale", "n_iter", "status", "final_loss", "T1", "T0", "T_delta")
-        return {name: getattr(self, name) for name in names}
+    position = work
 
-    def frame(self):
-        """`table` as a pandas DataFrame (pandas is an optional extra)."""
-        try:
-            import pandas as pd
-        except ImportError:
-            raise ImportError("frame() needs pandas: pip install pandas (or the fastmf-gd[pandas] extra)") from None
-        return pd.DataFrame(self.table())
+    @property
+    def done(self) -> bool:
+        return self.step >= self.options.max_iter or not np.any(self.summary[:, S.STATUS] == K.RUNNING)
+
+    def advance(self, n: int) -> None:
+        """Run at most n steps; with the default stride, a call ends where it doubles and the
+        losses kept so far are thinned to it (`options.record_stride`, as `Recorder.advance`)."""
+        t_stop = min(self.step + n, self.options.max_iter)
+        if self.auto:
+            t_stop = min(t_stop, settings.DEFAULTS.max_records * self.record_every)
+        self._call(t_stop, self.options.max_iter)
+        if self.auto and settings.record_stride(self.step) != self.record_every:
+            # a record of step t sits in column t // stride, and the new stride is twice the old
+            self.losses = np.ascontiguousarray(self.losses[:, ::2])
+            self.record_every = settings.record_stride(self.step)
+
+    def _call(self, t_stop: int, t_final: int) -> None:
+        every = self.record_every
+        if self.keep_history:  # room for the columns up to t_stop, grown by doubling
+            need = t_stop // every + 2
+            if need > self.losses.shape[1]:
+                grown = np.full((self.losses.shape[0], max(need, 2 * self.losses.shape[1])), np.nan)
+                grown[:, : self.losses.shape[1]] = self.losses
+                self.losses = grown
+        with _ONE_AT_A_TIME:
+            run_batch(self.Xs, self.Ys, self.s, self.inner_lrs, self.tol, self.step, t_stop, t_final, every,
+                      self.delta, self.summary, self.losses)  # fmt: skip
+        self.step = t_stop
+
+    def latest(self) -> dict:
+        """{"step", "loss"}: the median of the runs' last recorded losses."""
+        return {"step": self.step, "loss": self.scale.outward(float(np.nanmedian(self.summary[:, S.FINAL_LOSS])), 2)}
+
+    def stage_positions(self):
+        """(T1, T0) once every run has reached it: the latest run's."""
+        return tuple(int(self.summary[:, c].max()) if np.all(self.summary[:, c] >= 0) else None for c in (S.T1, S.T0))
+
+    def finish(self, status: str) -> str:
+        """Record the state of the runs still going (unless the last call recorded it)."""
+        self.before_final = self.summary.copy()
+        if self.step < self.options.max_iter:
+            self._call(self.step, self.step)
+        return "max_iter" if status == "done" else status
+
+    def result(self, status: str) -> BatchResult:
+        summary = self.summary
+        names = np.array([from_kernel(c, status) for c in summary[:, S.STATUS]])
+        stage = summary[:, [S.T1, S.T0, S.T_DELTA]].copy()
+        stage[stage < 0] = np.nan
+        steps = losses = None
+        if self.keep_history:
+            every = self.record_every
+            steps = np.minimum(np.arange(self.losses.shape[1], dtype=np.int64) * every, self.step)
+            used = int(np.max(np.nonzero(np.isfinite(self.losses).any(axis=0))[0], initial=-1)) + 1
+            steps, losses = steps[:used], self.scale.outward(self.losses[:, :used], 2)
+        kept = self.summary if status == "running" else self.before_final
+        return BatchResult(
+            seed=self.seeds.copy(), lr=self.lrs, init_scale=self.scales, n_iter=summary[:, S.N_ITER].astype(np.int64),
+            status=names, final_loss=self.scale.outward(summary[:, S.FINAL_LOSS], 2), T1=stage[:, 0],
+            T0=stage[:, 1], T_delta=stage[:, 2], message=batch_message(status, names, self.step), steps=steps,
+            losses=losses, problem=self.problem, options=self.options,
+            resume_state={"Xs": self.Xs.copy(), "Ys": self.Ys.copy(), "summary": kept.copy(),
+                          "losses": self.losses.copy(), "step": np.array(self.step)},
+        )  # fmt: skip
+
+    def restore(self, saved: BatchResult) -> None:
+        state = saved.resume_state
+        self.summary[:] = state["summary"]
+        self.losses = state["losses"].copy()
+        self.step = int(state["step"])
+        if self.auto:
+            self.record_every = settings.record_stride(self.step)
 
 
 def solve_batch(
-    problem,
-    rank: int,
-    lr,
-    max_iter: int,
-    *,
-    seeds,
-    init_scale=None,
-    tol: float = 0.0,
-    record_every: int = 1,
-    delta: float | None = None,
-    history: bool = False,
-) -> BatchResult:
+    problem, k=None, lr=None, max_iter=None, *, seeds, init_scale=None, tol=None, record_every=None, delta=None,
+    history: bool = False, options: Options | None = None, callback=None, progress=None, time_limit=None,
+    checkpoint=None, checkpoint_every=None,
+) -> BatchResult:  # fmt: skip
     """GD from one random start per seed (Ye and Du 2021, eqs 6-9, as `fastmf.solve`), all runs
-    in one compiled call, parallel over runs (numba threads: `numba.set_num_threads`).
+    advanced by one compiled kernel, parallel over runs (numba threads: `numba.set_num_threads`).
 
-    Run i is ``fastmf.solve(problem, rank, lr[i], max_iter, seed=seeds[i],
+    Run i is ``fastmf.solve(problem, k, lr[i], max_iter, seed=seeds[i],
     init_scale=init_scale[i], tol=tol, record_every=record_every, delta=delta)``: the same
     start and, to rounding, the same trajectory (solve's products are BLAS's, summed in
     another order). Its numbers are the same bit for bit whatever the number of threads,
-    the batch size or its place in the batch.
+    the batch size, its place in the batch, or where the batch was stopped and resumed.
 
     Parameters
     ----------
     problem : Problem or anything `Problem` accepts
         The target; its basis is computed once for all runs.
-    rank : int
-        Width k of the factors.
-    lr : float or array_like
-        Step size, one for all runs or one per run.
-    max_iter : int
-        Steps per run.
+    k, max_iter, tol, record_every, delta
+        As in `fastmf.solve` (`fastmf.Options`); the spectral diagnostics are never
+        recorded (T1 and T0 do not need them).
+    lr, init_scale : float, "theory", None or array_like
+        As in `fastmf.solve`, one for all runs or one per run.
     seeds : sequence of int
         One seed per run (see `fastmf.init.seed_streams`).
-    init_scale : float, array_like or None
-        As in `fastmf.solve` (None: its default), one or one per run.
-    tol, record_every, delta
-        As in `fastmf.solve`; the spectral diagnostics are never recorded (T1 and T0 do
-        not need them).
     history : bool
-        Keep each run's recorded losses: 8 bytes per record, (max_iter // record_every + 2)
-        records per run. Without it a run keeps only its summary (72 bytes), and the
-        working memory is that of one run per thread.
+        Keep each run's recorded losses: 8 bytes per record and run. Without it a run
+        keeps only its summary and final state, and the working memory is that of one run
+        per thread.
+    options : Options, optional
+        Settings to start from; the arguments above that are given replace its fields.
+    callback, progress, time_limit, checkpoint, checkpoint_every
+        As in `fastmf.solve` (`fastmf.driver.Control`); the callback's state has the
+        median of the runs' last losses, and the stage once every run has reached it.
+        Ctrl-C returns the batch as it stands within about 0.05 s.
+
+    Returns
+    -------
+    BatchResult
+        A sequence of `SolveResult`, with the per-run columns as arrays.
     """
     problem = problem if isinstance(problem, Problem) else Problem(problem)
     seeds = np.asarray(seeds)
     if seeds.ndim != 1 or seeds.size == 0 or seeds.dtype.kind not in "iu":
         raise ValueError("seeds must be a non-empty 1-D sequence of integers, one per run, e.g. range(1000)")
     runs = seeds.size
-    max_iter = positive_int(max_iter, "max_iter", minimum=0)
-    record_every = positive_int(record_every, "record_every")
-    tol = finite_float(tol, "tol")
-    delta = (tol if tol > 0 else None) if delta is None else finite_float(delta, "delta", positive=True)
-    lrs = _per_run(lr, "lr", runs)
-    scales = _per_run(init_scale, "init_scale", runs) if init_scale is not None else [None] * runs
-    starts = [start(problem, rank, scales[i], int(seeds[i]), None, None, "compressed") for i in range(runs)]
-    # the kernel works at the internal scale of `solve` (fastmf.scaling: exact)
-    scale = Scale.of(problem.sigma_1)
-    s = scale.inward(problem.s, 1)
-    Xs = scale.inward(np.stack([stack(st.left) for st in starts]), 0.5)
-    Ys = scale.inward(np.stack([stack(st.right) for st in starts]), 0.5)
-    inner_lrs = np.array([internal_lr(scale, lr, s[0], problem.dtype) for lr in lrs], problem.dtype)
-    inner_tol = min(scale.inward(tol, 2), stages.converged_level(s, starts[0].rank))
-    summary = np.zeros((runs, 6))
-    steps = np.unique(np.r_[np.arange(0, max_iter + 1, record_every), max_iter])  # the recorded steps
-    losses = np.full((runs, steps.size if history else 0), np.nan)
-    with _ONE_AT_A_TIME:
-        run_batch(Xs, Ys, s, inner_lrs, inner_tol, max_iter, record_every,
-                  -1.0 if delta is None else scale.inward(delta, 2), summary, losses)  # fmt: skip
-    summary[:, 2] = scale.outward(summary[:, 2], 2)
-    losses = scale.outward(losses, 2)
-    stage = summary[:, 3:6].copy()
-    stage[stage < 0] = np.nan
-    return BatchResult(
-        seed=seeds.copy(),
-        lr=lrs,
-        init_scale=np.array([st.init_scale for st in starts]),
-        n_iter=summary[:, 0].astype(np.int64),
-        status=np.array([_STATUS[int(c)] for c in summary[:, 1]]),
-        final_loss=summary[:, 2],
-        T1=stage[:, 0],
-        T0=stage[:, 1],
-        T_delta=stage[:, 2],
-        steps=steps if history else None,
-        losses=losses if history else None,
-    )
+    given = {"k": k, "max_iter": max_iter, "tol": tol, "record_every": record_every, "delta": delta}
+    options = _with(options or Options(), given)
+    lrs, scales = _per_run(lr, "lr", runs), _per_run(init_scale, "init_scale", runs)
+    if options.method == "direct" or options.complement == "full":
+        raise ValueError("solve_batch runs the compressed split engine: leave method and complement at their defaults")
+    control = Control(callback, progress, time_limit, checkpoint, checkpoint_every)
+    shape, s1 = problem.shape, problem.sigma_1
+    per_run = [
+        dataclasses.replace(options, lr=lrs[i], init_scale=scales[i], seed=int(seeds[i]), spectral_every=0).resolve(
+            shape, s1, problem.s
+        )
+        for i in range(runs)
+    ]
+    shared = dataclasses.replace(per_run[0], lr=None, init_scale=None, seed=None)
+    scale = Scale.of(s1)
+    starts = [start(problem, o) for o in per_run]
+    Xs = scale.inward(np.stack([stack(left) for left, _ in starts]), 0.5)
+    Ys = scale.inward(np.stack([stack(right) for _, right in starts]), 0.5)
+    run = BatchRun(problem, shared, np.array([o.lr for o in per_run]), np.array([o.init_scale for o in per_run]),
+                   seeds.astype(np.int64), Xs, Ys, history)  # fmt: skip
+    return drive(run, control, shared.max_iter, "step")
 
 
-def _per_run(value, name, runs) -> np.ndarray:
-    """One positive float per run, from a scalar or an array of `runs` values."""
-    if isinstance(value, str):
-        raise ValueError(f"{name} must be a number or one number per run for solve_batch, got {value!r}")
-    arr = np.asarray(value, dtype=np.float64)
-    if arr.ndim == 0:
-        arr = np.full(runs, float(arr))
-    if arr.shape != (runs,):
-        raise ValueError(f"{name} must be one number or {runs} numbers (one per seed), got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
-        raise ValueError(f"{name} must be finite and > 0 for every run")
-    return arr
+def resume_batch(saved: BatchResult, max_iter, control: Control) -> BatchResult:
+    """Continue the batch saved in `saved` (`fastmf.resume`)."""
+    options = saved.options if max_iter is None else dataclasses.replace(saved.options, max_iter=max_iter)
+    state = saved.resume_state
+    run = BatchRun(saved.problem, options, saved.lr, saved.init_scale, saved.seed, state["Xs"].copy(),
+                   state["Ys"].copy(), saved.steps is not None)  # fmt: skip
+    run.restore(saved)
+    return drive(run, control, options.max_iter, "step")
+
+
+def _with(options: Options, given: dict) -> Options:
+    return dataclasses.replace(options, **{name: value for name, value in given.items() if value is not None})
+
+
+def _per_run(value, name, runs) -> list:
+    """One value (a number, "theory" or None) per run, from one value or one per run."""
+    if value is None or isinstance(value, str) or np.ndim(value) == 0:
+        return [value] * runs
+    values = list(np.asarray(value, dtype=np.float64))
+    if len(values) != runs or np.ndim(value) != 1:
+        raise ValueError(f"{name} must be one number or {runs} numbers (one per seed), got shape {np.shape(value)}")
+    return [float(v) for v in values]

@@ -15,12 +15,14 @@ the same path.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import glob
 import json
 import numbers
 import os
 import tempfile
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -28,7 +30,7 @@ from .init import Factor
 from .problem import CoordinateBasis, DenseBasis, Problem
 
 FORMAT = "fastmf-result"
-VERSION = 1
+VERSION = 2
 
 
 class CheckpointError(ValueError):
@@ -113,11 +115,8 @@ def problem_from(arrays: dict, meta: dict) -> Problem:
             bases.append(DenseBasis(arrays[f"{side}.Phi"]))
         else:
             bases.append(CoordinateBasis(arrays[f"{side}.index"], dim))
-    problem = Problem.__new__(Problem)
-    problem._set(info["kind"], (m, n), np.dtype(info["dtype"]), arrays["s"], *bases)
-    problem.basis_residual = info["basis_residual"]
-    problem.Sigma = None
-    return problem
+    return Problem.from_basis(info["kind"], (m, n), np.dtype(info["dtype"]), arrays["s"], *bases,
+                              info["basis_residual"])  # fmt: skip
 
 
 def factor_fields(side: str, factor: Factor) -> tuple[dict, dict]:
@@ -150,3 +149,24 @@ def seed_from_json(seed):
     if isinstance(seed, dict):
         return np.random.SeedSequence(seed["entropy"], spawn_key=seed["spawn_key"], pool_size=seed["pool_size"])
     return seed
+
+
+def options_to_json(options) -> dict | None:
+    """A resolved `Options` or `FlowOptions` as JSON (the seed as `seed_to_json` writes it)."""
+    if options is None:
+        return None
+    return dataclasses.asdict(options) | {"seed": seed_to_json(options.seed)}
+
+
+def options_from_json(kind, saved: dict | None):
+    """The `kind` (Options or FlowOptions) saved by `options_to_json`."""
+    if saved is None:
+        return None
+    return kind(**(saved | {"seed": seed_from_json(saved["seed"])}))
+
+
+def fingerprint(S: np.ndarray) -> dict:
+    """What identifies a dense Sigma that a file does not hold (a direct-path run's): its
+    shape, dtype and a CRC-32 of its bytes, checked by `fastmf.resume`."""
+    S = np.ascontiguousarray(S)
+    return {"shape": list(S.shape), "dtype": S.dtype.name, "crc32": zlib.crc32(memoryview(S).cast("B"))}

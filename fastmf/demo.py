@@ -20,7 +20,7 @@ def embedded_sigma() -> np.ndarray:
 
 def main() -> None:
     Sigma = embedded_sigma()
-    result = solve(Sigma, rank=5, lr=0.1, max_iter=5000, init_scale=1e-4, seed=0, tol=1e-24, record_every=50)
+    result = solve(Sigma, k=5, lr=0.1, max_iter=5000, init_scale=1e-4, seed=0, tol=1e-24, record_every=50)
     print(f"Sigma: {Sigma.shape[0]} x {Sigma.shape[1]}, rank 5, lr = 0.1, init_scale = 1e-4")
     print(f"{'step':>6}  {'loss':>12}  {'imbalance':>10}")
     h = result.history

@@ -8,44 +8,29 @@ quantities are recorded: the loss and the imbalance.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import scipy.sparse
 import scipy.sparse.linalg
 
 from . import _kernels as K
-from . import stages
-from ._validate import check_fits, finite_float, is_dask_array, real_array
-from .init import checked_start, default_scale, gaussian, seed_streams
-from .monitor import Monitor
+from . import checkpoint, stages
+from ._validate import check_fits, is_dask_array, real_array
+from .init import checked_start, gaussian, seed_streams
 from .problem import Problem
-from .result import DirectResult
+from .recorder import Recorder, internal_lr
+from .result import SolveResult
 from .scaling import Scale
-from .solver import Recorder, execute, internal_lr, message
+from .status import gd_message
 
 # Below this fraction of ||Sigma||_F^2, 2 f is summed from the residual instead of the
 # identity in `_kernels.direct` (whose rounding error is a few eps ||Sigma||_F^2): the
 # recorded float64 loss then keeps about 10 digits everywhere. float32 always sums R.
 _EXACT_BELOW = {np.dtype(np.float64): 1e-4, np.dtype(np.float32): np.inf}
-HISTORY_KEYS = ("loss", "imbalance")
-
-
-@dataclass(frozen=True)
-class DirectSettings:
-    """What fixes a direct run besides its start (the fields `solver.execute` reads)."""
-
-    lr: float
-    max_iter: int
-    tol: float
-    record_every: int
-    delta: float | None
-    checkpoint: None = None
-    checkpoint_every: None = None
 
 
 class DirectRun(Recorder):
-    """The direct kernel's arrays: Sigma, the state U, V, work, the history.
+    """The direct kernel's arrays: Sigma, the state U, V, work, the history; and the engine
+    operations of `fastmf.driver`.
 
     The run is kept in the units of the power of 4 nearest max |Sigma_ij| (`fastmf.scaling`;
     exact), so that no scale of Sigma overflows or underflows; U, V, lr, tol are given and
@@ -54,14 +39,26 @@ class DirectRun(Recorder):
     (1e+-154 in float64, 1e+-19 in float32): then the run holds a scaled copy of it. Having
     no spectrum, the converged level (`stages.converged_level`) takes the best loss of width k
     as 0.
+
+    Parameters
+    ----------
+    S : ndarray
+        Sigma, dense, C order, in its dtype.
+    U, V : ndarray
+        The start (or, restoring, the state reached), in the user's units.
+    options : Options
+        Resolved.
     """
 
-    def __init__(self, S, U, V, lr, tol, max_iter, record_every):
+    keys = ("loss", "imbalance")
+
+    def __init__(self, S, U, V, options):
         scale = Scale.of(K.absmax(S))
-        super().__init__(max_iter, record_every, scale)
+        super().__init__(options.max_iter, options.record_every, scale)
+        self.options, self.Sigma = options, S
         dtype = S.dtype
         (m, n), k = S.shape, U.shape[1]
-        self.U, self.V = scale.inward(U, 0.5), scale.inward(V, 0.5)
+        self.U, self.V = scale.inward(U.astype(dtype), 0.5), scale.inward(V.astype(dtype), 0.5)
         if abs(2 * scale.e) <= np.finfo(dtype).maxexp // 2:  # the kernel scales its products by sc
             self.S, self.sc = S, dtype.type(scale.inward(1.0, 1))
         else:  # near the ends of the dtype's range a product with Sigma itself could leave it: a scaled copy
@@ -70,23 +67,52 @@ class DirectRun(Recorder):
         self.exact_below = _EXACT_BELOW[dtype]
         # ||Sigma||_F >= sigma_1 stands in for sigma_1 (never computed here): the test of
         # internal_lr then errs towards not warning
-        self.lr = internal_lr(scale, lr, np.sqrt(self.s2), dtype)
+        self.lr = internal_lr(scale, options.lr, np.sqrt(self.s2), dtype)
         self.level = stages.CONVERGED_FRACTION * 0.5 * self.s2
-        self.tol = min(scale.inward(tol, 2), self.level)
-        self.Uw, self.Vw, self.SV = np.empty_like(U), np.empty_like(V), np.empty_like(U)
-        self.STU, self.T = np.empty_like(V), np.empty_like(V)
+        self.tol = min(scale.inward(options.tol, 2), self.level)
+        self.Uw, self.Vw, self.SV = np.empty_like(self.U), np.empty_like(self.V), np.empty_like(self.U)
+        self.STU, self.T = np.empty_like(self.V), np.empty_like(self.V)
         self.G = np.zeros((4, k, k), dtype)
         self.B = np.empty((min(m, K.block_rows(n)), n), dtype)
 
-    def history(self) -> dict:
-        return self._history(HISTORY_KEYS)
-
     def bookkeeping(self) -> dict:
-        return {}
+        return {"info": self.info.copy(), "loss": self.internal_loss()}
+
+    def restore(self, history: dict, bookkeeping: dict) -> None:
+        self.info[:] = bookkeeping["info"]
+        self.restore_history(history, bookkeeping.get("loss"))
 
     def state(self) -> tuple[np.ndarray, np.ndarray]:
         """Copies of U, V in the user's units."""
         return self.scale.outward(self.U, 0.5).copy(), self.scale.outward(self.V, 0.5).copy()
+
+    def result(self, status: str) -> SolveResult:
+        options = self.options
+        history = self.history()
+        bad_step = int(self.info[K.BAD_STEP])
+        sigma_1 = top_singular_value(self.Sigma) if status == "diverged" else np.nan
+        U, V = self.state()
+        level = self.scale.outward(self.level, 2)
+        loss = float(history["loss"][-1]) if history["loss"].size else None
+        found = stages.detect(
+            history["step"], self.internal_loss(), None, None, self.scale.inward(options.delta, 2), None, None,
+            options.delta,
+        )  # fmt: skip
+        return SolveResult(
+            status=status,
+            message=gd_message(status, self.step, bad_step, loss, options, sigma_1, level),
+            n_iter=self.step,
+            history=history,
+            stages=found,
+            k=U.shape[1],
+            init_scale=options.init_scale,
+            seed=options.seed,
+            options=options,
+            method="direct",
+            diverged_at=bad_step if status == "diverged" else None,
+            resume_state=self.bookkeeping() if status == "running" else self.final_bookkeeping,
+            direct_state={"U": U, "V": V, "Sigma": self.Sigma},
+        )
 
     def _call(self, t_stop, t_final):
         K.run_direct(
@@ -111,8 +137,8 @@ def top_singular_value(S: np.ndarray) -> float:
     return c.outward(float(scipy.sparse.linalg.svds(op, k=1, v0=v0, return_singular_vectors=False)[0]), 1)
 
 
-def direct_start(Sigma, rank, U0, V0):
-    """Validated (S, k, U0, V0) for the direct path: S dense in its dtype and C order."""
+def dense_sigma(Sigma) -> np.ndarray:
+    """Sigma as the direct path needs it: a dense array in its dtype and C order."""
     if isinstance(Sigma, Problem):
         if Sigma.kind != "dense":
             raise ValueError(
@@ -124,55 +150,31 @@ def direct_start(Sigma, rank, U0, V0):
         raise ValueError(
             "method='direct' needs Sigma as a dense array in memory: use method='split' (or 'auto') for it"
         )
-    S = np.ascontiguousarray(real_array(Sigma, "Sigma", 2))
-    return (S, *checked_start(*S.shape, rank, U0, V0))
+    return np.ascontiguousarray(real_array(Sigma, "Sigma", 2))
 
 
-def solve_direct(S, k, lr, max_iter, init_scale, seed, U0, V0, settings_args, monitor: Monitor) -> DirectResult:
-    """`fastmf.solve` on the direct path, for a validated dense S (its dtype, C order) and
-    the validated (tol, record_every, delta); U0, V0 validated float64 or None."""
-    tol, record_every, delta = settings_args
+def direct_run(S: np.ndarray, options, U0=None, V0=None) -> DirectRun:
+    """A direct-path run on the dense S (`dense_sigma`) for `options` (not yet resolved)."""
     m, n = S.shape
-    if isinstance(lr, str) or isinstance(init_scale, str):
-        raise ValueError(
-            "lr='theory' and init_scale='theory' need the singular values of Sigma, which the direct path "
-            "never computes: use method='split', or give numbers"
-        )
-    lr = finite_float(lr, "lr", positive=True)
-    check_fits((2 * (m + n), k), S.dtype, "the direct path's factors", "use a smaller rank")
+    sigma_1 = None
+    if options.lr is None or (U0 is None and options.init_scale is None):
+        sigma_1 = top_singular_value(S)
+    options = options.resolve(S.shape, sigma_1, None, given_start=U0 is not None)
+    U0, V0 = checked_start(S.shape, options.k, U0, V0)
+    check_fits((2 * (m + n), options.k), S.dtype, "the direct path's factors", "use a smaller k")
     if U0 is None:
-        if init_scale is None:
-            init_scale = default_scale(top_singular_value(S), m, n)
-        init_scale = finite_float(init_scale, "init_scale", positive=True)
-        if seed is None:
-            seed = np.random.SeedSequence().entropy
-        U0, V0 = gaussian(np.random.default_rng(seed_streams(seed)[0]), m, n, k, init_scale)
-    else:
-        init_scale = seed = None
-    settings = DirectSettings(lr, max_iter, tol, record_every, delta)
-    run = DirectRun(S, U0.astype(S.dtype), V0.astype(S.dtype), lr, tol, max_iter, record_every)
+        U0, V0 = gaussian(np.random.default_rng(seed_streams(options.seed)[0]), m, n, options.k, options.init_scale)
+    return DirectRun(S, U0, V0, options)
 
-    def wrap(status, _bookkeeping):
-        history = run.history()
-        bad_step = int(run.info[K.BAD_STEP])
-        sigma_1 = top_singular_value(S) if status == "diverged" else np.nan
-        U, V = run.state()
-        level = run.scale.outward(run.level, 2)
-        return DirectResult(
-            U=U,
-            V=V,
-            rank=k,
-            lr=lr,
-            status=status,
-            message=message(status, run.step, bad_step, history, settings, sigma_1, level, resumable=False),
-            n_iter=run.step,
-            history=history,
-            stages=stages.detect(
-                history["step"], run.internal_loss(), None, None, run.scale.inward(delta, 2), None, None, delta
-            ),
-            diverged_at=bad_step if status == "diverged" else None,
-            init_scale=init_scale,
-            seed=seed,
+
+def restored_run(S: np.ndarray, saved: SolveResult, options) -> DirectRun:
+    """The direct run saved in `saved`, on the dense S, to go on with `options`."""
+    state = saved.direct_state
+    if checkpoint.fingerprint(S) != (state.get("sigma") or checkpoint.fingerprint(state["Sigma"])):
+        raise ValueError(
+            "Sigma is not the matrix this run was saved with (shape, dtype or contents differ); "
+            "pass the same Sigma to fastmf.resume"
         )
-
-    return execute(run, settings, monitor, wrap)
+    run = DirectRun(S, state["U"], state["V"], options)
+    run.restore(saved.history, saved.resume_state)
+    return run

@@ -20,19 +20,14 @@ from . import _kernels as K
 from . import stages
 from ._kernels.fpmode import flushing
 from ._validate import finite_float, real_array
-from .init import Factor, stack, start
+from .init import Factor, checked_start, stack, start
 from .monitor import Monitor
+from .options import FlowOptions, Options
+from .problem import Problem
 from .result import FlowResult
 from .scaling import Scale
-from .solver import Run, diagnostic_work
+from .split import SplitRun, diagnostic_work
 
-METHODS = ("LSODA", "DOP853", "RK45", "RK23", "Radau", "BDF")
-# Near the minimum the flow is stiff (decay rates up to 2 sigma_1, zero modes along the
-# balanced minima): an explicit Runge-Kutta method then runs at its stability limit and its
-# error control leaves the loss hovering near (rtol sigma_1)^2 (3.5e-21 for s = (2, 1, 0.5)
-# and rtol = 1e-10), while LSODA switches to BDF and keeps it decaying (1e-28 there, in
-# fewer right-hand sides).
-DEFAULT_METHOD = "LSODA"
 _STOPPED = {
     "stopped": "stopped by the callback at t = {t:.6g}; the state reached is kept",
     "time_limit": "stopped at the time limit at t = {t:.6g}; the state reached is kept",
@@ -88,24 +83,10 @@ class _State:
 
 
 def gradient_flow(
-    Sigma,
-    rank: int,
-    t_max: float,
-    *,
-    init_scale: float | None = None,
-    seed=None,
-    U0=None,
-    V0=None,
-    t_eval=None,
-    target_loss: float = 0.0,
-    rtol: float = 1e-10,
-    atol: float | None = None,
-    method: str = DEFAULT_METHOD,
-    complement: str = "compressed",
-    callback=None,
-    progress: bool | None = None,
-    time_limit: float | None = None,
-) -> FlowResult:
+    Sigma, k=None, t_max=None, *, init_scale=None, seed=None, U0=None, V0=None, t_eval=None, target_loss=None,
+    rtol=None, atol=None, ode_method=None, complement=None, options: FlowOptions | None = None, callback=None,
+    progress=None, time_limit=None,
+) -> FlowResult:  # fmt: skip
     """Integrate the gradient flow of 1/2 ||U V^T - Sigma||_F^2 from a random or given start.
 
     dU/dt = (Sigma - U V^T) V, dV/dt = (Sigma - U V^T)^T U (the gradient-flow paper, eqs 1-2), on the
@@ -114,13 +95,13 @@ def gradient_flow(
 
     Parameters
     ----------
-    Sigma, rank, init_scale, seed, U0, V0, complement
+    Sigma, k, init_scale, seed, U0, V0, complement
         As in `fastmf.solve`; the same seed gives the same start as `solve`.
     t_max : float
         Integrate over [0, t_max].
     t_eval : array_like, optional
-        Increasing times in [0, t_max] at which to record the history; default 1001
-        evenly spaced times. The final time is always recorded.
+        Increasing times in [0, t_max] at which to record the history; default
+        `FlowOptions.n_times` (1001) evenly spaced times. The final time is always recorded.
     target_loss : float
         Stop at the first time the loss reaches this value (located to the solver's
         accuracy on its dense output), or the converged level of `fastmf.solve`'s tol if
@@ -132,10 +113,12 @@ def gradient_flow(
         distance to the minimum) follows the exact flow while it is above about
         (rtol sigma_1)^2; below that it keeps decaying, but at the integrator's pace rather
         than the flow's. Lower rtol to follow it further.
-    method : str
+    ode_method : str
         A SciPy ODE solver: "LSODA" (default: Adams, switching to BDF where the flow turns
         stiff near the minimum, where explicit methods stall), "DOP853", "RK45", "RK23",
         "Radau" or "BDF".
+    options : FlowOptions, optional
+        Settings to start from; the arguments above that are given replace its fields.
     callback, progress, time_limit
         As in `fastmf.solve`, after every step of the ODE solver; the callback's state has
         the time `t` (and `step` None). A True return stops the run (status "stopped").
@@ -149,24 +132,26 @@ def gradient_flow(
         state in split form and U, V rebuilt on access. The flow runs in float64; U and
         V come back in the problem's dtype.
     """
-    st = start(Sigma, rank, init_scale, seed, U0, V0, complement)
-    t_max = finite_float(t_max, "t_max", positive=True)
-    target_loss = finite_float(target_loss, "target_loss")
-    rtol = finite_float(rtol, "rtol", positive=True)
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    times = np.linspace(0.0, t_max, 1001) if t_eval is None else _times(t_eval, t_max)
+    given = {"k": k, "t_max": t_max, "init_scale": init_scale, "seed": seed, "target_loss": target_loss,
+             "rtol": rtol, "atol": atol, "ode_method": ode_method, "complement": complement}  # fmt: skip
+    given = {name: value for name, value in given.items() if value is not None}
+    options = dataclasses.replace(options, **given) if options is not None else FlowOptions(**given)
+    problem, options, left, right = _start(Sigma, options, U0, V0)
+    t_max, target_loss, rtol = options.t_max, options.target_loss, options.rtol
+    times = np.linspace(0.0, t_max, options.n_times) if t_eval is None else _times(t_eval, t_max)
     monitor = Monitor(progress, callback, time_limit, t_max, "t")
-    state = _State(st.problem, st.left, st.right)
+    state = _State(problem, left, right)
     scale = state.scale
     y0 = state.y0()
-    if atol is None:
+    if options.atol is None:
         atol = 1e-3 * rtol * max(float(np.max(np.abs(y0))), np.finfo(np.float64).tiny)
     else:  # the user's units: the state is integrated in units of sqrt(c)
-        atol = scale.inward(finite_float(atol, "atol", positive=True), 0.5)
-    target = min(scale.inward(target_loss, 2), stages.converged_level(state.s, st.rank)) if target_loss else 0.0
+        atol = scale.inward(options.atol, 0.5)
+    target = min(scale.inward(target_loss, 2), stages.converged_level(state.s, options.k)) if target_loss else 0.0
 
-    solver = getattr(scipy.integrate, method)(state.rhs, 0.0, y0, scale.inward(t_max, -1), rtol=rtol, atol=atol)
+    solver = getattr(scipy.integrate, options.ode_method)(
+        state.rhs, 0.0, y0, scale.inward(t_max, -1), rtol=rtol, atol=atol
+    )
     try:
         t, y, status, message, history, (T1, T0) = _integrate(
             solver, state, scale.inward(times, -1), target, target_loss, monitor
@@ -174,20 +159,33 @@ def gradient_flow(
     finally:
         monitor.close()
     X, Y = state.unpack(scale.outward(y, 0.5))
-    r, dtype = st.problem.rank, st.problem.dtype
-    left = Factor(X[:r].astype(dtype), X[r:].astype(dtype), st.left.W)
-    right = Factor(Y[:r].astype(dtype), Y[r:].astype(dtype), st.right.W)
+    r, dtype = problem.rank, problem.dtype
+    left = Factor(X[:r].astype(dtype), X[r:].astype(dtype), left.W)
+    right = Factor(Y[:r].astype(dtype), Y[r:].astype(dtype), right.W)
     loss = history["loss"]
     history = scale.history_outward(history) | {"t": scale.outward(history["t"], -1)}
     T1, T0, t = (scale.outward(x, -1) for x in (T1, T0, t))
-    rate = float(np.exp(-st.problem.sigma_r / 2))
+    rate = float(np.exp(-problem.sigma_d / 2))
     found = stages.detect(history["t"], loss, T1, T0, target or None, rate, state.s, target_loss or None)
     if status == "converged":  # the stop was located where the loss reaches target_loss
         found = dataclasses.replace(found, T_delta=t)
     return FlowResult(
-        problem=st.problem, rank=st.rank, left=left, right=right, status=status, message=message,
-        t=t, history=history, stages=found, nfev=state.nfev, init_scale=st.init_scale, seed=st.seed,
+        status=status, message=message, n_iter=solver_steps(solver), history=history, stages=found, k=options.k,
+        init_scale=options.init_scale, seed=options.seed, problem=problem, left=left, right=right, t=t,
+        nfev=state.nfev, options=options,
     )  # fmt: skip
+
+
+def _start(Sigma, options, U0, V0):
+    """(problem, resolved options, left, right) for a flow or a GD run next to it."""
+    problem = Sigma if isinstance(Sigma, Problem) else Problem(Sigma)
+    options = options.resolve(problem.shape, problem.sigma_1, problem.s, given_start=U0 is not None)
+    U0, V0 = checked_start(problem.shape, options.k, U0, V0)
+    return (problem, options, *start(problem, options, U0, V0))
+
+
+def solver_steps(solver) -> int:
+    return 0
 
 
 def _times(t_eval, t_max) -> np.ndarray:
@@ -292,7 +290,7 @@ def sandwich_bounds(s, U0, t) -> tuple[np.ndarray, np.ndarray]:
 
 
 def gd_flow_gap(
-    Sigma, rank: int, lrs, t_max: float, *, n_times: int = 20, init_scale=None, seed=None, U0=None, V0=None,
+    Sigma, k=None, lrs=None, t_max=None, *, n_times: int = 20, init_scale=None, seed=None, U0=None, V0=None,
     rtol: float = 1e-12,
 ) -> dict:  # fmt: skip
     """GD at several step sizes against the flow from the same start, at matched times t = lr * step.
@@ -303,21 +301,22 @@ def gd_flow_gap(
     step size that divides it hits them exactly; GD's global error is O(lr), so halving
     lr halves the gap (docs/maths.md section 1).
     """
-    st = start(Sigma, rank, init_scale, seed, U0, V0, "compressed")
+    options = FlowOptions(k=k, t_max=t_max, init_scale=init_scale, seed=seed, rtol=rtol)
+    problem, options, left, right = _start(Sigma, options, U0, V0)
     lrs = real_array(lrs, "lrs", 1, dtype=np.float64)
     if np.any(lrs <= 0):
         raise ValueError("lrs must be positive step sizes")
-    t_max = finite_float(t_max, "t_max", positive=True)
+    t_max = options.t_max
     base = lrs.max()
     steps_max = max(1, int(t_max / base))
     times = base * np.unique(np.linspace(0, steps_max, n_times + 1).round().astype(int))[1:]
 
-    state = _State(st.problem, st.left, st.right)  # internal units, as GD's Run below (fastmf.scaling)
+    state = _State(problem, left, right)  # internal units, as GD's run below (fastmf.scaling)
     y0 = state.y0()
     taus = state.scale.inward(times, -1)
     with flushing():
         flow = scipy.integrate.solve_ivp(
-            state.rhs, (0.0, taus[-1]), y0, method=DEFAULT_METHOD, t_eval=taus, rtol=rtol,
+            state.rhs, (0.0, taus[-1]), y0, method="LSODA", t_eval=taus, rtol=rtol,
             atol=1e-3 * rtol * float(np.max(np.abs(y0))),
         )  # fmt: skip
     if not flow.success:
@@ -325,11 +324,16 @@ def gd_flow_gap(
     gaps = np.empty((lrs.size, times.size))
     for i, lr in enumerate(lrs):
         n_steps = np.rint(times / lr).astype(np.int64)
-        run = Run(stack(st.left), stack(st.right), st.problem.s, lr, 0.0, n_steps[-1], n_steps[-1] + 1, 0)
+        gd = Options(k=options.k, lr=lr, max_iter=int(n_steps[-1]), record_every=int(n_steps[-1]) + 1, spectral_every=0)
+        run = SplitRun(problem, left, right, gd.resolve(problem.shape, problem.sigma_1, problem.s, given_start=True))
         for j, t in enumerate(times):
-            run.advance(n_steps[j])
+            run.advance(int(n_steps[j]) - run.step)
             if not run.running:
                 raise RuntimeError(f"gd_flow_gap: GD with lr = {lr:g} diverged before t = {t:g}")
             Xf, Yf = state.unpack(flow.y[:, j])
             gaps[i, j] = np.linalg.norm(run.X - Xf) + np.linalg.norm(run.Y - Yf)
     return {"lr": lrs, "t": times, "gap": state.scale.outward(gaps, 0.5)}
+
+
+def resume_flow(saved, t_max, control):
+    raise NotImplementedError

@@ -22,8 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import theory
-from ._validate import check_fits, finite_float, positive_int, real_array
+from ._validate import check_fits, real_array
 from .problem import Problem
 
 
@@ -143,75 +142,34 @@ def gaussian(rng: np.random.Generator, m: int, n: int, k: int, init_scale: float
     return init_scale * rng.standard_normal((m, k)), init_scale * rng.standard_normal((n, k))
 
 
-@dataclass(frozen=True)
-class Start:
-    """A validated start: the problem, the width k, both factors, and what reproduces them."""
-
-    problem: Problem
-    rank: int
-    left: Factor
-    right: Factor
-    init_scale: float | None
-    seed: object
-
-
-def start(Sigma, rank, init_scale, seed, U0, V0, complement) -> Start:
-    """Validate the arguments that fix a run's start, shared by `solve` and `gradient_flow`.
-
-    init_scale defaults to 1e-3 sqrt(sigma_1 / (m + n)), so that ||U0||_op is about
-    1e-3 sqrt(sigma_1) whatever the size; "theory" takes Theorem 1.1's eps. seed=None
-    draws fresh entropy, returned in `Start.seed` so the run can be repeated.
-    """
-    problem = Sigma if isinstance(Sigma, Problem) else Problem(Sigma)
+def start(problem: Problem, options, U0=None, V0=None) -> tuple[Factor, Factor]:
+    """The two factors at t = 0 for resolved `options` (`fastmf.Options.resolve`): U0 and V0
+    split if given (float64, validated by `checked_start`), else Gaussian with std
+    options.init_scale from options.seed (`seed_streams`)."""
     m, n = problem.shape
-    if complement not in ("compressed", "full"):
-        raise ValueError(f"complement must be 'compressed' or 'full', got {complement!r}")
-    k, U0, V0 = checked_start(m, n, rank, U0, V0)
-    if complement == "full":
+    if options.complement == "full":
         check_fits(
-            (m + n, k),
+            (m + n, options.k),
             problem.dtype,
             "the full complement",
             "use complement='compressed', which never forms an m x k matrix",
         )
-    if U0 is not None:
-        left, right = initial_factors(problem, k, None, None, U0, V0, complement)
-        return Start(problem, k, left, right, None, None)
-    if init_scale is None:
-        init_scale = default_scale(problem.sigma_1, m, n)
-    elif isinstance(init_scale, str):
-        if init_scale != "theory":
-            raise ValueError(f"init_scale must be a positive number, None or 'theory', got {init_scale!r}")
-        init_scale = theory.init_scale(problem.s, m, n)
-    init_scale = finite_float(init_scale, "init_scale", positive=True)
-    if seed is None:
-        seed = np.random.SeedSequence().entropy
-    left, right = initial_factors(problem, k, init_scale, seed, None, None, complement)
-    return Start(problem, k, left, right, init_scale, seed)
+    return initial_factors(problem, options.k, options.init_scale, options.seed, U0, V0, options.complement)
 
 
-def default_scale(sigma_1: float, m: int, n: int) -> float:
-    """The default init_scale, 1e-3 sqrt(sigma_1 / (m + n)): ||U0||_op is then about
-    1e-3 sqrt(sigma_1) whatever the size (the theory's eps also scales as 1 / sqrt(m + n))."""
-    return 1e-3 * np.sqrt(sigma_1 / (m + n))
-
-
-def checked_start(m, n, rank, U0, V0) -> tuple[int, np.ndarray | None, np.ndarray | None]:
-    """Validated (k, U0, V0) for Sigma of shape m x n (U0, V0 as float64 arrays or None)."""
-    k = positive_int(rank, "rank")
-    if k > min(m, n):
-        raise ValueError(f"rank must be at most min(m, n) = {min(m, n)} for Sigma of shape {m} x {n}, got {k}")
+def checked_start(shape, k, U0, V0) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Validated (U0, V0) for Sigma of this shape and the width k (float64 arrays, or None)."""
     if (U0 is None) != (V0 is None):
         raise ValueError("give both U0 and V0 or neither")
     if U0 is not None:
-        U0, V0 = _given(U0, "U0", (m, k)), _given(V0, "V0", (n, k))
-    return k, U0, V0
+        U0, V0 = _given(U0, "U0", (shape[0], k)), _given(V0, "V0", (shape[1], k))
+    return U0, V0
 
 
 def _given(U, name, shape) -> np.ndarray:
     U = real_array(U, name, 2, dtype=np.float64)
     if U.shape != shape:
-        raise ValueError(f"{name} must have shape {shape} (rows of Sigma's side x rank), got {U.shape}")
+        raise ValueError(f"{name} must have shape {shape} (rows of Sigma's side x k), got {U.shape}")
     return U
 
 

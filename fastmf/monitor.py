@@ -1,8 +1,8 @@
 """What happens between chunks of a run: the progress bar, the user's callback, the time limit.
 
-The compiled loops run in chunks of about 0.05 s (`fastmf.solver`) or one ODE step at a
-time (`fastmf.flow`); after each, `Monitor.update` shows progress, calls the callback and
-checks the wall clock. None of this touches the numbers of the run.
+`fastmf.driver` runs every engine in chunks of about 0.05 s; after each, `Monitor.update`
+shows progress, calls the callback and checks the wall clock. None of this touches the
+numbers of the run.
 """
 
 from __future__ import annotations
@@ -11,21 +11,11 @@ import sys
 import time
 from dataclasses import dataclass
 
+from . import stages
 from ._validate import finite_float
 
 # A progress bar appears only for runs that last longer than this (seconds).
 _PROGRESS_AFTER = 1.0
-
-
-def stage(position: float, T1: float | None, T0: float | None) -> str:
-    """Name of the stage at a step or time (Ye and Du 2021, Theorem 3.1; docs/maths.md section 4):
-    "warm-up" before T1 (sigma_min(A) < sqrt(sigma_d / 2)), "alignment" from T1 to T0
-    (||P||_op > sigma_d / 4), "linear" from T0 on."""
-    if T0 is not None and position >= T0:
-        return "linear"
-    if T1 is not None and position >= T1:
-        return "alignment"
-    return "warm-up"
 
 
 @dataclass(frozen=True)
@@ -44,7 +34,7 @@ class RunState:
         The latest recorded row of the history (its "step" or "t" may lag behind `step`/`t`
         by up to the recording stride), e.g. ``state.diagnostics["loss"]``.
     stage : str
-        "warm-up", "alignment" or "linear" (`stage`), from the stage times found so far.
+        "warm-up", "alignment" or "linear" (`fastmf.stages.name`), from the stage times found so far.
     T1, T0 : float or None
         The stage boundaries found so far.
     """
@@ -97,7 +87,7 @@ class Monitor:
         """Report the run at `position` (step or time); return "stopped" (the callback asked),
         "time_limit" or None (go on)."""
         elapsed = time.perf_counter() - self.start
-        where = stage(position, T1, T0)
+        where = stages.name(position, T1, T0)
         if self.bar is None and self._wants_bar(elapsed):
             self.bar = _tqdm()(total=self.total, unit=self.unit, desc="fastmf", dynamic_ncols=True, leave=True)
         if self.bar is not None:

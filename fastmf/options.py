@@ -35,15 +35,17 @@ class Defaults:
     max_iter : int
         Steps of a GD run.
     max_records : int
-        The default record_every is the smallest stride that keeps at most this many
-        records over max_iter steps (1 for runs of up to this many steps), so that a run's
-        history, and its checkpoints, stay bounded however long it runs.
+        With the default record_every, a run records every step up to this many steps; then
+        its stride doubles each time the step reaches max_records times the stride, the
+        history kept so far thinned to the new stride, so that it never holds more than
+        about max_records records (nor do its checkpoints), however long the run. A power
+        of 2, so that each new stride divides the step where it starts.
     """
 
     lr: float = 0.3
     init_scale: float = 1e-3
     max_iter: int = 10_000
-    max_records: int = 100_000
+    max_records: int = 2**17
 
 
 DEFAULTS = Defaults()
@@ -59,16 +61,21 @@ def default_init_scale(sigma_1: float, m: int, n: int) -> float:
     return DEFAULTS.init_scale * np.sqrt(sigma_1 / (m + n))
 
 
-def default_record_every(max_iter: int) -> int:
-    """The smallest stride that records at most DEFAULTS.max_records states in max_iter steps."""
-    return max(1, -(-max_iter // DEFAULTS.max_records))
+def record_stride(step: int) -> int:
+    """The default record_every in effect at `step`: 1 below DEFAULTS.max_records steps, then
+    doubled each time the step reaches DEFAULTS.max_records times the stride (`Defaults`).
+    A function of the step alone, so that chunks, checkpoints and resumes never change it."""
+    stride = 1
+    while step >= DEFAULTS.max_records * stride:
+        stride *= 2
+    return stride
 
 
-def default_spectral_every(r: int, k: int, record_every: int) -> int:
-    """Every record when the rank r of Sigma is at most the width k; when r > k, every
-    ceil((r / k)^2) records, since a spectral record costs O(r^3) and a step O((r + k) k^2):
-    the spectral diagnostics then cost about what the steps cost."""
-    return record_every * (1 if r <= k else -(-(r * r) // (k * k)))
+def spectral_factor(r: int, k: int) -> int:
+    """The default spectral_every in records: every record when the rank r of Sigma is at most
+    the width k; when r > k, every ceil((r / k)^2) records, since a spectral record costs
+    O(r^3) and a step O((r + k) k^2): the spectral diagnostics then cost about what the steps cost."""
+    return 1 if r <= k else -(-(r * r) // (k * k))
 
 
 def _setting(kind: str, help_: str, default=None):
@@ -102,8 +109,9 @@ class _Start:
             )
         _choice(self.complement, "complement", ("compressed", "full"))
 
-    def _resolve_start(self, shape, s, sigma_1) -> dict:
-        """k, init_scale and seed filled in (s: the singular values, None on the direct path)."""
+    def _resolve_start(self, shape, s, sigma_1, given_start) -> dict:
+        """k, init_scale and seed filled in (s: the singular values, None on the direct path);
+        with `given_start` (U0 and V0 given) init_scale and seed are None."""
         m, n = shape
         k = self.k
         if k is None:
@@ -112,6 +120,8 @@ class _Start:
             k = int(np.size(s))
         if k > min(m, n):
             raise ValueError(f"k must be at most min(m, n) = {min(m, n)} for Sigma of shape {m} x {n}, got {k}")
+        if given_start:
+            return {"k": k, "init_scale": None, "seed": None}
         init_scale = self.init_scale
         if init_scale is None:
             init_scale = default_init_scale(sigma_1, m, n)
@@ -148,10 +158,11 @@ class Options(_Start):
         Stop ("converged") at the first recorded loss <= tol that is also within 1e-4 of
         the best loss of width k (`fastmf.stages.converged_level`); 0: no early stop.
     record_every : int or None
-        Steps between records; default: the smallest stride keeping at most
-        DEFAULTS.max_records records (1 up to that many steps).
+        Steps between records; None (default): every step, the stride doubling past
+        DEFAULTS.max_records steps so that the history stays bounded (`record_stride`).
     spectral_every : int or None
-        Stride of the spectral diagnostics (0: never); default `default_spectral_every`.
+        Stride of the spectral diagnostics (0: never); None (default): every record, or
+        every `spectral_factor` records when the rank of Sigma exceeds k.
     delta : float or None
         The loss level whose first recorded step is T_delta; default tol when tol > 0.
     complement : {"compressed", "full"}
@@ -166,7 +177,8 @@ class Options(_Start):
     max_iter: int | None = _setting("int>=0", f"number of steps (default {DEFAULTS.max_iter})")
     tol: float = _setting("float>=0", "stop once the loss is <= this and near the best of width k (0: never)", 0.0)
     record_every: int | None = _setting(
-        "int>=1", f"steps between records (default: at most {DEFAULTS.max_records} records in all)"
+        "int>=1", "steps between records (default: every step, doubling so that at most about "
+        f"{DEFAULTS.max_records} records are kept)"
     )
     spectral_every: int | None = _setting(
         "int>=0", "spectral diagnostics stride (default: every record, or every (r/k)^2 when r > k; 0 off)"
@@ -188,26 +200,25 @@ class Options(_Start):
             _set(self, "delta", finite_float(self.delta, "delta", positive=True))
         _choice(self.method, "method", ("auto", "split", "direct"))
 
-    def resolve(self, shape, sigma_1: float, s=None, r: int | None = None) -> Options:
-        """A copy with every default and "theory" value filled in, for a Sigma of this shape
-        and largest singular value; `s` (its nonzero singular values) and `r` (its rank) are
-        None on the direct path, which never computes them."""
-        start = self._resolve_start(shape, s, sigma_1)
+    def resolve(self, shape, sigma_1: float, s=None, given_start: bool = False) -> Options:
+        """A copy with every default and "theory" value filled in (record_every and
+        spectral_every stay None where they follow the step: `record_stride`), for a Sigma of this shape
+        and largest singular value; `s` (its nonzero singular values) is None on the direct
+        path, which never computes them; `given_start`: U0 and V0 are given (init_scale and
+        seed are then None)."""
+        start = self._resolve_start(shape, s, sigma_1, given_start)
         lr = self.lr
         if lr is None:
             lr = default_lr(sigma_1)
         elif lr == "theory":
-            lr = theory.step_size(_needs_spectrum(s, "lr"), start["init_scale"])
+            eps = start["init_scale"] or self._resolve_start(shape, s, sigma_1, False)["init_scale"]
+            lr = theory.step_size(_needs_spectrum(s, "lr"), eps)
         lr = finite_float(lr, "lr", positive=True)
         max_iter = DEFAULTS.max_iter if self.max_iter is None else self.max_iter
-        record_every = default_record_every(max_iter) if self.record_every is None else self.record_every
-        spectral_every = self.spectral_every
-        if spectral_every is None:
-            spectral_every = 0 if r is None else default_spectral_every(r, start["k"], record_every)
+        spectral_every = 0 if s is None else self.spectral_every  # None: the engine's default
         delta = (self.tol if self.tol > 0 else None) if self.delta is None else self.delta
         return dataclasses.replace(
-            self, **start, lr=lr, max_iter=max_iter, record_every=record_every, spectral_every=spectral_every,
-            delta=delta,
+            self, **start, lr=lr, max_iter=max_iter, spectral_every=spectral_every, delta=delta
         )  # fmt: skip
 
     def given(self) -> dict:
@@ -256,9 +267,9 @@ class FlowOptions(_Start):
         _choice(self.ode_method, "ode_method", ODE_METHODS)
         _set(self, "n_times", positive_int(self.n_times, "n_times", minimum=2))
 
-    def resolve(self, shape, sigma_1: float, s) -> FlowOptions:
+    def resolve(self, shape, sigma_1: float, s, given_start: bool = False) -> FlowOptions:
         """A copy with k, init_scale and seed filled in."""
-        return dataclasses.replace(self, **self._resolve_start(shape, s, sigma_1))
+        return dataclasses.replace(self, **self._resolve_start(shape, s, sigma_1, given_start))
 
 
 # Near the minimum the flow is stiff (decay rates up to 2 sigma_1, zero modes along the balanced

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .monitor import stage
+from .stages import name as stage_name
 
 _STAGE_COLORS = {"warm-up": "#fdf0d5", "alignment": "#e3f2fd", "linear": "#e8f5e9"}
 _MARKS = (("T1", "--", "#b26a00"), ("T0", "-.", "#1565c0"), ("T_delta", ":", "#2e7d32"))
@@ -65,7 +65,7 @@ def plot_run(result, *, fig=None, title: str | None = None):
     axes = fig.subplots(3, 2, sharex=True).ravel()
     x, xlabel = _axis(result)
     h, st = result.history, result.stages
-    sigma_d = result.problem.sigma_r
+    sigma_d = result.problem.sigma_d
     marks = {"T1": st.T1, "T0": st.T0, "T_delta": st.T_delta}
 
     ax = axes[0]
@@ -116,7 +116,7 @@ def plot_run(result, *, fig=None, title: str | None = None):
         ax.set_xlabel(xlabel)
     if title is None:
         m, n = result.problem.shape
-        title = f"{m} x {n}, rank {result.problem.rank}, k = {result.rank}: {result.status}"
+        title = f"{m} x {n}, rank {result.problem.rank}, k = {result.k}: {result.status}"
         if st.rate is not None:
             unit = "step" if "step" in h else "unit time"
             title += f"\nloss falls by {st.rate:.4g} a {unit} after T0 (the theorem's bound: {st.rate_theory:.4g})"
@@ -183,7 +183,7 @@ def _shade(ax, x, T1, T0, labels: bool) -> None:
     edges = [x[0]] + [T for T in (T1, T0) if T is not None] + [x[-1]]
     for lo, hi in zip(edges[:-1], edges[1:], strict=True):
         if hi > lo:
-            name = stage(lo, T1, T0)
+            name = stage_name(lo, T1, T0)
             ax.axvspan(lo, hi, color=_STAGE_COLORS[name], zorder=0, lw=0, label=name if labels else None)
 
 

@@ -136,7 +136,7 @@ class Problem:
         m, n = op.shape
         dtype = _dtype(op.dtype if dtype is None else dtype)
         tol = _rtol(rtol, m, n, dtype)
-        self._from_basis(Sigma, kind, (m, n), dtype, _basis(op, kind, tol))
+        self._fill(kind, (m, n), dtype, *_dense_bases(_basis(op, kind, tol), dtype), Sigma)
 
     @classmethod
     def if_low_rank(cls, Sigma, max_width: int) -> Problem | None:
@@ -148,14 +148,26 @@ class Problem:
         found = _basis(S, "dense", _rtol(None, m, n, dtype), max_width)
         if found is None:
             return None
+        return cls.from_basis("dense", (m, n), dtype, *_dense_bases(found, dtype), Sigma)
+
+    @classmethod
+    def from_basis(cls, kind, shape, dtype, s, left, right, basis_residual=0.0, Sigma=None) -> Problem:
+        """The Problem with this singular basis (the one constructor of every path but
+        ``Problem(Sigma)``: factors, spectra, saved files, dense matrices found low rank)."""
         self = cls.__new__(cls)
-        self._from_basis(Sigma, "dense", (m, n), dtype, found)
+        self._fill(kind, shape, dtype, s, left, right, basis_residual, Sigma)
         return self
 
-    def _from_basis(self, Sigma, kind, shape, dtype, basis):
-        s, Phi, Psi, residual = basis
-        self._set(kind, shape, dtype, s, DenseBasis(Phi.astype(dtype)), DenseBasis(Psi.astype(dtype)))
-        self.basis_residual = residual
+    def _fill(self, kind, shape, dtype, s, left, right, basis_residual, Sigma):
+        if s.size == 0:
+            raise ValueError("Sigma has no nonzero singular value; GD on a zero target is trivial")
+        self.kind = kind
+        self.shape = tuple(int(d) for d in shape)
+        self.dtype = np.dtype(dtype)
+        self.s = np.ascontiguousarray(s, dtype=dtype)
+        self.rank = int(s.size)
+        self.left, self.right = left, right
+        self.basis_residual = basis_residual
         self.Sigma = Sigma
 
     @classmethod
@@ -172,19 +184,11 @@ class Problem:
         Qb, Rb = np.linalg.qr(B.astype(np.float64), mode="reduced")
         Uc, sc, Vct = np.linalg.svd(Ra @ Rb.T)
         r = _count_rank(sc, _rtol(rtol, A.shape[0], B.shape[0], dtype))
-        self = cls.__new__(cls)
         Phi, Psi = Qa @ Uc[:, :r], Qb @ Vct[:r].T
-        self._set(
-            "factors",
-            (A.shape[0], B.shape[0]),
-            dtype,
-            sc[:r],
-            DenseBasis(Phi.astype(dtype)),
+        return cls.from_basis(
+            "factors", (A.shape[0], B.shape[0]), dtype, sc[:r], DenseBasis(Phi.astype(dtype)),
             DenseBasis(Psi.astype(dtype)),
-        )
-        self.basis_residual = 0.0
-        self.Sigma = None
-        return self
+        )  # fmt: skip
 
     @classmethod
     def from_spectrum(cls, s, m: int, n: int, *, dtype=None) -> Problem:
@@ -206,28 +210,17 @@ class Problem:
         dtype = _dtype(s.dtype if dtype is None else dtype)
         index = np.argsort(-s, kind="stable")
         index = index[s[index] > 0]
-        self = cls.__new__(cls)
-        self._set("spectrum", (m, n), dtype, s[index], CoordinateBasis(index, m), CoordinateBasis(index, n))
-        self.basis_residual = 0.0
-        self.Sigma = None
-        return self
-
-    def _set(self, kind, shape, dtype, s, left, right):
-        if s.size == 0:
-            raise ValueError("Sigma has no nonzero singular value; GD on a zero target is trivial")
-        self.kind = kind
-        self.shape = tuple(int(d) for d in shape)
-        self.dtype = np.dtype(dtype)
-        self.s = np.ascontiguousarray(s, dtype=dtype)
-        self.rank = int(s.size)
-        self.left, self.right = left, right
+        return cls.from_basis(
+            "spectrum", (m, n), dtype, s[index], CoordinateBasis(index, m), CoordinateBasis(index, n)
+        )
 
     @property
     def sigma_1(self) -> float:
         return float(self.s[0])
 
     @property
-    def sigma_r(self) -> float:
+    def sigma_d(self) -> float:
+        """The smallest nonzero singular value (the papers' sigma_d)."""
         return float(self.s[-1])
 
     def dense(self) -> np.ndarray:
@@ -242,8 +235,14 @@ class Problem:
         m, n = self.shape
         return (
             f"Problem({self.kind}, {m} x {n}, rank {self.rank}, sigma_1={self.sigma_1:.4g}, "
-            f"sigma_r={self.sigma_r:.4g}, {self.dtype})"
+            f"sigma_d={self.sigma_d:.4g}, {self.dtype})"
         )
+
+
+def _dense_bases(found, dtype):
+    """(s, left, right, residual) from `_basis`'s (s, Phi, Psi, residual)."""
+    s, Phi, Psi, residual = found
+    return s, DenseBasis(Phi.astype(dtype)), DenseBasis(Psi.astype(dtype)), residual
 
 
 def _check_sparse(Sigma):

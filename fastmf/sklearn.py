@@ -27,16 +27,17 @@ except ImportError:
     ) from None
 
 from . import _kernels as K
+from . import options as settings
 from ._validate import check_fits
 from .direct import top_singular_value
+from .options import Options, default_init_scale, default_lr
 from .scaling import Scale
 from .solver import solve
 
-# Default lr = _LR / sigma_1, inside GD's stable range lr <= 1 / (3 sigma_1) from a small start.
-_LR = 0.3
-# Default init_scale = _INIT sqrt(sigma_1 / (m + n)), so that ||U0 V0^T||_op is about 1e-2 sigma_1:
-# small enough for the theory's picture, large enough to skip most of the warm-up.
-_INIT = 0.1
+# The default start is this many times fastmf's (`fastmf.options.DEFAULTS`): 0.1 sqrt(sigma_1 / (m + n)),
+# so that ||U0 V0^T||_op is about 1e-2 sigma_1: small enough for the theory's picture, large enough
+# to skip most of the warm-up.
+_START = 100.0
 # Elements of X per row block when a residual is summed (2 MiB of float64).
 _BLOCK_ELEMS = 1 << 18
 _FLOATS = [np.float64, np.float32]
@@ -69,17 +70,17 @@ class GradientDescentMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     n_components : int or None
         Width k of U and V; default min(n_samples, n_features).
     lr : float or None
-        Step size; default 0.3 / sigma_1(X), inside GD's stable range lr <= 1 / (3 sigma_1)
-        from a small start (sigma_1 estimated from below, to a few per cent, by ten power
-        iterations).
-    max_iter : int
-        Most steps to take.
+        Step size; default fastmf's, 0.3 / sigma_1(X) (`fastmf.options.DEFAULTS`), inside
+        GD's stable range lr <= 1 / (3 sigma_1) from a small start (sigma_1 estimated from
+        below, to a few per cent, by ten power iterations).
+    max_iter : int or None
+        Most steps to take; default fastmf's, 10000.
     tol : float
         Stop once the loss improves by less than tol * loss_0 over ``record_every`` steps
         (see above); 0 runs all ``max_iter`` steps unless the loss reaches exactly 0.
     init_scale : float or None
-        Standard deviation of the Gaussian start (see `fastmf.solve`); default
-        0.1 * sqrt(sigma_1(X) / (n_samples + n_features)).
+        Standard deviation of the Gaussian start (see `fastmf.solve`); default 100 times
+        fastmf's, 0.1 * sqrt(sigma_1(X) / (n_samples + n_features)).
     random_state : int, RandomState instance or None
         Seed of the start: an int is passed to `fastmf.solve` as its seed.
     record_every : int
@@ -119,7 +120,7 @@ class GradientDescentMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     _parameter_constraints: dict = {
         "n_components": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "lr": [Interval(numbers.Real, 0, None, closed="neither"), None],
-        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "max_iter": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "tol": [Interval(numbers.Real, 0, None, closed="left")],
         "init_scale": [Interval(numbers.Real, 0, None, closed="neither"), None],
         "random_state": ["random_state"],
@@ -131,7 +132,7 @@ class GradientDescentMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         n_components=None,
         *,
         lr=None,
-        max_iter=2000,
+        max_iter=None,
         tol=1e-4,
         init_scale=None,
         random_state=None,
@@ -170,15 +171,17 @@ class GradientDescentMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         scale = scale if abs(scale.e) >= 64 else Scale(0)
         S = scale.inward(_dense(X), 1)
         sigma_1 = _sigma_1_estimate(S)
-        lr = _LR / sigma_1 if self.lr is None else scale.inward(self.lr, -1)
-        init_scale = (
-            _INIT * np.sqrt(sigma_1 / (m + n)) if self.init_scale is None else scale.inward(self.init_scale, 0.5)
-        )
+        lr = default_lr(sigma_1) if self.lr is None else scale.inward(self.lr, -1)
+        init_scale = _START * default_init_scale(sigma_1, m, n)
+        if self.init_scale is not None:
+            init_scale = scale.inward(self.init_scale, 0.5)
         seed = self.random_state
         if not isinstance(seed, numbers.Integral):
             seed = int(check_random_state(seed).randint(np.iinfo(np.int32).max))
         self.lr_, self.init_scale_ = scale.outward(float(lr), -1), scale.outward(float(init_scale), 0.5)
-        run, history, self.status_ = self._descend(S, k, lr, {"init_scale": init_scale, "seed": seed})
+        self.max_iter_ = settings.DEFAULTS.max_iter if self.max_iter is None else self.max_iter
+        options = Options(k=k, lr=float(lr), method="direct")
+        run, history, self.status_ = self._descend(S, options, {"init_scale": float(init_scale), "seed": seed})
         self.history_ = scale.history_outward(history)
         self.n_iter_ = int(history["step"][-1])
         self.components_ = np.ascontiguousarray(scale.outward(run.V.T, 0.5))
@@ -189,17 +192,17 @@ class GradientDescentMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             self._warn(self.lr_, scale.outward(top_singular_value(S), 1), history["loss"])
         return U
 
-    def _descend(self, S, k, lr, start):
-        """GD from `start` (solve's init_scale and seed) in runs of record_every steps, each from
-        the last one's state: the numbers of one long run. Stops by the rule of the class docstring;
-        returns the last run, the history and the status."""
+    def _descend(self, S, options, start):
+        """GD with `options` from `start` (init_scale and seed) in runs of record_every steps, each
+        from the last one's state: the numbers of one long run. Stops by the rule of the class
+        docstring; returns the last run, the history and the status."""
         steps, losses, armed = [0], [], False
-        while steps[-1] < self.max_iter:
-            stride = min(self.record_every, self.max_iter - steps[-1])
+        while steps[-1] < self.max_iter_:
+            stride = min(self.record_every, self.max_iter_ - steps[-1])
             with warnings.catch_warnings():
                 if len(steps) > 1:  # solve's warnings about lr were given by the first run
                     warnings.filterwarnings("ignore", "lr = ", RuntimeWarning)
-                run = solve(S, k, lr, stride, **start, record_every=stride, method="direct", progress=False)
+                run = solve(S, max_iter=stride, record_every=stride, options=options, progress=False, **start)
             if run.status == "interrupted":  # solve keeps the state on Ctrl-C; a fit stops
                 raise KeyboardInterrupt
             start = {"U0": run.U, "V0": run.V}
@@ -220,7 +223,8 @@ class GradientDescentMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         bound = 1.0 / (3.0 * sigma_1)
         stable = f"GD's stable range from a small start, lr <= 1 / (3 sigma_1(X)) = {bound:.4g}"
         if lr > bound:
-            advice = f"; lr = {lr:.4g} exceeds {stable}: pass a smaller lr, or lr=None for 0.3 / sigma_1(X)"
+            default = f"{settings.DEFAULTS.lr:g} / sigma_1(X)"
+            advice = f"; lr = {lr:.4g} exceeds {stable}: pass a smaller lr, or lr=None for {default}"
         elif self.status_ == "diverged":
             advice = f"; lr = {lr:.4g} is within {stable}, so the start was too large: pass a smaller init_scale"
         else:
@@ -229,13 +233,13 @@ class GradientDescentMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             message = f"GradientDescentMF: GD diverged at step {self.n_iter_ + 1}{advice}"
         elif np.any(-np.diff(losses) >= self.tol * losses[0]):  # the rule was armed: still improving
             message = (
-                f"GradientDescentMF: stopped at max_iter={self.max_iter} before the loss improved by less than "
+                f"GradientDescentMF: stopped at max_iter={self.max_iter_} before the loss improved by less than "
                 f"tol={self.tol:g} of its initial value over record_every={self.record_every} steps: raise max_iter "
                 f"or tol{advice}"
             )
         else:
             message = (
-                f"GradientDescentMF: in max_iter={self.max_iter} steps the loss never improved by tol={self.tol:g} "
+                f"GradientDescentMF: in max_iter={self.max_iter_} steps the loss never improved by tol={self.tol:g} "
                 f"of its initial value over record_every={self.record_every} steps: lower tol or raise "
                 f"max_iter{advice}"
             )

@@ -40,14 +40,18 @@ def detect(axis, loss, T1, T0, delta, rate_theory, s, delta_reported) -> Stages:
     if delta is not None:
         hit = np.flatnonzero(loss <= delta)
         T_delta = axis[hit[0]].item() if hit.size else None
-    rate = None
-    if T0 is not None:
-        floor = 1e4 * (np.finfo(np.float64).eps * np.linalg.norm(s)) ** 2
-        use = (axis >= T0) & (loss > floor)
-        if np.count_nonzero(use) >= 3:
-            slope = np.polyfit(axis[use], np.log(loss[use]), 1)[0]
-            rate = float(np.exp(slope))
+    rate = None if T0 is None else fit_rate(axis, loss, T0, s)
     return Stages(T1=T1, T0=T0, T_delta=T_delta, delta=delta_reported, rate=rate, rate_theory=rate_theory)
+
+
+def fit_rate(axis, loss, T0, s) -> float | None:
+    """The loss's linear rate after T0: exp of the slope of a least-squares fit of log(loss)
+    on the records from T0 on above the rounding floor (None with fewer than 3 of them)."""
+    floor = 1e4 * (np.finfo(np.float64).eps * np.linalg.norm(s)) ** 2
+    use = (axis >= T0) & (loss > floor)
+    if np.count_nonzero(use) < 3:
+        return None
+    return float(np.exp(np.polyfit(axis[use], np.log(loss[use]), 1)[0]))
 
 
 # A run is "converged" only when its loss is also this close to the best loss of its width
@@ -63,3 +67,14 @@ def converged_level(s, k: int) -> float:
     s2 = np.square(np.asarray(s, dtype=np.float64))
     h, best = 0.5 * float(np.sum(s2)), 0.5 * float(np.sum(s2[k:]))
     return best + CONVERGED_FRACTION * (h - best)
+
+
+def name(position: float, T1: float | None, T0: float | None) -> str:
+    """Name of the stage at a step or time (Ye and Du 2021, Theorem 3.1; docs/maths.md section 4):
+    "warm-up" before T1 (sigma_min(A) < sqrt(sigma_d / 2)), "alignment" from T1 to T0
+    (||P||_op > sigma_d / 4), "linear" from T0 on."""
+    if T0 is not None and position >= T0:
+        return "linear"
+    if T1 is not None and position >= T1:
+        return "alignment"
+    return "warm-up"

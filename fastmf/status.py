@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import signal
 
+import numpy as np
+
+from ._kernels import layout
+
 # status -> (success, exit code of the command line, what it means)
 STATUSES = {
     "converged": (True, 0, "the loss reached tol (GD) or target_loss (flow)"),
@@ -22,6 +26,13 @@ STATUSES = {
     "running": (False, 3, "a checkpoint written mid-run; resumable"),
 }
 EXIT_USAGE = 2  # bad arguments or files
+# how a compiled GD loop says it stopped a run (`fastmf._kernels.layout`)
+_KERNEL = {layout.CONVERGED: "converged", layout.DIVERGED: "diverged"}
+
+
+def from_kernel(code: int, otherwise: str) -> str:
+    """The status of a run whose kernel reports `code`: its own stop, else `otherwise`."""
+    return _KERNEL.get(int(code), otherwise)
 
 
 def success(status: str) -> bool:
@@ -83,3 +94,13 @@ def _diverged(bad_step, n_iter, lr, sigma_1) -> str:
         f"lr is within GD's stable range from a small start (lr <= 1 / (3 sigma_1) = {bound:.4g}), so the start "
         "was too large: use a smaller init_scale (or smaller U0, V0)"
     )
+
+
+def batch_message(status: str, statuses, step: int) -> str:
+    """How a batch of runs ended: the driver's `status`, and a tally of the runs' own statuses."""
+    values, counts = np.unique(statuses, return_counts=True)
+    tally = ", ".join(f"{count} {value}" for value, count in zip(values, counts, strict=True))
+    if status in ("done", "max_iter"):
+        return f"all {len(statuses)} runs ended: {tally}"
+    how = message(status, f"step {step}", tally, resumable=False).split(";")[0]
+    return f"{how}: {tally}; fastmf.resume() continues the runs still going"

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import fastmf
+import fastmf.driver
 import fastmf.checkpoint
 from fastmf import Problem, load, resume, solve
 from fastmf.checkpoint import CheckpointError
@@ -42,7 +43,7 @@ def test_stopped_then_resumed_is_bitwise_the_unbroken_run(name, complement, tmp_
     problem, k = _problems()[name]
     if complement == "full" and name == "spectrum":
         problem = Problem.from_spectrum(problem.s, 300, 200)
-    monkeypatch.setattr(fastmf.solver, "_CHUNK_SECONDS", 1e-9)  # many short chunks
+    monkeypatch.setattr(fastmf.driver, "_CHUNK_SECONDS", 1e-9)  # many short chunks
     kw = KW | {"complement": complement}
     unbroken = solve(problem, k, **kw)
     assert unbroken.stages.T0 is not None  # the stages are crossed along the way
@@ -78,7 +79,7 @@ def test_checkpoints_during_the_run_and_on_interrupt(tmp_path, monkeypatch):
     assert res.status == "interrupted"
     final = load(path)  # the end of the run replaced the mid-run checkpoint
     assert final.status == "interrupted" and final.n_iter == res.n_iter
-    assert final.resume_state["settings"]["checkpoint"] == os.fspath(path)
+    assert final.checkpoint_every == 100  # and resume(path) keeps it
     _same(resume(path), unbroken)
     _same(resume(mid), unbroken)  # as a run killed right after its checkpoint would be
     assert load(path).status == "max_iter"  # resume kept checkpointing to the same file
@@ -182,7 +183,7 @@ def test_bad_files_give_clear_errors(tmp_path):
     fastmf.checkpoint.write(tmp_path / "future.npz", arrays, meta | {"version": 99})
     with pytest.raises(CheckpointError, match="format version 99"):
         load(tmp_path / "future.npz")
-    del meta["settings"]
+    del meta["options"]
     fastmf.checkpoint.write(tmp_path / "partial.npz", arrays, meta)
     with pytest.raises(CheckpointError, match="missing or bad fields"):
         load(tmp_path / "partial.npz")
@@ -199,8 +200,8 @@ def test_resume_refuses_what_cannot_continue(tmp_path):
         resume(short, max_iter=50)
     assert resume(short).n_iter == 100  # already at max_iter: nothing more to do
     fastmf.gradient_flow(problem, k, 1.0, seed=0).save(tmp_path / "f.npz")
-    with pytest.raises(TypeError, match="only GD runs resume"):
-        resume(tmp_path / "f.npz")
+    with pytest.raises(ValueError, match="pass t_max, not max_iter"):
+        resume(tmp_path / "f.npz", max_iter=10)
     with pytest.raises(ValueError, match="checkpoint_every needs a checkpoint"):
         solve(problem, k, 0.1, 10, checkpoint_every=5)
     with pytest.raises(ValueError, match="does not exist"):

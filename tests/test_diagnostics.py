@@ -167,9 +167,9 @@ def test_flow_records_the_same_diagnostics_and_stage_times():
     np.testing.assert_allclose(h["P_op"][-1], ref["P_op"], rtol=1e-8, atol=1e-12)
 
 
-def test_history_frame():
+def test_to_frame():
     pd = pytest.importorskip("pandas")
     res = solve(np.diag([2.0, 1.0]), 2, 0.1, 10, seed=0)
-    frame = res.history_frame()
+    frame = res.to_frame()
     assert isinstance(frame, pd.DataFrame) and list(frame.columns) == list(res.history)
     np.testing.assert_array_equal(frame["loss"].to_numpy(), res.history["loss"])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse
 
-from fastmf import DirectResult, Problem, SolveResult, solve
+from fastmf import Problem, SolveResult, resume, solve
 from fastmf._kernels import block_rows
 from naive import gd, low_rank
 
@@ -29,7 +29,7 @@ def test_matches_plain_gd(m, n, r, k):
     Sigma, U0, V0, lr = _case(m, n, r, k)
     loss, imbalance, U, V = gd(Sigma, U0, V0, lr, 150)
     res = solve(Sigma, k, lr, 150, U0=U0, V0=V0, method="direct")
-    assert isinstance(res, DirectResult) and res.status == "max_iter" and res.n_iter == 150
+    assert isinstance(res, SolveResult) and res.method == "direct" and res.status == "max_iter" and res.n_iter == 150
     np.testing.assert_array_equal(res.history["step"], np.arange(151))
     np.testing.assert_allclose(res.history["loss"], loss, rtol=1e-10, atol=1e-14 * loss[0])
     np.testing.assert_allclose(res.history["imbalance"], imbalance, rtol=1e-9, atol=1e-12 * imbalance[0])
@@ -76,7 +76,7 @@ def test_same_trajectory_as_the_split_engine_from_the_same_seed():
     Sigma, _, _, lr = _case(60, 45, 4, 5)
     split = solve(Sigma, 5, lr, 300, seed=7, method="split")
     direct = solve(Sigma, 5, lr, 300, seed=7, method="direct")
-    assert isinstance(split, SolveResult) and isinstance(direct, DirectResult)
+    assert type(split) is type(direct) is SolveResult and (split.method, direct.method) == ("split", "direct")
     assert direct.init_scale == pytest.approx(split.init_scale, rel=1e-12)
     np.testing.assert_allclose(direct.history["loss"], split.history["loss"], rtol=1e-8)
     assert _rel(direct.U, split.U) < 1e-10 and _rel(direct.V, split.V) < 1e-10
@@ -104,7 +104,29 @@ def test_chunks_and_callbacks_leave_the_numbers_alone():
     np.testing.assert_array_equal(watched.U, plain.U)
     stopped = solve(Sigma, 3, lr, 10**9, U0=U0, V0=V0, method="direct", callback=lambda s: True)
     assert stopped.status == "stopped" and 0 < stopped.n_iter < 10**9
-    assert "resume" not in stopped.message
+    assert "resume" in stopped.message
+
+
+def test_direct_runs_resume_bit_for_bit_with_their_sigma(tmp_path):
+    Sigma, U0, V0, lr = _case(40, 30, 3, 3)
+    unbroken = solve(Sigma, 3, lr, 500, U0=U0, V0=V0, method="direct", record_every=3)
+    path = tmp_path / "direct.npz"
+    part = solve(Sigma, 3, lr, 500, U0=U0, V0=V0, method="direct", record_every=3, checkpoint=path,
+                 callback=lambda s: s.step >= 100)  # fmt: skip
+    assert part.status == "stopped" and 100 <= part.n_iter < 500 and part.problem is None
+    for source in (part, path):
+        again = resume(source, Sigma=Sigma, checkpoint=False)
+        assert again.n_iter == 500 and again.method == "direct" and again.stages == unbroken.stages
+        for key in ("step", "loss", "imbalance"):
+            np.testing.assert_array_equal(again.history[key], unbroken.history[key], err_msg=key)
+        np.testing.assert_array_equal(again.U, unbroken.U)
+        np.testing.assert_array_equal(again.V, unbroken.V)
+    with pytest.raises(ValueError, match="pass it again"):
+        resume(path)
+    other = Sigma.copy()
+    other[0, 0] += 1e-12
+    with pytest.raises(ValueError, match="not the matrix this run was saved with"):
+        resume(path, Sigma=other)
 
 
 def test_divergence_keeps_the_last_finite_state():
@@ -123,26 +145,25 @@ def test_auto_picks_split_for_low_rank_and_direct_for_a_short_run_on_full_rank()
     assert isinstance(solve(low, 3, 0.1, 5, seed=0), SolveResult)
     assert isinstance(solve(Problem(low), 3, 0.1, 5, seed=0), SolveResult)
     full = rng.standard_normal((300, 200))
-    assert isinstance(solve(full, 2, 0.01, 5, seed=0), DirectResult)  # a sketch of <= 32 columns finds no basis
+    assert solve(full, 2, 0.01, 5, seed=0).method == "direct"  # a sketch of <= 32 columns finds no basis
     assert isinstance(solve(full, 2, 0.01, 5, seed=0, method="split"), SolveResult)
 
 
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"method": "fast"}, "method must be 'auto', 'split' or 'direct'"),
-        ({"method": "direct", "checkpoint": "x.npz"}, "checkpoints are for the split engine"),
+        ({"method": "fast"}, "method must be one of 'auto', 'split', 'direct'"),
         ({"method": "direct", "lr": "theory"}, "never computes"),
-        ({"method": "direct", "rank": 31}, "rank must be at most"),
+        ({"method": "direct", "k": 31}, "k must be at most"),
         ({"method": "direct", "U0": np.zeros((30, 2))}, "give both U0 and V0"),
         ({"method": "direct", "U0": np.zeros((3, 2)), "V0": np.zeros((20, 2))}, "U0 must have shape"),
     ],
 )
 def test_bad_arguments_name_the_fix(kwargs, match):
     Sigma, _, _, _ = _case(30, 20, 3, 2)
-    args = {"rank": 2, "lr": 0.1} | kwargs
+    args = {"k": 2, "lr": 0.1} | kwargs
     with pytest.raises(ValueError, match=match):
-        solve(Sigma, args.pop("rank"), args.pop("lr"), 10, **args)
+        solve(Sigma, args.pop("k"), args.pop("lr"), 10, **args)
 
 
 def test_direct_needs_a_dense_sigma():
@@ -156,7 +177,7 @@ def test_auto_weighs_the_split_runs_records():
     """A full-rank Sigma and a long run: the sketch may afford the basis (max_iter k / 2 columns),
     but a record every step would then cost O(r^2) against 4 m n k flops a direct step."""
     full = np.random.default_rng(4).standard_normal((300, 200))
-    assert isinstance(solve(full, 2, 0.01, 2000, seed=0), DirectResult)
+    assert solve(full, 2, 0.01, 2000, seed=0).method == "direct"
     # records every 100 steps: the basis (a full SVD) and cheap steps beat 2000 direct steps
     assert isinstance(solve(full, 2, 0.01, 2000, seed=0, record_every=100), SolveResult)
     low = low_rank(np.random.default_rng(4), 300, 200, [3.0, 2.0, 1.0])

@@ -149,10 +149,10 @@ def test_interrupt_keeps_the_state_reached(monkeypatch):
         (dict(t_eval=[0.0, 20.0]), ValueError, r"inside \[0, t_max"),
         (dict(target_loss=-1.0), ValueError, "target_loss must be >= 0"),
         (dict(rtol=0.0), ValueError, "rtol must be > 0"),
-        (dict(rank=0), ValueError, "rank must be >= 1"),
+        (dict(k=0), ValueError, "k must be >= 1"),
     ],
 )
 def test_bad_arguments(kwargs, exc, match):
-    args = dict(rank=2, t_max=10.0) | kwargs
+    args = dict(k=2, t_max=10.0) | kwargs
     with pytest.raises(exc, match=match):
         gradient_flow(np.diag([2.0, 1.0, 0.5]), **args)

@@ -1,11 +1,18 @@
-"""The kernels once more as plain Python (NUMBA_DISABLE_JIT=1), so coverage and tracebacks see them."""
+"""The kernels once more as plain Python (NUMBA_DISABLE_JIT=1), so coverage and tracebacks see them;
+their on-disk cache."""
 
+import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+import fastmf
 
 SUBSET = (
     "test_matches_plain_gd and (30-50-3-3 or 12-12-12-12 or 9-14-3-8) or test_divergence or test_record_every"
@@ -40,3 +47,49 @@ def test_kernels_without_jit_match_plain_gd():
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert " passed" in proc.stdout and "deselected" in proc.stdout
+
+
+PROBE = """
+import json, numpy as np, fastmf
+from fastmf._kernels import cache_dir
+res = fastmf.solve(fastmf.Problem.from_spectrum([2.0, 1.0, 0.5], 6, 5), 3, 0.2, 40, seed=0, record_every=40)
+sv = np.linalg.svd((res.Up + res.Vp) / 2, compute_uv=False)
+print(json.dumps(dict(file=fastmf.__file__, cache=cache_dir(), recorded=res.history["sigma_min_A"][-1],
+                      smallest=sv[-1], largest=sv[0])))
+"""
+
+
+def _probe(site, code=PROBE, **env):
+    """Run code with fastmf imported from site (and Numba's cache where it would be by default, unless env says)."""
+    env = {key: value for key, value in os.environ.items() if key != "NUMBA_CACHE_DIR"} | env
+    proc = subprocess.run([sys.executable, "-c", code], env=env | {"PYTHONPATH": str(site)}, cwd=site,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout)
+
+
+@pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT") == "1", reason="no compiled code to cache")
+def test_an_edit_of_one_kernel_file_recompiles_the_kernels_that_call_it(tmp_path):
+    site = tmp_path / "site"
+    shutil.copytree(Path(fastmf.__file__).parent, site / "fastmf", ignore=shutil.ignore_patterns("__pycache__"))
+    first = _probe(site)
+    assert first["file"] == str(site / "fastmf" / "__init__.py")
+    cache = Path(first["cache"])
+    assert cache.parent == site / "fastmf" / "_kernels" / "__pycache__" and re.fullmatch("[0-9a-f]{16}", cache.name)
+    assert any(cache.glob("blocks.run_blocks-*.nbi"))
+    np.testing.assert_allclose(first["recorded"], first["smallest"], rtol=1e-9)
+    # run_blocks (blocks.py) compiles diagnostics.record into its own code: edit diagnostics.py alone
+    with open(site / "fastmf" / "_kernels" / "diagnostics.py", "a") as f:
+        f.write("\n_LARGEST = (True,) * 6  # every tracked eigenvalue the largest\n")
+    second = _probe(site)
+    np.testing.assert_allclose(second["recorded"], second["largest"], rtol=1e-9)
+    assert Path(second["cache"]).parent == cache.parent and not cache.exists()  # a new folder, the old one gone
+
+
+@pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT") == "1", reason="no compiled code to cache")
+def test_numba_cache_dir_holds_the_kernels_cache(tmp_path):
+    code = "import json, numpy as np; from fastmf import _kernels as K; K.absmax(np.ones((2, 2))); "
+    code += "print(json.dumps(K.cache_dir()))"
+    where = Path(_probe(Path(fastmf.__file__).parent.parent, code, NUMBA_CACHE_DIR=str(tmp_path)))
+    assert where.parent.parent == tmp_path and re.fullmatch("[0-9a-f]{16}", where.name)
+    assert any(where.glob("direct.absmax-*.nbi"))

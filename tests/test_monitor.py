@@ -6,15 +6,17 @@ import numpy as np
 import pytest
 
 import fastmf
+import fastmf.driver
 from fastmf import Problem, gradient_flow, solve
-from fastmf.monitor import RunState, stage
+from fastmf.monitor import RunState
+from fastmf.stages import name as stage
 
 P = Problem.from_spectrum(np.linspace(2.0, 1.0, 4), 1000, 800)
-KW = dict(rank=4, lr=0.1, max_iter=3000, seed=1, init_scale=1e-4, record_every=5)
+KW = dict(k=4, lr=0.1, max_iter=3000, seed=1, init_scale=1e-4, record_every=5)
 
 
 def test_callback_sees_the_run_and_does_not_change_it(monkeypatch):
-    monkeypatch.setattr(fastmf.solver, "_CHUNK_SECONDS", 1e-9)
+    monkeypatch.setattr(fastmf.driver, "_CHUNK_SECONDS", 1e-9)
     plain = solve(P, **KW)
     states = []
     res = solve(P, **KW, callback=lambda state: states.append(state))
@@ -41,7 +43,7 @@ def test_stage_names():
 
 
 def test_callback_stops_the_run(monkeypatch):
-    monkeypatch.setattr(fastmf.solver, "_CHUNK_SECONDS", 1e-9)
+    monkeypatch.setattr(fastmf.driver, "_CHUNK_SECONDS", 1e-9)
     res = solve(P, **KW, callback=lambda state: state.stage == "linear")
     assert res.status == "stopped" and "callback" in res.message
     assert res.stages.T0 is not None and res.n_iter >= res.stages.T0

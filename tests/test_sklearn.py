@@ -66,7 +66,7 @@ def test_deterministic_and_one_run():
     first = GradientDescentMF(3, random_state=5).fit(X)
     second = GradientDescentMF(3, random_state=5).fit(X)
     np.testing.assert_array_equal(first.components_, second.components_)
-    assert first.n_iter_ == second.n_iter_ < first.max_iter
+    assert first.n_iter_ == second.n_iter_ < first.max_iter_
     lr, scale = first.lr_, first.init_scale_
     one = fastmf.solve(X, 3, lr, first.n_iter_, init_scale=scale, seed=5, method="direct")
     np.testing.assert_array_equal(first.components_, one.V.T)
@@ -134,7 +134,7 @@ def test_divergence_warns_with_the_stable_range():
     bound = 1 / (3 * np.linalg.norm(X, 2))
     with pytest.warns(ConvergenceWarning, match=rf"diverged .* exceeds .* = {bound:.4g}: pass a smaller lr"):
         est = GradientDescentMF(3, lr=10, random_state=0).fit(X)
-    assert est.status_ == "diverged" and est.n_iter_ < est.max_iter
+    assert est.status_ == "diverged" and est.n_iter_ < est.max_iter_
     # within the stable range the advice is about the start, not lr
     with pytest.warns(
         ConvergenceWarning, match=r"diverged at step \d+; lr = \S+ is within .*smaller init_scale"

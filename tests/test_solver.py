@@ -6,6 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastmf
+import fastmf.driver
 import fastmf._kernels
 from fastmf import Problem, solve
 from naive import gd, low_rank
@@ -148,10 +149,10 @@ def test_tol_stops_at_first_recorded_step_below_it():
 
 def test_chunking_never_changes_the_numbers(monkeypatch):
     p = Problem.from_spectrum([2.0, 1.0, 0.5], 200, 150)
-    kwargs = dict(rank=3, lr=0.2, max_iter=500, init_scale=1e-3, seed=3, record_every=3)
+    kwargs = dict(k=3, lr=0.2, max_iter=500, init_scale=1e-3, seed=3, record_every=3)
     base = solve(p, **kwargs)
-    monkeypatch.setattr(fastmf.solver, "_FIRST_CHUNK", 1)
-    monkeypatch.setattr(fastmf.solver, "_CHUNK_SECONDS", 1e-9)
+    monkeypatch.setattr(fastmf.driver, "_FIRST_CHUNK", 1)
+    monkeypatch.setattr(fastmf.driver, "_CHUNK_SECONDS", 1e-9)
     small = solve(p, **kwargs)
     for key in base.history:
         np.testing.assert_array_equal(small.history[key], base.history[key])
@@ -203,7 +204,7 @@ def test_interrupt_returns_the_state_reached(monkeypatch):
         if len(calls) == 3:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(fastmf.solver, "_CHUNK_SECONDS", 1e-9)
+    monkeypatch.setattr(fastmf.driver, "_CHUNK_SECONDS", 1e-9)
     monkeypatch.setattr(fastmf._kernels, "run_blocks", interrupted_after_three_chunks)
     res = solve(Sigma, 2, lr, 10_000, U0=U0, V0=V0)
     assert res.status == "interrupted" and 0 < res.n_iter < 10_000
@@ -240,13 +241,13 @@ def test_huge_spectrum_problem_runs_small_and_refuses_to_rebuild_U():
 @pytest.mark.parametrize(
     "kwargs, exc, match",
     [
-        (dict(rank=0), ValueError, "rank must be >= 1"),
-        (dict(rank=21), ValueError, "rank must be at most min"),
-        (dict(rank=2.0), TypeError, "rank must be an integer"),
+        (dict(k=0), ValueError, "k must be >= 1"),
+        (dict(k=21), ValueError, "k must be at most min"),
+        (dict(k=2.0), TypeError, "k must be an integer"),
         (dict(lr=-0.1), ValueError, "lr must be > 0"),
         (dict(lr=0.0), ValueError, "lr must be > 0"),
         (dict(lr=np.nan), ValueError, "lr must be finite"),
-        (dict(lr="0.1"), ValueError, "lr must be a positive number or 'theory'"),
+        (dict(lr="0.1"), ValueError, "lr must be a positive number, None or 'theory'"),
         (dict(max_iter=-1), ValueError, "max_iter must be >= 0"),
         (dict(max_iter=10.0), TypeError, "max_iter must be an integer"),
         (dict(tol=-1.0), ValueError, "tol must be >= 0"),
@@ -262,7 +263,7 @@ def test_huge_spectrum_problem_runs_small_and_refuses_to_rebuild_U():
 )
 def test_bad_arguments(kwargs, exc, match):
     Sigma = low_rank(np.random.default_rng(0), 30, 20, [1.0, 0.5])
-    args = dict(rank=2, lr=0.1, max_iter=10) | kwargs
+    args = dict(k=2, lr=0.1, max_iter=10) | kwargs
     with pytest.raises(exc, match=match):
         solve(Sigma, **args)
 

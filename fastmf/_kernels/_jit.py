@@ -1,19 +1,109 @@
 """The decorators of every compiled function: ``numba.njit(cache=True, nogil=True)`` (`kernel`)
-and ``numba.cfunc(signature, cache=True)`` (`callback`), made safe where no cache can be written.
+and ``numba.cfunc(signature, cache=True)`` (`callback`), with a cache keyed by all the kernel sources.
 
-Numba's on-disk cache (``cache=True``) needs a writable folder: ``__pycache__`` beside the
-source, a user-wide cache folder, or ``NUMBA_CACHE_DIR``. Where none is writable (a
-read-only install with a read-only home, say), Numba raises "cannot cache function ...: no
-locator available" when the module is imported. These decorators then compile without the
-cache and warn once: fastmf works, each process pays the compilation.
+Numba keys its on-disk cache on the source file of each function only, while a kernel
+compiles the functions it calls from other files into its own code: after an edit of
+diagnostics.py alone, run_blocks (blocks.py) would load its cached code with the old
+`record`. So the kernels here cache in a folder named by a hash of every kernel source
+(the .py files of this folder), `cache_dir()`: where Numba would put them (NUMBA_CACHE_DIR
+if set, else ``__pycache__`` beside the sources, else the user-wide cache folder), in a
+subfolder ``<hash>``; a new subfolder replaces the older ones of the same place. Any edit
+here starts a new cache, and no cached code outlives the sources it was compiled from.
+
+Where no folder is writable (a read-only install with a read-only home, say), the
+decorators compile without the cache and warn once: fastmf works, each process pays the
+compilation.
 """
 
 import functools
+import hashlib
+import os
+import re
+import shutil
 import warnings
 
 from numba import cfunc, njit
+from numba.core import caching, config
+from numba.misc.appdirs import AppDirs
 
+_HERE = os.path.dirname(os.path.abspath(__file__))
 _warned = []
+_chosen = []  # the folder the kernels cache in, once one is found
+
+
+@functools.cache
+def sources_hash() -> str:
+    """SHA-256 of the kernel sources (every .py file of this folder, by name), in hex."""
+    digest = hashlib.sha256()
+    for name in sorted(f for f in os.listdir(_HERE) if f.endswith(".py")):
+        with open(os.path.join(_HERE, name), "rb") as f:
+            digest.update(name.encode() + b"\0" + f.read() + b"\0")
+    return digest.hexdigest()
+
+
+def _places(py_file) -> list:
+    """Numba's cache folders for py_file, in its order of preference."""
+    subpath = caching._CacheLocator.get_suitable_cache_subpath(py_file)
+    places = [os.path.join(config.CACHE_DIR, subpath)] if config.CACHE_DIR else []
+    places.append(os.path.join(os.path.dirname(py_file), "__pycache__"))
+    places.append(os.path.join(AppDirs(appname="numba", appauthor=False).user_cache_dir, subpath))
+    return places
+
+
+class _KernelLocator(caching._CacheLocator):
+    """Numba's cache locator for the functions defined in this folder: the first writable
+    of Numba's folders, in the subfolder of `sources_hash`, which is also the source stamp."""
+
+    def __init__(self, py_func, path):
+        self._lineno = py_func.__code__.co_firstlineno
+        self._path = path
+
+    def get_cache_path(self):
+        return self._path
+
+    def get_source_stamp(self):
+        return sources_hash()
+
+    def get_disambiguator(self):
+        return str(self._lineno)
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        if os.path.dirname(os.path.abspath(py_file)) != _HERE:
+            return None  # not a kernel: Numba's own locators
+        places = _places(py_file)
+        for place in places:
+            path = os.path.join(place, sources_hash()[:16])
+            fresh = not os.path.isdir(path)
+            self = cls(py_func, path)
+            try:
+                self.ensure_cache_path()
+            except OSError:
+                continue
+            if fresh:
+                _prune(place, path)
+            _chosen[:] = [path]
+            return self
+        # never Numba's own locators, which would key this function on its file alone
+        raise RuntimeError(f"cannot cache function {py_func.__qualname__!r}: no writable folder among {places}")
+
+
+def _prune(place, keep):
+    """Remove the cache folders of older kernel sources from `place`."""
+    for name in os.listdir(place):
+        path = os.path.join(place, name)
+        if re.fullmatch("[0-9a-f]{16}", name) and path != keep:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+_impl = getattr(caching, "CacheImpl", None) or caching._CacheImpl  # renamed in Numba 0.61
+if not any(getattr(c, "__module__", None) == __name__ for c in _impl._locator_classes):
+    _impl._locator_classes.insert(0, _KernelLocator)
+
+
+def cache_dir():
+    """The folder the kernels cache in, or None where none is writable."""
+    return _chosen[0] if _chosen else None
 
 
 def _compile(decorator, fn, options):

@@ -10,20 +10,21 @@ threads, the batch size or its place in the batch. They equal `fastmf.solve`'s t
 (its products are BLAS's, summed in another order).
 
 Recorded at each recorded step: the loss (as `diagnostics.record`: the four blocks in the
-split form) and the stage tests of `diagnostics.record` (exact Cholesky tests, Ye and Du 2021,
-Theorem 3.1): T1 when sigma_min(A)^2 >= sigma_d / 2, then T0 when |P| <= sigma_d / 4.
+split form) and the stage tests (`stages.test_lanes`, the batch side of `stages.mark`).
+A run advanced in several calls follows exactly the trajectory and records of one call:
+each call starts from the state alone (its Grams are a function of it).
 """
 
 import numpy as np
 from numba import prange
 
 from ._jit import kernel
-from .blocks import CONVERGED, DIVERGED, RUNNING
+from .blocks import _due
 from .fpmode import mode_on, mode_restore
+from .layout import CONVERGED, DIVERGED, FINAL_LOSS, N_ITER, RUNNING, STATUS, T0, T1, T_DELTA
+from .stages import test_lanes
 
 LANES = 32
-# summary columns
-N_ITER, STATUS, FINAL_LOSS, T1, T0, T_DELTA = 0, 1, 2, 3, 4, 5
 
 
 @kernel
@@ -92,51 +93,10 @@ def _half_step(X, Y, s, lr, G, H, Xn):
 
 
 @kernel
-def _posdef(M, n, c, sign, L, ok):
-    """ok[q] &= (c I + sign M[:n, :n, q] is positive definite), by Cholesky lane by lane."""
-    lanes = M.shape[2]
-    for j in range(n):
-        for q in range(lanes):
-            d = c + sign * M[j, j, q]
-            for p in range(j):
-                d -= L[j, p, q] * L[j, p, q]
-            if not d > 0.0:
-                ok[q] = False
-                d = 1.0  # keep this lane's arithmetic finite; its answer is already no
-            L[j, j, q] = np.sqrt(d)
-        for i in range(j + 1, n):
-            for q in range(lanes):
-                v = sign * M[i, j, q]
-                for p in range(j):
-                    v -= L[i, p, q] * L[j, p, q]
-                L[i, j, q] = v / L[j, j, q]
-
-
-@kernel
-def _test_T1(X, Y, r, k, sd, A, L, ok1):
-    """ok1[q] &= sigma_min(A)^2 > sigma_d / 2 with A = (Up + Vp) / 2, by Cholesky of
-    A A^T - sigma_d / 2 (r <= k) or of A^T A - sigma_d / 2."""
-    p = min(r, k)
-    lanes = X.shape[2]
-    for i in range(p):
-        for j in range(p):
-            for q in range(lanes):
-                A[i, j, q] = 0.0
-            for c in range(k if r <= k else r):
-                for q in range(lanes):
-                    if r <= k:
-                        A[i, j, q] += 0.25 * (X[i, c, q] + Y[i, c, q]) * (X[j, c, q] + Y[j, c, q])
-                    else:
-                        A[i, j, q] += 0.25 * (X[c, i, q] + Y[c, i, q]) * (X[c, j, q] + Y[c, j, q])
-    _posdef(A, p, -0.5 * sd, 1.0, L, ok1)
-
-
-@kernel
 def _record(X, Y, s, N, M, GUc, GVc, W, loss, pend1, pend0, ok1, ok0):
     """loss[q] (float64) for the states X, Y with Grams N, M and complement Grams GUc, GVc;
-    ok1[q] / ok0[q]: does the state pass the T1 / T0 test (tested where T1 / T0 is pending:
-    pend1 / pend0; the caller takes T0 only once T1 is reached, as `diagnostics.record`).
-    W is (3, n, n, lanes) work."""
+    ok1[q] / ok0[q]: does the state pass the T1 / T0 test (`stages.test_lanes`, where T1 /
+    T0 is pending: pend1 / pend0). W is (3, n, n, lanes) work."""
     rows, k, lanes = X.shape
     r = s.shape[0]
     E, A, L = W[0], W[1], W[2]
@@ -157,21 +117,10 @@ def _record(X, Y, s, N, M, GUc, GVc, W, loss, pend1, pend0, ok1, ok0):
             for q in range(lanes):
                 cu, cv = np.float64(GUc[a, b, q]), np.float64(GVc[a, b, q])
                 loss[q] += 0.5 * ((np.float64(N[a, b, q]) - cu) * cv + cu * (np.float64(M[a, b, q]) - cv) + cu * cv)
-    sd = s[r - 1]
     for q in range(lanes):
         ok1[q] = pend1[q]
         ok0[q] = pend0[q]
-    if not ok0.any():  # every stage found (T0 comes last): the loss is all there is to do
-        return
-    if ok1.any():  # T1: sigma_min(A)^2 >= sigma_d / 2, A = (Up + Vp) / 2: A A^T (r <= k) or A^T A, p x p
-        _test_T1(X, Y, r, k, sd, A, L, ok1)
-    # T0: -sigma_d / 4 <= P <= sigma_d / 4, P = diag(s) - (E + E^T) / 2
-    for i in range(r):
-        for j in range(r):
-            for q in range(lanes):
-                A[i, j, q] = (s[i] if i == j else 0.0) - 0.5 * (E[i, j, q] + E[j, i, q])
-    _posdef(A, r, 0.25 * sd, -1.0, L, ok0)
-    _posdef(A, r, 0.25 * sd, 1.0, L, ok0)
+    test_lanes(X, Y, s, E, A, L, ok1, ok0)
 
 
 @kernel
@@ -183,12 +132,42 @@ def _freeze(src, dst, q):
 
 
 @kernel
-def _run_block(X, Y, s, lr, tol, t_stop, record_every, delta, summary, losses):
-    """Runs the lanes of one block (states X, Y: rows x k x lanes) to t_stop; see run_batch."""
-    rows, k, lanes = X.shape
-    n = max(s.shape[0], k)
-    Xn, Yn = np.empty_like(X), np.empty_like(Y)
+def _lanes(Xs, X):
+    """X[i, a, q] = Xs[q, i, a]: runs to lanes."""
+    for q in range(Xs.shape[0]):
+        for i in range(Xs.shape[1]):
+            for a in range(Xs.shape[2]):
+                X[i, a, q] = Xs[q, i, a]
+
+
+@kernel
+def _runs(X, Xs):
+    """Xs[q, i, a] = X[i, a, q]: lanes to runs."""
+    for q in range(Xs.shape[0]):
+        for i in range(Xs.shape[1]):
+            for a in range(Xs.shape[2]):
+                Xs[q, i, a] = X[i, a, q]
+
+
+@kernel
+def _run_block(Xs, Ys, s, lr, tol, t_start, t_stop, t_final, record_every, delta, summary, losses):
+    """Runs the runs of one block (at most LANES) as lanes; see run_batch."""
+    lanes, rows, k = Xs.shape
+    active = np.empty(lanes, np.bool_)
+    pend1 = np.empty(lanes, np.bool_)
+    pend0 = np.empty(lanes, np.bool_)
+    for q in range(lanes):
+        active[q] = summary[q, STATUS] == RUNNING
+        pend1[q] = summary[q, T1] < 0
+        pend0[q] = summary[q, T0] < 0
+    if not active.any():
+        return
     r = s.shape[0]
+    n = max(r, k)
+    X, Y = np.empty((rows, k, lanes), Xs.dtype), np.empty((Ys.shape[1], k, lanes), Ys.dtype)
+    _lanes(Xs, X)
+    _lanes(Ys, Y)
+    Xn, Yn = np.empty_like(X), np.empty_like(Y)
     G = np.empty((8, k, k, lanes), X.dtype)
     N, M, Nn, Mn, Nc, Mc, Nnc, Mnc = G[0], G[1], G[2], G[3], G[4], G[5], G[6], G[7]
     H = np.empty((k, k, lanes), X.dtype)
@@ -196,21 +175,14 @@ def _run_block(X, Y, s, lr, tol, t_stop, record_every, delta, summary, losses):
     loss = np.empty(lanes)
     ok1 = np.zeros(lanes, np.bool_)
     ok0 = np.zeros(lanes, np.bool_)
-    pend1 = np.ones(lanes, np.bool_)
-    pend0 = np.ones(lanes, np.bool_)
-    active = np.ones(lanes, np.bool_)
     diverged = np.zeros(lanes, np.bool_)
-    for q in range(lanes):
-        summary[q, N_ITER] = 0
-        summary[q, STATUS] = RUNNING
-        summary[q, T1] = summary[q, T0] = summary[q, T_DELTA] = -1
     _grams(X, r, N, Nc)
     _grams(Y, r, M, Mc)
-    t = 0
-    j = 0
+    t = t_start
     while True:
-        if (t < t_stop and t % record_every == 0) or t == t_stop:
+        if _due(t, t_stop, t_final, record_every):
             _record(X, Y, s, N, M, Nc, Mc, W, loss, pend1, pend0, ok1, ok0)
+            j = t // record_every if t % record_every == 0 else t_final // record_every + 1
             for q in range(lanes):
                 if not active[q]:
                     continue
@@ -228,7 +200,6 @@ def _run_block(X, Y, s, lr, tol, t_stop, record_every, delta, summary, losses):
                 if loss[q] <= tol:
                     summary[q, STATUS] = CONVERGED
                     active[q] = False
-            j += 1
         if t >= t_stop or not active.any():
             break
         _half_step(X, Y, s, lr, M, H, Xn)
@@ -243,7 +214,7 @@ def _run_block(X, Y, s, lr, tol, t_stop, record_every, delta, summary, losses):
                 if not np.isfinite(mass * mass):
                     summary[q, STATUS] = DIVERGED
                     active[q] = False
-                    diverged[q] = t % record_every != 0  # its last finite state, at t, is not recorded yet
+                    diverged[q] = not _due(t, t_stop, t_final, record_every)  # its last finite state, at t
                 else:
                     summary[q, N_ITER] = t + 1
         if diverged.any():  # its loss, as `fastmf.solve` records the state it returns (no stage
@@ -269,33 +240,38 @@ def _run_block(X, Y, s, lr, tol, t_stop, record_every, delta, summary, losses):
         Nc, Nnc = Nnc, Nc
         Mc, Mnc = Mnc, Mc
         t += 1
+    _runs(X, Xs)
+    _runs(Y, Ys)
 
 
 @kernel(nogil=False, parallel=True)
-def run_batch(Xs, Ys, s, lrs, tol, t_stop, record_every, delta, summary, losses):
-    """Run i of GD from (Xs[i], Ys[i]) with step lrs[i] for t_stop steps, in blocks of LANES.
+def run_batch(Xs, Ys, s, lrs, tol, t_start, t_stop, t_final, record_every, delta, summary, losses):
+    """Advance run i of GD from step t_start to t_stop, from (Xs[i], Ys[i]) with step lrs[i],
+    in blocks of LANES runs; a run split into calls [0, a], [a, b], ... records exactly what
+    one call [0, t_final] records.
 
-    summary : (runs, 6) float64 out: the step reached, status (blocks.RUNNING if it ran to
-        t_stop, CONVERGED, DIVERGED), the last recorded loss, T1, T0, T_delta (the first
-        recorded step with loss <= delta), -1 where not reached.
-    losses : (runs, n_records) float64 out (filled up to each run's last record), or
-        (runs, 0) to keep none.
+    Xs, Ys : (runs, rows, k), (runs, rows2, k) C-contiguous states, updated in place: after
+        the call run i's state is the one at step summary[i, N_ITER].
+    summary : (runs, N_SUMMARY) float64, in and out (`layout`): N_ITER, STATUS (RUNNING,
+        CONVERGED, DIVERGED), FINAL_LOSS, T1, T0, T_DELTA (-1 until reached). The caller
+        sets it once (N_ITER 0, STATUS RUNNING, FINAL_LOSS NaN, stages -1) and passes it
+        back to every later call. Runs not RUNNING are left as they are; every RUNNING run
+        must be at step t_start.
+    t_final : the last step of the whole run (max_iter). The state at step t is recorded
+        when t % record_every == 0 and t < t_stop, or t == t_final (`blocks._due`): a loss
+        <= tol stops the run (CONVERGED), the first loss <= delta sets T_DELTA. A new state
+        with (||X||^2 + ||Y||^2)^2 not finite in float64 stops it (DIVERGED) at its last
+        finite state, whose loss goes to FINAL_LOSS.
+    losses : (runs, n_cols) float64 out: the record of step t to column t // record_every,
+        or t_final // record_every + 1 for an off-stride t_final, where that is < n_cols
+        ((runs, 0): keep none).
     """
-    runs, rows, k = Xs.shape
+    runs = Xs.shape[0]
     n_blocks = (runs + LANES - 1) // LANES
     for blk in prange(n_blocks):
         mode = mode_on()  # flush-to-zero in each worker thread (`fpmode`)
         lo = blk * LANES
-        lanes = min(LANES, runs - lo)
-        X = np.empty((rows, k, lanes), Xs.dtype)
-        Y = np.empty((Ys.shape[1], k, lanes), Ys.dtype)
-        for q in range(lanes):
-            for i in range(rows):
-                for a in range(k):
-                    X[i, a, q] = Xs[lo + q, i, a]
-            for i in range(Ys.shape[1]):
-                for a in range(k):
-                    Y[i, a, q] = Ys[lo + q, i, a]
-        _run_block(X, Y, s, lrs[lo : lo + lanes], tol, t_stop, record_every, delta,
-                   summary[lo : lo + lanes], losses[lo : lo + lanes])  # fmt: skip
+        hi = min(runs, lo + LANES)
+        _run_block(Xs[lo:hi], Ys[lo:hi], s, lrs[lo:hi], tol, t_start, t_stop, t_final, record_every, delta,
+                   summary[lo:hi], losses[lo:hi])  # fmt: skip
         mode_restore(mode)

@@ -26,10 +26,8 @@ from ._jit import kernel
 from .blas import gemm
 from .diagnostics import record
 from .fpmode import flush
+from .layout import BAD_STEP, CONVERGED, DIVERGED, N_RECORDS, STATUS, STEP
 
-RUNNING, CONVERGED, DIVERGED = 0, 1, 2
-# info[] slots shared with the Python layer
-STEP, N_RECORDS, STATUS, BAD_STEP = 0, 1, 2, 3
 # elements per row block: 2 blocks of 8192 doubles (X rows and new rows) fit in a 256 KiB L2
 _BLOCK_ELEMS = 8192
 

@@ -23,50 +23,34 @@ import numpy as np
 
 from ._jit import kernel
 from .blas import gemm
-from .spectral import extreme_eig, posdef
+from .layout import (
+    B_FRO,
+    E_OP,
+    IMBALANCE,
+    J_OP,
+    K_OP,
+    LAMBDA_MIN_P,
+    LOSS,
+    LOSS_E,
+    LOSS_LU_LV,
+    LOSS_LU_VP,
+    LOSS_UP_LV,
+    N_CHEAP,
+    N_KEYS,
+    N_TRACKED,
+    P_OP,
+    Q_FRO,
+    SIGMA_MIN_A,
+    T1,
+)
+from .spectral import extreme_eig, gram
+from .stages import gram_A, mark, residual_P
 
-KEYS = (
-    "loss", "imbalance", "loss_E", "loss_Up_LV", "loss_LU_Vp", "loss_LU_LV", "B_fro", "Q_fro",
-    "sigma_min_A", "lambda_min_P", "P_op", "J_op", "K_op", "E_op",
-)  # fmt: skip
-N_KEYS = len(KEYS)
-N_CHEAP = 8  # KEYS[:N_CHEAP] need no eigenvalue
-N_TRACKED = 6  # eigenvectors tracked between records, one per extreme eigenvalue:
+# the matrix behind each tracked eigenvalue (column N_CHEAP + slot of a row), in the work D:
 # lambda_min(A A^T), lambda_min(P), lambda_max(P), lambda_max(GUc), lambda_max(GVc), lambda_max(E^T E),
-# of the work matrices D[1], D[0], D[0], D[5], D[6], D[2]
+# of D[1], D[0], D[0], D[5], D[6], D[2]
 _MATRIX = (1, 0, 0, 5, 6, 2)
 _LARGEST = (False, False, True, True, True, True)
-# info[] slots for the stages (-1 until reached), after blocks.STEP .. BAD_STEP
-T1, T0 = 4, 5
-N_INFO = 6
-
-
-@kernel
-def _gram(T, rows, cols, G):
-    """G[:cols, :cols] = T[:rows, :cols]^T T[:rows, :cols] (axpy order: contiguous inner loop)."""
-    for i in range(cols):
-        for j in range(cols):
-            G[i, j] = 0.0
-    for c in range(rows):
-        for i in range(cols):
-            t = T[c, i]
-            for j in range(cols):
-                G[i, j] += t * T[c, j]
-
-
-@kernel
-def _gram_A(X, Y, r, k, G, T):
-    """G = A A^T (r <= k) or A^T A (k < r), whose eigenvalues are sigma_i(A)^2; T is work."""
-    if r <= k:  # A^T stored in T (k x r)
-        for i in range(r):
-            for c in range(k):
-                T[c, i] = 0.5 * (X[i, c] + Y[i, c])
-        _gram(T, k, r, G)
-    else:
-        for i in range(r):
-            for c in range(k):
-                T[i, c] = 0.5 * (X[i, c] + Y[i, c])
-        _gram(T, r, k, G)
 
 
 @kernel
@@ -91,24 +75,16 @@ def _complement_gram(X, r, Gc, out, T):
     for i in range(rows):
         for c in range(k):
             T[i, c] = X[r + i, c] / scale
-    _gram(T, rows, k, out)
+    gram(T, rows, k, out)
     return scale
 
 
 @kernel
-def record(X, Y, s, N, GUc, M, GVc, E, t, spectral, row, D, vecs, valid, info):
-    """Fill `row` (KEYS) for the stacked state (X, Y) at step t and return the loss.
-
-    N = X^T X, M = Y^T Y and the complement Grams GUc, GVc are given; E is (r, r) work
-    and ends up holding Up Vp^T. D is (8, n, n) float64 work with n = max(r, k); vecs
-    (N_TRACKED, n) and valid (N_TRACKED,) carry the tracked eigenvectors from record to
-    record. Stages are checked exactly (Cholesky of the shifted matrix) while pending:
-    info[T1] = t when sigma_min(A)^2 >= sigma_d / 2, then info[T0] = t when
-    -sigma_d / 4 <= P <= sigma_d / 4 (Ye and Du 2021, Theorem 3.1).
-    """
+def _cheap(X, Y, s, N, GUc, M, GVc, E, row):
+    """E = Up Vp^T and row[:N_CHEAP], the loss and the diagnostics that need no eigenvalue;
+    returns the loss."""
     r = s.shape[0]
     k = X.shape[1]
-    p = min(r, k)
     gemm(X[:r], Y[:r].T, E)
     # the four blocks of the loss (docs/maths.md section 3), each a sum of squares: ||diag(s) - E||^2,
     # then <GUp, GVc>, <GUc, GVp>, <GUc, GVc> with GUp = N - GUc, GVp = M - GVc
@@ -136,35 +112,44 @@ def record(X, Y, s, N, GUc, M, GVc, E, t, spectral, row, D, vecs, valid, info):
         for c in range(k):
             d = 0.5 * (X[i, c] - Y[i, c])
             b2 += d * d
-    row[2], row[3], row[4], row[5] = 0.5 * e2, 0.5 * up_lv, 0.5 * lu_vp, 0.5 * lu_lv
-    row[0] = row[2] + row[3] + row[4] + row[5]
-    row[1] = np.sqrt(imb)
-    row[6], row[7] = np.sqrt(b2), np.sqrt(q2)
+    row[LOSS_E], row[LOSS_UP_LV], row[LOSS_LU_VP], row[LOSS_LU_LV] = 0.5 * e2, 0.5 * up_lv, 0.5 * lu_vp, 0.5 * lu_lv
+    row[LOSS] = row[LOSS_E] + row[LOSS_UP_LV] + row[LOSS_LU_VP] + row[LOSS_LU_LV]
+    row[IMBALANCE] = np.sqrt(imb)
+    row[B_FRO], row[Q_FRO] = np.sqrt(b2), np.sqrt(q2)
+    return row[LOSS]
 
-    P, GA, EE, W, L = D[0], D[1], D[2], D[3], D[4]  # used in their top-left r x r, p x p
-    for i in range(r):
-        for j in range(r):
-            P[i, j] = (s[i] if i == j else 0.0) - 0.5 * (E[i, j] + E[j, i])
-    sd = s[r - 1]
+
+@kernel
+def _stage_tests(X, Y, s, E, t, spectral, D, info):
+    """The stage tests at step t (`stages.mark`), from E = Up Vp^T.
+
+    Leaves P in D[0] and, where T1 is pending or `spectral` asks for it, the Gram of A in
+    D[1] (both float64, used in their top-left r x r and p x p), for `_spectral`.
+    """
+    r = s.shape[0]
+    k = X.shape[1]
+    P, GA = D[0], D[1]
+    residual_P(E, s, P)
     if info[T1] < 0 or spectral:
-        _gram_A(X, Y, r, k, GA, D[7])
-    if info[T1] < 0 and posdef(GA, p, -0.5 * sd, 1.0, L):
-        info[T1] = t
-    if info[T1] >= 0 and info[T0] < 0:
-        if posdef(P, r, 0.25 * sd, -1.0, L) and posdef(P, r, 0.25 * sd, 1.0, L):
-            info[T0] = t
-    if not spectral:
-        for c in range(N_CHEAP, N_KEYS):
-            row[c] = np.nan
-        return row[0]
-    T = D[7]  # diag(s) - E, then EE = its Gram
-    for i in range(r):
+        gram_A(X, Y, r, k, GA, D[7])
+    mark(GA, P, min(r, k), r, s[r - 1], t, D[4], info)
+
+
+@kernel
+def _spectral(X, Y, s, GUc, GVc, E, row, D, vecs, valid):
+    """row[N_CHEAP:], the certified extreme eigenvalues (`spectral.extreme_eig`), from E and
+    the P and Gram of A that `_stage_tests` left in D."""
+    r = s.shape[0]
+    k = X.shape[1]
+    p = min(r, k)
+    EE, W, L, T = D[2], D[3], D[4], D[7]
+    for i in range(r):  # diag(s) - E in T, then EE = its Gram
         for j in range(r):
             T[i, j] = -E[i, j]
         T[i, i] += s[i]
-    _gram(T, r, r, EE)
-    cu = _complement_gram(X, r, GUc, D[5], D[7])
-    cv = _complement_gram(Y, r, GVc, D[6], D[7])
+    gram(T, r, r, EE)
+    cu = _complement_gram(X, r, GUc, D[5], T)
+    cv = _complement_gram(Y, r, GVc, D[6], T)
     sizes = (p, r, r, k, k, r)
     # resolution of the matrices formed from Up Vp^T (rounding ~ eps ||s||); the complement
     # Grams are formed directly and keep their relative accuracy however small they get
@@ -176,12 +161,31 @@ def record(X, Y, s, N, GUc, M, GVc, E, t, spectral, row, D, vecs, valid, info):
     for slot in range(N_TRACKED):  # one call site: numba compiles extreme_eig once, not per literal slot
         M = D[_MATRIX[slot]]
         row[N_CHEAP + slot] = extreme_eig(
-            M, sizes[slot], _LARGEST[slot], floors[slot], vecs[slot], valid, slot, D[7], W, L
+            M, sizes[slot], _LARGEST[slot], floors[slot], vecs[slot], valid, slot, T, W, L
         )
-    lo, hi = row[9], row[10]
-    row[10] = max(abs(lo), abs(hi))
-    for c in (8, 11, 12, 13):  # eigenvalues of Grams -> singular values
+    lo, hi = row[LAMBDA_MIN_P], row[P_OP]  # lambda_min(P), lambda_max(P)
+    row[P_OP] = max(abs(lo), abs(hi))
+    for c in (SIGMA_MIN_A, J_OP, K_OP, E_OP):  # eigenvalues of Grams -> singular values
         row[c] = np.sqrt(max(row[c], 0.0))
-    row[11] *= cu
-    row[12] *= cv
-    return row[0]
+    row[J_OP] *= cu
+    row[K_OP] *= cv
+
+
+@kernel
+def record(X, Y, s, N, GUc, M, GVc, E, t, spectral, row, D, vecs, valid, info):
+    """Fill `row` (KEYS) for the stacked state (X, Y) at step t and return the loss.
+
+    N = X^T X, M = Y^T Y and the complement Grams GUc, GVc are given; E is (r, r) work
+    and ends up holding Up Vp^T. D is (8, n, n) float64 work with n = max(r, k); vecs
+    (N_TRACKED, n) and valid (N_TRACKED,) carry the tracked eigenvectors from record to
+    record. The stages pending in info[T1], info[T0] are tested exactly (`stages`); the
+    spectral columns are NaN unless `spectral`.
+    """
+    loss = _cheap(X, Y, s, N, GUc, M, GVc, E, row)
+    _stage_tests(X, Y, s, E, t, spectral, D, info)
+    if spectral:
+        _spectral(X, Y, s, GUc, GVc, E, row, D, vecs, valid)
+    else:
+        for c in range(N_CHEAP, N_KEYS):
+            row[c] = np.nan
+    return loss

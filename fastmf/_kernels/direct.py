@@ -25,8 +25,9 @@ import numpy as np
 
 from ._jit import kernel
 from .blas import gemm
-from .blocks import BAD_STEP, CONVERGED, DIVERGED, N_RECORDS, STATUS, STEP, _add, _copy, _due, overflows, shifted
+from .blocks import _add, _copy, _due, overflows, shifted
 from .fpmode import flush
+from .layout import BAD_STEP, CONVERGED, DIVERGED, IMBALANCE, LOSS, N_RECORDS, STATUS, STEP
 
 # elements of Sigma per row block: 2 MiB of float64
 _BLOCK_ELEMS = 1 << 18
@@ -135,8 +136,8 @@ def run_direct(
     S : (m, n) Sigma, used as sc Sigma (sc = 1 / c, see above); s2 = ||sc Sigma||_F^2.
     U, V : (m, k), (n, k) state, updated in place;
     Uw, Vw alike, SV (m, k), STU and T (n, k), G (4, k, k) and B (block_rows(n), n) work.
-    A recorded row holds the loss (column 0) and the imbalance ||U^T U - V^T V||_F (column
-    1); the caller fills the rest with NaN. A new state with (||U||^2 + ||V||^2)^2 not
+    A recorded row holds the loss (column LOSS) and the imbalance ||U^T U - V^T V||_F
+    (column IMBALANCE); the caller fills the rest with NaN. A new state with (||U||^2 + ||V||^2)^2 not
     finite stops with DIVERGED, leaving the last finite state in U, V.
     """
     GU, GV, HU, HV = G[0], G[1], G[2], G[3]
@@ -159,8 +160,8 @@ def run_direct(
                     d = np.float64(GU[a, b]) - np.float64(GV[a, b])
                     imb += d * d
             j = info[N_RECORDS]
-            rec[j, 0] = 0.5 * f2
-            rec[j, 1] = np.sqrt(imb)
+            rec[j, LOSS] = 0.5 * f2
+            rec[j, IMBALANCE] = np.sqrt(imb)
             steps[j] = t
             info[N_RECORDS] = j + 1
             if 0.5 * f2 <= tol:

@@ -24,6 +24,19 @@ _RQI_STEPS = 2
 
 
 @kernel
+def gram(T, rows, cols, G):
+    """G[:cols, :cols] = T[:rows, :cols]^T T[:rows, :cols] (axpy order: contiguous inner loop)."""
+    for i in range(cols):
+        for j in range(cols):
+            G[i, j] = 0.0
+    for c in range(rows):
+        for i in range(cols):
+            t = T[c, i]
+            for j in range(cols):
+                G[i, j] += t * T[c, j]
+
+
+@kernel
 def posdef(M, n, c, sign, L):
     """Is c I + sign M[:n, :n] positive definite? (Cholesky into the work matrix L; NaN fails.)"""
     for j in range(n):

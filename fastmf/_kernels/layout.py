@@ -1,0 +1,38 @@
+"""Every slot and column the kernels share with the Python layer, by name.
+
+Numba reads module-level integers as compile-time constants, so naming an index costs
+nothing. A single run's ``info`` (int64, N_INFO slots) and a batch's ``summary`` (float64,
+one row of N_SUMMARY columns per run) keep the step, the status and the stages at the same
+indices, so STATUS, T1 and T0 name both.
+"""
+
+# a run's status (info[STATUS], summary[:, STATUS])
+RUNNING, CONVERGED, DIVERGED = 0, 1, 2
+
+# info[] of a single run (blocks.run_blocks, direct.run_direct)
+STEP = 0  # the step the state is at
+N_RECORDS = 1  # records written so far
+STATUS = 2
+BAD_STEP = 3  # a diverged run: the step whose state overflowed
+T1 = 4  # the stages (Ye and Du 2021, Theorem 3.1; `stages`): the step reached, -1 until then
+T0 = 5
+N_INFO = 6
+
+# summary[q] of batch run q (batch.run_batch): STATUS, T1, T0 as in info[]
+N_ITER = STEP  # the step the state is at
+FINAL_LOSS = 1  # the last recorded loss (a diverged run: the loss of its last finite state)
+T_DELTA = 3  # the first recorded step with loss <= delta, -1 until then
+N_SUMMARY = 6
+
+# the columns of a record row (diagnostics.record; direct.run_direct writes the first two)
+KEYS = (
+    "loss", "imbalance", "loss_E", "loss_Up_LV", "loss_LU_Vp", "loss_LU_LV", "B_fro", "Q_fro",
+    "sigma_min_A", "lambda_min_P", "P_op", "J_op", "K_op", "E_op",
+)  # fmt: skip
+N_KEYS = len(KEYS)
+(LOSS, IMBALANCE, LOSS_E, LOSS_UP_LV, LOSS_LU_VP, LOSS_LU_LV, B_FRO, Q_FRO,
+ SIGMA_MIN_A, LAMBDA_MIN_P, P_OP, J_OP, K_OP, E_OP) = range(N_KEYS)  # fmt: skip
+N_CHEAP = SIGMA_MIN_A  # KEYS[:N_CHEAP] need no eigenvalue
+# the spectral columns come from one tracked extreme eigenvalue each (diagnostics.record),
+# whose eigenvectors are carried from record to record
+N_TRACKED = N_KEYS - N_CHEAP

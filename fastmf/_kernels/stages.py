@@ -1,0 +1,143 @@
+"""The stage tests of Ye and Du 2021 (arXiv:2106.14289), Theorem 3.1, for the single-run and the batch kernels.
+
+GD from a small start passes T1, the first step with sigma_min(A)^2 >= sigma_d / 2, where
+A = (Up + Vp) / 2 (r x k) and sigma_min is the smallest of its p = min(r, k) singular
+values; then T0, the first step from T1 on with -sigma_d / 4 <= P <= sigma_d / 4, where
+P = diag(s) - (Up Vp^T + Vp Up^T) / 2. Both are decided exactly, without eigenvalues, by
+Cholesky factorizations (a pivot that is not > 0, NaN included, says no):
+
+    T1:  G - sigma_d / 2 I > 0,  G = A A^T (r <= k) or A^T A (k < r), p x p
+    T0:  sigma_d / 4 I - P > 0  and  sigma_d / 4 I + P > 0
+
+The factorizations test the strict inequalities: a state exactly on a threshold has not
+passed it.
+
+The single-run kernel (`diagnostics.record`, from `mark`) forms G and P in float64 (for a
+float32 state the sums Up + Vp and the product Up Vp^T are float32); the batch kernel
+(`batch`, from `test_lanes`) forms them lane by lane in the state's dtype, with its own
+Cholesky. The two agree but within rounding of a threshold: for float32, within its
+relative 6e-8.
+"""
+
+import numpy as np
+
+from ._jit import kernel
+from .layout import T0, T1
+from .spectral import gram, posdef
+
+# the single-run kernel: one state, float64 work matrices
+
+
+@kernel
+def gram_A(X, Y, r, k, G, T):
+    """G = A A^T (r <= k) or A^T A (k < r), whose eigenvalues are sigma_i(A)^2; T is work."""
+    if r <= k:  # A^T stored in T (k x r)
+        for i in range(r):
+            for c in range(k):
+                T[c, i] = 0.5 * (X[i, c] + Y[i, c])
+        gram(T, k, r, G)
+    else:
+        for i in range(r):
+            for c in range(k):
+                T[i, c] = 0.5 * (X[i, c] + Y[i, c])
+        gram(T, r, k, G)
+
+
+@kernel
+def residual_P(E, s, P):
+    """P = diag(s) - (E + E^T) / 2 for E = Up Vp^T (r x r)."""
+    r = s.shape[0]
+    for i in range(r):
+        for j in range(r):
+            P[i, j] = (s[i] if i == j else 0.0) - 0.5 * (E[i, j] + E[j, i])
+
+
+@kernel
+def passes_T1(G, p, sd, L):
+    """Is G - sigma_d / 2 I positive definite (G from `gram_A`)? L is work."""
+    return posdef(G, p, -0.5 * sd, 1.0, L)
+
+
+@kernel
+def passes_T0(P, r, sd, L):
+    """Are sigma_d / 4 I - P and sigma_d / 4 I + P positive definite? L is work."""
+    return posdef(P, r, 0.25 * sd, -1.0, L) and posdef(P, r, 0.25 * sd, 1.0, L)
+
+
+@kernel
+def mark(G, P, p, r, sd, t, L, info):
+    """info[T1] = t if T1 is pending and G passes; then info[T0] = t if T1 is reached, T0
+    pending and P passes. G is read only while T1 is pending."""
+    if info[T1] < 0 and passes_T1(G, p, sd, L):
+        info[T1] = t
+    if info[T1] >= 0 and info[T0] < 0 and passes_T0(P, r, sd, L):
+        info[T0] = t
+
+
+# the batch kernel: one state per lane (the last index), work in the state's dtype
+
+
+@kernel
+def posdef_lanes(M, n, c, sign, L, ok):
+    """ok[q] &= (c I + sign M[:n, :n, q] is positive definite), by Cholesky lane by lane."""
+    lanes = M.shape[2]
+    for j in range(n):
+        for q in range(lanes):
+            d = c + sign * M[j, j, q]
+            for p in range(j):
+                d -= L[j, p, q] * L[j, p, q]
+            if not d > 0.0:
+                ok[q] = False
+                d = 1.0  # keep this lane's arithmetic finite; its answer is already no
+            L[j, j, q] = np.sqrt(d)
+        for i in range(j + 1, n):
+            for q in range(lanes):
+                v = sign * M[i, j, q]
+                for p in range(j):
+                    v -= L[i, p, q] * L[j, p, q]
+                L[i, j, q] = v / L[j, j, q]
+
+
+@kernel
+def gram_A_lanes(X, Y, r, k, G):
+    """G = A A^T (r <= k) or A^T A (k < r), p x p, lane by lane."""
+    p = min(r, k)
+    lanes = X.shape[2]
+    for i in range(p):
+        for j in range(p):
+            for q in range(lanes):
+                G[i, j, q] = 0.0
+            for c in range(k if r <= k else r):
+                for q in range(lanes):
+                    if r <= k:
+                        G[i, j, q] += 0.25 * (X[i, c, q] + Y[i, c, q]) * (X[j, c, q] + Y[j, c, q])
+                    else:
+                        G[i, j, q] += 0.25 * (X[c, i, q] + Y[c, i, q]) * (X[c, j, q] + Y[c, j, q])
+
+
+@kernel
+def residual_P_lanes(E, s, P):
+    """P = diag(s) - (E + E^T) / 2 for E = Up Vp^T (r x r), lane by lane."""
+    r = s.shape[0]
+    for i in range(r):
+        for j in range(r):
+            for q in range(E.shape[2]):
+                P[i, j, q] = (s[i] if i == j else 0.0) - 0.5 * (E[i, j, q] + E[j, i, q])
+
+
+@kernel
+def test_lanes(X, Y, s, E, A, L, ok1, ok0):
+    """ok1[q] / ok0[q]: given as "T1 / T0 pending", left as "pending and passed" for each
+    lane's state, with E = Up Vp^T. A and L are (n, n, lanes) work, n = max(r, k). T0 is
+    tested whether or not T1 is reached: the caller takes it only from T1 on, as `mark`."""
+    r = s.shape[0]
+    k = X.shape[1]
+    sd = s[r - 1]
+    if not ok0.any():  # every stage found (T0 comes last)
+        return
+    if ok1.any():
+        gram_A_lanes(X, Y, r, k, A)
+        posdef_lanes(A, min(r, k), -0.5 * sd, 1.0, L, ok1)
+    residual_P_lanes(E, s, A)
+    posdef_lanes(A, r, 0.25 * sd, -1.0, L, ok0)
+    posdef_lanes(A, r, 0.25 * sd, 1.0, L, ok0)
