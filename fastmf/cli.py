@@ -85,7 +85,6 @@ _CONTROL = {
     "checkpoint_every": ("int>=1", "GD or ODE solver steps between checkpoints (default: at the end only)"),
     "progress": ("bool", "progress bar (default: on a terminal, for runs longer than a second)"),
 }
-_PROBLEM_KEYS = ("input", "key", "spectrum", "shape", "dtype")
 
 
 class UsageError(Exception):
@@ -161,8 +160,9 @@ def _parser() -> argparse.ArgumentParser:
         g = p.add_argument_group("long runs")
         _add_settings(g, [(key, kind, help_, None) for key, (kind, help_) in _CONTROL.items()])
         g.add_argument(
-            "--resume", type=_path, metavar="FILE", help="continue the run saved in FILE (a checkpoint or a result)"
-        )
+            "--resume", type=_path, metavar="FILE",
+            help="continue the run saved in FILE (a checkpoint or a result; give INPUT again for a direct-path run)",
+        )  # fmt: skip
 
     sweep = command("sweep", "run a grid of GD runs on Dask, one table row per run, written as runs finish", _cmd_sweep)
     sweep.add_argument(
@@ -259,11 +259,12 @@ def _cmd_run(args) -> int:
     started = time.perf_counter()
     if args.resume:
         again = inspect.signature(fastmf.resume).parameters  # what a resumed run may change
-        dropped = [f"--{name.replace('_', '-')}" for name in (*_given(args, _PROBLEM_KEYS), *settings)
+        dropped = [f"--{name.replace('_', '-')}" for name in (*_given(args, ["spectrum", "shape"]), *settings)
                    if name not in again]  # fmt: skip
         if dropped:
             raise UsageError(f"--resume continues the saved run with its own settings; drop {', '.join(dropped)}")
-        result = fastmf.resume(args.resume, **settings, **control)
+        matrix = {} if args.input is None else {"Sigma": _target(args)}  # a direct-path run's, which it does not save
+        result = fastmf.resume(args.resume, **settings, **matrix, **control)
     elif options is Options:
         result = fastmf.solve(_target(args), options=Options(**settings), **control)
     else:

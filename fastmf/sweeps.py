@@ -31,8 +31,8 @@ from .problem import Problem
 from .table import open_table
 
 # The grid's parameters: name -> (column type, default), the spectrum's (None: required, or for
-# n, m) and then the settings of its runs, which `Options` checks and resolves (a delta of None,
-# no T_delta, is NaN in the table).
+# n, m) and then the settings of its runs, which `Options` checks and resolves; a setting that
+# stays None (delta without tol: no T_delta; record_every: the doubling stride) is NaN in the table.
 _SPECTRUM = {
     "m": ("int", None),
     "n": ("int", None),
@@ -42,7 +42,7 @@ _SPECTRUM = {
     "spacing": ("str", "linear"),
 }
 _SETTINGS = {"k": "int", "init_scale": "float", "lr": "float", "max_iter": "int", "tol": "float", "delta": "float",
-            "record_every": "int"}  # fmt: skip
+            "record_every": "float"}  # fmt: skip
 PARAMETERS = {name: kind for name, (kind, _) in _SPECTRUM.items()} | _SETTINGS
 _RESULTS = {"sigma_1": "float", "n_iter": "int", "status": "str", "final_loss": "float", "T1": "float",
             "T0": "float", "T_delta": "float"}  # fmt: skip
@@ -192,12 +192,11 @@ def run_task(point: dict, seeds: list[int]) -> dict[str, list]:
     """The table rows of one grid point's runs for these seeds: one `solve_batch` call,
     with as many Numba threads as the Dask worker running it has."""
     problem = Problem.from_spectrum(spectrum(point), point["m"], point["n"])
-    delta = None if np.isnan(point["delta"]) else point["delta"]
     with _ONE_KERNEL:
         _use_worker_threads()
         result = solve_batch(problem, point["k"], point["lr"], point["max_iter"], seeds=seeds,
-                             init_scale=point["init_scale"], tol=point["tol"], record_every=point["record_every"],
-                             delta=delta)  # fmt: skip
+                             init_scale=point["init_scale"], tol=point["tol"],
+                             record_every=_none(point["record_every"]), delta=_none(point["delta"]))  # fmt: skip
     found = result.table()
     rows = {name: [value] * len(seeds) for name, value in point.items()}
     return (
@@ -269,10 +268,7 @@ def _point(given: dict) -> dict:
         raise ValueError(f"spacing must be 'linear' or 'geometric', got {p['spacing']!r}")
     s = spectrum(p)
     options = Options(**{name: given[name] for name in _SETTINGS if name in given}).resolve((m, n), s[0], s)
-    p |= {name: getattr(options, name) for name in _SETTINGS}
-    if p["delta"] is None:
-        p["delta"] = float("nan")
-    return p
+    return p | {name: float("nan") if getattr(options, name) is None else getattr(options, name) for name in _SETTINGS}
 
 
 def _values(value, name) -> list:
@@ -295,7 +291,12 @@ def _seeds(value) -> list[int]:
 
 def _key(values) -> tuple:
     """A run's identity (NaN, which equals nothing, becomes None)."""
-    return tuple(None if isinstance(v, float) and v != v else v for v in values)
+    return tuple(_none(v) for v in values)
+
+
+def _none(value):
+    """None for NaN (a setting left to the engine, or a key that must equal itself)."""
+    return None if isinstance(value, float) and value != value else value
 
 
 def _use_worker_threads() -> None:

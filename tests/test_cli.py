@@ -60,7 +60,7 @@ def test_run_writes_result_and_summary(capsys):
     assert summary["stages"]["T0"] == direct.stages.T0 and summary["k"] == 5 and summary["method"] == "split"
     options = summary["options"]  # resolved: what the run used
     assert (options["seed"], options["lr"], options["init_scale"], options["max_iter"]) == (0, 0.05, 1e-5, 3000)
-    assert options["record_every"] == 1 and options["tol"] == 1e-24 and options["delta"] == 1e-24
+    assert options["tol"] == 1e-24 and options["delta"] == 1e-24
     assert summary["problem"]["shape"] == [100000, 100000] and summary["problem"]["sigma_d"] == 1.0
 
 
