@@ -100,6 +100,12 @@ def test_a_full_rank_dense_input_may_run_on_the_direct_path():
     assert result.n_iter == 50 and result.problem is None
     direct = fastmf.solve(Sigma, k=3, lr=0.01, max_iter=50, seed=0, method="direct")
     np.testing.assert_array_equal(result.history["loss"], direct.history["loss"])
+    # its file does not hold Sigma: a resumed direct run takes INPUT again
+    assert main(["run", "noisy.npy", "-k", "3", "--lr", "0.01", "--max-iter", "20", "--seed", "0", "-q"]) == 0
+    assert main(["run", "--resume", "fastmf-run.npz", "noisy.npy", "--max-iter", "50", "-q", "-o", "more.npz"]) == 0
+    more = fastmf.load("more.npz")
+    assert more.n_iter == 50 and more.method == "direct"
+    np.testing.assert_array_equal(more.history["loss"], direct.history["loss"])
 
 
 def test_flow_time_limit_exits_3_and_resumes_to_the_same_numbers():
