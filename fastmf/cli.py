@@ -28,6 +28,7 @@ import zlib
 
 import numpy as np
 
+from .driver import Control
 from .options import FlowOptions, Options
 from .status import EXIT_USAGE, exit_code
 
@@ -79,11 +80,9 @@ init_scale and lr may be "theory"); seeds (a count, or a list of seeds)""",
 # run's control (`fastmf.driver.Control`) that a command line sets, given here as (kind, help)
 # as the options' metadata gives them (its callback is Python's).
 _OPTIONS = {"run": Options, "flow": FlowOptions}
+# The watch-and-save settings of `fastmf.driver.Control` (the callback has no flag).
 _CONTROL = {
-    "time_limit": ("float>0", "stop after this many seconds (exit code 3; --resume continues the run)"),
-    "checkpoint": ("file", "save the run to FILE as it goes and when it ends, however it ends"),
-    "checkpoint_every": ("int>=1", "GD or ODE solver steps between checkpoints (default: at the end only)"),
-    "progress": ("bool", "progress bar (default: on a terminal, for runs longer than a second)"),
+    f.name: (f.metadata["kind"], f.metadata["help"]) for f in dataclasses.fields(Control) if f.name != "callback"
 }
 
 

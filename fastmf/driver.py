@@ -31,6 +31,7 @@ import numpy as np
 
 from ._validate import positive_int
 from .monitor import Monitor
+from .options import setting
 
 # A chunk of work should take about this long: short enough to answer Ctrl-C promptly,
 # long enough that the ~10 us of Python per chunk is noise.
@@ -58,10 +59,14 @@ class Control:
     """
 
     callback: object = None
-    progress: bool | None = None
-    time_limit: float | None = None
-    checkpoint: str | None = None
-    checkpoint_every: int | None = None
+    progress: bool | None = setting("bool", "progress bar (default: on a terminal, for runs longer than a second)")
+    time_limit: float | None = setting(
+        "float>0", "stop after this many seconds (exit code 3; --resume continues the run)"
+    )
+    checkpoint: str | None = setting("file", "save the run to FILE as it goes and when it ends, however it ends")
+    checkpoint_every: int | None = setting(
+        "int>=1", "GD or ODE solver steps between checkpoints (default: at the end only)"
+    )
 
     def __post_init__(self):
         if self.checkpoint is None:

@@ -78,7 +78,7 @@ def spectral_factor(r: int, k: int) -> int:
     return 1 if r <= k else -(-(r * r) // (k * k))
 
 
-def _setting(kind: str, help_: str, default=None):
+def setting(kind: str, help_: str, default=None):
     """A field: its default, and for the command line its kind of value and help (`fastmf.cli`)."""
     return field(default=default, metadata={"kind": kind, "help": help_})
 
@@ -87,14 +87,14 @@ def _setting(kind: str, help_: str, default=None):
 class _Start:
     """The settings shared by GD and the flow: the width and the random start."""
 
-    k: int | None = _setting("int>=1", "width k of the factors (default: the rank r of Sigma)")
-    init_scale: float | str | None = _setting(
+    k: int | None = setting("int>=1", "width k of the factors (default: the rank r of Sigma)")
+    init_scale: float | str | None = setting(
         "number|theory",
         "std of the Gaussian start, or 'theory' (Theorem 1.1's eps); default "
         f"{DEFAULTS.init_scale:g} sqrt(sigma_1 / (m + n))",
     )
-    seed: object = _setting("seed", "seed of the start (default: fresh entropy, kept in the result)")
-    complement: str = _setting(
+    seed: object = setting("seed", "seed of the start (default: fresh entropy, kept in the result)")
+    complement: str = setting(
         "compressed|full", "complement engine: 'compressed' (k x k) or 'full' (m x k)", "compressed"
     )
 
@@ -171,20 +171,21 @@ class Options(_Start):
         The engine (see `fastmf.solve`).
     """
 
-    lr: float | str | None = _setting(
+    lr: float | str | None = setting(
         "number|theory", f"step size, or 'theory' (Theorem 1.1); default {DEFAULTS.lr:g} / sigma_1"
     )
-    max_iter: int | None = _setting("int>=0", f"number of steps (default {DEFAULTS.max_iter})")
-    tol: float = _setting("float>=0", "stop once the loss is <= this and near the best of width k (0: never)", 0.0)
-    record_every: int | None = _setting(
-        "int>=1", "steps between records (default: every step, doubling so that at most about "
-        f"{DEFAULTS.max_records} records are kept)"
+    max_iter: int | None = setting("int>=0", f"number of steps (default {DEFAULTS.max_iter})")
+    tol: float = setting("float>=0", "stop once the loss is <= this and near the best of width k (0: never)", 0.0)
+    record_every: int | None = setting(
+        "int>=1",
+        "steps between records (default: every step, doubling so that at most about "
+        f"{DEFAULTS.max_records} records are kept)",
     )
-    spectral_every: int | None = _setting(
+    spectral_every: int | None = setting(
         "int>=0", "spectral diagnostics stride (default: every record, or every (r/k)^2 when r > k; 0 off)"
     )
-    delta: float | None = _setting("float>0", "loss level whose first step is T_delta (default: tol, if > 0)")
-    method: str = _setting("auto|split|direct", "engine: 'split' (singular basis), 'direct' or 'auto'", "auto")
+    delta: float | None = setting("float>0", "loss level whose first step is T_delta (default: tol, if > 0)")
+    method: str = setting("auto|split|direct", "engine: 'split' (singular basis), 'direct' or 'auto'", "auto")
 
     def __post_init__(self):
         self._check_start()
@@ -248,12 +249,12 @@ class FlowOptions(_Start):
         Evenly spaced recorded times in [0, t_max] when no t_eval is given.
     """
 
-    t_max: float | None = _setting("float>0", "integrate over [0, T_MAX] (required)")
-    target_loss: float = _setting("float>=0", "stop when the loss reaches this (0: never)", 0.0)
-    rtol: float = _setting("float>0", "relative tolerance of the ODE solver", 1e-10)
-    atol: float | None = _setting("float>0", "absolute tolerance (default: 1e-3 rtol times the start's size)")
-    ode_method: str = _setting("LSODA|DOP853|RK45|RK23|Radau|BDF", "SciPy ODE solver", "LSODA")
-    n_times: int = _setting("int>=2", "evenly spaced recorded times", 1001)
+    t_max: float | None = setting("float>0", "integrate over [0, T_MAX] (required)")
+    target_loss: float = setting("float>=0", "stop when the loss reaches this (0: never)", 0.0)
+    rtol: float = setting("float>0", "relative tolerance of the ODE solver", 1e-10)
+    atol: float | None = setting("float>0", "absolute tolerance (default: 1e-3 rtol times the start's size)")
+    ode_method: str = setting("LSODA|DOP853|RK45|RK23|Radau|BDF", "SciPy ODE solver", "LSODA")
+    n_times: int = setting("int>=2", "evenly spaced recorded times", 1001)
 
     def __post_init__(self):
         self._check_start()

@@ -210,9 +210,7 @@ class Problem:
         dtype = _dtype(s.dtype if dtype is None else dtype)
         index = np.argsort(-s, kind="stable")
         index = index[s[index] > 0]
-        return cls.from_basis(
-            "spectrum", (m, n), dtype, s[index], CoordinateBasis(index, m), CoordinateBasis(index, n)
-        )
+        return cls.from_basis("spectrum", (m, n), dtype, s[index], CoordinateBasis(index, m), CoordinateBasis(index, n))
 
     @property
     def sigma_1(self) -> float:

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import fastmf
-import fastmf.driver
 import fastmf.checkpoint
+import fastmf.driver
 from fastmf import Problem, load, resume, solve
 from fastmf.checkpoint import CheckpointError
 from naive import gd, low_rank

@@ -6,8 +6,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastmf
-import fastmf.driver
 import fastmf._kernels
+import fastmf.driver
 from fastmf import Problem, solve
 from naive import gd, low_rank
 
