@@ -112,7 +112,7 @@ def test_does_not_stall_where_the_flow_is_stiff():
     p = Problem.from_spectrum([2.0, 1.0, 0.5], 300, 200)
     res = gradient_flow(p, 3, 400.0, seed=0, target_loss=1e-28)
     assert res.status == "converged" and res.loss == pytest.approx(1e-28, rel=1e-2)
-    stalled = gradient_flow(p, 3, 400.0, seed=0, target_loss=1e-28, method="DOP853")
+    stalled = gradient_flow(p, 3, 400.0, seed=0, target_loss=1e-28, ode_method="DOP853")
     assert stalled.status == "t_max" and stalled.loss > 1e-24
 
 
@@ -144,7 +144,7 @@ def test_interrupt_keeps_the_state_reached(monkeypatch):
     "kwargs, exc, match",
     [
         (dict(t_max=0.0), ValueError, "t_max must be > 0"),
-        (dict(method="Euler"), ValueError, "method must be one of"),
+        (dict(ode_method="Euler"), ValueError, "ode_method must be one of"),
         (dict(t_eval=[0.0, 2.0, 1.0]), ValueError, "t_eval must be increasing"),
         (dict(t_eval=[0.0, 20.0]), ValueError, r"inside \[0, t_max"),
         (dict(target_loss=-1.0), ValueError, "target_loss must be >= 0"),
