@@ -20,7 +20,6 @@ import contextlib
 import dataclasses
 import signal
 import threading
-from functools import reduce
 
 import numpy as np
 import scipy
@@ -247,7 +246,7 @@ class FlowRun:
         self.ended = None  # "converged" or "failed" once the run ended on its own
         self.reason = None  # why the solver failed
         self.intact = True  # False while a step is under way: an exception then loses the solver's state
-        self.final = None  # the bookkeeping before the final record, once finished
+        self.final = None  # once finished: the bookkeeping before the final record (None once ended)
         with flushing():
             self.solver = getattr(scipy.integrate, options.ode_method)(
                 state.rhs, 0.0, y0, scale.inward(options.t_max, -1), rtol=options.rtol, atol=self.atol
@@ -300,9 +299,12 @@ class FlowRun:
 
     def finish(self, status: str) -> str:
         """Record the state reached if it is not recorded yet (the bookkeeping before that
-        record is what `resume_flow` continues from); return the final status: the run's own
-        end ("converged", "failed", or "t_max" once the solver reached it), else the driver's."""
-        self.final = self.bookkeeping()
+        record is what `resume_flow` continues from, unless the run has ended); return the
+        final status: the run's own end ("converged", "failed", or "t_max" once the solver
+        reached it), else the driver's."""
+        if self.ended is None:
+            # the solver is never stepped again: its arrays are kept, not copied (LSODA's rwork holds an n x n Jacobian)
+            self.final = self.bookkeeping(copy=False)
         if not self.t_rec or self.t_rec[-1] != self.t:
             with flushing():
                 self._record(self.t, self.y)
@@ -313,7 +315,7 @@ class FlowRun:
     def result(self, status: str) -> FlowResult:
         problem, options, scale = self.problem, self.options, self.scale
         rows = self._rows()
-        history = self.history(rows)
+        history = self._history(rows)
         t = scale.outward(self.t, -1)
         rate = float(np.exp(-problem.sigma_d / 2))
         found = stages.detect(history["t"], rows[:, K.LOSS], *self.stage_positions(), self.target or None, rate,
@@ -367,9 +369,8 @@ class FlowRun:
     def _rows(self) -> np.ndarray:
         return np.array(self.rows).reshape(-1, K.N_KEYS)
 
-    def history(self, rows=None) -> dict:
+    def _history(self, rows: np.ndarray) -> dict:
         """The recorded columns in the user's units ("t", `K.KEYS`, "imbalance_drift")."""
-        rows = self._rows() if rows is None else rows
         columns = {key: rows[:, c] for c, key in enumerate(K.KEYS)} | {"imbalance_drift": np.array(self.drift)}
         return {"t": self.scale.outward(np.array(self.t_rec), -1)} | self.scale.history_outward(columns)
 
@@ -390,10 +391,11 @@ class FlowRun:
 
     # ------------------------------------------------------------------ save and restore
 
-    def bookkeeping(self) -> dict:
-        """What `resume_flow` needs besides the options and the basis, as arrays (copies, internal
-        units): the records so far, the times still to record, the kernel's stage marks and
-        tracked eigenvectors, the ODE solver's state (`_solver_state`) and the counters."""
+    def bookkeeping(self, copy: bool = True) -> dict:
+        """What `resume_flow` needs besides the options and the basis, as arrays in internal
+        units: the records so far, the times still to record, the kernel's stage marks and
+        tracked eigenvectors, the counters, and the ODE solver's state (`_solver_state`;
+        its arrays copied unless `copy` is False)."""
         state = self.state
         return {
             "t_rec": np.array(self.t_rec), "rows": self._rows(), "drift": np.array(self.drift),
@@ -401,7 +403,7 @@ class FlowRun:
             "info": state.info.copy(), "vecs": state.vecs.copy(), "valid": state.valid.copy(), "D0": self.D0.copy(),
             "atol": np.array(self.atol), "steps": np.array(self.steps), "nfev": np.array(state.nfev),
             "intact": np.array(self.intact), "scipy": np.array(scipy.__version__),
-        } | _solver_state(self.solver)  # fmt: skip
+        } | _solver_state(self.solver, copy)  # fmt: skip
 
     def _restore(self, saved: dict) -> None:
         """Continue from a `bookkeeping` (the solver, built fresh, gets its attributes back)."""
@@ -419,7 +421,7 @@ class FlowRun:
 # Where a SciPy ODE solver keeps its state: its attributes and, for LSODA, those of the `ode`
 # object it wraps and of that object's integrator (rwork, iwork and, from SciPy 1.17, the
 # arrays state_doubles and state_ints holding what the Fortran LSODA kept in COMMON blocks).
-_PARTS = ("", "_lsoda_solver.", "_lsoda_solver._integrator.")
+_PARTS = ("", "_lsoda_solver", "_lsoda_solver._integrator")
 _LSODA_STATE = "_lsoda_solver._integrator.state_doubles"
 # Not saved: the end of the interval (the resumed run's own) and Radau's dense output of the
 # last step (which starts the next step's Newton iteration), rebuilt from the saved Z.
@@ -427,43 +429,50 @@ _NOT_SAVED = ("t_bound", "sol")
 _NUMBER = (np.number, np.bool_, bool, int, float)
 
 
-def _solver_state(solver) -> dict:
-    """The numbers among the attributes of `solver` (arrays, scalars, None, and lists or tuples
-    of numbers: LU factors, LSODA's call_args), as copies keyed "solver.<attribute path>", with
-    "solver_kinds" listing "path:kind" for those that are not arrays: "none", "plain" (a Python
-    number), "scalar" (a NumPy one), "tuple" or "list" (its items are "path.0", "path.1", ...)."""
-    arrays, kinds = {}, {}
+def _solver_state(solver, copy: bool = True) -> dict:
+    """The numbers among the attributes of `solver` (arrays, scalars, None, and lists or
+    tuples of them: LU factors, LSODA's call_args), keyed "solver.<attribute path>", with
+    "solver_kinds" listing "path:kind" for those that are not arrays: "none", "plain" (a
+    Python number), "scalar" (a NumPy one), "tuple" or "list" (its items are "path.0",
+    "path.1", ...), or "=other.path" for an array that is another attribute's (LSODA's
+    call_args hold its rwork and iwork), saved once."""
+    arrays, kinds, seen = {}, {}, {}
     for prefix in _PARTS:
-        part = _part(solver, prefix)
+        part = _at(solver, prefix)
         for name, value in vars(part).items() if part is not None else ():
             if name not in _NOT_SAVED:
-                _encode(prefix + name, value, arrays, kinds)
+                _encode(f"{prefix}.{name}".lstrip("."), value, arrays, kinds, seen, copy)
     listed = np.array([f"{path}:{kind}" for path, kind in kinds.items()], dtype=str)
     return {f"solver.{path}": value for path, value in arrays.items()} | {"solver_kinds": listed}
 
 
-def _encode(path: str, value, arrays: dict, kinds: dict) -> None:
-    if value is None:
-        kinds[path] = "none"
+def _encode(path: str, value, arrays: dict, kinds: dict, seen: dict, copy: bool) -> None:
+    if isinstance(value, np.ndarray) and id(value) in seen:
+        kinds[path] = "=" + seen[id(value)]
     elif isinstance(value, np.ndarray):
-        arrays[path] = value.copy()
+        seen[id(value)] = path
+        arrays[path] = value.copy() if copy else value
     elif isinstance(value, _NUMBER):
         arrays[path] = np.array(value)
         kinds[path] = "scalar" if isinstance(value, np.generic) else "plain"
+    elif value is None:
+        kinds[path] = "none"
     elif isinstance(value, (tuple, list)) and value and all(isinstance(v, (np.ndarray, *_NUMBER)) for v in value):
         kinds[path] = type(value).__name__
         for i, item in enumerate(value):
-            _encode(f"{path}.{i}", item, arrays, kinds)
+            _encode(f"{path}.{i}", item, arrays, kinds, seen, copy)
 
 
 def _decode(path: str, arrays: dict, kinds: dict):
+    """The saved value at `path`, its arrays copied (None for another attribute's array,
+    set by `_restore_solver` afterwards)."""
     kind = kinds.get(path, "array")
-    if kind == "none":
-        return None
     if kind in ("tuple", "list"):
         n = sum(1 for key in arrays.keys() | kinds.keys() if key.rpartition(".")[0] == path)
         items = [_decode(f"{path}.{i}", arrays, kinds) for i in range(n)]
         return tuple(items) if kind == "tuple" else items
+    if kind == "none" or kind.startswith("="):
+        return None
     value = arrays[path]
     return value.item() if kind == "plain" else value[()] if kind == "scalar" else value.copy()
 
@@ -476,8 +485,12 @@ def _restore_solver(solver, saved: dict) -> None:
     for path in arrays.keys() | kinds.keys():
         parent, _, name = path.rpartition(".")
         if kinds.get(parent) not in ("tuple", "list"):  # an item is restored with its sequence
-            part = _part(solver, parent + "." if parent else "")
+            part = _at(solver, parent)
             setattr(part, name, _assign(getattr(part, name, None), _decode(path, arrays, kinds)))
+    for path, kind in kinds.items():  # then the arrays that are another attribute's
+        if kind.startswith("="):
+            parent, _, name = path.rpartition(".")
+            _put(_at(solver, parent), name, _at(solver, kind[1:]))
     solver.status = "running" if solver.t < solver.t_bound else "finished"
     if hasattr(solver, "_lsoda_solver"):  # LSODA's end of the interval (its tcrit) is in its work array
         solver._lsoda_solver._integrator.rwork[0] = solver.t_bound
@@ -487,7 +500,7 @@ def _restore_solver(solver, saved: dict) -> None:
 
 def _assign(current, value):
     """`value`, written into the array `current` where it fits, since other attributes may
-    view it (DOP853's K is a view of K_extended; LSODA's call_args hold rwork and iwork)."""
+    view it (DOP853's K is a view of K_extended)."""
     if isinstance(current, np.ndarray) and isinstance(value, np.ndarray):
         if current.shape == value.shape and current.dtype == value.dtype:
             current[...] = value
@@ -497,9 +510,19 @@ def _assign(current, value):
     return value
 
 
-def _part(solver, prefix: str):
-    """The object at `prefix` ("", "_lsoda_solver.", ...) of `solver`, or None."""
-    return reduce(lambda obj, name: getattr(obj, name, None), prefix.split(".")[:-1], solver)
+def _at(obj, path: str):
+    """The object at the dotted attribute `path` of `obj` ("" is `obj`; a number indexes a
+    sequence), or None."""
+    for name in filter(None, path.split(".")):
+        obj = obj[int(name)] if name.isdigit() else getattr(obj, name, None)
+    return obj
+
+
+def _put(obj, name: str, value) -> None:
+    if name.isdigit():
+        obj[int(name)] = value
+    else:
+        setattr(obj, name, value)
 
 
 @contextlib.contextmanager

@@ -84,6 +84,15 @@ def test_mid_run_checkpoints_resume_bit_for_bit(method, tmp_path):
     assert_same_run(resume(kept, checkpoint=False), full)
 
 
+def test_float32_flow_resumes_from_its_float64_state():
+    """The flow runs in float64 and returns float32 factors: resume continues the solver's own state."""
+    single = Problem.from_spectrum(np.float32([2.0, 1.0, 0.5]), 30, 20)
+    full = gradient_flow(single, ode_method="RK45", **RUN)
+    stopped = gradient_flow(single, ode_method="RK45", callback=lambda state: True, **RUN)
+    assert stopped.status == "stopped" and stopped.U.dtype == np.float32
+    assert_same_run(resume(stopped), full)
+
+
 def test_exception_in_callback_writes_the_checkpoint_and_propagates(tmp_path):
     full = _unbroken("BDF")
     path = tmp_path / "flow.npz"
