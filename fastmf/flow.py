@@ -6,32 +6,38 @@ only ever multiplies on the right, so k x k matrices carry it exactly), with the
 right-hand side compiled and SciPy's Runge-Kutta (or implicit) solvers stepping it.
 For rank one (r = k = 1) that state is exactly the papers' four-variable reduction: the
 scalars u, v of the principal block and the complement norms ||J||, ||K|| (each L is 1 x 1).
+
+The flow is an engine of `fastmf.driver` (`FlowRun`), advanced a chunk of solver steps at a
+time with the callback, progress bar, time limit, Ctrl-C and checkpoints of every run. Its
+checkpoints hold the ODE solver's own state (the numbers among its attributes: step size,
+stages, difference arrays, Jacobian, LU factors), so `fastmf.resume` continues a flow bit
+for bit (`resume_flow`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import signal
+import threading
 
 import numpy as np
+import scipy
 import scipy.integrate
 import scipy.optimize
 
 from . import _kernels as K
 from . import stages
+from . import status as statuses
 from ._kernels.fpmode import flushing
 from ._validate import finite_float, real_array
+from .driver import Control, drive
 from .init import Factor, checked_start, stack, start
-from .monitor import Monitor
 from .options import FlowOptions, Options
 from .problem import Problem
 from .result import FlowResult
 from .scaling import Scale
 from .split import SplitRun, diagnostic_work
-
-_STOPPED = {
-    "stopped": "stopped by the callback at t = {t:.6g}; the state reached is kept",
-    "time_limit": "stopped at the time limit at t = {t:.6g}; the state reached is kept",
-}
 
 
 class _State:
@@ -85,7 +91,7 @@ class _State:
 def gradient_flow(
     Sigma, k=None, t_max=None, *, init_scale=None, seed=None, U0=None, V0=None, t_eval=None, target_loss=None,
     rtol=None, atol=None, ode_method=None, complement=None, options: FlowOptions | None = None, callback=None,
-    progress=None, time_limit=None,
+    progress=None, time_limit=None, checkpoint=None, checkpoint_every=None,
 ) -> FlowResult:  # fmt: skip
     """Integrate the gradient flow of 1/2 ||U V^T - Sigma||_F^2 from a random or given start.
 
@@ -119,61 +125,427 @@ def gradient_flow(
         "Radau" or "BDF".
     options : FlowOptions, optional
         Settings to start from; the arguments above that are given replace its fields.
-    callback, progress, time_limit
-        As in `fastmf.solve`, after every step of the ODE solver; the callback's state has
-        the time `t` (and `step` None). A True return stops the run (status "stopped").
+    callback, progress, time_limit, checkpoint, checkpoint_every
+        As in `fastmf.solve` (`fastmf.driver.Control`), between chunks of steps of the ODE
+        solver (about every 0.05 s); the callback's state has the time `t` (and `step`
+        None); `checkpoint_every` counts solver steps. A Ctrl-C is answered between two
+        solver steps (status "interrupted"); `fastmf.resume` continues a flow saved at any
+        of these points bit for bit (see `resume_flow` for LSODA on SciPy < 1.17).
 
     Returns
     -------
     FlowResult
         History on the time axis "t" with "loss", "imbalance" and "imbalance_drift",
         `status` ("converged", "t_max", "failed", "interrupted", "stopped", "time_limit"),
-        `message`, the final
-        state in split form and U, V rebuilt on access. The flow runs in float64; U and
-        V come back in the problem's dtype.
+        `message`, `n_iter` (the steps of the ODE solver), the final state in split form
+        and U, V rebuilt on access. The flow runs in float64; U and V come back in the
+        problem's dtype.
     """
     given = {"k": k, "t_max": t_max, "init_scale": init_scale, "seed": seed, "target_loss": target_loss,
              "rtol": rtol, "atol": atol, "ode_method": ode_method, "complement": complement}  # fmt: skip
     given = {name: value for name, value in given.items() if value is not None}
     options = dataclasses.replace(options, **given) if options is not None else FlowOptions(**given)
+    control = Control(callback, progress, time_limit, checkpoint, checkpoint_every)
     problem, options, left, right = _start(Sigma, options, U0, V0)
-    t_max, target_loss, rtol = options.t_max, options.target_loss, options.rtol
-    times = np.linspace(0.0, t_max, options.n_times) if t_eval is None else _times(t_eval, t_max)
-    monitor = Monitor(progress, callback, time_limit, t_max, "t")
-    state = _State(problem, left, right)
-    scale = state.scale
-    y0 = state.y0()
-    if options.atol is None:
-        atol = 1e-3 * rtol * max(float(np.max(np.abs(y0))), np.finfo(np.float64).tiny)
-    else:  # the user's units: the state is integrated in units of sqrt(c)
-        atol = scale.inward(options.atol, 0.5)
-    target = min(scale.inward(target_loss, 2), stages.converged_level(state.s, options.k)) if target_loss else 0.0
+    times = np.linspace(0.0, options.t_max, options.n_times) if t_eval is None else _times(t_eval, options.t_max)
+    run = FlowRun(problem, left, right, options, Scale.of(problem.sigma_1).inward(times, -1), t_eval is None)
+    return drive(run, control, options.t_max, "t")
 
-    solver = getattr(scipy.integrate, options.ode_method)(
-        state.rhs, 0.0, y0, scale.inward(t_max, -1), rtol=rtol, atol=atol
-    )
-    try:
-        t, y, status, message, history, (T1, T0) = _integrate(
-            solver, state, scale.inward(times, -1), target, target_loss, monitor
+
+def resume_flow(saved: FlowResult, t_max, control: Control) -> FlowResult:
+    """Continue the flow `saved` (`fastmf.resume`): with the saved t_max, its state, history
+    and stages are bit for bit those of a flow never stopped.
+
+    The ODE solver is built again with the saved tolerances and its saved attributes are set
+    back (`_solver_state`), so it takes exactly the steps it would have taken. That needs the
+    SciPy version that saved the flow, and for LSODA SciPy >= 1.17: before, SciPy ran the
+    Fortran LSODA, which keeps part of its state (method coefficients, step and order
+    history) in COMMON blocks that Python can neither read nor write.
+
+    A new t_max moves the end of the interval (the solver's t_bound) and goes on from the
+    saved state. That continuation is exact, but it is not bit for bit a flow started with
+    the new t_max: that flow's steps differ from the first (LSODA's first step depends on
+    the end of the interval), and a flow saved at its end has shortened its last step to
+    land on it. The times recorded from there: with the default grid, those of `n_times`
+    evenly spaced times in the new [0, t_max] past the time reached; with a t_eval, those of
+    it still to come, up to the new t_max.
+    """
+    state, options = saved.resume_state, saved.options
+    if not state["intact"]:
+        raise ValueError(
+            "this flow was stopped by an exception inside a step of its ODE solver, which left the solver's "
+            "state half updated: it cannot be resumed exactly; run it again"
         )
+    if str(state["scipy"]) != scipy.__version__:
+        raise ValueError(
+            f"this flow was saved under SciPy {state['scipy']}, and its ODE solver's state continues exactly only "
+            f"there (this is SciPy {scipy.__version__}): resume it under SciPy {state['scipy']}, or run it again"
+        )
+    if options.ode_method == "LSODA" and f"solver.{_LSODA_STATE}" not in state:
+        raise ValueError(
+            f"SciPy {scipy.__version__} runs the Fortran LSODA, which keeps part of its state in COMMON blocks that "
+            "Python cannot save: an LSODA flow resumes only with SciPy >= 1.17; run it again with another "
+            "ode_method (e.g. 'BDF') to resume it here"
+        )
+    t_max = options.t_max if t_max is None else finite_float(t_max, "t_max", positive=True)
+    if t_max < saved.t:
+        raise ValueError(f"t_max must be at least the time the flow reached, t = {saved.t:g}; got {t_max:g}")
+    times = state["times"]
+    if t_max != options.t_max:
+        scale = Scale.of(saved.problem.sigma_1)
+        if state["default_times"]:
+            times = scale.inward(np.linspace(0.0, t_max, options.n_times), -1)
+            times = times[times > state["solver.t"]]
+        times = times[times <= scale.inward(t_max, -1)]
+    options = dataclasses.replace(options, t_max=t_max)
+    run = FlowRun(saved.problem, saved.left, saved.right, options, times, bool(state["default_times"]), state)
+    return drive(run, control, t_max, "t")
+
+
+class FlowRun:
+    """The gradient flow as an engine of `fastmf.driver`: a SciPy ODE solver stepping the
+    split state (`_State`), the history recorded at the requested times on each step's dense
+    output, and the stop where the loss reaches target_loss, located there by brentq.
+
+    Its unit of work is a step of the ODE solver; everything runs in the internal units of
+    `fastmf.scaling` (times tau = c t, the state in units of sqrt(c)), and the driver and the
+    result get the user's.
+
+    Parameters
+    ----------
+    problem : Problem
+    left, right : Factor
+        The start (restoring: the saved state, whose complement bases W the result keeps).
+    options : FlowOptions
+        Resolved (`FlowOptions.resolve`).
+    times : ndarray
+        The times to record, increasing, in internal units; the final time is recorded too.
+    default_times : bool
+        Whether `times` is the default grid (`resume_flow` draws it again for a new t_max).
+    saved : dict, optional
+        A `bookkeeping` to continue from (`resume_flow`).
+    """
+
+    def __init__(self, problem, left: Factor, right: Factor, options, times, default_times: bool, saved=None):
+        self.problem, self.options = problem, options
+        self.W = (left.W, right.W)
+        self.state = state = _State(problem, left, right)
+        self.scale = scale = state.scale
+        y0 = state.y0()
+        if saved is not None:
+            self.atol = float(saved["atol"])
+        elif options.atol is None:
+            self.atol = 1e-3 * options.rtol * max(float(np.max(np.abs(y0))), np.finfo(np.float64).tiny)
+        else:  # the user's units: the state is integrated in units of sqrt(c)
+            self.atol = scale.inward(options.atol, 0.5)
+        target = options.target_loss
+        self.target = min(scale.inward(target, 2), stages.converged_level(state.s, options.k)) if target else 0.0
+        self.times, self.j, self.default_times = times, 0, default_times
+        self.t_rec, self.rows, self.drift = [], [], []  # the records: times, diagnostics, imbalance drift
+        self.steps = 0  # steps the ODE solver took
+        self.ended = None  # "converged" or "failed" once the run ended on its own
+        self.reason = None  # why the solver failed
+        self.intact = True  # False while a step is under way: an exception then loses the solver's state
+        self.final = None  # once finished: the bookkeeping before the final record (None once ended)
+        with flushing():
+            self.solver = getattr(scipy.integrate, options.ode_method)(
+                state.rhs, 0.0, y0, scale.inward(options.t_max, -1), rtol=options.rtol, atol=self.atol
+            )
+            if saved is None:
+                state.loss(y0)
+                self.D0 = state.G[0] - state.G[1]  # U^T U - V^T V at t = 0, which the flow conserves
+                if times.size and times[0] == 0.0:
+                    self._record(0.0, y0)
+                    self.j = 1
+                if self.target > 0 and state.loss(y0) <= self.target:
+                    self.ended = "converged"
+            else:
+                self._restore(saved)
+        self.t, self.y = self.solver.t, self.solver.y.copy()  # the state reached
+
+    # ------------------------------------------------------------------ the engine operations
+
+    @property
+    def work(self) -> int:
+        return self.steps
+
+    @property
+    def position(self) -> float:
+        return self.scale.outward(self.t, -1)
+
+    @property
+    def done(self) -> bool:
+        return self.ended is not None or self.solver.status != "running"
+
+    def advance(self, n: int) -> None:
+        """At most n steps of the ODE solver; a signal (Ctrl-C) arriving meanwhile ends the
+        call after the step under way (`_signals_held`), so the state stays resumable."""
+        with flushing(), _signals_held() as caught:
+            for _ in range(n):
+                if self.done or caught:
+                    break
+                self._step()
+
+    def latest(self) -> dict:
+        """The last recorded row, {"t": t, key: value}, in the user's units."""
+        if not self.rows:
+            return {}
+        row = dict(zip(K.KEYS, self.rows[-1].tolist(), strict=True)) | {"imbalance_drift": self.drift[-1]}
+        return {"t": self.scale.outward(self.t_rec[-1], -1)} | self.scale.history_outward(row)
+
+    def stage_positions(self) -> tuple[float | None, float | None]:
+        """(T1, T0) found so far, as times."""
+        return tuple(None if t is None else self.scale.outward(t, -1) for t in self._stage_times())
+
+    def finish(self, status: str) -> str:
+        """Record the state reached if it is not recorded yet (the bookkeeping before that
+        record is what `resume_flow` continues from, unless the run has ended); return the
+        final status: the run's own end ("converged", "failed", or "t_max" once the solver
+        reached it), else the driver's."""
+        if self.ended is None:
+            # the solver is never stepped again: its arrays are kept, not copied (LSODA's rwork holds an n x n Jacobian)
+            self.final = self.bookkeeping(copy=False)
+        if not self.t_rec or self.t_rec[-1] != self.t:
+            with flushing():
+                self._record(self.t, self.y)
+        if self.ended is not None:
+            return self.ended
+        return "t_max" if status == "done" or self.solver.status == "finished" else status
+
+    def result(self, status: str) -> FlowResult:
+        problem, options, scale = self.problem, self.options, self.scale
+        rows = self._rows()
+        history = self._history(rows)
+        t = scale.outward(self.t, -1)
+        rate = float(np.exp(-problem.sigma_d / 2))
+        found = stages.detect(history["t"], rows[:, K.LOSS], *self.stage_positions(), self.target or None, rate,
+                              self.state.s, options.target_loss or None)  # fmt: skip
+        if status == "converged":  # the stop was located where the loss reaches the target
+            found = dataclasses.replace(found, T_delta=t)
+        X, Y = self.state.unpack(scale.outward(self.y, 0.5))
+        r, dtype = problem.rank, problem.dtype
+        return FlowResult(
+            status=status, message=self._message(status, t, history["loss"]), n_iter=self.steps, history=history,
+            stages=found, k=options.k, init_scale=options.init_scale, seed=options.seed, problem=problem,
+            left=Factor(X[:r].astype(dtype), X[r:].astype(dtype), self.W[0]),
+            right=Factor(Y[:r].astype(dtype), Y[r:].astype(dtype), self.W[1]), t=t, nfev=self.state.nfev,
+            options=options, resume_state=self.bookkeeping() if status == "running" else self.final,
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ steps and records
+
+    def _step(self) -> None:
+        """One step of the solver, the records at the times it passed, the target_loss stop."""
+        solver, state = self.solver, self.state
+        self.intact = False
+        reason = solver.step()
+        if solver.status == "failed":
+            self.ended, self.reason, self.intact = "failed", reason, True
+            return
+        sol = solver.dense_output()
+        t_stop = solver.t
+        if self.target > 0 and state.loss(solver.y) <= self.target:
+            t_stop = scipy.optimize.brentq(
+                lambda s: state.loss(sol(s)) - self.target, solver.t_old, solver.t, xtol=1e-14
+            )  # fmt: skip
+            self.ended = "converged"
+        while self.j < self.times.size and self.times[self.j] <= t_stop:
+            self._record(self.times[self.j], sol(self.times[self.j]))
+            self.j += 1
+        self.t, self.y = t_stop, (sol(t_stop) if t_stop != solver.t else solver.y.copy())
+        self.steps += 1
+        self.intact = True
+
+    def _record(self, t, y) -> None:
+        row, D = self.state.record(len(self.t_rec), y)
+        self.t_rec.append(t)
+        self.rows.append(row)
+        self.drift.append(np.linalg.norm(D - self.D0))
+
+    def _stage_times(self) -> tuple:
+        """(T1, T0) in internal units: the kernel marks them as record indices."""
+        return tuple(self.t_rec[i] if i >= 0 else None for i in self.state.info[[K.T1, K.T0]].tolist())
+
+    def _rows(self) -> np.ndarray:
+        return np.array(self.rows).reshape(-1, K.N_KEYS)
+
+    def _history(self, rows: np.ndarray) -> dict:
+        """The recorded columns in the user's units ("t", `K.KEYS`, "imbalance_drift")."""
+        columns = {key: rows[:, c] for c, key in enumerate(K.KEYS)} | {"imbalance_drift": np.array(self.drift)}
+        return {"t": self.scale.outward(np.array(self.t_rec), -1)} | self.scale.history_outward(columns)
+
+    def _message(self, status: str, t: float, loss: np.ndarray) -> str:
+        options = self.options
+        last = f"loss {loss[-1]:.6g}" if loss.size else "no loss recorded"
+        ended = ""
+        if status == "converged" and self.steps == 0:
+            ended = f"converged: the loss was already <= target_loss {options.target_loss:g} at t = 0"
+        elif status == "converged":
+            ended = f"converged: the loss reached target_loss {options.target_loss:g} at t = {t:.6g}"
+        elif status == "t_max":
+            ended = f"integrated to t_max = {options.t_max:g}; {last}"
+        elif status == "failed":
+            ended = f"the ODE solver ({options.ode_method}) failed at t = {t:.6g}: {self.reason}; {last}"
+        at = f"t = {t:.6g} of t_max = {options.t_max:g}" if status == "running" else f"t = {t:.6g}"
+        return statuses.message(status, at, last, resumable=self.intact, ended=ended)
+
+    # ------------------------------------------------------------------ save and restore
+
+    def bookkeeping(self, copy: bool = True) -> dict:
+        """What `resume_flow` needs besides the options and the basis, as arrays in internal
+        units: the records so far, the times still to record, the kernel's stage marks and
+        tracked eigenvectors, the counters, and the ODE solver's state (`_solver_state`;
+        its arrays copied unless `copy` is False)."""
+        state = self.state
+        return {
+            "t_rec": np.array(self.t_rec), "rows": self._rows(), "drift": np.array(self.drift),
+            "times": self.times[self.j :].copy(), "default_times": np.array(self.default_times),
+            "info": state.info.copy(), "vecs": state.vecs.copy(), "valid": state.valid.copy(), "D0": self.D0.copy(),
+            "atol": np.array(self.atol), "steps": np.array(self.steps), "nfev": np.array(state.nfev),
+            "intact": np.array(self.intact), "scipy": np.array(scipy.__version__),
+        } | _solver_state(self.solver, copy)  # fmt: skip
+
+    def _restore(self, saved: dict) -> None:
+        """Continue from a `bookkeeping` (the solver, built fresh, gets its attributes back)."""
+        state = self.state
+        self.t_rec, self.rows, self.drift = saved["t_rec"].tolist(), list(saved["rows"]), saved["drift"].tolist()
+        state.info[:] = saved["info"]
+        state.vecs[:] = saved["vecs"]
+        state.valid[:] = saved["valid"]
+        self.D0 = saved["D0"].copy()
+        self.steps = int(saved["steps"])
+        _restore_solver(self.solver, saved)
+        state.nfev = int(saved["nfev"])  # building the solver evaluated the right-hand side
+
+
+# Where a SciPy ODE solver keeps its state: its attributes and, for LSODA, those of the `ode`
+# object it wraps and of that object's integrator (rwork, iwork and, from SciPy 1.17, the
+# arrays state_doubles and state_ints holding what the Fortran LSODA kept in COMMON blocks).
+_PARTS = ("", "_lsoda_solver", "_lsoda_solver._integrator")
+_LSODA_STATE = "_lsoda_solver._integrator.state_doubles"
+# Not saved: the end of the interval (the resumed run's own) and Radau's dense output of the
+# last step (which starts the next step's Newton iteration), rebuilt from the saved Z.
+_NOT_SAVED = ("t_bound", "sol")
+_NUMBER = (np.number, np.bool_, bool, int, float)
+
+
+def _solver_state(solver, copy: bool = True) -> dict:
+    """The numbers among the attributes of `solver` (arrays, scalars, None, and lists or
+    tuples of them: LU factors, LSODA's call_args), keyed "solver.<attribute path>", with
+    "solver_kinds" listing "path:kind" for those that are not arrays: "none", "plain" (a
+    Python number), "scalar" (a NumPy one), "tuple" or "list" (its items are "path.0",
+    "path.1", ...), or "=other.path" for an array that is another attribute's (LSODA's
+    call_args hold its rwork and iwork), saved once."""
+    arrays, kinds, seen = {}, {}, {}
+    for prefix in _PARTS:
+        part = _at(solver, prefix)
+        for name, value in vars(part).items() if part is not None else ():
+            if name not in _NOT_SAVED:
+                _encode(f"{prefix}.{name}".lstrip("."), value, arrays, kinds, seen, copy)
+    listed = np.array([f"{path}:{kind}" for path, kind in kinds.items()], dtype=str)
+    return {f"solver.{path}": value for path, value in arrays.items()} | {"solver_kinds": listed}
+
+
+def _encode(path: str, value, arrays: dict, kinds: dict, seen: dict, copy: bool) -> None:
+    if isinstance(value, np.ndarray) and id(value) in seen:
+        kinds[path] = "=" + seen[id(value)]
+    elif isinstance(value, np.ndarray):
+        seen[id(value)] = path
+        arrays[path] = value.copy() if copy else value
+    elif isinstance(value, _NUMBER):
+        arrays[path] = np.array(value)
+        kinds[path] = "scalar" if isinstance(value, np.generic) else "plain"
+    elif value is None:
+        kinds[path] = "none"
+    elif isinstance(value, (tuple, list)) and value and all(isinstance(v, (np.ndarray, *_NUMBER)) for v in value):
+        kinds[path] = type(value).__name__
+        for i, item in enumerate(value):
+            _encode(f"{path}.{i}", item, arrays, kinds, seen, copy)
+
+
+def _decode(path: str, arrays: dict, kinds: dict):
+    """The saved value at `path`, its arrays copied (None for another attribute's array,
+    set by `_restore_solver` afterwards)."""
+    kind = kinds.get(path, "array")
+    if kind in ("tuple", "list"):
+        n = sum(1 for key in arrays.keys() | kinds.keys() if key.rpartition(".")[0] == path)
+        items = [_decode(f"{path}.{i}", arrays, kinds) for i in range(n)]
+        return tuple(items) if kind == "tuple" else items
+    if kind == "none" or kind.startswith("="):
+        return None
+    value = arrays[path]
+    return value.item() if kind == "plain" else value[()] if kind == "scalar" else value.copy()
+
+
+def _restore_solver(solver, saved: dict) -> None:
+    """Set the attributes saved by `_solver_state` back on `solver`, a solver of the same method
+    and tolerances built afresh under the same SciPy, whose end t_bound it keeps."""
+    arrays = {key[len("solver.") :]: value for key, value in saved.items() if key.startswith("solver.")}
+    kinds = dict(entry.rsplit(":", 1) for entry in saved["solver_kinds"].tolist())
+    for path in arrays.keys() | kinds.keys():
+        parent, _, name = path.rpartition(".")
+        if kinds.get(parent) not in ("tuple", "list"):  # an item is restored with its sequence
+            part = _at(solver, parent)
+            setattr(part, name, _assign(getattr(part, name, None), _decode(path, arrays, kinds)))
+    for path, kind in kinds.items():  # then the arrays that are another attribute's
+        if kind.startswith("="):
+            parent, _, name = path.rpartition(".")
+            _put(_at(solver, parent), name, _at(solver, kind[1:]))
+    solver.status = "running" if solver.t < solver.t_bound else "finished"
+    if hasattr(solver, "_lsoda_solver"):  # LSODA's end of the interval (its tcrit) is in its work array
+        solver._lsoda_solver._integrator.rwork[0] = solver.t_bound
+    if hasattr(solver, "sol") and solver.t_old is not None:  # Radau
+        solver.sol = solver._compute_dense_output()
+
+
+def _assign(current, value):
+    """`value`, written into the array `current` where it fits, since other attributes may
+    view it (DOP853's K is a view of K_extended)."""
+    if isinstance(current, np.ndarray) and isinstance(value, np.ndarray):
+        if current.shape == value.shape and current.dtype == value.dtype:
+            current[...] = value
+            return current
+    if isinstance(current, list) and isinstance(value, list) and len(current) == len(value):
+        return [_assign(c, v) for c, v in zip(current, value, strict=True)]
+    return value
+
+
+def _at(obj, path: str):
+    """The object at the dotted attribute `path` of `obj` ("" is `obj`; a number indexes a
+    sequence), or None."""
+    for name in filter(None, path.split(".")):
+        obj = obj[int(name)] if name.isdigit() else getattr(obj, name, None)
+    return obj
+
+
+def _put(obj, name: str, value) -> None:
+    if name.isdigit():
+        obj[int(name)] = value
+    else:
+        setattr(obj, name, value)
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """Hold SIGINT and SIGTERM, where Python handles them, while the body runs, then handle
+    them: a Ctrl-C then lands between two steps of the ODE solver, never inside one, which
+    would leave the solver's state half updated (neither resumable nor to be saved). Yields
+    the list of signals caught, for the body to stop early. Signals reach the main thread only:
+    elsewhere nothing is held."""
+    caught, held = [], {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            handler = signal.getsignal(signum)
+            if callable(handler):
+                held[signum] = handler
+                signal.signal(signum, lambda signum, frame: caught.append((signum, frame)))
+    try:
+        yield caught
     finally:
-        monitor.close()
-    X, Y = state.unpack(scale.outward(y, 0.5))
-    r, dtype = problem.rank, problem.dtype
-    left = Factor(X[:r].astype(dtype), X[r:].astype(dtype), left.W)
-    right = Factor(Y[:r].astype(dtype), Y[r:].astype(dtype), right.W)
-    loss = history["loss"]
-    history = scale.history_outward(history) | {"t": scale.outward(history["t"], -1)}
-    T1, T0, t = (scale.outward(x, -1) for x in (T1, T0, t))
-    rate = float(np.exp(-problem.sigma_d / 2))
-    found = stages.detect(history["t"], loss, T1, T0, target or None, rate, state.s, target_loss or None)
-    if status == "converged":  # the stop was located where the loss reaches target_loss
-        found = dataclasses.replace(found, T_delta=t)
-    return FlowResult(
-        status=status, message=message, n_iter=solver_steps(solver), history=history, stages=found, k=options.k,
-        init_scale=options.init_scale, seed=options.seed, problem=problem, left=left, right=right, t=t,
-        nfev=state.nfev, options=options,
-    )  # fmt: skip
+        for signum, handler in held.items():
+            signal.signal(signum, handler)
+    for signum, frame in caught:  # Python's own SIGINT handler raises KeyboardInterrupt
+        held[signum](signum, frame)
 
 
 def _start(Sigma, options, U0, V0):
@@ -184,83 +556,11 @@ def _start(Sigma, options, U0, V0):
     return (problem, options, *start(problem, options, U0, V0))
 
 
-def solver_steps(solver) -> int:
-    return 0
-
-
 def _times(t_eval, t_max) -> np.ndarray:
     times = real_array(t_eval, "t_eval", 1, dtype=np.float64)
     if np.any(np.diff(times) <= 0) or times[0] < 0 or times[-1] > t_max:
         raise ValueError(f"t_eval must be increasing and inside [0, t_max = {t_max:g}]")
     return times
-
-
-def _integrate(solver, state, times, target, target_loss, monitor):
-    """Step `solver`, recording diagnostics at `times`; stop at the loss `target`, t_max,
-    Ctrl-C or when the monitor says so. Works in the state's internal units (times, the
-    history, the stage times); the monitor and the messages get the user's (target_loss)."""
-    scale = state.scale
-
-    def user_t(tau):
-        return scale.outward(tau, -1)
-
-    t_rec, rows, D_rec = [], [], []
-    state.loss(solver.y)
-    D0 = state.G[0] - state.G[1]  # U^T U - V^T V at t = 0, which the flow conserves
-
-    def record(t, y):
-        row, D = state.record(len(t_rec), y)
-        t_rec.append(t)
-        rows.append(row)
-        D_rec.append(D)
-
-    def stage_times():  # the kernel marks T1, T0 as record indices
-        return tuple(t_rec[int(state.info[i])] if state.info[i] >= 0 else None for i in (K.T1, K.T0))
-
-    j = 0
-    if times[0] == 0.0:
-        record(0.0, solver.y)
-        j = 1
-    t, y = solver.t, solver.y.copy()
-    status, message = "t_max", f"integrated to t_max = {user_t(solver.t_bound):g}"
-    try:
-        if target > 0 and state.loss(y) <= target:
-            status, message = "converged", f"loss already <= target_loss {target_loss:g} at t = 0"
-        while status == "t_max" and solver.status == "running":
-            with flushing():  # the solver and the records; the monitor (user code) runs outside
-                reason = solver.step()
-                if solver.status == "failed":
-                    status, message = "failed", f"the ODE solver failed at t = {user_t(solver.t):g}: {reason}"
-                    break
-                sol = solver.dense_output()
-                t_stop = solver.t
-                if target > 0 and state.loss(solver.y) <= target:
-                    t_stop = scipy.optimize.brentq(
-                        lambda s, sol=sol: state.loss(sol(s)) - target, solver.t_old, solver.t, xtol=1e-14
-                    )
-                    status, message = (
-                        "converged",
-                        f"loss reached target_loss {target_loss:g} at t = {user_t(t_stop):.6g}",
-                    )
-                while j < len(times) and times[j] <= t_stop:
-                    record(times[j], sol(times[j]))
-                    j += 1
-                t, y = t_stop, (sol(t_stop) if t_stop != solver.t else solver.y.copy())
-            if status == "t_max" and solver.status == "running":
-                latest = ({"t": t_rec[-1]} | dict(zip(K.KEYS, rows[-1].tolist(), strict=True))) if rows else {}
-                latest = scale.history_outward(latest) | ({"t": user_t(t_rec[-1])} if rows else {})
-                stop = monitor.update(user_t(t), latest, *(user_t(x) for x in stage_times()))
-                if stop is not None:
-                    status, message = stop, _STOPPED[stop].format(t=user_t(t))
-    except KeyboardInterrupt:
-        status = "interrupted"
-        message = f"interrupted (KeyboardInterrupt) at t = {user_t(t):.6g}; the state reached is kept"
-    if not t_rec or t_rec[-1] != t:
-        record(t, y)
-    rows, D = np.array(rows), np.array(D_rec)
-    history = {"t": np.array(t_rec)} | {key: rows[:, c] for c, key in enumerate(K.KEYS)}
-    history["imbalance_drift"] = np.linalg.norm(D - D0, axis=(1, 2))
-    return t, y, status, message, history, stage_times()
 
 
 def symmetric_solution(s, a0: float, t) -> np.ndarray:
@@ -333,7 +633,3 @@ def gd_flow_gap(
             Xf, Yf = state.unpack(flow.y[:, j])
             gaps[i, j] = np.linalg.norm(run.X - Xf) + np.linalg.norm(run.Y - Yf)
     return {"lr": lrs, "t": times, "gap": state.scale.outward(gaps, 0.5)}
-
-
-def resume_flow(saved, t_max, control):
-    raise NotImplementedError

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import scipy.integrate
 
 import fastmf
 import fastmf._kernels
@@ -112,7 +113,7 @@ def test_does_not_stall_where_the_flow_is_stiff():
     p = Problem.from_spectrum([2.0, 1.0, 0.5], 300, 200)
     res = gradient_flow(p, 3, 400.0, seed=0, target_loss=1e-28)
     assert res.status == "converged" and res.loss == pytest.approx(1e-28, rel=1e-2)
-    stalled = gradient_flow(p, 3, 400.0, seed=0, target_loss=1e-28, method="DOP853")
+    stalled = gradient_flow(p, 3, 400.0, seed=0, target_loss=1e-28, ode_method="DOP853")
     assert stalled.status == "t_max" and stalled.loss > 1e-24
 
 
@@ -120,6 +121,19 @@ def test_huge_spectrum_flow_to_1e_12():
     p = Problem.from_spectrum(np.geomspace(2.0, 1.0, 32), 10**6, 10**6)
     res = gradient_flow(p, 32, 500.0, seed=0, target_loss=1e-12)
     assert res.status == "converged" and res.loss <= 1e-12 * (1 + 1e-6)
+
+
+def test_n_iter_counts_the_steps_of_the_ode_solver(monkeypatch):
+    steps = []
+    real = scipy.integrate.RK45.step
+
+    def step(solver):
+        steps.append(solver.t)
+        return real(solver)
+
+    monkeypatch.setattr(scipy.integrate.RK45, "step", step)
+    res = gradient_flow(np.diag([2.0, 1.0, 0.5]), 2, 5.0, seed=0, ode_method="RK45")
+    assert res.status == "t_max" and res.n_iter == len(steps) > 10
 
 
 def test_interrupt_keeps_the_state_reached(monkeypatch):
@@ -144,7 +158,7 @@ def test_interrupt_keeps_the_state_reached(monkeypatch):
     "kwargs, exc, match",
     [
         (dict(t_max=0.0), ValueError, "t_max must be > 0"),
-        (dict(method="Euler"), ValueError, "method must be one of"),
+        (dict(ode_method="Euler"), ValueError, "ode_method must be one of"),
         (dict(t_eval=[0.0, 2.0, 1.0]), ValueError, "t_eval must be increasing"),
         (dict(t_eval=[0.0, 20.0]), ValueError, r"inside \[0, t_max"),
         (dict(target_loss=-1.0), ValueError, "target_loss must be >= 0"),
