@@ -283,7 +283,9 @@ class FlowResult(_Split):
     problem, Up, Vp, L_U, L_V, U, V
         As in `SolveResult`.
     resume_state : dict or None
-        What `fastmf.resume` needs besides the state (the recorded times still to come).
+        What `fastmf.resume` needs besides the state (`fastmf.flow.FlowRun.bookkeeping`): the
+        records so far and the times still to record (internal units), the stage marks and the
+        ODE solver's own state; None once the flow converged or failed.
     """
 
     t: float = 0.0

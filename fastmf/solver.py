@@ -195,7 +195,8 @@ def resume(
     max_iter : int, optional
         GD: the total number of steps, counted from step 0; default the saved run's.
     t_max : float, optional
-        Flow: the end of the time interval; default the saved run's.
+        Flow: the end of the time interval; default the saved run's. A new one continues the
+        flow exactly, but not bit for bit a flow started with it (`fastmf.flow.resume_flow`).
     Sigma : array_like, optional
         The dense Sigma of a direct-path run (its file does not hold it; checked against
         the saved fingerprint).

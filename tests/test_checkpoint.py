@@ -202,6 +202,7 @@ def test_resume_refuses_what_cannot_continue(tmp_path):
     fastmf.gradient_flow(problem, k, 1.0, seed=0).save(tmp_path / "f.npz")
     with pytest.raises(ValueError, match="pass t_max, not max_iter"):
         resume(tmp_path / "f.npz", max_iter=10)
+    assert resume(tmp_path / "f.npz").t == 1.0  # already at t_max: nothing more to do
     with pytest.raises(ValueError, match="checkpoint_every needs a checkpoint"):
         solve(problem, k, 0.1, 10, checkpoint_every=5)
     with pytest.raises(ValueError, match="does not exist"):
