@@ -91,11 +91,13 @@ class Control:
 
 @contextlib.contextmanager
 def deferred_interrupts():
-    """Hold Ctrl-C (and any other signal whose handler is Python's, as SIGTERM under the CLI)
-    until the block ends, then deliver it: a KeyboardInterrupt never lands halfway through an
-    engine's bookkeeping. Signals reach only the main thread: elsewhere this does nothing."""
+    """Hold Ctrl-C (and SIGTERM, where its handler is Python's, as under the CLI) until the
+    block ends, then deliver it: a KeyboardInterrupt never lands halfway through an engine's
+    bookkeeping. Yields the list of the signals held, so that a block that can stop early
+    does (the flow, between two steps of its ODE solver). Signals reach only the main thread:
+    elsewhere this holds nothing."""
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield []
         return
     received, previous = [], {}
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -104,7 +106,7 @@ def deferred_interrupts():
             previous[signum] = handler
             signal.signal(signum, lambda number, frame: received.append((number, frame)))
     try:
-        yield
+        yield received
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -156,7 +158,7 @@ def _loop(engine, control: Control, monitor: Monitor) -> str:
                 _save(engine.result("running"), control)
             stop = monitor.update(engine.position, engine.latest(), *engine.stage_positions())
             if stop is not None:
-                return stop
+                return "done" if engine.done else stop  # a stop asked once the work is done is its end
     except KeyboardInterrupt:
         return "interrupted"
     return "done"

@@ -16,10 +16,8 @@ for bit (`resume_flow`).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import signal
-import threading
+import warnings
 
 import numpy as np
 import scipy
@@ -31,7 +29,7 @@ from . import stages
 from . import status as statuses
 from ._kernels.fpmode import flushing
 from ._validate import finite_float, real_array
-from .driver import Control, drive
+from .driver import Control, deferred_interrupts, drive
 from .init import Factor, checked_start, stack, start
 from .options import FlowOptions, Options
 from .problem import Problem
@@ -149,6 +147,13 @@ def gradient_flow(
     problem, options, left, right = _start(Sigma, options, U0, V0)
     times = np.linspace(0.0, options.t_max, options.n_times) if t_eval is None else _times(t_eval, options.t_max)
     run = FlowRun(problem, left, right, options, Scale.of(problem.sigma_1).inward(times, -1), t_eval is None)
+    if control.checkpoint is not None and not resumable(run.solver):
+        warnings.warn(
+            f"SciPy {scipy.__version__} runs the Fortran LSODA, whose state Python cannot save: this flow's "
+            "checkpoints will not resume; use SciPy >= 1.17 or another ode_method (e.g. 'DOP853') to resume it",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return drive(run, control, options.t_max, "t")
 
 
@@ -279,8 +284,8 @@ class FlowRun:
 
     def advance(self, n: int) -> None:
         """At most n steps of the ODE solver; a signal (Ctrl-C) arriving meanwhile ends the
-        call after the step under way (`_signals_held`), so the state stays resumable."""
-        with flushing(), _signals_held() as caught:
+        call after the step under way (`driver.deferred_interrupts`), so the state stays resumable."""
+        with flushing(), deferred_interrupts() as caught:
             for _ in range(n):
                 if self.done or caught:
                     break
@@ -387,7 +392,7 @@ class FlowRun:
         elif status == "failed":
             ended = f"the ODE solver ({options.ode_method}) failed at t = {t:.6g}: {self.reason}; {last}"
         at = f"t = {t:.6g} of t_max = {options.t_max:g}" if status == "running" else f"t = {t:.6g}"
-        return statuses.message(status, at, last, resumable=self.intact, ended=ended)
+        return statuses.message(status, at, last, resumable=self.intact and resumable(self.solver), ended=ended)
 
     # ------------------------------------------------------------------ save and restore
 
@@ -427,6 +432,11 @@ _LSODA_STATE = "_lsoda_solver._integrator.state_doubles"
 # last step (which starts the next step's Newton iteration), rebuilt from the saved Z.
 _NOT_SAVED = ("t_bound", "sol")
 _NUMBER = (np.number, np.bool_, bool, int, float)
+
+
+def resumable(solver) -> bool:
+    """Whether this SciPy exposes all of the ODE solver's state (all but LSODA before SciPy 1.17)."""
+    return not hasattr(solver, "_lsoda_solver") or hasattr(solver._lsoda_solver._integrator, "state_doubles")
 
 
 def _solver_state(solver, copy: bool = True) -> dict:
@@ -523,29 +533,6 @@ def _put(obj, name: str, value) -> None:
         obj[int(name)] = value
     else:
         setattr(obj, name, value)
-
-
-@contextlib.contextmanager
-def _signals_held():
-    """Hold SIGINT and SIGTERM, where Python handles them, while the body runs, then handle
-    them: a Ctrl-C then lands between two steps of the ODE solver, never inside one, which
-    would leave the solver's state half updated (neither resumable nor to be saved). Yields
-    the list of signals caught, for the body to stop early. Signals reach the main thread only:
-    elsewhere nothing is held."""
-    caught, held = [], {}
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            handler = signal.getsignal(signum)
-            if callable(handler):
-                held[signum] = handler
-                signal.signal(signum, lambda signum, frame: caught.append((signum, frame)))
-    try:
-        yield caught
-    finally:
-        for signum, handler in held.items():
-            signal.signal(signum, handler)
-    for signum, frame in caught:  # Python's own SIGINT handler raises KeyboardInterrupt
-        held[signum](signum, frame)
 
 
 def _start(Sigma, options, U0, V0):
