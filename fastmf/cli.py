@@ -717,9 +717,9 @@ def _has_module(name) -> bool:
 
 
 def _cache_dir() -> str:
-    from numba.core.config import CACHE_DIR
+    from ._kernels import cache_dir
 
-    return CACHE_DIR or os.path.join(os.path.dirname(os.path.abspath(__file__)), "_kernels", "__pycache__")
+    return cache_dir() or "none writable: the kernels compile in every process (set NUMBA_CACHE_DIR)"
 
 
 def _version() -> str:
