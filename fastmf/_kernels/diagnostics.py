@@ -2,7 +2,8 @@
 
 With A = (Up + Vp) / 2 and B = (Up - Vp) / 2 (r x k), E = diag(s) - Up Vp^T = P + Q where
 P = diag(s) - A A^T + B B^T = (E + E^T) / 2 and Q = A B^T - B A^T = (E - E^T) / 2, so P
-and Q come free with the E the loss already forms. Columns of a record row:
+and Q come free with the product Up Vp^T the loss already forms (the work array `E` of
+`record` holds that product). Columns of a record row:
 
     loss, imbalance                       always (exact)
     loss_E, loss_Up_LV, loss_LU_Vp,       the four blocks of the loss, each 1/2 ||.||_F^2
