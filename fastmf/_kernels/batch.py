@@ -149,6 +149,47 @@ def _runs(X, Xs):
                 Xs[q, i, a] = X[i, a, q]
 
 
+@kernel(inline="always")
+def _note(summary, losses, j, t, loss, active, pend1, pend0, ok1, ok0, delta, tol):
+    """The record of step t (column j of `losses`) in each active lane's summary: its loss, the
+    stages it reaches (T0 only once T1 is reached, as `diagnostics.record`), T_delta, convergence."""
+    for q in range(active.size):
+        if not active[q]:
+            continue
+        summary[q, FINAL_LOSS] = loss[q]
+        if j < losses.shape[1]:
+            losses[q, j] = loss[q]
+        if pend1[q] and ok1[q]:
+            summary[q, T1] = t
+            pend1[q] = False
+        if not pend1[q] and pend0[q] and ok0[q]:
+            summary[q, T0] = t
+            pend0[q] = False
+        if summary[q, T_DELTA] < 0 and loss[q] <= delta:
+            summary[q, T_DELTA] = t
+        if loss[q] <= tol:
+            summary[q, STATUS] = CONVERGED
+            active[q] = False
+
+
+@kernel(inline="always")
+def _overflows(N, M, summary, active, diverged, t, unrecorded):
+    """Stop the active lanes whose new state has (||X||^2 + ||Y||^2)^2 not finite in float64
+    (`blocks.overflows`), marking in `diverged` those whose last finite state, at step t, is
+    `unrecorded`; the others reach step t + 1."""
+    for q in range(active.size):
+        if active[q]:
+            mass = 0.0
+            for a in range(N.shape[0]):
+                mass += np.float64(N[a, a, q]) + np.float64(M[a, a, q])
+            if not np.isfinite(mass * mass):
+                summary[q, STATUS] = DIVERGED
+                active[q] = False
+                diverged[q] = unrecorded
+            else:
+                summary[q, N_ITER] = t + 1
+
+
 @kernel
 def _run_block(Xs, Ys, s, lr, tol, t_start, t_stop, t_final, record_every, delta, summary, losses):
     """Runs the runs of one block (at most LANES) as lanes; see run_batch."""
@@ -183,40 +224,14 @@ def _run_block(Xs, Ys, s, lr, tol, t_start, t_stop, t_final, record_every, delta
         if _due(t, t_stop, t_final, record_every):
             _record(X, Y, s, N, M, Nc, Mc, W, loss, pend1, pend0, ok1, ok0)
             j = t // record_every if t % record_every == 0 else t_final // record_every + 1
-            for q in range(lanes):
-                if not active[q]:
-                    continue
-                summary[q, FINAL_LOSS] = loss[q]
-                if j < losses.shape[1]:
-                    losses[q, j] = loss[q]
-                if pend1[q] and ok1[q]:
-                    summary[q, T1] = t
-                    pend1[q] = False
-                if not pend1[q] and pend0[q] and ok0[q]:
-                    summary[q, T0] = t
-                    pend0[q] = False
-                if summary[q, T_DELTA] < 0 and loss[q] <= delta:
-                    summary[q, T_DELTA] = t
-                if loss[q] <= tol:
-                    summary[q, STATUS] = CONVERGED
-                    active[q] = False
+            _note(summary, losses, j, t, loss, active, pend1, pend0, ok1, ok0, delta, tol)
         if t >= t_stop or not active.any():
             break
         _half_step(X, Y, s, lr, M, H, Xn)
         _half_step(Y, X, s, lr, N, H, Yn)
         _grams(Xn, r, Nn, Nnc)
         _grams(Yn, r, Mn, Mnc)
-        for q in range(lanes):
-            if active[q]:
-                mass = 0.0
-                for a in range(k):
-                    mass += np.float64(Nn[a, a, q]) + np.float64(Mn[a, a, q])
-                if not np.isfinite(mass * mass):
-                    summary[q, STATUS] = DIVERGED
-                    active[q] = False
-                    diverged[q] = not _due(t, t_stop, t_final, record_every)  # its last finite state, at t
-                else:
-                    summary[q, N_ITER] = t + 1
+        _overflows(Nn, Mn, summary, active, diverged, t, not _due(t, t_stop, t_final, record_every))
         if diverged.any():  # its loss, as `fastmf.solve` records the state it returns (no stage
             _record(X, Y, s, N, M, Nc, Mc, W, loss, pend1, pend0, ok1, ok0)  # test: it may have exploded)
             for q in range(lanes):
