@@ -23,7 +23,7 @@ from ._kernels import layout as S
 from ._kernels.batch import run_batch
 from .driver import Control, drive
 from .init import stack, start
-from .options import Options
+from .options import Options, merged
 from .problem import Problem
 from .recorder import internal_lr
 from .result import BatchResult
@@ -78,7 +78,7 @@ class BatchRun:
         t_stop = min(self.step + n, self.options.max_iter)
         if self.auto:
             t_stop = min(t_stop, settings.DEFAULTS.max_records * self.record_every)
-        self._call(t_stop, self.options.max_iter)
+        self._call(t_stop, -1)  # the state at t_stop is left unrecorded, as `Recorder.advance` does
         if self.auto and settings.record_stride(self.step) != self.record_every:
             # a record of step t sits in column t // stride, and the new stride is twice the old
             self.losses = np.ascontiguousarray(self.losses[:, ::2])
@@ -106,10 +106,10 @@ class BatchRun:
         return tuple(int(self.summary[:, c].max()) if np.all(self.summary[:, c] >= 0) else None for c in (S.T1, S.T0))
 
     def finish(self, status: str) -> str:
-        """Record the state of the runs still going (unless the last call recorded it)."""
+        """Record the state of the runs still going (`advance` never records the state it
+        reaches); the summary before that record is what `fastmf.resume` continues from."""
         self.before_final = self.summary.copy()
-        if self.step < self.options.max_iter:
-            self._call(self.step, self.step)
+        self._call(self.step, self.step)
         return "max_iter" if status == "done" else status
 
     def result(self, status: str) -> BatchResult:
@@ -140,6 +140,9 @@ class BatchRun:
         self.step = int(state["step"])
         if self.auto:
             self.record_every = settings.record_stride(self.step)
+        final = self.step // self.record_every + 1  # the column of an off-stride final record
+        if self.step % self.record_every and final < self.losses.shape[1]:
+            self.losses[:, final] = np.nan  # the runs still going record it again; a run that stops first, never
 
 
 def solve_batch(
@@ -185,12 +188,15 @@ def solve_batch(
     """
     problem = problem if isinstance(problem, Problem) else Problem(problem)
     seeds = np.asarray(seeds)
-    if seeds.ndim != 1 or seeds.size == 0 or seeds.dtype.kind not in "iu":
-        raise ValueError("seeds must be a non-empty 1-D sequence of integers, one per run, e.g. range(1000)")
+    if seeds.ndim != 1 or seeds.size == 0 or seeds.dtype.kind not in "iu" or np.any(seeds < 0):
+        raise ValueError("seeds must be a non-empty 1-D sequence of integers >= 0, one per run, e.g. range(1000)")
     runs = seeds.size
     given = {"k": k, "max_iter": max_iter, "tol": tol, "record_every": record_every, "delta": delta}
-    options = _with(options or Options(), given)
-    lrs, scales = _per_run(lr, "lr", runs), _per_run(init_scale, "init_scale", runs)
+    options = merged(Options, options, given)
+    if options.seed is not None:
+        raise ValueError("solve_batch takes one seed per run in seeds=, not options.seed; leave options.seed None")
+    lrs = _per_run(options.lr if lr is None else lr, "lr", runs)
+    scales = _per_run(options.init_scale if init_scale is None else init_scale, "init_scale", runs)
     if options.method == "direct" or options.complement == "full":
         raise ValueError("solve_batch runs the compressed split engine: leave method and complement at their defaults")
     control = Control(callback, progress, time_limit, checkpoint, checkpoint_every)
@@ -219,10 +225,6 @@ def resume_batch(saved: BatchResult, max_iter, control: Control) -> BatchResult:
                    state["Ys"].copy(), saved.steps is not None)  # fmt: skip
     run.restore(saved)
     return drive(run, control, options.max_iter, "step")
-
-
-def _with(options: Options, given: dict) -> Options:
-    return dataclasses.replace(options, **{name: value for name, value in given.items() if value is not None})
 
 
 def _per_run(value, name, runs) -> list:

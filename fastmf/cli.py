@@ -262,6 +262,13 @@ def _cmd_run(args) -> int:
                    if name not in again]  # fmt: skip
         if dropped:
             raise UsageError(f"--resume continues the saved run with its own settings; drop {', '.join(dropped)}")
+        saved = fastmf.load(args.resume)
+        if isinstance(saved, fastmf.BatchResult) or (args.command == "flow") != isinstance(saved, fastmf.FlowResult):
+            kind = {fastmf.BatchResult: "a batch of runs", fastmf.FlowResult: "a gradient flow"}.get(
+                type(saved), "a GD run"
+            )
+            fix = "fastmf.resume(path) in Python" if isinstance(saved, fastmf.BatchResult) else "the other command"
+            raise UsageError(f"{args.resume} holds {kind}, which fastmf {args.command} does not resume: use {fix}")
         matrix = {} if args.input is None else {"Sigma": _target(args)}  # a direct-path run's, which it does not save
         result = fastmf.resume(args.resume, **settings, **matrix, **control)
     elif options is Options:
@@ -330,11 +337,16 @@ def _cmd_plot(args) -> int:
 
     output = args.output or os.path.splitext(args.inputs[0])[0] + ".png"
     _check_files([("-o/--output", output)], [("RESULT", path) for path in args.inputs])
-    results = [fastmf.load(path) for path in args.inputs]
+    loaded = [fastmf.load(path) for path in args.inputs]
+    results, names = [], []
+    for path, result in zip(args.inputs, loaded, strict=True):  # a batch file is the sequence of its runs
+        runs = list(result) if isinstance(result, fastmf.BatchResult) else [result]
+        results += runs
+        names += [os.path.basename(path) + (f"[{i}]" if len(runs) > 1 else "") for i in range(len(runs))]
     if len(results) == 1:
         fig = plot.plot_run(results[0])
     else:
-        labels = args.labels.split(",") if args.labels else [os.path.basename(p) for p in args.inputs]
+        labels = args.labels.split(",") if args.labels else names
         fig = plot.plot_runs(results, labels, key=args.key, time_axis=args.time_axis)
     fig.savefig(output, dpi=110)
     print(f"wrote {output}")

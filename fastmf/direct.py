@@ -159,7 +159,7 @@ def direct_run(S: np.ndarray, options, U0=None, V0=None) -> DirectRun:
     sigma_1 = None
     if options.lr is None or (U0 is None and options.init_scale is None):
         sigma_1 = top_singular_value(S)
-    options = options.resolve(S.shape, sigma_1, None, given_start=U0 is not None)
+    options = options.resolve(S.shape, sigma_1, None, U0)
     U0, V0 = checked_start(S.shape, options.k, U0, V0)
     check_fits((2 * (m + n), options.k), S.dtype, "the direct path's factors", "use a smaller k")
     if U0 is None:

@@ -27,8 +27,6 @@ import threading
 import time
 from dataclasses import dataclass
 
-import numpy as np
-
 from ._validate import positive_int
 from .monitor import Monitor
 from .options import setting
@@ -36,7 +34,7 @@ from .options import setting
 # A chunk of work should take about this long: short enough to answer Ctrl-C promptly,
 # long enough that the ~10 us of Python per chunk is noise.
 _CHUNK_SECONDS = 0.05
-_FIRST_CHUNK = 64
+_FIRST_CHUNK = 1  # then at most 4 times the last chunk: a costly step is never run 64 times blind
 
 
 @dataclass(frozen=True)
@@ -79,6 +77,8 @@ class Control:
             )
         path = os.fspath(self.checkpoint)
         folder = os.path.dirname(os.path.abspath(path))
+        if not path or os.path.isdir(path):
+            raise ValueError(f"checkpoint must name a file, got {path!r}; e.g. checkpoint='run.npz'")
         if not os.path.isdir(folder):
             raise ValueError(f"checkpoint: the folder {folder} does not exist; create it or choose another path")
         object.__setattr__(self, "checkpoint", path)
@@ -90,12 +90,12 @@ class Control:
 
 
 @contextlib.contextmanager
-def deferred_interrupts():
+def deferred_interrupts(deliver: bool = True):
     """Hold Ctrl-C (and SIGTERM, where its handler is Python's, as under the CLI) until the
     block ends, then deliver it: a KeyboardInterrupt never lands halfway through an engine's
     bookkeeping. Yields the list of the signals held, so that a block that can stop early
-    does (the flow, between two steps of its ODE solver). Signals reach only the main thread:
-    elsewhere this holds nothing."""
+    does (the flow, between two steps of its ODE solver); with `deliver` False they are
+    dropped. Signals reach only the main thread: elsewhere this holds nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield []
         return
@@ -110,7 +110,7 @@ def deferred_interrupts():
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        for number, frame in received[:1]:
+        for number, frame in received[: 1 if deliver else 0]:
             previous[number](number, frame)
 
 
@@ -129,7 +129,7 @@ def drive(engine, control: Control, total: float, unit: str):
         raise
     finally:
         monitor.close()
-    with deferred_interrupts():
+    with deferred_interrupts(deliver=False):  # the run has ended: a second Ctrl-C must not lose it
         result = engine.result(engine.finish(status))
         result.checkpoint_every = control.checkpoint_every
         if control.checkpoint is not None:
@@ -149,11 +149,12 @@ def _loop(engine, control: Control, monitor: Monitor) -> str:
     try:
         while not engine.done:
             n = chunk if every is None else min(chunk, every - engine.work % every)
-            start = time.perf_counter()
+            start, before = time.perf_counter(), engine.work
             with deferred_interrupts():  # the compiled call cannot be interrupted anyway
                 engine.advance(n)
-            elapsed = time.perf_counter() - start
-            chunk = int(np.clip(chunk * _CHUNK_SECONDS / max(elapsed, 1e-6), 1, 4 * chunk))
+            elapsed, ran = time.perf_counter() - start, max(engine.work - before, 1)
+            # the steps that take _CHUNK_SECONDS at the pace just seen, at most 4 times the last chunk
+            chunk = int(min(ran * _CHUNK_SECONDS / max(elapsed, 1e-6), 4 * chunk, 2**40)) or 1
             if every is not None and engine.work % every == 0 and not engine.done:
                 _save(engine.result("running"), control)
             stop = monitor.update(engine.position, engine.latest(), *engine.stage_positions())

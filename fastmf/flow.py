@@ -31,7 +31,7 @@ from ._kernels.fpmode import flushing
 from ._validate import finite_float, real_array
 from .driver import Control, deferred_interrupts, drive
 from .init import Factor, checked_start, stack, start
-from .options import FlowOptions, Options
+from .options import FlowOptions, Options, merged
 from .problem import Problem
 from .result import FlowResult
 from .scaling import Scale
@@ -141,8 +141,7 @@ def gradient_flow(
     """
     given = {"k": k, "t_max": t_max, "init_scale": init_scale, "seed": seed, "target_loss": target_loss,
              "rtol": rtol, "atol": atol, "ode_method": ode_method, "complement": complement}  # fmt: skip
-    given = {name: value for name, value in given.items() if value is not None}
-    options = dataclasses.replace(options, **given) if options is not None else FlowOptions(**given)
+    options = merged(FlowOptions, options, given)
     control = Control(callback, progress, time_limit, checkpoint, checkpoint_every)
     problem, options, left, right = _start(Sigma, options, U0, V0)
     times = np.linspace(0.0, options.t_max, options.n_times) if t_eval is None else _times(t_eval, options.t_max)
@@ -538,7 +537,7 @@ def _put(obj, name: str, value) -> None:
 def _start(Sigma, options, U0, V0):
     """(problem, resolved options, left, right) for a flow or a GD run next to it."""
     problem = Sigma if isinstance(Sigma, Problem) else Problem(Sigma)
-    options = options.resolve(problem.shape, problem.sigma_1, problem.s, given_start=U0 is not None)
+    options = options.resolve(problem.shape, problem.sigma_1, problem.s, U0)
     U0, V0 = checked_start(problem.shape, options.k, U0, V0)
     return (problem, options, *start(problem, options, U0, V0))
 
@@ -612,7 +611,7 @@ def gd_flow_gap(
     for i, lr in enumerate(lrs):
         n_steps = np.rint(times / lr).astype(np.int64)
         gd = Options(k=options.k, lr=lr, max_iter=int(n_steps[-1]), record_every=int(n_steps[-1]) + 1, spectral_every=0)
-        run = SplitRun(problem, left, right, gd.resolve(problem.shape, problem.sigma_1, problem.s, given_start=True))
+        run = SplitRun(problem, left, right, gd.resolve(problem.shape, problem.sigma_1, problem.s, U0=stack(left)))
         for j, t in enumerate(times):
             run.advance(int(n_steps[j]) - run.step)
             if not run.running:

@@ -12,6 +12,7 @@ changes it for every entry point.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -99,28 +100,29 @@ class _Start:
     )
 
     def _check_start(self) -> None:
+        for f in dataclasses.fields(self):  # None asks for the default, also where that is not None
+            if getattr(self, f.name) is None and f.default is not None:
+                _set(self, f.name, f.default)
         if self.k is not None:
             _set(self, "k", positive_int(self.k, "k"))
         _set(self, "init_scale", _number_or_theory(self.init_scale, "init_scale"))
-        if isinstance(self.seed, np.random.Generator):
-            raise TypeError(
-                "seed must be an int, None or a numpy.random.SeedSequence (so that each stream can be "
-                "re-derived); pass an integer, e.g. seed=rng.integers(2**63)"
-            )
+        _check_seed(self.seed)
         _choice(self.complement, "complement", ("compressed", "full"))
 
-    def _resolve_start(self, shape, s, sigma_1, given_start) -> dict:
+    def _resolve_start(self, shape, s, sigma_1, U0) -> dict:
         """k, init_scale and seed filled in (s: the singular values, None on the direct path);
-        with `given_start` (U0 and V0 given) init_scale and seed are None."""
+        with U0 given, k defaults to its width and init_scale and seed are None."""
         m, n = shape
         k = self.k
+        if k is None and U0 is not None and np.ndim(U0) == 2:
+            k = int(np.shape(U0)[1])
         if k is None:
             if s is None:
                 raise ValueError("k (the width of the factors) is required on the direct path; pass k")
             k = int(np.size(s))
         if k > min(m, n):
             raise ValueError(f"k must be at most min(m, n) = {min(m, n)} for Sigma of shape {m} x {n}, got {k}")
-        if given_start:
+        if U0 is not None:
             return {"k": k, "init_scale": None, "seed": None}
         init_scale = self.init_scale
         if init_scale is None:
@@ -201,19 +203,20 @@ class Options(_Start):
             _set(self, "delta", finite_float(self.delta, "delta", positive=True))
         _choice(self.method, "method", ("auto", "split", "direct"))
 
-    def resolve(self, shape, sigma_1: float, s=None, given_start: bool = False) -> Options:
+    def resolve(self, shape, sigma_1: float, s=None, U0=None) -> Options:
         """A copy with every default and "theory" value filled in (record_every and
         spectral_every stay None where they follow the step: `record_stride`), for a Sigma of this shape
         and largest singular value; `s` (its nonzero singular values) is None on the direct
-        path, which never computes them; `given_start`: U0 and V0 are given (init_scale and
-        seed are then None)."""
-        start = self._resolve_start(shape, s, sigma_1, given_start)
+        path, which never computes them; `U0`: the given start, if any (k then defaults to
+        its width, and init_scale and seed are None; a "theory" lr takes the init_scale a
+        random start would have)."""
+        start = self._resolve_start(shape, s, sigma_1, U0)
         lr = self.lr
         if lr is None:
             lr = default_lr(sigma_1)
         elif lr == "theory":
-            eps = start["init_scale"] or self._resolve_start(shape, s, sigma_1, False)["init_scale"]
-            lr = theory.step_size(_needs_spectrum(s, "lr"), eps)
+            s = _needs_spectrum(s, "lr")
+            lr = theory.step_size(s, start["init_scale"] or self._resolve_start(shape, s, sigma_1, None)["init_scale"])
         lr = finite_float(lr, "lr", positive=True)
         max_iter = DEFAULTS.max_iter if self.max_iter is None else self.max_iter
         spectral_every = 0 if s is None else self.spectral_every  # None: the engine's default
@@ -221,10 +224,6 @@ class Options(_Start):
         return dataclasses.replace(
             self, **start, lr=lr, max_iter=max_iter, spectral_every=spectral_every, delta=delta
         )  # fmt: skip
-
-    def given(self) -> dict:
-        """The fields that differ from their defaults (what a user passed)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) != f.default}
 
 
 @dataclass(frozen=True)
@@ -268,9 +267,9 @@ class FlowOptions(_Start):
         _choice(self.ode_method, "ode_method", ODE_METHODS)
         _set(self, "n_times", positive_int(self.n_times, "n_times", minimum=2))
 
-    def resolve(self, shape, sigma_1: float, s, given_start: bool = False) -> FlowOptions:
-        """A copy with k, init_scale and seed filled in."""
-        return dataclasses.replace(self, **self._resolve_start(shape, s, sigma_1, given_start))
+    def resolve(self, shape, sigma_1: float, s, U0=None) -> FlowOptions:
+        """A copy with k, init_scale and seed filled in (`Options.resolve`)."""
+        return dataclasses.replace(self, **self._resolve_start(shape, s, sigma_1, U0))
 
 
 # Near the minimum the flow is stiff (decay rates up to 2 sigma_1, zero modes along the balanced
@@ -278,6 +277,32 @@ class FlowOptions(_Start):
 # leaves the loss hovering near (rtol sigma_1)^2, while LSODA switches to BDF and keeps it
 # decaying, in fewer right-hand sides. So LSODA is the default.
 ODE_METHODS = ("LSODA", "DOP853", "RK45", "RK23", "Radau", "BDF")
+
+
+def merged(kind, options, given: dict):
+    """`options` (a `kind`: Options or FlowOptions; None for the defaults) with the arguments
+    `given` that are not None replacing its fields: how every entry point builds its settings."""
+    given = {name: value for name, value in given.items() if value is not None}
+    if options is None:
+        return kind(**given)
+    if not isinstance(options, kind):
+        raise TypeError(f"options must be a fastmf.{kind.__name__}, got {type(options).__name__}")
+    return dataclasses.replace(options, **given)
+
+
+def _check_seed(seed) -> None:
+    """A seed is None, an integer >= 0, a non-empty sequence of them, or a SeedSequence."""
+    if seed is None or isinstance(seed, np.random.SeedSequence):
+        return
+    values = seed if isinstance(seed, (list, tuple, np.ndarray)) else [seed]
+    ok = len(values) > 0 and all(
+        isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_)) and v >= 0 for v in np.ravel(values)
+    )
+    if not ok:
+        raise TypeError(
+            "seed must be None, an integer >= 0, a sequence of them or a numpy.random.SeedSequence (so that each "
+            f"stream can be re-derived), got {seed!r}; e.g. seed=rng.integers(2**63) for a Generator rng"
+        )
 
 
 def _set(obj, name, value) -> None:

@@ -31,8 +31,8 @@ def _axis(result) -> tuple[np.ndarray, str]:
 
 
 def _positive(y):
-    """y with non-positive and missing values hidden (log axes)."""
-    return np.where(np.isfinite(y) & (y > 0), y, np.nan)
+    """y with non-positive and missing values hidden (log axes); None (not recorded) stays None."""
+    return None if y is None else np.where(np.isfinite(y) & (y > 0), y, np.nan)
 
 
 def plot_run(result, *, fig=None, title: str | None = None):
@@ -44,7 +44,9 @@ def plot_run(result, *, fig=None, title: str | None = None):
     sigma_min(A) against sqrt(sigma_d / 2); ||P||_op against sigma_d / 4; ||B||_F,
     ||J||_op = sigma_1(L_U) and ||K||_op = sigma_1(L_V); the imbalance
     ||U^T U - V^T V||_F (and its drift for the flow); the loss's four blocks.
-    Spectral quantities are drawn where they were recorded (`spectral_every`).
+    Spectral quantities are drawn where they were recorded (`spectral_every`); what a run
+    did not record (the direct path records the loss and the imbalance only, and knows no
+    sigma_d) is left out.
 
     Parameters
     ----------
@@ -65,7 +67,7 @@ def plot_run(result, *, fig=None, title: str | None = None):
     axes = fig.subplots(3, 2, sharex=True).ravel()
     x, xlabel = _axis(result)
     h, st = result.history, result.stages
-    sigma_d = result.problem.sigma_d
+    sigma_d = None if result.problem is None else result.problem.sigma_d
     marks = {"T1": st.T1, "T0": st.T0, "T_delta": st.T_delta}
 
     ax = axes[0]
@@ -79,22 +81,24 @@ def plot_run(result, *, fig=None, title: str | None = None):
 
     ax = axes[1]
     ax.plot(*_finite(x, h.get("sigma_min_A")), color="k", lw=1.5, label="sigma_min(A)")
-    ax.axhline(np.sqrt(sigma_d / 2), color="#b26a00", lw=1, label="sqrt(sigma_d / 2)")
+    if sigma_d is not None:
+        ax.axhline(np.sqrt(sigma_d / 2), color="#b26a00", lw=1, label="sqrt(sigma_d / 2)")
     ax.set_title("signal: sigma_min(A)")
 
     ax = axes[2]
     ax.semilogy(*_finite(x, _positive(h.get("P_op"))), color="k", lw=1.5, label="||P||_op")
-    ax.axhline(sigma_d / 4, color="#1565c0", lw=1, label="sigma_d / 4")
+    if sigma_d is not None:
+        ax.axhline(sigma_d / 4, color="#1565c0", lw=1, label="sigma_d / 4")
     ax.set_title("symmetric error ||P||_op")
 
     ax = axes[3]
-    ax.semilogy(x, _positive(h["B_fro"]), lw=1.5, label="||B||_F")
+    ax.semilogy(*_finite(x, _positive(h.get("B_fro"))), lw=1.5, label="||B||_F")
     ax.semilogy(*_finite(x, _positive(h.get("J_op"))), lw=1.2, label="||J||_op")
     ax.semilogy(*_finite(x, _positive(h.get("K_op"))), lw=1.2, ls="--", label="||K||_op")
     ax.set_title("asymmetry and complement")
 
     ax = axes[4]
-    ax.semilogy(x, _positive(h["imbalance"]), color="k", lw=1.5, label="||U^T U - V^T V||_F")
+    ax.semilogy(*_finite(x, _positive(h.get("imbalance"))), color="k", lw=1.5, label="||U^T U - V^T V||_F")
     if "imbalance_drift" in h:
         ax.semilogy(x, _positive(h["imbalance_drift"]), lw=1, label="drift from t = 0")
     ax.set_title("imbalance")
@@ -102,7 +106,7 @@ def plot_run(result, *, fig=None, title: str | None = None):
     ax = axes[5]
     for key, label in (("loss_E", "principal E"), ("loss_Up_LV", "Up L_V^T"), ("loss_LU_Vp", "L_U Vp^T"),
                        ("loss_LU_LV", "L_U L_V^T")):  # fmt: skip
-        ax.semilogy(x, _positive(h[key]), lw=1.2, label=label)
+        ax.semilogy(*_finite(x, _positive(h.get(key))), lw=1.2, label=label)
     ax.set_title("the loss's four blocks")
 
     for ax in axes:
@@ -110,13 +114,15 @@ def plot_run(result, *, fig=None, title: str | None = None):
         for name, ls, color in _MARKS:
             if marks[name] is not None:
                 ax.axvline(marks[name], ls=ls, color=color, lw=1, label=name if ax is axes[0] else None)
-        ax.legend(fontsize=8, loc="best")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8, loc="best")
         ax.grid(True, which="major", alpha=0.3)
     for ax in axes[4:]:
         ax.set_xlabel(xlabel)
     if title is None:
-        m, n = result.problem.shape
-        title = f"{m} x {n}, rank {result.problem.rank}, k = {result.k}: {result.status}"
+        m, n = (result.U.shape[0], result.V.shape[0]) if result.problem is None else result.problem.shape
+        rank = "direct path" if result.problem is None else f"rank {result.problem.rank}"
+        title = f"{m} x {n}, {rank}, k = {result.k}: {result.status}"
         if st.rate is not None:
             unit = "step" if "step" in h else "unit time"
             title += f"\nloss falls by {st.rate:.4g} a {unit} after T0 (the theorem's bound: {st.rate_theory:.4g})"

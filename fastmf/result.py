@@ -397,7 +397,9 @@ class BatchResult(Sequence):
         level = converged_level(problem.s, X.shape[1])
         return SolveResult(
             status=str(self.status[i]),
-            message=gd_message(str(self.status[i]), n_iter, n_iter + 1, loss, options, problem.sigma_1, level),
+            message=gd_message(
+                str(self.status[i]), n_iter, n_iter + 1, loss, options, problem.sigma_1, level, resumable=False
+            ),  # fmt: skip
             n_iter=n_iter,
             history={"step": steps, "loss": losses},
             stages=Stages(T1, T0, T_delta, options.delta, rate, theory.linear_rate(problem.s, options.lr)),
@@ -415,6 +417,30 @@ class BatchResult(Sequence):
     def success(self) -> np.ndarray:
         """Per run: whether it converged or ran all its steps."""
         return np.array([statuses.success(s) for s in self.status])
+
+    @property
+    def k(self) -> int:
+        return self.options.k
+
+    @property
+    def loss(self) -> np.ndarray:
+        """Per run: the loss of its final state (`final_loss`)."""
+        return self.final_loss
+
+    @property
+    def history(self) -> dict:
+        """{"step": the recorded steps, "loss": runs x steps} with ``history=True``, else
+        {"step": each run's final step (its n_iter), "loss": its final loss} (one column)."""
+        if self.steps is None:
+            return {"step": self.n_iter, "loss": self.final_loss[:, None]}
+        return {"step": self.steps, "loss": self.losses}
+
+    @property
+    def stages(self) -> Stages:
+        """The stages of every run as arrays (NaN where not reached); the measured rate is per
+        run (`batch[i].stages`)."""
+        rate = np.array([theory.linear_rate(self.problem.s, lr) for lr in self.lr])
+        return Stages(self.T1, self.T0, self.T_delta, self.options.delta, None, rate)
 
     def table(self) -> dict:
         """The per-run summary as columns of equal length."""

@@ -21,7 +21,7 @@ from .direct import dense_sigma, direct_run, restored_run
 from .driver import Control, drive
 from .flow import resume_flow
 from .init import checked_start, start
-from .options import Options
+from .options import Options, merged
 from .problem import Problem
 from .result import BatchResult, FlowResult, SolveResult, load
 from .split import SplitRun
@@ -74,9 +74,10 @@ def solve(
         that best loss as 0), so that a tol large for the scale of Sigma cannot stop a run
         at step 0. 0 disables the early stop unless the loss is exactly 0.
     record_every : int, optional
-        Record the diagnostics every this many steps (and at the last step); default 1 for
-        runs of up to 10**5 steps, else the smallest stride keeping at most 10**5 records,
-        so that a long run's history (and checkpoint) stays bounded.
+        Record the diagnostics every this many steps (and at the last step). Default: every
+        step up to 2**17 steps, then a stride that doubles each time the step reaches 2**17
+        times it, the history thinned to it (`fastmf.options.record_stride`), so that a run's
+        history (and checkpoint) keeps at most about 2**17 records however long it runs.
     spectral_every : int, optional
         Also record the spectral diagnostics (sigma_min_A, lambda_min_P, P_op, J_op, K_op,
         E_op) at the recorded steps that are multiples of this (and the last); 0 never.
@@ -128,7 +129,7 @@ def solve(
     given = {"k": k, "lr": lr, "max_iter": max_iter, "init_scale": init_scale, "seed": seed, "tol": tol,
              "record_every": record_every, "spectral_every": spectral_every, "delta": delta,
              "complement": complement, "method": method}  # fmt: skip
-    options = dataclasses.replace(options or Options(), **{name: v for name, v in given.items() if v is not None})
+    options = merged(Options, options, given)
     control = Control(callback, progress, time_limit, checkpoint, checkpoint_every)
     engine = split_or_direct(Sigma, options, U0, V0)
     return drive(engine, control, engine.max_iter, "step")
@@ -142,7 +143,7 @@ def split_or_direct(Sigma, options: Options, U0=None, V0=None):
     if method == "direct":
         return direct_run(dense_sigma(Sigma), options, U0, V0)
     problem = Sigma if isinstance(Sigma, Problem) else Problem(Sigma)
-    options = options.resolve(problem.shape, problem.sigma_1, problem.s, given_start=U0 is not None)
+    options = options.resolve(problem.shape, problem.sigma_1, problem.s, U0)
     U0, V0 = checked_start(problem.shape, options.k, U0, V0)
     return SplitRun(problem, *start(problem, options, U0, V0), options)
 
@@ -225,11 +226,20 @@ def resume(
         checkpoint_every = checkpoint_every or saved.checkpoint_every
     control = Control(callback, progress, time_limit, checkpoint or None, checkpoint_every)
     if isinstance(saved, FlowResult):
+        if Sigma is not None:
+            raise ValueError("a flow saves Sigma's basis: drop Sigma")
         if max_iter is not None:
             raise ValueError("a gradient flow resumes to a time: pass t_max, not max_iter")
         return resume_flow(saved, t_max, control)
     if t_max is not None:
         raise ValueError("a GD run resumes to a step: pass max_iter, not t_max")
+    if Sigma is not None and (isinstance(saved, BatchResult) or saved.method == "split"):
+        raise ValueError("this run saved Sigma's basis (only a direct-path run needs Sigma again): drop Sigma")
+    if not isinstance(saved, BatchResult) and not saved.resume_state:
+        raise ValueError(
+            "this result holds no state of its kernel to go on from (one run of a batch): resume the batch "
+            "itself, or run it again with fastmf.solve(..., seed=...)"
+        )
     if max_iter is not None:
         max_iter = positive_int(max_iter, "max_iter", minimum=0)
         n_iter = int(np.max(saved.n_iter))
@@ -243,8 +253,6 @@ def resume(
             raise ValueError("a direct-path run does not save Sigma: pass it again, resume(path, Sigma=Sigma)")
         engine = restored_run(dense_sigma(Sigma), saved, options)
     else:
-        if Sigma is not None:
-            raise ValueError("a split-engine run saves Sigma's basis: drop Sigma")
         engine = SplitRun(saved.problem, saved.left, saved.right, options)
         engine.restore(saved.history, saved.resume_state)
     return drive(engine, control, options.max_iter, "step")

@@ -24,6 +24,7 @@ STATUSES = {
     "stopped": (False, 3, "stopped by the callback; resumable"),
     "interrupted": (False, 128 + signal.SIGINT, "KeyboardInterrupt (Ctrl-C, or SIGTERM under the CLI); resumable"),
     "running": (False, 3, "a checkpoint written mid-run; resumable"),
+    "done": (True, 0, "every run of a sweep is in its table"),
 }
 EXIT_USAGE = 2  # bad arguments or files
 # how a compiled GD loop says it stopped a run (`fastmf._kernels.layout`)

@@ -28,6 +28,8 @@ from .batch import solve_batch
 from .monitor import Monitor
 from .options import Options
 from .problem import Problem
+from .result import to_frame
+from .status import success
 from .table import open_table
 
 # The grid's parameters: name -> (column type, default), the spectrum's (None: required, or for
@@ -82,13 +84,14 @@ class SweepResult:
         """The whole table (every run written so far, this call's and earlier ones), as columns."""
         return open_table(self.output, COLUMNS, resume=True).read()
 
+    @property
+    def success(self) -> bool:
+        """Whether every run of the grid is in the table (status "done")."""
+        return success(self.status)
+
     def to_frame(self):
         """`table` as a pandas DataFrame (pandas is an optional extra)."""
-        try:
-            import pandas as pd
-        except ImportError:
-            raise ImportError("to_frame() needs pandas: pip install pandas (or the fastmf-gd[pandas] extra)") from None
-        return pd.DataFrame(self.table())
+        return to_frame(self.table())
 
 
 def sweep(grid, output, *, resume: bool = False, client=None, workers: int | None = None, batch: int = 64,

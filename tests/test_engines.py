@@ -73,8 +73,14 @@ def test_options_check_every_field_and_fill_every_default():
         Options(complement="half")
     with pytest.raises(ValueError, match="t_max is required"):
         fastmf.FlowOptions()
+    with pytest.raises(TypeError, match="seed must be None, an integer >= 0"):
+        Options(seed=-1)
+    with pytest.raises(TypeError, match="seed must be None"):
+        Options(seed=True)
+    with pytest.raises(TypeError, match="options must be a fastmf.Options"):
+        solve(SPECTRUM, options=fastmf.FlowOptions(t_max=1.0))
+    assert Options(tol=None, method=None) == Options()  # None asks for the default
     given = Options(k=2, tol=1e-8)
-    assert given.given() == {"k": 2, "tol": 1e-8}
     full = given.resolve(SPECTRUM.shape, SPECTRUM.sigma_1, SPECTRUM.s)
     assert full.delta == 1e-8 and full.max_iter == fastmf.options.DEFAULTS.max_iter and full.seed is not None
     assert solve(SPECTRUM, options=full.resolve(SPECTRUM.shape, SPECTRUM.sigma_1, SPECTRUM.s)).options == full
@@ -227,3 +233,111 @@ def test_no_module_imports_a_module_that_imports_it_back():
     for name in sorted(graph):
         visit(name, [])
     assert os.path.exists(PACKAGE / "driver.py") and "driver" in graph["solver"]  # the walk saw the edges
+
+
+# ------------------------------------------------------------------------- the driver's edges
+
+
+class _Instant:
+    """An engine whose steps take no time: the driver's chunk must stay bounded."""
+
+    def __init__(self, steps):
+        self.work = self.position = 0
+        self.steps, self.chunks, self.saved = steps, [], 0
+
+    done = property(lambda self: self.work >= self.steps)
+
+    def advance(self, n):
+        self.chunks.append(n)
+        self.work = self.position = min(self.work + n, self.steps)
+
+    def latest(self):
+        return {}
+
+    def stage_positions(self):
+        return None, None
+
+    def finish(self, status):
+        return status
+
+    def result(self, status):
+        engine = self
+
+        class Saved:
+            def save(self, path):
+                engine.saved += 1
+
+        return Saved()
+
+
+def test_the_chunk_starts_at_one_step_and_stays_bounded(tmp_path):
+    engine = _Instant(2000)
+    fastmf.driver.drive(
+        engine, fastmf.driver.Control(checkpoint=str(tmp_path / "c.npz"), checkpoint_every=1), 1, "step"
+    )
+    assert max(engine.chunks) == 1 and engine.saved == 2000  # the chunk used to overflow after ~510 checkpoints
+    engine = _Instant(10**9)
+    fastmf.driver.drive(engine, fastmf.driver.Control(), 1, "step")
+    assert engine.chunks[:3] == [1, 4, 16] and max(engine.chunks) <= 2**40
+    seen = []
+    solve(SPECTRUM, 4, 0.1, 100, seed=0, callback=lambda state: seen.append(state.step))
+    assert seen[0] == 1  # a costly step is never run 64 times before the first callback
+
+
+def test_a_checkpoint_must_name_a_file(tmp_path):
+    for bad in ("", str(tmp_path)):
+        with pytest.raises(ValueError, match="checkpoint must name a file"):
+            solve(SPECTRUM, 4, 0.1, 3, seed=0, checkpoint=bad)
+
+
+def test_batch_extended_past_its_max_iter_is_the_longer_batch():
+    kw = dict(seeds=range(8), lr=np.linspace(0.01, 0.1, 8), record_every=50, tol=1e-12, history=True)
+    ref = solve_batch(SPECTRUM, 4, max_iter=3000, **kw)
+    for short in (299, 1000):  # off the stride (runs 4 and 5 meet tol at its final record), and on it
+        more = resume(solve_batch(SPECTRUM, 4, max_iter=short, **kw), max_iter=3000)
+        for name in ("n_iter", "status", "final_loss", "T1", "T0", "T_delta", "steps", "losses"):
+            np.testing.assert_array_equal(getattr(more, name), getattr(ref, name), err_msg=f"{short}: {name}")
+
+
+def test_an_interrupted_batch_with_a_diverging_run_resumes_bit_for_bit(monkeypatch):
+    """Stopped off the stride one step before a run diverges: the saved losses must not keep the
+    final record of that step for a run that never records the next column."""
+    monkeypatch.setattr(fastmf.driver, "_CHUNK_SECONDS", 1e-9)  # a chunk of one step, a callback after each
+    kw = dict(seeds=range(12), lr=np.linspace(0.05, 0.5, 12), init_scale=1e-3, record_every=50, history=True)
+    ref = solve_batch(SPECTRUM, 4, max_iter=500, **kw)
+    first = int(ref.n_iter[ref.status == "diverged"].min())
+    assert (first - 1) % 50 and first % 50  # the stop and the divergence fall inside one stride
+
+    def interrupt(state):
+        if state.step >= first - 1:
+            raise KeyboardInterrupt
+
+    part = solve_batch(SPECTRUM, 4, max_iter=500, callback=interrupt, **kw)
+    assert "interrupted" in part.status and part.resume_state["step"] == first - 1
+    more = resume(part)
+    for name in ("n_iter", "status", "final_loss", "T1", "T0", "T_delta", "steps", "losses"):
+        np.testing.assert_array_equal(getattr(more, name), getattr(ref, name), err_msg=name)
+
+
+def test_batch_results_have_every_result_field_and_refuse_what_they_cannot():
+    batch = solve_batch(SPECTRUM, 4, max_iter=0, seeds=[0, 1], options=Options(lr=0.01, init_scale=0.01))
+    assert np.all(batch.lr == 0.01) and np.all(batch.init_scale == 0.01) and batch.k == 4
+    assert np.all(np.isfinite(batch.final_loss)) and np.array_equal(batch.loss, batch.final_loss)
+    assert batch[0].loss == batch.final_loss[0]
+    assert batch[0].loss == pytest.approx(solve(SPECTRUM, 4, 0.01, 0, seed=0, init_scale=0.01).loss, rel=1e-13)
+    assert np.array_equal(batch.history["step"], [0, 0]) and batch.stages.T1.shape == (2,)
+    assert "resume" not in batch[0].message
+    with pytest.raises(ValueError, match="resume the batch itself"):
+        resume(batch[0])
+    with pytest.raises(ValueError, match="one seed per run in seeds="):
+        solve_batch(SPECTRUM, 4, 0.1, 3, seeds=[0], options=Options(seed=1))
+    with pytest.raises(ValueError, match="integers >= 0"):
+        solve_batch(SPECTRUM, 4, 0.1, 3, seeds=[-1])
+
+
+def test_direct_path_theory_values_name_the_fix():
+    rng = np.random.default_rng(0)
+    S, U0, V0 = rng.standard_normal((20, 15)), rng.standard_normal((20, 3)), rng.standard_normal((15, 3))
+    with pytest.raises(ValueError, match="lr='theory' needs the singular values"):
+        solve(S, max_iter=5, method="direct", lr="theory", U0=U0, V0=V0)
+    assert solve(S, max_iter=2, lr=0.01, method="direct", U0=U0, V0=V0).k == 3  # k from the start's width

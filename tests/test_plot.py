@@ -60,3 +60,23 @@ def test_flow_page_and_overlay(run):
         plot_runs([run], key="nope")
     with pytest.raises(ValueError, match="one label per result"):
         plot_runs([run, other], labels=["a"])
+
+
+def test_pages_of_runs_that_recorded_less():
+    """A direct-path run (no basis, the loss and the imbalance only), one run of a batch (the
+    loss only) and a run without spectral records draw what they have and leave out the rest."""
+    noisy = np.random.default_rng(0).standard_normal((60, 40))
+    batch = fastmf.solve_batch(P, 5, 0.05, 300, seeds=[0, 1], history=True)
+    cases = [
+        fastmf.solve(noisy, 3, 0.01, 50, seed=0, method="direct"),
+        batch[1],
+        fastmf.solve(P, 5, 0.05, 300, seed=0, spectral_every=0),
+    ]
+    for result in cases:
+        axes = plot_run(result).axes
+        np.testing.assert_array_equal(axes[0].get_lines()[0].get_ydata(), result.history["loss"])
+        drawn = axes[1].get_lines()[0].get_xdata()  # the first line of the panel: sigma_min(A)
+        assert (len(drawn) > 0) == ("sigma_min_A" in result.history)
+    assert "direct path" in plot_run(cases[0])._suptitle.get_text()
+    overlay = plot_runs(batch).axes[0]
+    np.testing.assert_array_equal(overlay.get_lines()[1].get_ydata(), batch[1].history["loss"])
