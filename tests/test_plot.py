@@ -79,4 +79,4 @@ def test_pages_of_runs_that_recorded_less():
         assert (len(drawn) > 0) == ("sigma_min_A" in result.history)
     assert "direct path" in plot_run(cases[0])._suptitle.get_text()
     overlay = plot_runs(batch).axes[0]
-    np.testing.assert_array_equal(overlay.get_lines()[1].get_ydata(), batch[1].history["loss"])
+    assert any(np.array_equal(line.get_ydata(), batch[1].history["loss"]) for line in overlay.get_lines())
