@@ -11,7 +11,7 @@ from ._kernels.blas import info as blas_info
 from .batch import solve_batch
 from .flow import gd_flow_gap, gradient_flow, sandwich_bounds, symmetric_solution
 from .monitor import RunState
-from .options import DEFAULTS, FlowOptions, Options
+from .options import FlowOptions, Options
 from .problem import Problem
 from .result import BatchResult, FlowResult, SolveResult, load
 from .solver import resume, solve
@@ -35,7 +35,6 @@ def __getattr__(name):
 
 
 __all__ = [
-    "DEFAULTS",
     "BatchResult",
     "FlowOptions",
     "FlowResult",

@@ -455,7 +455,8 @@ def _finish(args, result, elapsed: float) -> int:
     if not args.quiet:
         print(result.message)
         st = result.stages
-        print(f"stages: T1 = {st.T1}, T0 = {st.T0}, T_delta = {st.T_delta}; {elapsed:.2f} s")
+        shown = ("None" if v is None else f"{v:.6g}" for v in (st.T1, st.T0, st.T_delta))
+        print("stages: T1 = {}, T0 = {}, T_delta = {}".format(*shown) + f"; {elapsed:.2f} s")
         print(f"wrote {output} and {summary_path}")
     return exit_code(result.status, _signal(args))
 
