@@ -41,12 +41,8 @@ class Factor:
 
 
 def seed_streams(seed) -> tuple[np.random.SeedSequence, np.random.SeedSequence, np.random.SeedSequence]:
-    """(init, W_U, W_V) streams from an int, a sequence of ints, None or a SeedSequence."""
-    if isinstance(seed, np.random.Generator):
-        raise TypeError(
-            "seed must be an int, None or a numpy.random.SeedSequence (so that each stream can be "
-            "re-derived); pass an integer, e.g. seed=rng.integers(2**63)"
-        )
+    """(init, W_U, W_V) streams from an int, a sequence of ints, None or a SeedSequence (checked
+    by `fastmf.Options`)."""
     if isinstance(seed, np.random.SeedSequence):  # a copy: spawn() would advance the caller's object
         seed = np.random.SeedSequence(seed.entropy, spawn_key=seed.spawn_key, pool_size=seed.pool_size)
     else:

@@ -254,7 +254,7 @@ def test_huge_spectrum_problem_runs_small_and_refuses_to_rebuild_U():
         (dict(record_every=0), ValueError, "record_every must be >= 1"),
         (dict(complement="half"), ValueError, "complement must be"),
         (dict(init_scale=-1.0), ValueError, "init_scale must be > 0"),
-        (dict(seed=np.random.default_rng(0)), TypeError, "seed must be an int"),
+        (dict(seed=np.random.default_rng(0)), TypeError, "seed must be None, an integer >= 0.*rng.integers"),
         (dict(U0=np.zeros((30, 2))), ValueError, "both U0 and V0"),
         (dict(U0=np.zeros((30, 3)), V0=np.zeros((20, 2))), ValueError, r"U0 must have shape \(30, 2\)"),
         (dict(U0=np.full((30, 2), np.nan), V0=np.zeros((20, 2))), ValueError, "U0 contains NaN"),
