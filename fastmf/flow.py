@@ -175,6 +175,11 @@ def resume_flow(saved: FlowResult, t_max, control: Control) -> FlowResult:
     it still to come, up to the new t_max.
     """
     state, options = saved.resume_state, saved.options
+    t_max = options.t_max if t_max is None else finite_float(t_max, "t_max", positive=True)
+    if t_max < saved.t:
+        raise ValueError(f"t_max must be at least the time the flow reached, t = {saved.t:g}; got {t_max:g}")
+    if t_max == saved.t:  # at its end already: nothing more to do
+        return saved
     if not state["intact"]:
         raise ValueError(
             "this flow was stopped by an exception inside a step of its ODE solver, which left the solver's "
@@ -191,9 +196,6 @@ def resume_flow(saved: FlowResult, t_max, control: Control) -> FlowResult:
             "Python cannot save: an LSODA flow resumes only with SciPy >= 1.17; run it again with another "
             "ode_method (e.g. 'BDF') to resume it here"
         )
-    t_max = options.t_max if t_max is None else finite_float(t_max, "t_max", positive=True)
-    if t_max < saved.t:
-        raise ValueError(f"t_max must be at least the time the flow reached, t = {saved.t:g}; got {t_max:g}")
     times = state["times"]
     if t_max != options.t_max:
         scale = Scale.of(saved.problem.sigma_1)
