@@ -269,6 +269,10 @@ def _cmd_run(args) -> int:
             )
             fix = "fastmf.resume(path) in Python" if isinstance(saved, fastmf.BatchResult) else "the other command"
             raise UsageError(f"{args.resume} holds {kind}, which fastmf {args.command} does not resume: use {fix}")
+        if getattr(saved, "method", None) == "direct" and args.input is None:
+            raise UsageError(f"{args.resume} is a direct-path run, whose file does not hold Sigma: give INPUT again")
+        if getattr(saved, "method", "direct") != "direct" and args.input is not None:
+            raise UsageError(f"{args.resume} holds Sigma's basis: drop INPUT")
         matrix = {} if args.input is None else {"Sigma": _target(args)}  # a direct-path run's, which it does not save
         result = fastmf.resume(args.resume, **settings, **matrix, **control)
     elif options is Options:

@@ -335,7 +335,8 @@ class FlowRun:
             stages=found, k=options.k, init_scale=options.init_scale, seed=options.seed, problem=problem,
             left=Factor(X[:r].astype(dtype), X[r:].astype(dtype), self.W[0]),
             right=Factor(Y[:r].astype(dtype), Y[r:].astype(dtype), self.W[1]), t=t, nfev=self.state.nfev,
-            options=options, resume_state=self.bookkeeping() if status == "running" else self.final,
+            options=dataclasses.replace(options, atol=scale.outward(self.atol, 0.5)),  # the atol it used
+            resume_state=self.bookkeeping() if status == "running" else self.final,
         )  # fmt: skip
 
     # ------------------------------------------------------------------ steps and records

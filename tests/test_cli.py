@@ -88,7 +88,7 @@ def test_matrix_files_config_and_flow(capsys):
     assert _json("f.json")["t"] == 40.0 and _json("f.json")["options"]["ode_method"] == "LSODA"
 
 
-def test_a_full_rank_dense_input_may_run_on_the_direct_path():
+def test_a_full_rank_dense_input_may_run_on_the_direct_path(capsys):
     """The CLI hands the matrix itself to solve, whose method="auto" takes the direct path for a
     full-rank matrix: the summary says so and has no spectrum (the run never computes one)."""
     Sigma = np.random.default_rng(0).standard_normal((60, 40))
@@ -106,6 +106,8 @@ def test_a_full_rank_dense_input_may_run_on_the_direct_path():
     more = fastmf.load("more.npz")
     assert more.n_iter == 50 and more.method == "direct"
     np.testing.assert_array_equal(more.history["loss"], direct.history["loss"])
+    assert main(["run", "--resume", "fastmf-run.npz", "-q", "-o", "again.npz"]) == 2  # without INPUT
+    assert "give INPUT again" in capsys.readouterr().err
 
 
 def test_flow_time_limit_exits_3_and_resumes_to_the_same_numbers():
