@@ -10,7 +10,7 @@ threads, the batch size or its place in the batch. They equal `fastmf.solve`'s t
 (its products are BLAS's, summed in another order).
 
 Recorded at each recorded step: the loss (as `diagnostics.record`: the four blocks in the
-split form) and the stage tests (`stages.test_lanes`, the batch side of `stages.mark`).
+split form) and the stage tests (`stages.passes_lanes`, the batch side of `stages.mark`).
 A run advanced in several calls follows exactly the trajectory and records of one call:
 each call starts from the state alone (its Grams are a function of it).
 """
@@ -22,7 +22,7 @@ from ._jit import kernel
 from .blocks import _due
 from .fpmode import mode_on, mode_restore
 from .layout import CONVERGED, DIVERGED, FINAL_LOSS, N_ITER, RUNNING, STATUS, T0, T1, T_DELTA
-from .stages import test_lanes
+from .stages import passes_lanes
 
 LANES = 32
 
@@ -95,7 +95,7 @@ def _half_step(X, Y, s, lr, G, H, Xn):
 @kernel
 def _record(X, Y, s, N, M, GUc, GVc, W, loss, pend1, pend0, ok1, ok0):
     """loss[q] (float64) for the states X, Y with Grams N, M and complement Grams GUc, GVc;
-    ok1[q] / ok0[q]: does the state pass the T1 / T0 test (`stages.test_lanes`, where T1 /
+    ok1[q] / ok0[q]: does the state pass the T1 / T0 test (`stages.passes_lanes`, where T1 /
     T0 is pending: pend1 / pend0). W is (3, n, n, lanes) work."""
     rows, k, lanes = X.shape
     r = s.shape[0]
@@ -120,7 +120,7 @@ def _record(X, Y, s, N, M, GUc, GVc, W, loss, pend1, pend0, ok1, ok0):
     for q in range(lanes):
         ok1[q] = pend1[q]
         ok0[q] = pend0[q]
-    test_lanes(X, Y, s, E, A, L, ok1, ok0)
+    passes_lanes(X, Y, s, E, A, L, ok1, ok0)
 
 
 @kernel
@@ -132,21 +132,15 @@ def _freeze(src, dst, q):
 
 
 @kernel
-def _lanes(Xs, X):
-    """X[i, a, q] = Xs[q, i, a]: runs to lanes."""
+def _transpose(Xs, X, to_lanes):
+    """X[i, a, q] = Xs[q, i, a] (runs to lanes), or the reverse."""
     for q in range(Xs.shape[0]):
         for i in range(Xs.shape[1]):
             for a in range(Xs.shape[2]):
-                X[i, a, q] = Xs[q, i, a]
-
-
-@kernel
-def _runs(X, Xs):
-    """Xs[q, i, a] = X[i, a, q]: lanes to runs."""
-    for q in range(Xs.shape[0]):
-        for i in range(Xs.shape[1]):
-            for a in range(Xs.shape[2]):
-                Xs[q, i, a] = X[i, a, q]
+                if to_lanes:
+                    X[i, a, q] = Xs[q, i, a]
+                else:
+                    Xs[q, i, a] = X[i, a, q]
 
 
 @kernel(inline="always")
@@ -206,8 +200,8 @@ def _run_block(Xs, Ys, s, lr, tol, t_start, t_stop, t_final, record_every, delta
     r = s.shape[0]
     n = max(r, k)
     X, Y = np.empty((rows, k, lanes), Xs.dtype), np.empty((Ys.shape[1], k, lanes), Ys.dtype)
-    _lanes(Xs, X)
-    _lanes(Ys, Y)
+    _transpose(Xs, X, True)
+    _transpose(Ys, Y, True)
     Xn, Yn = np.empty_like(X), np.empty_like(Y)
     G = np.empty((8, k, k, lanes), X.dtype)
     N, M, Nn, Mn, Nc, Mc, Nnc, Mnc = G[0], G[1], G[2], G[3], G[4], G[5], G[6], G[7]
@@ -255,8 +249,8 @@ def _run_block(Xs, Ys, s, lr, tol, t_start, t_stop, t_final, record_every, delta
         Nc, Nnc = Nnc, Nc
         Mc, Mnc = Mnc, Mc
         t += 1
-    _runs(X, Xs)
-    _runs(Y, Ys)
+    _transpose(Xs, X, False)
+    _transpose(Ys, Y, False)
 
 
 @kernel(nogil=False, parallel=True)

@@ -42,10 +42,9 @@ from .layout import (
     P_OP,
     Q_FRO,
     SIGMA_MIN_A,
-    T1,
 )
 from .spectral import extreme_eig, gram
-from .stages import gram_A, mark, residual_P
+from .stages import mark
 
 # the matrix behind each tracked eigenvalue (column N_CHEAP + slot of a row), in the work D:
 # lambda_min(A A^T), lambda_min(P), lambda_max(P), lambda_max(GUc), lambda_max(GVc), lambda_max(E^T E),
@@ -80,7 +79,9 @@ def _complement_gram(X, r, Gc, out, T):
     return scale
 
 
-@kernel
+# the parts of `record` (_cheap, stages.mark, _spectral) are inlined into it: as functions of
+# their own they add 1.2 s (14%) to the first compilation of `fastmf.solve`
+@kernel(inline="always")
 def _cheap(X, Y, s, N, GUc, M, GVc, E, row):
     """E = Up Vp^T and row[:N_CHEAP], the loss and the diagnostics that need no eigenvalue;
     returns the loss."""
@@ -120,26 +121,10 @@ def _cheap(X, Y, s, N, GUc, M, GVc, E, row):
     return row[LOSS]
 
 
-@kernel
-def _stage_tests(X, Y, s, E, t, spectral, D, info):
-    """The stage tests at step t (`stages.mark`), from E = Up Vp^T.
-
-    Leaves P in D[0] and, where T1 is pending or `spectral` asks for it, the Gram of A in
-    D[1] (both float64, used in their top-left r x r and p x p), for `_spectral`.
-    """
-    r = s.shape[0]
-    k = X.shape[1]
-    P, GA = D[0], D[1]
-    residual_P(E, s, P)
-    if info[T1] < 0 or spectral:
-        gram_A(X, Y, r, k, GA, D[7])
-    mark(GA, P, min(r, k), r, s[r - 1], t, D[4], info)
-
-
-@kernel
+@kernel(inline="always")
 def _spectral(X, Y, s, GUc, GVc, E, row, D, vecs, valid):
     """row[N_CHEAP:], the certified extreme eigenvalues (`spectral.extreme_eig`), from E and
-    the P and Gram of A that `_stage_tests` left in D."""
+    the P and Gram of A that `stages.mark` left in D."""
     r = s.shape[0]
     k = X.shape[1]
     p = min(r, k)
@@ -183,7 +168,7 @@ def record(X, Y, s, N, GUc, M, GVc, E, t, spectral, row, D, vecs, valid, info):
     spectral columns are NaN unless `spectral`.
     """
     loss = _cheap(X, Y, s, N, GUc, M, GVc, E, row)
-    _stage_tests(X, Y, s, E, t, spectral, D, info)
+    mark(X, Y, s, E, t, spectral, D, info)
     if spectral:
         _spectral(X, Y, s, GUc, GVc, E, row, D, vecs, valid)
     else:

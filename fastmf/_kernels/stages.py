@@ -14,7 +14,7 @@ passed it.
 
 The single-run kernel (`diagnostics.record`, from `mark`) forms G and P in float64 (for a
 float32 state the sums Up + Vp and the product Up Vp^T are float32); the batch kernel
-(`batch`, from `test_lanes`) forms them lane by lane in the state's dtype, with its own
+(`batch`, from `passes_lanes`) forms them lane by lane in the state's dtype, with its own
 Cholesky. The two agree but within rounding of a threshold: for float32, within its
 relative 6e-8.
 """
@@ -43,34 +43,27 @@ def gram_A(X, Y, r, k, G, T):
         gram(T, r, k, G)
 
 
-@kernel
-def residual_P(E, s, P):
-    """P = diag(s) - (E + E^T) / 2 for E = Up Vp^T (r x r)."""
+@kernel(inline="always")
+def mark(X, Y, s, E, t, spectral, D, info):
+    """The tests at step t of the state (X, Y) with E = Up Vp^T: info[T1] = t if T1 is
+    pending and passes, then info[T0] = t if T1 is reached, T0 pending and passes.
+
+    D is (8, n, n) float64 work, n = max(r, k). Leaves P in D[0] and, where T1 is pending
+    or `spectral` asks for it, G in D[1] (used in their top-left r x r and p x p), for the
+    spectral diagnostics (`diagnostics.record`).
+    """
     r = s.shape[0]
+    k = X.shape[1]
+    P, G, L = D[0], D[1], D[4]
     for i in range(r):
         for j in range(r):
             P[i, j] = (s[i] if i == j else 0.0) - 0.5 * (E[i, j] + E[j, i])
-
-
-@kernel
-def passes_T1(G, p, sd, L):
-    """Is G - sigma_d / 2 I positive definite (G from `gram_A`)? L is work."""
-    return posdef(G, p, -0.5 * sd, 1.0, L)
-
-
-@kernel
-def passes_T0(P, r, sd, L):
-    """Are sigma_d / 4 I - P and sigma_d / 4 I + P positive definite? L is work."""
-    return posdef(P, r, 0.25 * sd, -1.0, L) and posdef(P, r, 0.25 * sd, 1.0, L)
-
-
-@kernel
-def mark(G, P, p, r, sd, t, L, info):
-    """info[T1] = t if T1 is pending and G passes; then info[T0] = t if T1 is reached, T0
-    pending and P passes. G is read only while T1 is pending."""
-    if info[T1] < 0 and passes_T1(G, p, sd, L):
+    if info[T1] < 0 or spectral:
+        gram_A(X, Y, r, k, G, D[7])
+    sd = s[r - 1]
+    if info[T1] < 0 and posdef(G, min(r, k), -0.5 * sd, 1.0, L):  # T1
         info[T1] = t
-    if info[T1] >= 0 and info[T0] < 0 and passes_T0(P, r, sd, L):
+    if info[T1] >= 0 and info[T0] < 0 and posdef(P, r, 0.25 * sd, -1.0, L) and posdef(P, r, 0.25 * sd, 1.0, L):  # T0
         info[T0] = t
 
 
@@ -116,17 +109,7 @@ def gram_A_lanes(X, Y, r, k, G):
 
 
 @kernel
-def residual_P_lanes(E, s, P):
-    """P = diag(s) - (E + E^T) / 2 for E = Up Vp^T (r x r), lane by lane."""
-    r = s.shape[0]
-    for i in range(r):
-        for j in range(r):
-            for q in range(E.shape[2]):
-                P[i, j, q] = (s[i] if i == j else 0.0) - 0.5 * (E[i, j, q] + E[j, i, q])
-
-
-@kernel
-def test_lanes(X, Y, s, E, A, L, ok1, ok0):
+def passes_lanes(X, Y, s, E, A, L, ok1, ok0):
     """ok1[q] / ok0[q]: given as "T1 / T0 pending", left as "pending and passed" for each
     lane's state, with E = Up Vp^T. A and L are (n, n, lanes) work, n = max(r, k). T0 is
     tested whether or not T1 is reached: the caller takes it only from T1 on, as `mark`."""
@@ -135,9 +118,12 @@ def test_lanes(X, Y, s, E, A, L, ok1, ok0):
     sd = s[r - 1]
     if not ok0.any():  # every stage found (T0 comes last)
         return
-    if ok1.any():
+    if ok1.any():  # T1
         gram_A_lanes(X, Y, r, k, A)
         posdef_lanes(A, min(r, k), -0.5 * sd, 1.0, L, ok1)
-    residual_P_lanes(E, s, A)
+    for i in range(r):  # T0: P in A
+        for j in range(r):
+            for q in range(E.shape[2]):
+                A[i, j, q] = (s[i] if i == j else 0.0) - 0.5 * (E[i, j, q] + E[j, i, q])
     posdef_lanes(A, r, 0.25 * sd, -1.0, L, ok0)
     posdef_lanes(A, r, 0.25 * sd, 1.0, L, ok0)
