@@ -22,7 +22,7 @@ from . import stages
 from ._kernels import layout as S
 from ._kernels.batch import run_batch
 from .driver import Control, drive
-from .init import stack, start
+from .init import initial_factors, stack
 from .options import Options, merged
 from .problem import Problem
 from .recorder import internal_lr
@@ -200,16 +200,18 @@ def solve_batch(
     if options.method == "direct" or options.complement == "full":
         raise ValueError("solve_batch runs the compressed split engine: leave method and complement at their defaults")
     control = Control(callback, progress, time_limit, checkpoint, checkpoint_every)
-    shape, s1 = problem.shape, problem.sigma_1
-    per_run = [
-        dataclasses.replace(options, lr=lrs[i], init_scale=scales[i], seed=int(seeds[i]), spectral_every=0).resolve(
-            shape, s1, problem.s
-        )
-        for i in range(runs)
-    ]
+    # the settings are resolved once per distinct (lr, init_scale), not once per seed
+    resolved = {}
+    for pair in dict.fromkeys(zip(lrs, scales, strict=True)):
+        given = dataclasses.replace(options, lr=pair[0], init_scale=pair[1], seed=0, spectral_every=0)
+        resolved[pair] = given.resolve(problem.shape, problem.sigma_1, problem.s)
+    per_run = [resolved[pair] for pair in zip(lrs, scales, strict=True)]
     shared = dataclasses.replace(per_run[0], lr=None, init_scale=None, seed=None)
-    scale = Scale.of(s1)
-    starts = [start(problem, o) for o in per_run]
+    scale = Scale.of(problem.sigma_1)
+    starts = [
+        initial_factors(problem, o.k, o.init_scale, int(seed), None, None, o.complement)
+        for o, seed in zip(per_run, seeds, strict=True)
+    ]
     Xs = scale.inward(np.stack([stack(left) for left, _ in starts]), 0.5)
     Ys = scale.inward(np.stack([stack(right) for _, right in starts]), 0.5)
     run = BatchRun(problem, shared, np.array([o.lr for o in per_run]), np.array([o.init_scale for o in per_run]),
