@@ -532,7 +532,7 @@ def dask_problem(m):
 def sweep_overhead(runs):
     import shutil
 
-    grid = {"m": 10**6, "d": 10, "kappa": 4.0, "spacing": "geometric", "eta": 0.05, "max_iter": 2000,
+    grid = {"m": 10**6, "d": 10, "kappa": 4.0, "spacing": "geometric", "lr": 0.05, "max_iter": 2000,
             "record_every": 10, "seeds": runs}  # fmt: skip
     problem = fastmf.Problem.from_spectrum(np.geomspace(4.0, 1.0, 10), 10**6, 10**6)
     print(f"\n12. fastmf.sweep of {runs} runs (section 10's, record_every=10) on a LocalCluster, tasks of 64")
@@ -614,9 +614,13 @@ def long_runs(steps):
             result = run(steps)
 
         total = _timed(whole)
-        arrays = [result.Up, result.Vp, result.L_U, result.L_V] if hasattr(result, "Up") else []
-        arrays = [result.U, result.V] if hasattr(result, "diverged_at") and not arrays else arrays
-        left = f"{subnormal(*arrays)} subnormal state entries" if arrays else "state not returned"
+        if isinstance(result, fastmf.BatchResult):  # every run's final state, in the kernel's units
+            arrays = [result.resume_state["Xs"], result.resume_state["Ys"]]
+        elif result.method == "direct":
+            arrays = [result.U, result.V]
+        else:
+            arrays = [result.Up, result.Vp, result.L_U, result.L_V]
+        left = f"{subnormal(*arrays)} subnormal state entries"
         print(f"   {name:38s} {total:7.2f} s / (10 x {first:6.3f} s) = {total / (10 * first):5.2f}; {left}")
 
 
