@@ -26,6 +26,7 @@ import zlib
 
 import numpy as np
 
+from . import schedules
 from .init import Factor
 from .problem import CoordinateBasis, DenseBasis, Problem
 
@@ -155,14 +156,16 @@ def options_to_json(options) -> dict | None:
     """A resolved `Options` or `FlowOptions` as JSON (the seed as `seed_to_json` writes it)."""
     if options is None:
         return None
-    return dataclasses.asdict(options) | {"seed": seed_to_json(options.seed)}
+    extra = {"lr": schedules.to_json(options.lr)} if hasattr(options, "lr") else {}
+    return dataclasses.asdict(options) | {"seed": seed_to_json(options.seed)} | extra
 
 
 def options_from_json(kind, saved: dict | None):
     """The `kind` (Options or FlowOptions) saved by `options_to_json`."""
     if saved is None:
         return None
-    return kind(**(saved | {"seed": seed_from_json(saved["seed"])}))
+    extra = {"lr": schedules.from_json(saved["lr"])} if "lr" in saved else {}
+    return kind(**(saved | {"seed": seed_from_json(saved["seed"])} | extra))
 
 
 def fingerprint(S: np.ndarray) -> dict:

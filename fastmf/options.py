@@ -98,6 +98,12 @@ class _Start:
     complement: str = setting(
         "compressed|full", "complement engine: 'compressed' (k x k) or 'full' (m x k)", "compressed"
     )
+    init: str = setting(
+        "gaussian|balanced|symmetric",
+        "law of the random start: iid Gaussian U0, V0; 'balanced' (V0 rescaled so that V0^T V0 = U0^T U0); "
+        "'symmetric' (V0 = U0, square Sigma)",
+        "gaussian",
+    )
 
     def _check_start(self) -> None:
         for f in dataclasses.fields(self):  # None asks for the default, also where that is not None
@@ -108,6 +114,7 @@ class _Start:
         _set(self, "init_scale", _number_or_theory(self.init_scale, "init_scale"))
         _check_seed(self.seed)
         _choice(self.complement, "complement", ("compressed", "full"))
+        _choice(self.init, "init", INITS)
 
     def _resolve_start(self, shape, s, sigma_1, U0) -> dict:
         """k, init_scale and seed filled in (s: the singular values, None on the direct path);
@@ -122,6 +129,8 @@ class _Start:
             k = int(np.size(s))
         if k > min(m, n):
             raise ValueError(f"k must be at most min(m, n) = {min(m, n)} for Sigma of shape {m} x {n}, got {k}")
+        if self.init == "symmetric" and m != n:
+            raise ValueError(f"init='symmetric' (V0 = U0) needs a square Sigma, got {m} x {n}; use init='gaussian'")
         if U0 is not None:
             return {"k": k, "init_scale": None, "seed": None}
         init_scale = self.init_scale
@@ -145,9 +154,10 @@ class Options(_Start):
     k : int or None
         Width of the factors, 1 <= k <= min(m, n); may differ from the rank r of Sigma.
         Default r.
-    lr : float, "theory" or None
+    lr : float, "theory", schedule or None
         Step size; default DEFAULTS.lr / sigma_1. "theory": Theorem 1.1's
-        eta = sigma_d eps^2 / (d sigma_1^3) (`fastmf.theory.step_size`).
+        eta = sigma_d eps^2 / (d sigma_1^3) (`fastmf.theory.step_size`). A schedule: a
+        `fastmf.schedules.Schedule` or any callable t -> eta_t on integer arrays of steps.
     max_iter : int or None
         Steps; default DEFAULTS.max_iter.
     init_scale : float, "theory" or None
@@ -171,6 +181,21 @@ class Options(_Start):
         How the split engine keeps the complement.
     method : {"auto", "split", "direct"}
         The engine (see `fastmf.solve`).
+    init : {"gaussian", "balanced", "symmetric"}
+        The law of the random start (`fastmf.init`).
+    balance : float
+        lam >= 0 of the balancing regularizer: GD on
+        1/2 ||U V^T - Sigma||_F^2 + (lam / 8) ||U^T U - V^T V||_F^2 (0: plain GD). The
+        recorded loss stays the plain loss.
+    update : {"simultaneous", "alternating"}
+        "alternating": U steps first, then V from the new U.
+    precondition : float or None
+        lam >= 0 of ScaledGD: each factor's step times (G + lam I)^-1, G the other
+        factor's Gram (None: plain GD; lam > 0 is the damped form, for small starts).
+    noise : float
+        nu >= 0 of perturbed GD: iid N(0, nu^2) added to every entry of U and V after each
+        step, from the run's seed (exact in law on the compressed complement, path by path
+        on the full one and the direct path).
     """
 
     lr: float | str | None = setting(
@@ -188,10 +213,14 @@ class Options(_Start):
     )
     delta: float | None = setting("float>0", "loss level whose first step is T_delta (default: tol, if > 0)")
     method: str = setting("auto|split|direct", "engine: 'split' (singular basis), 'direct' or 'auto'", "auto")
+    balance: float = setting("float>=0", "lam of the balancing regularizer (lam/8)||U^T U - V^T V||_F^2", 0.0)
+    update: str = setting("simultaneous|alternating", "update U and V together, or U first then V", "simultaneous")
+    precondition: float | None = setting("float>=0", "ScaledGD: steps times (V^T V + lam I)^-1 (default: none)")
+    noise: float = setting("float>=0", "perturbed GD: std of the Gaussian noise added to U and V each step", 0.0)
 
     def __post_init__(self):
         self._check_start()
-        _set(self, "lr", _number_or_theory(self.lr, "lr"))
+        _set(self, "lr", self.lr if _is_schedule(self.lr) else _number_or_theory(self.lr, "lr"))
         if self.max_iter is not None:
             _set(self, "max_iter", positive_int(self.max_iter, "max_iter", minimum=0))
         _set(self, "tol", finite_float(self.tol, "tol"))
@@ -202,6 +231,17 @@ class Options(_Start):
         if self.delta is not None:
             _set(self, "delta", finite_float(self.delta, "delta", positive=True))
         _choice(self.method, "method", ("auto", "split", "direct"))
+        _set(self, "balance", finite_float(self.balance, "balance"))
+        _choice(self.update, "update", UPDATES)
+        if self.precondition is not None:
+            _set(self, "precondition", finite_float(self.precondition, "precondition"))
+        _set(self, "noise", finite_float(self.noise, "noise"))
+
+    @property
+    def plain(self) -> bool:
+        """Is this plain constant-step GD (no variant), the algorithm the theorems are about?"""
+        return (not _is_schedule(self.lr) and self.balance == 0 and self.update == "simultaneous"
+                and self.precondition is None and self.noise == 0)  # fmt: skip
 
     def resolve(self, shape, sigma_1: float, s=None, U0=None) -> Options:
         """A copy with every default and "theory" value filled in (record_every and
@@ -214,10 +254,13 @@ class Options(_Start):
         lr = self.lr
         if lr is None:
             lr = default_lr(sigma_1)
+        elif _is_schedule(lr):
+            pass
         elif lr == "theory":
             s = _needs_spectrum(s, "lr")
             lr = theory.step_size(s, start["init_scale"] or self._resolve_start(shape, s, sigma_1, None)["init_scale"])
-        lr = finite_float(lr, "lr", positive=True)
+        if not _is_schedule(lr):
+            lr = finite_float(lr, "lr", positive=True)
         max_iter = DEFAULTS.max_iter if self.max_iter is None else self.max_iter
         spectral_every = 0 if s is None else self.spectral_every  # None: the engine's default
         delta = (self.tol if self.tol > 0 else None) if self.delta is None else self.delta
@@ -277,6 +320,8 @@ class FlowOptions(_Start):
 # leaves the loss hovering near (rtol sigma_1)^2, while LSODA switches to BDF and keeps it
 # decaying, in fewer right-hand sides. So LSODA is the default.
 ODE_METHODS = ("LSODA", "DOP853", "RK45", "RK23", "Radau", "BDF")
+INITS = ("gaussian", "balanced", "symmetric")
+UPDATES = ("simultaneous", "alternating")
 
 
 def merged(kind, options, given: dict):
@@ -307,6 +352,11 @@ def _check_seed(seed) -> None:
 
 def _set(obj, name, value) -> None:
     object.__setattr__(obj, name, value)  # the frozen dataclass's own checked value
+
+
+def _is_schedule(value) -> bool:
+    """A step-size schedule: a callable (`fastmf.schedules`)."""
+    return callable(value)
 
 
 def _number_or_theory(value, name):

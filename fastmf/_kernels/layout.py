@@ -36,3 +36,10 @@ N_CHEAP = SIGMA_MIN_A  # KEYS[:N_CHEAP] need no eigenvalue
 # the spectral columns come from one tracked extreme eigenvalue each (diagnostics.record),
 # whose eigenvectors are carried from record to record
 N_TRACKED = N_KEYS - N_CHEAP
+
+# variant[] of a run (float64, N_VARIANT slots; `fastmf.options.Options` names the variants),
+# in the run's internal units (`fastmf.scaling`)
+BALANCE = 0  # lam of the balancing regularizer (lam / 8) ||U^T U - V^T V||_F^2; 0: none
+ALTERNATING = 1  # 1: the Y side steps from the new X (alternating GD); 0: simultaneous
+PRECONDITION = 2  # lam of ScaledGD's (G + lam I)^-1; < 0: none
+N_VARIANT = 3
