@@ -131,14 +131,14 @@ class _Start:
             raise ValueError(f"k must be at most min(m, n) = {min(m, n)} for Sigma of shape {m} x {n}, got {k}")
         if self.init == "symmetric" and m != n:
             raise ValueError(f"init='symmetric' (V0 = U0) needs a square Sigma, got {m} x {n}; use init='gaussian'")
-        if U0 is not None:
-            return {"k": k, "init_scale": None, "seed": None}
+        seed = np.random.SeedSequence().entropy if self.seed is None else self.seed
+        if U0 is not None:  # the seed of a given start feeds only perturbed GD's noise (`fastmf.noise`)
+            return {"k": k, "init_scale": None, "seed": seed if getattr(self, "noise", 0) > 0 else None}
         init_scale = self.init_scale
         if init_scale is None:
             init_scale = default_init_scale(sigma_1, m, n)
         elif init_scale == "theory":
             init_scale = theory.init_scale(_needs_spectrum(s, "init_scale"), m, n)
-        seed = np.random.SeedSequence().entropy if self.seed is None else self.seed
         return {"k": k, "init_scale": finite_float(init_scale, "init_scale", positive=True), "seed": seed}
 
 
