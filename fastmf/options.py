@@ -155,7 +155,8 @@ class Options(_Start):
         Width of the factors, 1 <= k <= min(m, n); may differ from the rank r of Sigma.
         Default r.
     lr : float, "theory", schedule or None
-        Step size; default DEFAULTS.lr / sigma_1. "theory": Theorem 1.1's
+        Step size; default DEFAULTS.lr / sigma_1 (DEFAULTS.lr with `precondition`, whose
+        step is scale-free). "theory": Theorem 1.1's
         eta = sigma_d eps^2 / (d sigma_1^3) (`fastmf.theory.step_size`). A schedule: a
         `fastmf.schedules.Schedule` or any callable t -> eta_t on integer arrays of steps.
     max_iter : int or None
@@ -252,8 +253,8 @@ class Options(_Start):
         random start would have)."""
         start = self._resolve_start(shape, s, sigma_1, U0)
         lr = self.lr
-        if lr is None:
-            lr = default_lr(sigma_1)
+        if lr is None:  # ScaledGD's step is scale-free: its (G + lam I)^-1 carries the 1 / sigma
+            lr = DEFAULTS.lr if self.precondition is not None else default_lr(sigma_1)
         elif _is_schedule(lr):
             pass
         elif lr == "theory":

@@ -27,7 +27,7 @@ class Stages:
     T_delta: float | None
     delta: float | None
     rate: float | None
-    rate_theory: float
+    rate_theory: float | None
 
 
 def detect(axis, loss, T1, T0, delta, rate_theory, s, delta_reported) -> Stages:

@@ -128,3 +128,25 @@ def lemma_3_3_bound(p: float, sigma_d: float, sigma_1: float, lr: float, beta: f
     if p >= 0:
         return 0.0
     return (1 - lr * sigma_d) ** 2 * p - (8 + 6 * beta) / (1 - beta) * sigma_1**3 * lr**2
+
+
+def outside(options) -> list[str]:
+    """What takes a GD run (resolved `fastmf.Options`) outside the assumptions of Ye and Du
+    2021's theorems, which are about plain GD: constant step, simultaneous updates, no
+    regularizer, no noise, from an iid Gaussian start. One phrase per departure; empty for
+    plain GD from a Gaussian (or given) start. The stage tests (T1, T0) and the recorded
+    quantities stay defined; the theorems' bounds and rates need not hold."""
+    found = []
+    if callable(options.lr):
+        found.append("a step-size schedule (the theorems take a constant step)")
+    if options.balance > 0:
+        found.append(f"the balancing regularizer (balance={options.balance:g})")
+    if options.update != "simultaneous":
+        found.append("alternating updates")
+    if options.precondition is not None:
+        found.append(f"preconditioned steps (precondition={options.precondition:g})")
+    if options.noise > 0:
+        found.append(f"noise added each step (noise={options.noise:g})")
+    if options.init != "gaussian":
+        found.append(f"a {options.init} start (the theorems draw U0 and V0 independently)")
+    return found
