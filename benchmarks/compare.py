@@ -58,6 +58,12 @@
     rank-10 signal (singular values 10..1 times sqrt(3000)) plus unit noise: medians of 5 fits
     after a warm-up, the errors above the optimum, and the steps GD needs to match
     TruncatedSVD's error exactly.
+16. The GD variants side by side (balancing regularizer, alternating updates, ScaledGD,
+    perturbed GD, against plain GD): for kappa = 1, 10, 100 (s = geomspace(kappa, 1, 10)),
+    d = k = 10, m = n = 10**6, 100 seeds each by `solve_batch`, the steps to loss 1e-10
+    (median and range), the imbalance ||U^T U - V^T V||_F at the end (median) and the wall
+    time; then the cost of a step of each variant against plain GD's (`solve`, compressed, k
+    = 10, loss every step; and `solve_batch` per run-step), medians of repeats.
 
 The machines this runs on are shared: timings are medians of repeats spread over time,
 with the minimum beside them as the quiet-machine figure.
@@ -66,6 +72,7 @@ with the minimum beside them as the quiet-machine figure.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -78,6 +85,7 @@ from numba import njit
 
 import fastmf
 from fastmf import _kernels as K
+from fastmf.solver import split_or_direct
 from fastmf.split import diagnostic_work
 
 
@@ -662,6 +670,68 @@ def estimator(repeats):
               f"TruncatedSVD's error after {match}")  # fmt: skip
 
 
+def _variants(kappa):
+    """(name, Options) of section 16; every variant from plain GD's start and, but ScaledGD, step."""
+    sigma_1 = float(kappa)
+    lr = 0.3 / sigma_1
+    return [
+        ("plain GD", fastmf.Options(lr=lr)),
+        ("balanced (lam = 1)", fastmf.Options(lr=lr, balance=1.0)),
+        ("alternating", fastmf.Options(lr=lr, update="alternating")),
+        ("ScaledGD (lam = 0.1 sigma_d)", fastmf.Options(lr=0.3, precondition=0.1)),
+        ("perturbed (nu = 1e-12)", fastmf.Options(lr=lr, noise=1e-12)),
+    ]
+
+
+def _imbalance(run):
+    """||U^T U - V^T V||_F from the small state of a `SolveResult`."""
+    gu = run.Up.T @ run.Up + run.L_U.T @ run.L_U
+    gv = run.Vp.T @ run.Vp + run.L_V.T @ run.L_V
+    return float(np.linalg.norm(gu - gv))
+
+
+def variants(runs, repeats):
+    print(f"\n16. GD variants, d = k = 10, m = n = 10**6, {runs} seeds each, to loss 1e-10 (max 20000 steps)")
+    print(f"   {'kappa':>5}  {'variant':<30}{'steps to 1e-10: median [min, max]':>36}{'imbalance':>11}{'wall s':>8}")
+    for kappa in (1, 10, 100):
+        problem = fastmf.Problem.from_spectrum(np.geomspace(kappa, 1.0, 10), 10**6, 10**6)
+        for name, options in _variants(kappa):
+            options = dataclasses.replace(options, max_iter=20_000, tol=1e-10, delta=1e-10)
+            fastmf.solve_batch(problem, options=dataclasses.replace(options, max_iter=2), seeds=[0])  # compile
+            t0 = time.perf_counter()
+            batch = fastmf.solve_batch(problem, options=options, seeds=range(runs))
+            wall = time.perf_counter() - t0
+            hit = batch.T_delta[np.isfinite(batch.T_delta)]
+            steps = f"{np.median(hit):8.0f} [{hit.min():.0f}, {hit.max():.0f}]" if hit.size else "never"
+            if hit.size < runs:
+                steps += f" ({runs - hit.size} never)"
+            imbalance = np.median([_imbalance(batch[i]) for i in range(runs)])
+            print(f"   {kappa:5d}  {name:<30}{steps:>36}{imbalance:11.2e}{wall:8.2f}")
+    problem = fastmf.Problem.from_spectrum(np.geomspace(10.0, 1.0, 10), 10**6, 10**6)
+    print(
+        "   cost of a step against plain GD's (kappa = 10; solve: loss every step, spectral_every=0; "
+        "solve_batch: 256 seeds, record_every=10)"
+    )
+    base = {}
+    for name, options in _variants(10):
+        one = dataclasses.replace(options, max_iter=10**9, record_every=1, spectral_every=0, seed=0)
+        t_one = _per_step(split_or_direct(problem, one), 5000, repeats)
+        many = dataclasses.replace(options, max_iter=2000, record_every=10)
+        fastmf.solve_batch(problem, options=dataclasses.replace(many, max_iter=2), seeds=[0])
+        t_many = np.median([_timed(lambda many=many: fastmf.solve_batch(problem, options=many, seeds=range(256)))
+                            for _ in range(repeats)]) / (2000 * 256)  # fmt: skip
+        base.setdefault("one", t_one)
+        base.setdefault("many", t_many)
+        print(f"   {name:<30} solve {t_one * 1e6:6.2f} us/step ({t_one / base['one']:4.2f}x)   "
+              f"solve_batch {t_many * 1e6:6.3f} us/run-step ({t_many / base['many']:4.2f}x)")  # fmt: skip
+
+
+def _per_step(run, steps, repeats):
+    """Median seconds per step of an engine advanced `steps` steps at a time, after a first step."""
+    run.advance(1)
+    return float(np.median([_timed(lambda: run.advance(steps)) / steps for _ in range(repeats)]))
+
+
 def _timed(f):
     t0 = time.perf_counter()
     f()
@@ -672,7 +742,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer repeats and steps")
     ap.add_argument("--numpy-steps", type=int, default=30)
-    ap.add_argument("--only", type=int, choices=range(1, 16), help="run only this measurement")
+    ap.add_argument("--only", type=int, choices=range(1, 17), help="run only this measurement")
     args = ap.parse_args()
     repeats = 3 if args.quick else 7
     try:
@@ -702,6 +772,7 @@ def main():
         lambda: thread_scaling(repeats),
         lambda: long_runs(10**4 if args.quick else 10**5),
         lambda: estimator(repeats),
+        lambda: variants(20 if args.quick else 100, repeats),
     ]
     for number, section in enumerate(sections, 1):
         if args.only in (None, number):
