@@ -69,74 +69,55 @@ def _grams(X, r, G, Gc):
 
 
 @kernel
-def _shifted(G, eta, H):
-    """H = I - eta G, lane by lane: plain GD's factor."""
-    k, lanes = G.shape[1], G.shape[2]
-    for a in range(k):
-        for b in range(k):
-            for q in range(lanes):
-                H[a, b, q] = (1.0 if a == b else 0.0) - eta[q] * G[a, b, q]
-
-
-@kernel
-def _cholesky(G, lamp, F):
-    """F lower triangular with F F^T = G + lamp I, lane by lane (a non-positive pivot gives NaN,
-    which stops the run as diverged)."""
-    k, lanes = G.shape[1], G.shape[2]
-    for j in range(k):
-        for i in range(j, k):
-            for q in range(lanes):
-                F[i, j, q] = G[i, j, q] + (lamp if i == j else 0.0)
-            for c in range(j):
-                for q in range(lanes):
-                    F[i, j, q] -= F[i, c, q] * F[j, c, q]
-        for q in range(lanes):
-            F[j, j, q] = np.sqrt(F[j, j, q])
-        for i in range(j + 1, k):
-            for q in range(lanes):
-                F[i, j, q] /= F[j, j, q]
-
-
-@kernel
-def _right_solve(F, B):
-    """B = B (F F^T)^-1 in place, row by row and lane by lane (F from `_cholesky`)."""
-    k, lanes = F.shape[1], F.shape[2]
-    for i in range(B.shape[0]):
-        for j in range(k):
-            for c in range(j):
-                for q in range(lanes):
-                    B[i, j, q] -= F[j, c, q] * B[i, c, q]
-            for q in range(lanes):
-                B[i, j, q] /= F[j, j, q]
-        for j in range(k - 1, -1, -1):
-            for c in range(j + 1, k):
-                for q in range(lanes):
-                    B[i, j, q] -= F[c, j, q] * B[i, c, q]
-            for q in range(lanes):
-                B[i, j, q] /= F[j, j, q]
-
-
-@kernel
-def _variant_factor(G, Go, Y, half_bal, lamp, eta, H, F, Yp):
+def _variant_factor(G, Go, Y, half_bal, lamp, eta, H, F, B, Yp):
     """H = I - eta (G + half_bal (Go - G)) P^-1 and Yp = Y[:r] P^-1, with P = G + lamp I
-    (ScaledGD), or P = I when lamp < 0 (then Yp is left alone: the step reads Y)."""
+    (ScaledGD), or P = I when lamp < 0 (Yp is then left alone: the step reads Y). F (k, k,
+    lanes) and B (k + r, k, lanes) are work: P = F F^T (Cholesky; a non-positive pivot gives
+    NaN, which stops the run as diverged), B = [G + half_bal (Go - G); Y[:r]] solved row by row."""
     k, lanes = G.shape[1], G.shape[2]
+    r = Yp.shape[0]
     for a in range(k):
         for b in range(k):
             for q in range(lanes):
-                H[a, b, q] = G[a, b, q] + half_bal * (Go[a, b, q] - G[a, b, q])
+                B[a, b, q] = G[a, b, q] + half_bal * (Go[a, b, q] - G[a, b, q])
     if lamp >= 0:
-        _cholesky(G, lamp, F)
-        _right_solve(F, H)
-        for i in range(Yp.shape[0]):
+        for i in range(r):
             for b in range(k):
                 for q in range(lanes):
-                    Yp[i, b, q] = Y[i, b, q]
-        _right_solve(F, Yp)
+                    B[k + i, b, q] = Y[i, b, q]
+        for j in range(k):
+            for i in range(j, k):
+                for q in range(lanes):
+                    F[i, j, q] = G[i, j, q] + (lamp if i == j else 0.0)
+                for c in range(j):
+                    for q in range(lanes):
+                        F[i, j, q] -= F[i, c, q] * F[j, c, q]
+            for q in range(lanes):
+                F[j, j, q] = np.sqrt(F[j, j, q])
+            for i in range(j + 1, k):
+                for q in range(lanes):
+                    F[i, j, q] /= F[j, j, q]
+        for i in range(k + r):  # row i of B times P^-1: F z = B[i], then F^T B[i] = z
+            for j in range(k):
+                for c in range(j):
+                    for q in range(lanes):
+                        B[i, j, q] -= F[j, c, q] * B[i, c, q]
+                for q in range(lanes):
+                    B[i, j, q] /= F[j, j, q]
+            for j in range(k - 1, -1, -1):
+                for c in range(j + 1, k):
+                    for q in range(lanes):
+                        B[i, j, q] -= F[c, j, q] * B[i, c, q]
+                for q in range(lanes):
+                    B[i, j, q] /= F[j, j, q]
+        for i in range(r):
+            for b in range(k):
+                for q in range(lanes):
+                    Yp[i, b, q] = B[k + i, b, q]
     for a in range(k):
         for b in range(k):
             for q in range(lanes):
-                H[a, b, q] = (1.0 if a == b else 0.0) - eta[q] * H[a, b, q]
+                H[a, b, q] = (1.0 if a == b else 0.0) - eta[q] * B[a, b, q]
 
 
 @kernel
@@ -161,58 +142,29 @@ def _half_step(X, Y, s, eta, H, Xn):
 
 
 @kernel
-def _side(X, Y, G, Go, s, eta, variant, H, F, Yp, Xn):
+def _side(X, Y, G, Go, s, eta, variant, H, F, B, Yp, Xn):
     """Xn: X after one GD step of the variant (`layout` BALANCE, PRECONDITION) with G = Y^T Y
-    and Go = X^T X (docs/maths.md section 4b): X H_X + eta [(s o Y[:r]) P^-1; 0]."""
+    and Go = X^T X (docs/maths.md section 4b): X H + eta [(s o Y[:r]) P^-1; 0]."""
     half_bal, lamp = 0.5 * variant[BALANCE], variant[PRECONDITION]
-    if half_bal == 0 and lamp < 0:  # plain GD
-        _shifted(G, eta, H)
+    if half_bal == 0 and lamp < 0:  # plain GD: H = I - eta G
+        k, lanes = G.shape[1], G.shape[2]
+        for a in range(k):
+            for b in range(k):
+                for q in range(lanes):
+                    H[a, b, q] = (1.0 if a == b else 0.0) - eta[q] * G[a, b, q]
         _half_step(X, Y, s, eta, H, Xn)
         return
-    _variant_factor(G, Go, Y, half_bal, lamp, eta, H, F, Yp)
+    _variant_factor(G, Go, Y, half_bal, lamp, eta, H, F, B, Yp)
     _half_step(X, Yp if lamp >= 0 else Y, s, eta, H, Xn)
-
-
-@kernel
-def _householder_r(A, w):
-    """A = the R of its QR (upper triangular, in A's first min(rows, k) rows), lane by lane,
-    by Householder reflections; w is (3, lanes) work."""
-    rows, k, lanes = A.shape
-    half, alpha, dot = w[0], w[1], w[2]
-    for j in range(min(rows, k)):
-        for q in range(lanes):
-            half[q] = 0.0
-        for i in range(j, rows):
-            for q in range(lanes):
-                half[q] += A[i, j, q] * A[i, j, q]
-        for q in range(lanes):  # A[j:, j] becomes v = A[j:, j] - alpha e_j, v^T v = 2 half
-            alpha[q] = -np.copysign(np.sqrt(half[q]), A[j, j, q])
-            half[q] -= alpha[q] * A[j, j, q]
-            A[j, j, q] -= alpha[q]
-        for c in range(j + 1, k):  # A[j:, c] -= v (v^T A[j:, c]) / half
-            for q in range(lanes):
-                dot[q] = 0.0
-            for i in range(j, rows):
-                for q in range(lanes):
-                    dot[q] += A[i, j, q] * A[i, c, q]
-            for q in range(lanes):
-                dot[q] = dot[q] / half[q] if half[q] > 0 else 0.0
-            for i in range(j, rows):
-                for q in range(lanes):
-                    A[i, c, q] -= dot[q] * A[i, j, q]
-        for q in range(lanes):
-            A[j, j, q] = alpha[q]
-        for i in range(j + 1, rows):
-            for q in range(lanes):
-                A[i, j, q] = 0.0
 
 
 @kernel
 def _perturb(X, r, Z, B, j, A, w):
     """Perturbed GD's noise of step j of the call (`fastmf.noise`, compressed form), lane by
     lane: X[:r] += Z[q, j, :r]; the complement L = X[r:] becomes the R of the QR of
-    [L + Z[q, j, r:]; B[q, j]], or L + Z[q, j, r:] when B has no rows (the frame is then the
-    whole complement: exact path by path). A is ((rows - r) + p, k, lanes) work."""
+    [L + Z[q, j, r:]; B[q, j]] (Householder reflections), or L + Z[q, j, r:] when B has no
+    rows (the frame is then the whole complement: exact path by path). A is
+    ((rows - r) + p, k, lanes) work, w (3, lanes)."""
     rows, k, lanes = X.shape
     p = B.shape[2]
     for i in range(rows):
@@ -221,15 +173,38 @@ def _perturb(X, r, Z, B, j, A, w):
                 X[i, b, q] += Z[q, j, i, b]
     if p == 0:
         return
-    for i in range(r, rows):
+    n = rows - r + p
+    for i in range(n):
         for b in range(k):
             for q in range(lanes):
-                A[i - r, b, q] = X[i, b, q]
-    for i in range(p):
-        for b in range(k):
+                A[i, b, q] = X[r + i, b, q] if i < rows - r else B[q, j, i - rows + r, b]
+    half, alpha, dot = w[0], w[1], w[2]
+    for c in range(min(n, k)):  # A[c:, c] becomes v = A[c:, c] - alpha e_c, v^T v = 2 half
+        for q in range(lanes):
+            half[q] = 0.0
+        for i in range(c, n):
             for q in range(lanes):
-                A[rows - r + i, b, q] = B[q, j, i, b]
-    _householder_r(A, w)
+                half[q] += A[i, c, q] * A[i, c, q]
+        for q in range(lanes):
+            alpha[q] = -np.copysign(np.sqrt(half[q]), A[c, c, q])
+            half[q] -= alpha[q] * A[c, c, q]
+            A[c, c, q] -= alpha[q]
+        for b in range(c + 1, k):  # A[c:, b] -= v (v^T A[c:, b]) / half
+            for q in range(lanes):
+                dot[q] = 0.0
+            for i in range(c, n):
+                for q in range(lanes):
+                    dot[q] += A[i, c, q] * A[i, b, q]
+            for q in range(lanes):
+                dot[q] = dot[q] / half[q] if half[q] > 0 else 0.0
+            for i in range(c, n):
+                for q in range(lanes):
+                    A[i, b, q] -= dot[q] * A[i, c, q]
+        for q in range(lanes):
+            A[c, c, q] = alpha[q]
+        for i in range(c + 1, n):
+            for q in range(lanes):
+                A[i, c, q] = 0.0
     for i in range(r, rows):
         for b in range(k):
             for q in range(lanes):
@@ -350,7 +325,8 @@ def _run_block(Xs, Ys, s, lrs, lr_scale, variant, ZX, BX, ZY, BY, tol, t_start, 
     Xn, Yn = np.empty_like(X), np.empty_like(Y)
     G = np.empty((10, k, k, lanes), X.dtype)
     N, M, Nn, Mn, Nc, Mc, Nnc, Mnc, H, F = G[0], G[1], G[2], G[3], G[4], G[5], G[6], G[7], G[8], G[9]
-    P = np.empty((r, k, lanes), X.dtype)  # ScaledGD's preconditioned principal rows
+    P = np.empty((r, k, lanes), X.dtype)  # ScaledGD's preconditioned principal rows, and its work
+    B = np.empty((k + r, k, lanes), X.dtype)
     AX = np.empty((rows - r + BX.shape[2], k, lanes), X.dtype)  # perturbed GD's QR
     AY = np.empty((Y.shape[0] - r + BY.shape[2], k, lanes), X.dtype)
     eta = np.empty(lanes, X.dtype)
@@ -374,12 +350,10 @@ def _run_block(Xs, Ys, s, lrs, lr_scale, variant, ZX, BX, ZY, BY, tol, t_start, 
         factor = lr_scale[min(t - t_start, lr_scale.size - 1)]
         for q in range(lanes):
             eta[q] = lrs[q] * factor
-        _side(X, Y, M, N, s, eta, variant, H, F, P, Xn)
+        _side(X, Y, M, N, s, eta, variant, H, F, B, P, Xn)
         if alternating:  # the Y side steps from the new X
             _grams(Xn, r, Nn, Nnc)
-            _side(Y, Xn, Nn, M, s, eta, variant, H, F, P, Yn)
-        else:
-            _side(Y, X, N, M, s, eta, variant, H, F, P, Yn)
+        _side(Y, Xn if alternating else X, Nn if alternating else N, M, s, eta, variant, H, F, B, P, Yn)
         if noisy:
             _perturb(Xn, r, ZX, BX, t - t_start, AX, w)
             _perturb(Yn, r, ZY, BY, t - t_start, AY, w)
