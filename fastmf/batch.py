@@ -50,12 +50,16 @@ class BatchRun:
         self.s = scale.inward(problem.s, 1)
         self.Xs, self.Ys = Xs, Ys  # internal units, C order, updated in place
         dtype = problem.dtype
-        # the step of run i at step t is inner_lrs[i] * the schedule's factor at t (`run_batch`)
+        # the step of run i at step t is inner_lrs[i] * the schedule's factor at t (`run_batch`);
+        # ScaledGD's step, lr (G + lam I)^-1 times a gradient, makes its lr a pure number
+        self.lr_power = -1 if options.precondition is None else 0
         self.schedule = options.lr if callable(options.lr) else None
-        if self.schedule is None:
+        if self.schedule is not None:
+            self.inner_lrs = np.ones(seeds.size, dtype)
+        elif self.lr_power:
             self.inner_lrs = np.array([internal_lr(scale, lr, self.s[0], dtype) for lr in lrs], dtype)
         else:
-            self.inner_lrs = np.ones(seeds.size, dtype)
+            self.inner_lrs = np.asarray(lrs, dtype)
         lamp = -1.0 if options.precondition is None else scale.inward(options.precondition, 1)
         self.variant = np.zeros(S.N_VARIANT)
         self.variant[[S.BALANCE, S.ALTERNATING, S.PRECONDITION]] = options.balance, options.update == "alternating", lamp
@@ -125,7 +129,7 @@ class BatchRun:
             return np.ones(1, dtype)
         values = schedules.values(self.schedule, np.arange(self.step, t_stop))
         with np.errstate(over="ignore"):
-            inner = self.scale.inward(values, -1).astype(dtype)
+            inner = self.scale.inward(values, self.lr_power).astype(dtype)
         if not np.all(np.isfinite(inner)):
             raise ValueError(f"the lr schedule goes beyond the range of {dtype.name} for this Sigma; use smaller steps")
         return inner
