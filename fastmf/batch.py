@@ -62,11 +62,13 @@ class BatchRun:
             self.inner_lrs = np.asarray(lrs, dtype)
         lamp = -1.0 if options.precondition is None else scale.inward(options.precondition, 1)
         self.variant = np.zeros(S.N_VARIANT)
-        self.variant[[S.BALANCE, S.ALTERNATING, S.PRECONDITION]] = options.balance, options.update == "alternating", lamp
+        alternating = options.update == "alternating"
+        self.variant[[S.BALANCE, S.ALTERNATING, S.PRECONDITION]] = options.balance, alternating, lamp
         # perturbed GD: one noise stream per run, compressed form (`fastmf.noise`)
         self.streams = [NoiseStream(int(seed)) for seed in seeds] if options.noise > 0 else None
         self.nu = scale.inward(options.noise, 0.5)
-        self.sides = [(A.shape[1], A.shape[2], dim - A.shape[1]) for A, dim in zip((Xs, Ys), problem.shape, strict=True)]
+        self.sides = [(A.shape[1], A.shape[2], dim - A.shape[1])
+                      for A, dim in zip((Xs, Ys), problem.shape, strict=True)]  # fmt: skip
         self.tol = min(scale.inward(options.tol, 2), stages.converged_level(self.s, options.k))
         self.delta = -1.0 if options.delta is None else scale.inward(options.delta, 2)
         runs = seeds.size

@@ -106,7 +106,8 @@ def test_schedules_match_numpy(schedule):
     problem, k = SHAPES["k != r, m > n"]
     if schedule == "callable":
         schedule = lambda t: 0.1 + 0.2 * (np.asarray(t) % 3 == 0)  # noqa: E731
-    batch = solve_batch(problem, k, schedule, 50, seeds=SEEDS, init_scale=INIT, history=True, options=Options(balance=0.2))
+    options = Options(balance=0.2)
+    batch = solve_batch(problem, k, schedule, 50, seeds=SEEDS, init_scale=INIT, history=True, options=options)
     assert np.all(np.isnan(batch.lr)) and batch.options.lr is schedule
     np.testing.assert_array_equal(batch.history["lr"], schedule(batch.steps))
     _check_runs(batch, problem, k, 50, lambda t: float(schedule(np.array([t]))[0]), balance=0.2)

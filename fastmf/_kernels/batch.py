@@ -21,8 +21,20 @@ from numba import prange
 from ._jit import kernel
 from .blocks import _due
 from .fpmode import mode_on, mode_restore
-from .layout import (ALTERNATING, BALANCE, CONVERGED, DIVERGED, FINAL_LOSS, N_ITER, PRECONDITION, RUNNING, STATUS, T0,
-                     T1, T_DELTA)  # fmt: skip
+from .layout import (
+    ALTERNATING,
+    BALANCE,
+    CONVERGED,
+    DIVERGED,
+    FINAL_LOSS,
+    N_ITER,
+    PRECONDITION,
+    RUNNING,
+    STATUS,
+    T0,
+    T1,
+    T_DELTA,
+)
 from .stages import passes_lanes
 
 LANES = 32
