@@ -12,17 +12,19 @@ max_iter.
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 
 import numpy as np
 
 from . import _kernels as K
 from . import options as settings
-from . import stages
+from . import schedules, stages
 from ._kernels import layout as S
 from ._kernels.batch import run_batch
 from .driver import Control, drive
 from .init import initial_factors, stack
+from .noise import NoiseStream
 from .options import Options, merged
 from .problem import Problem
 from .recorder import internal_lr
@@ -47,7 +49,26 @@ class BatchRun:
         self.scale = scale = Scale.of(problem.sigma_1)
         self.s = scale.inward(problem.s, 1)
         self.Xs, self.Ys = Xs, Ys  # internal units, C order, updated in place
-        self.inner_lrs = np.array([internal_lr(scale, lr, self.s[0], problem.dtype) for lr in lrs], problem.dtype)
+        dtype = problem.dtype
+        # the step of run i at step t is inner_lrs[i] * the schedule's factor at t (`run_batch`);
+        # ScaledGD's step, lr (G + lam I)^-1 times a gradient, makes its lr a pure number
+        self.lr_power = -1 if options.precondition is None else 0
+        self.schedule = options.lr if callable(options.lr) else None
+        if self.schedule is not None:
+            self.inner_lrs = np.ones(seeds.size, dtype)
+        elif self.lr_power:
+            self.inner_lrs = np.array([internal_lr(scale, lr, self.s[0], dtype) for lr in lrs], dtype)
+        else:
+            self.inner_lrs = np.asarray(lrs, dtype)
+        lamp = -1.0 if options.precondition is None else scale.inward(options.precondition, 1)
+        self.variant = np.zeros(S.N_VARIANT)
+        alternating = options.update == "alternating"
+        self.variant[[S.BALANCE, S.ALTERNATING, S.PRECONDITION]] = options.balance, alternating, lamp
+        # perturbed GD: one noise stream per run, compressed form (`fastmf.noise`)
+        self.streams = [NoiseStream(int(seed)) for seed in seeds] if options.noise > 0 else None
+        self.nu = scale.inward(options.noise, 0.5)
+        self.sides = [(A.shape[1], A.shape[2], dim - A.shape[1])
+                      for A, dim in zip((Xs, Ys), problem.shape, strict=True)]  # fmt: skip
         self.tol = min(scale.inward(options.tol, 2), stages.converged_level(self.s, options.k))
         self.delta = -1.0 if options.delta is None else scale.inward(options.delta, 2)
         runs = seeds.size
@@ -75,6 +96,10 @@ class BatchRun:
     def advance(self, n: int) -> None:
         """Run at most n steps; with the default stride, a call ends where it doubles and the
         losses kept so far are thinned to it (`options.record_stride`, as `Recorder.advance`)."""
+        if self.streams is not None:  # a chunk's noise: at most about 2**22 numbers
+            running = np.count_nonzero(self.summary[:, S.STATUS] == K.RUNNING)
+            per_step = running * sum((rows + min(rest, k)) * k for rows, k, rest in self.sides)
+            n = max(1, min(n, 2**22 // max(per_step, 1)))
         t_stop = min(self.step + n, self.options.max_iter)
         if self.auto:
             t_stop = min(t_stop, settings.DEFAULTS.max_records * self.record_every)
@@ -92,10 +117,36 @@ class BatchRun:
                 grown = np.full((self.losses.shape[0], max(need, 2 * self.losses.shape[1])), np.nan)
                 grown[:, : self.losses.shape[1]] = self.losses
                 self.losses = grown
+        lr_scale = self._schedule(t_stop)
+        noise = self._noise(t_stop)
         with _ONE_AT_A_TIME:
-            run_batch(self.Xs, self.Ys, self.s, self.inner_lrs, self.tol, self.step, t_stop, t_final, every,
-                      self.delta, self.summary, self.losses)  # fmt: skip
+            run_batch(self.Xs, self.Ys, self.s, self.inner_lrs, lr_scale, self.variant, *noise, self.tol, self.step,
+                      t_stop, t_final, every, self.delta, self.summary, self.losses)  # fmt: skip
         self.step = t_stop
+
+    def _schedule(self, t_stop: int) -> np.ndarray:
+        """The schedule's step sizes from this step to t_stop, in internal units ([1]: none)."""
+        dtype = self.problem.dtype
+        if self.schedule is None or t_stop == self.step:
+            return np.ones(1, dtype)
+        values = schedules.values(self.schedule, np.arange(self.step, t_stop))
+        with np.errstate(over="ignore"):
+            inner = self.scale.inward(values, self.lr_power).astype(dtype)
+        if not np.all(np.isfinite(inner)):
+            raise ValueError(f"the lr schedule goes beyond the range of {dtype.name} for this Sigma; use smaller steps")
+        return inner
+
+    def _noise(self, t_stop: int) -> list:
+        """ZX, BX, ZY, BY of `run_batch`: the noise of the running runs from this step to t_stop."""
+        runs, n = self.seeds.size, t_stop - self.step if self.streams is not None else 0
+        out = [np.zeros((runs, n, size, k), self.problem.dtype) for rows, k, rest in self.sides
+               for size in (rows, min(rest, k) if n else 0)]  # fmt: skip
+        if n:
+            for i in np.flatnonzero(self.summary[:, S.STATUS] == K.RUNNING):
+                drawn = self.streams[i].draw(n, self.nu, self.sides)
+                for at, (Z, B) in enumerate(drawn):
+                    out[2 * at][i], out[2 * at + 1][i] = Z, B
+        return out
 
     def latest(self) -> dict:
         """{"step", "loss"}: the median of the runs' last recorded losses."""
@@ -117,20 +168,27 @@ class BatchRun:
         names = np.array([from_kernel(c, status) for c in summary[:, S.STATUS]])
         stage = summary[:, [S.T1, S.T0, S.T_DELTA]].copy()
         stage[stage < 0] = np.nan
-        steps = losses = None
+        steps = losses = step_lr = None
         if self.keep_history:
             every = self.record_every
             steps = np.minimum(np.arange(self.losses.shape[1], dtype=np.int64) * every, self.step)
             used = int(np.max(np.nonzero(np.isfinite(self.losses).any(axis=0))[0], initial=-1)) + 1
             steps, losses = steps[:used], self.scale.outward(self.losses[:, :used], 2)
+            if self.schedule is not None:
+                step_lr = schedules.values(self.schedule, steps)
         kept = self.summary if status == "running" else self.before_final
+        state = {"Xs": self.Xs.copy(), "Ys": self.Ys.copy(), "summary": kept.copy(), "losses": self.losses.copy(),
+                 "step": np.array(self.step)}  # fmt: skip
+        if self.streams is not None:
+            state["noise"] = np.array([json.dumps(stream.state()) for stream in self.streams])
+        if self.schedule is not None:  # what a resume checks a schedule given again against
+            taken = np.arange(min(self.step, 1)) if self.step < 2 else np.array([0, self.step - 1])
+            state["lr_check"] = np.stack([taken, schedules.values(self.schedule, taken)])
         return BatchResult(
             seed=self.seeds.copy(), lr=self.lrs, init_scale=self.scales, n_iter=summary[:, S.N_ITER].astype(np.int64),
             status=names, final_loss=self.scale.outward(summary[:, S.FINAL_LOSS], 2), T1=stage[:, 0],
             T0=stage[:, 1], T_delta=stage[:, 2], message=batch_message(status, names, self.step), steps=steps,
-            losses=losses, problem=self.problem, options=self.options,
-            resume_state={"Xs": self.Xs.copy(), "Ys": self.Ys.copy(), "summary": kept.copy(),
-                          "losses": self.losses.copy(), "step": np.array(self.step)},
+            losses=losses, step_lr=step_lr, problem=self.problem, options=self.options, resume_state=state,
         )  # fmt: skip
 
     def restore(self, saved: BatchResult) -> None:
@@ -138,6 +196,8 @@ class BatchRun:
         self.summary[:] = state["summary"]
         self.losses = state["losses"].copy()
         self.step = int(state["step"])
+        for stream, saved_state in zip(self.streams or [], state.get("noise", []), strict=True):
+            stream.set_state(json.loads(str(saved_state)))
         if self.auto:
             self.record_every = settings.record_stride(self.step)
         final = self.step // self.record_every + 1  # the column of an off-stride final record
@@ -206,7 +266,8 @@ def solve_batch(
         given = dataclasses.replace(options, lr=pair[0], init_scale=pair[1], seed=0, spectral_every=0)
         resolved[pair] = given.resolve(problem.shape, problem.sigma_1, problem.s)
     per_run = [resolved[pair] for pair in zip(lrs, scales, strict=True)]
-    shared = dataclasses.replace(per_run[0], lr=None, init_scale=None, seed=None)
+    scheduled = callable(per_run[0].lr)  # a schedule, shared by the runs, stays in the options
+    shared = dataclasses.replace(per_run[0], lr=per_run[0].lr if scheduled else None, init_scale=None, seed=None)
     scale = Scale.of(problem.sigma_1)
     starts = [
         initial_factors(problem, o.k, o.init_scale, int(seed), None, None, o.complement)
@@ -214,15 +275,27 @@ def solve_batch(
     ]
     Xs = scale.inward(np.stack([stack(left) for left, _ in starts]), 0.5)
     Ys = scale.inward(np.stack([stack(right) for _, right in starts]), 0.5)
-    run = BatchRun(problem, shared, np.array([o.lr for o in per_run]), np.array([o.init_scale for o in per_run]),
-                   seeds.astype(np.int64), Xs, Ys, history)  # fmt: skip
+    lr_column = np.full(runs, np.nan) if scheduled else np.array([o.lr for o in per_run])
+    run = BatchRun(problem, shared, lr_column, np.array([o.init_scale for o in per_run]), seeds.astype(np.int64), Xs,
+                   Ys, history)  # fmt: skip
     return drive(run, control, shared.max_iter, "step")
 
 
-def resume_batch(saved: BatchResult, max_iter, control: Control) -> BatchResult:
-    """Continue the batch saved in `saved` (`fastmf.resume`)."""
+def resume_batch(saved: BatchResult, max_iter, control: Control, lr=None) -> BatchResult:
+    """Continue the batch saved in `saved` (`fastmf.resume`); `lr`: its lr schedule given
+    again (needed when it was the user's own callable, which a file cannot hold), checked
+    against the step sizes it gave."""
     options = saved.options if max_iter is None else dataclasses.replace(saved.options, max_iter=max_iter)
     state = saved.resume_state
+    if lr is not None:
+        if not callable(options.lr) or not callable(lr):
+            raise ValueError("lr= on resume gives a batch's lr schedule again: pass it only for a scheduled batch")
+        check = state["lr_check"]
+        steps = np.concatenate([check[0].astype(np.int64), saved.steps if saved.step_lr is not None else []])
+        kept = np.concatenate([check[1], saved.step_lr if saved.step_lr is not None else []])
+        if not np.allclose(schedules.values(lr, steps.astype(np.int64)), kept, rtol=1e-12, atol=0):
+            raise ValueError("lr: this schedule gives other step sizes than the saved batch's; pass the same schedule")
+        options = dataclasses.replace(options, lr=lr)
     run = BatchRun(saved.problem, options, saved.lr, saved.init_scale, saved.seed, state["Xs"].copy(),
                    state["Ys"].copy(), saved.steps is not None)  # fmt: skip
     run.restore(saved)

@@ -337,6 +337,9 @@ class BatchResult(Sequence):
     steps, losses : ndarray or None
         With ``history=True``: the recorded steps (shared by all runs) and the losses,
         runs x len(steps), NaN past a run's end.
+    step_lr : ndarray or None
+        With ``history=True`` and an lr schedule: the step size at each recorded step
+        (the history's "lr"); the lr column is then NaN and ``options.lr`` is the schedule.
     message : str
         How the batch ended, in a sentence.
     problem : Problem
@@ -360,6 +363,7 @@ class BatchResult(Sequence):
     message: str = ""
     steps: np.ndarray | None = None
     losses: np.ndarray | None = None
+    step_lr: np.ndarray | None = None
     problem: Problem | None = field(default=None, repr=False)
     options: Options | None = field(default=None, repr=False)
     resume_state: dict | None = field(default=None, repr=False)
@@ -377,21 +381,26 @@ class BatchResult(Sequence):
 
     def _run(self, i: int) -> SolveResult:
         """Run i as a `SolveResult`: its final state with the complement bases of its start
-        (drawn again from its seed), its losses and stages."""
+        (drawn again from its seed), its losses and stages. With perturbed GD the complement
+        is right in law only: its frame is a fresh Haar one (`fastmf.noise`)."""
         problem, r = self.problem, self.problem.rank
-        options = dataclasses.replace(
-            self.options, lr=float(self.lr[i]), init_scale=float(self.init_scale[i]), seed=int(self.seed[i])
-        )
+        lr = self.options.lr if callable(self.options.lr) else float(self.lr[i])
+        options = dataclasses.replace(self.options, lr=lr, init_scale=float(self.init_scale[i]), seed=int(self.seed[i]))
         left, right = start(problem, options)
         scale = Scale.of(problem.sigma_1)
         X, Y = (scale.outward(self.resume_state[name][i], 0.5) for name in ("Xs", "Ys"))
         n_iter, loss = int(self.n_iter[i]), float(self.final_loss[i])
         steps, losses = np.array([], np.int64), np.array([])
+        history = {}
         if self.losses is not None:
             kept = np.isfinite(self.losses[i])
             steps, losses = self.steps[kept], self.losses[i][kept]
+            if self.step_lr is not None:
+                history["lr"] = self.step_lr[kept]
         if not (steps.size and steps[-1] == n_iter):  # the final state, recorded on its own
             steps, losses = np.append(steps, n_iter), np.append(losses, loss)
+            if "lr" in history:
+                history["lr"] = np.append(history["lr"], np.nan)
         T1, T0, T_delta = (None if np.isnan(x) else int(x) for x in (self.T1[i], self.T0[i], self.T_delta[i]))
         rate = None if T0 is None else fit_rate(steps, losses, T0, problem.s)
         level = converged_level(problem.s, X.shape[1])
@@ -401,8 +410,8 @@ class BatchResult(Sequence):
                 str(self.status[i]), n_iter, n_iter + 1, loss, options, problem.sigma_1, level, resumable=False
             ),  # fmt: skip
             n_iter=n_iter,
-            history={"step": steps, "loss": losses},
-            stages=Stages(T1, T0, T_delta, options.delta, rate, theory.linear_rate(problem.s, options.lr)),
+            history={"step": steps, "loss": losses} | history,
+            stages=Stages(T1, T0, T_delta, options.delta, rate, _rate_theory(problem.s, options.lr)),
             k=X.shape[1],
             init_scale=options.init_scale,
             seed=options.seed,
@@ -433,13 +442,13 @@ class BatchResult(Sequence):
         {"step": each run's final step (its n_iter), "loss": its final loss} (one column)."""
         if self.steps is None:
             return {"step": self.n_iter, "loss": self.final_loss[:, None]}
-        return {"step": self.steps, "loss": self.losses}
+        return {"step": self.steps, "loss": self.losses} | ({} if self.step_lr is None else {"lr": self.step_lr})
 
     @property
     def stages(self) -> Stages:
         """The stages of every run as arrays (NaN where not reached); the measured rate is per
         run (`batch[i].stages`)."""
-        rate = np.array([theory.linear_rate(self.problem.s, lr) for lr in self.lr])
+        rate = np.array([_rate_theory(self.problem.s, lr) for lr in self.lr], dtype=np.float64)
         return Stages(self.T1, self.T0, self.T_delta, self.options.delta, None, rate)
 
     def table(self) -> dict:
@@ -458,6 +467,8 @@ class BatchResult(Sequence):
         arrays |= {f"run.{key}": value for key, value in self.resume_state.items()}
         if self.steps is not None:
             arrays |= {"batch.steps": self.steps, "batch.losses": self.losses}
+        if self.step_lr is not None:
+            arrays["batch.step_lr"] = self.step_lr
         meta |= {
             "result": "BatchResult", "message": self.message, "status": self.status.tolist(),
             "seed": [int(s) for s in self.seed], "options": checkpoint.options_to_json(self.options),
@@ -483,6 +494,11 @@ class BatchResult(Sequence):
         names, counts = np.unique(self.status, return_counts=True)
         counts = ", ".join(f"{name}: {count}" for name, count in zip(names, counts, strict=True))
         return f"BatchResult({len(self)} runs; {counts})"
+
+
+def _rate_theory(s, lr):
+    """`theory.linear_rate` of a constant lr; NaN for a schedule (a batch's lr column is then NaN)."""
+    return np.nan if callable(lr) or np.isnan(lr) else theory.linear_rate(s, lr)
 
 
 def load(path):

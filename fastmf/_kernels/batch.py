@@ -21,7 +21,20 @@ from numba import prange
 from ._jit import kernel
 from .blocks import _due
 from .fpmode import mode_on, mode_restore
-from .layout import CONVERGED, DIVERGED, FINAL_LOSS, N_ITER, RUNNING, STATUS, T0, T1, T_DELTA
+from .layout import (
+    ALTERNATING,
+    BALANCE,
+    CONVERGED,
+    DIVERGED,
+    FINAL_LOSS,
+    N_ITER,
+    PRECONDITION,
+    RUNNING,
+    STATUS,
+    T0,
+    T1,
+    T_DELTA,
+)
 from .stages import passes_lanes
 
 LANES = 32
@@ -68,15 +81,63 @@ def _grams(X, r, G, Gc):
 
 
 @kernel
-def _half_step(X, Y, s, lr, G, H, Xn):
-    """Xn = X (I - lr G) + lr [s o Y[:r]; 0] (eqs 6 and 8 with G = Y^T Y, or 7 and 9),
-    subnormals flushed to zero (`fpmode`)."""
-    rows, k, lanes = X.shape
-    tiny = np.finfo(X.dtype).tiny
+def _variant_factor(G, Go, Y, half_bal, lamp, eta, H, F, B, Yp):
+    """H = I - eta (G + half_bal (Go - G)) P^-1 and Yp = Y[:r] P^-1, with P = G + lamp I
+    (ScaledGD), or P = I when lamp < 0 (Yp is then left alone: the step reads Y). F (k, k,
+    lanes) and B (k + r, k, lanes) are work: P = F F^T (Cholesky; a non-positive pivot gives
+    NaN, which stops the run as diverged), B = [G + half_bal (Go - G); Y[:r]] solved row by row."""
+    k, lanes = G.shape[1], G.shape[2]
+    r = Yp.shape[0]
     for a in range(k):
         for b in range(k):
             for q in range(lanes):
-                H[a, b, q] = (1.0 if a == b else 0.0) - lr[q] * G[a, b, q]
+                B[a, b, q] = G[a, b, q] + half_bal * (Go[a, b, q] - G[a, b, q])
+    if lamp >= 0:
+        for i in range(r):
+            for b in range(k):
+                for q in range(lanes):
+                    B[k + i, b, q] = Y[i, b, q]
+        for j in range(k):
+            for i in range(j, k):
+                for q in range(lanes):
+                    F[i, j, q] = G[i, j, q] + (lamp if i == j else 0.0)
+                for c in range(j):
+                    for q in range(lanes):
+                        F[i, j, q] -= F[i, c, q] * F[j, c, q]
+            for q in range(lanes):
+                F[j, j, q] = np.sqrt(F[j, j, q])
+            for i in range(j + 1, k):
+                for q in range(lanes):
+                    F[i, j, q] /= F[j, j, q]
+        for i in range(k + r):  # row i of B times P^-1: F z = B[i], then F^T B[i] = z
+            for j in range(k):
+                for c in range(j):
+                    for q in range(lanes):
+                        B[i, j, q] -= F[j, c, q] * B[i, c, q]
+                for q in range(lanes):
+                    B[i, j, q] /= F[j, j, q]
+            for j in range(k - 1, -1, -1):
+                for c in range(j + 1, k):
+                    for q in range(lanes):
+                        B[i, j, q] -= F[c, j, q] * B[i, c, q]
+                for q in range(lanes):
+                    B[i, j, q] /= F[j, j, q]
+        for i in range(r):
+            for b in range(k):
+                for q in range(lanes):
+                    Yp[i, b, q] = B[k + i, b, q]
+    for a in range(k):
+        for b in range(k):
+            for q in range(lanes):
+                H[a, b, q] = (1.0 if a == b else 0.0) - eta[q] * B[a, b, q]
+
+
+@kernel
+def _half_step(X, Y, s, eta, H, Xn):
+    """Xn = X H + eta [s o Y[:r]; 0] (eqs 6 and 8 with H = I - eta Y^T Y, or 7 and 9),
+    subnormals flushed to zero (`fpmode`)."""
+    rows, k, lanes = X.shape
+    tiny = np.finfo(X.dtype).tiny
     for i in range(rows):
         for b in range(k):
             for q in range(lanes):
@@ -86,10 +147,80 @@ def _half_step(X, Y, s, lr, G, H, Xn):
                     Xn[i, b, q] += X[i, a, q] * H[a, b, q]
             if i < s.shape[0]:
                 for q in range(lanes):
-                    Xn[i, b, q] += lr[q] * s[i] * Y[i, b, q]
+                    Xn[i, b, q] += eta[q] * s[i] * Y[i, b, q]
             for q in range(lanes):
                 if abs(Xn[i, b, q]) < tiny:
                     Xn[i, b, q] = 0.0
+
+
+@kernel
+def _side(X, Y, G, Go, s, eta, variant, H, F, B, Yp, Xn):
+    """Xn: X after one GD step of the variant (`layout` BALANCE, PRECONDITION) with G = Y^T Y
+    and Go = X^T X (docs/maths.md section 4b): X H + eta [(s o Y[:r]) P^-1; 0]."""
+    half_bal, lamp = 0.5 * variant[BALANCE], variant[PRECONDITION]
+    if half_bal == 0 and lamp < 0:  # plain GD: H = I - eta G
+        k, lanes = G.shape[1], G.shape[2]
+        for a in range(k):
+            for b in range(k):
+                for q in range(lanes):
+                    H[a, b, q] = (1.0 if a == b else 0.0) - eta[q] * G[a, b, q]
+        _half_step(X, Y, s, eta, H, Xn)
+        return
+    _variant_factor(G, Go, Y, half_bal, lamp, eta, H, F, B, Yp)
+    _half_step(X, Yp if lamp >= 0 else Y, s, eta, H, Xn)
+
+
+@kernel
+def _perturb(X, r, Z, B, j, A, w):
+    """Perturbed GD's noise of step j of the call (`fastmf.noise`, compressed form), lane by
+    lane: X[:r] += Z[q, j, :r]; the complement L = X[r:] becomes the R of the QR of
+    [L + Z[q, j, r:]; B[q, j]] (Householder reflections), or L + Z[q, j, r:] when B has no
+    rows (the frame is then the whole complement: exact path by path). A is
+    ((rows - r) + p, k, lanes) work, w (3, lanes)."""
+    rows, k, lanes = X.shape
+    p = B.shape[2]
+    for i in range(rows):
+        for b in range(k):
+            for q in range(lanes):
+                X[i, b, q] += Z[q, j, i, b]
+    if p == 0:
+        return
+    n = rows - r + p
+    for i in range(n):
+        for b in range(k):
+            for q in range(lanes):
+                A[i, b, q] = X[r + i, b, q] if i < rows - r else B[q, j, i - rows + r, b]
+    half, alpha, dot = w[0], w[1], w[2]
+    for c in range(min(n, k)):  # A[c:, c] becomes v = A[c:, c] - alpha e_c, v^T v = 2 half
+        for q in range(lanes):
+            half[q] = 0.0
+        for i in range(c, n):
+            for q in range(lanes):
+                half[q] += A[i, c, q] * A[i, c, q]
+        for q in range(lanes):
+            alpha[q] = -np.copysign(np.sqrt(half[q]), A[c, c, q])
+            half[q] -= alpha[q] * A[c, c, q]
+            A[c, c, q] -= alpha[q]
+        for b in range(c + 1, k):  # A[c:, b] -= v (v^T A[c:, b]) / half
+            for q in range(lanes):
+                dot[q] = 0.0
+            for i in range(c, n):
+                for q in range(lanes):
+                    dot[q] += A[i, c, q] * A[i, b, q]
+            for q in range(lanes):
+                dot[q] = dot[q] / half[q] if half[q] > 0 else 0.0
+            for i in range(c, n):
+                for q in range(lanes):
+                    A[i, b, q] -= dot[q] * A[i, c, q]
+        for q in range(lanes):
+            A[c, c, q] = alpha[q]
+        for i in range(c + 1, n):
+            for q in range(lanes):
+                A[i, c, q] = 0.0
+    for i in range(r, rows):
+        for b in range(k):
+            for q in range(lanes):
+                X[i, b, q] = A[i - r, b, q]
 
 
 @kernel
@@ -185,7 +316,8 @@ def _overflows(N, M, summary, active, diverged, t, unrecorded):
 
 
 @kernel
-def _run_block(Xs, Ys, s, lr, tol, t_start, t_stop, t_final, record_every, delta, summary, losses):
+def _run_block(Xs, Ys, s, lrs, lr_scale, variant, ZX, BX, ZY, BY, tol, t_start, t_stop, t_final, record_every, delta,
+               summary, losses):  # fmt: skip
     """Runs the runs of one block (at most LANES) as lanes; see run_batch."""
     lanes, rows, k = Xs.shape
     active = np.empty(lanes, np.bool_)
@@ -203,14 +335,20 @@ def _run_block(Xs, Ys, s, lr, tol, t_start, t_stop, t_final, record_every, delta
     _transpose(Xs, X, True)
     _transpose(Ys, Y, True)
     Xn, Yn = np.empty_like(X), np.empty_like(Y)
-    G = np.empty((8, k, k, lanes), X.dtype)
-    N, M, Nn, Mn, Nc, Mc, Nnc, Mnc = G[0], G[1], G[2], G[3], G[4], G[5], G[6], G[7]
-    H = np.empty((k, k, lanes), X.dtype)
+    G = np.empty((10, k, k, lanes), X.dtype)
+    N, M, Nn, Mn, Nc, Mc, Nnc, Mnc, H, F = G[0], G[1], G[2], G[3], G[4], G[5], G[6], G[7], G[8], G[9]
+    P = np.empty((r, k, lanes), X.dtype)  # ScaledGD's preconditioned principal rows, and its work
+    B = np.empty((k + r, k, lanes), X.dtype)
+    AX = np.empty((rows - r + BX.shape[2], k, lanes), X.dtype)  # perturbed GD's QR
+    AY = np.empty((Y.shape[0] - r + BY.shape[2], k, lanes), X.dtype)
+    eta = np.empty(lanes, X.dtype)
+    w = np.empty((3, lanes), X.dtype)
     W = np.empty((3, n, n, lanes), X.dtype)
     loss = np.empty(lanes)
     ok1 = np.zeros(lanes, np.bool_)
     ok0 = np.zeros(lanes, np.bool_)
     diverged = np.zeros(lanes, np.bool_)
+    alternating, noisy = variant[ALTERNATING] != 0, ZX.shape[1] > 0
     _grams(X, r, N, Nc)
     _grams(Y, r, M, Mc)
     t = t_start
@@ -221,9 +359,18 @@ def _run_block(Xs, Ys, s, lr, tol, t_start, t_stop, t_final, record_every, delta
             _note(summary, losses, j, t, loss, active, pend1, pend0, ok1, ok0, delta, tol)
         if t >= t_stop or not active.any():
             break
-        _half_step(X, Y, s, lr, M, H, Xn)
-        _half_step(Y, X, s, lr, N, H, Yn)
-        _grams(Xn, r, Nn, Nnc)
+        factor = lr_scale[min(t - t_start, lr_scale.size - 1)]
+        for q in range(lanes):
+            eta[q] = lrs[q] * factor
+        _side(X, Y, M, N, s, eta, variant, H, F, B, P, Xn)
+        if alternating:  # the Y side steps from the new X
+            _grams(Xn, r, Nn, Nnc)
+        _side(Y, Xn if alternating else X, Nn if alternating else N, M, s, eta, variant, H, F, B, P, Yn)
+        if noisy:
+            _perturb(Xn, r, ZX, BX, t - t_start, AX, w)
+            _perturb(Yn, r, ZY, BY, t - t_start, AY, w)
+        if noisy or not alternating:
+            _grams(Xn, r, Nn, Nnc)
         _grams(Yn, r, Mn, Mnc)
         _overflows(Nn, Mn, summary, active, diverged, t, not _due(t, t_stop, t_final, record_every))
         if diverged.any():  # its loss, as `fastmf.solve` records the state it returns (no stage
@@ -254,13 +401,21 @@ def _run_block(Xs, Ys, s, lr, tol, t_start, t_stop, t_final, record_every, delta
 
 
 @kernel(nogil=False, parallel=True)
-def run_batch(Xs, Ys, s, lrs, tol, t_start, t_stop, t_final, record_every, delta, summary, losses):
-    """Advance run i of GD from step t_start to t_stop, from (Xs[i], Ys[i]) with step lrs[i],
-    in blocks of LANES runs; a run split into calls [0, a], [a, b], ... records exactly what
-    one call [0, t_final] records.
+def run_batch(Xs, Ys, s, lrs, lr_scale, variant, ZX, BX, ZY, BY, tol, t_start, t_stop, t_final, record_every, delta,
+              summary, losses):  # fmt: skip
+    """Advance run i of GD from step t_start to t_stop, from (Xs[i], Ys[i]) with step sizes
+    lrs[i] * lr_scale[...], in blocks of LANES runs; a run split into calls [0, a], [a, b], ...
+    records exactly what one call [0, t_final] records.
 
     Xs, Ys : (runs, rows, k), (runs, rows2, k) C-contiguous states, updated in place: after
         the call run i's state is the one at step summary[i, N_ITER].
+    lrs, lr_scale : the step size of run i at step t is lrs[i] * lr_scale[min(t - t_start,
+        lr_scale.size - 1)] (a constant lr: lr_scale = [1]; a schedule shared by the runs: lrs = 1).
+    variant : float64 (`layout.N_VARIANT`): the GD variant shared by the runs, in internal units
+        (docs/maths.md section 4b).
+    ZX, BX, ZY, BY : perturbed GD's noise of each side (`fastmf.noise.NoiseStream.draw`,
+        compressed form): (runs, steps, rows, k) and (runs, steps, p, k), step j of the call
+        at [:, j]; no noise: steps = 0.
     summary : (runs, N_SUMMARY) float64, in and out (`layout`): N_ITER, STATUS (RUNNING,
         CONVERGED, DIVERGED), FINAL_LOSS, T1, T0, T_DELTA (-1 until reached). The caller
         sets it once (N_ITER 0, STATUS RUNNING, FINAL_LOSS NaN, stages -1) and passes it
@@ -281,6 +436,6 @@ def run_batch(Xs, Ys, s, lrs, tol, t_start, t_stop, t_final, record_every, delta
         mode = mode_on()  # flush-to-zero in each worker thread (`fpmode`)
         lo = blk * LANES
         hi = min(runs, lo + LANES)
-        _run_block(Xs[lo:hi], Ys[lo:hi], s, lrs[lo:hi], tol, t_start, t_stop, t_final, record_every, delta,
-                   summary[lo:hi], losses[lo:hi])  # fmt: skip
+        _run_block(Xs[lo:hi], Ys[lo:hi], s, lrs[lo:hi], lr_scale, variant, ZX[lo:hi], BX[lo:hi], ZY[lo:hi], BY[lo:hi],
+                   tol, t_start, t_stop, t_final, record_every, delta, summary[lo:hi], losses[lo:hi])  # fmt: skip
         mode_restore(mode)
