@@ -197,7 +197,8 @@ def solve_batch(
         raise ValueError("seeds must be a non-empty 1-D sequence of integers >= 0, one per run, e.g. range(1000)")
     runs = seeds.size
     given = {"k": k, "max_iter": max_iter, "tol": tol, "record_every": record_every, "delta": delta,
-             "balance": balance, "update": update, "precondition": precondition, "noise": noise, "init": init}  # fmt: skip
+             "balance": balance, "update": update, "precondition": precondition, "noise": noise,
+             "init": init}  # fmt: skip
     options = merged(Options, options, given)
     if options.seed is not None:
         raise ValueError("solve_batch takes one seed per run in seeds=, not options.seed; leave options.seed None")
