@@ -281,7 +281,7 @@ def files():
         (["run", "--spectrum", "4,3", "--shape", "10by5"], "argument --shape: must be M x N"),
         (["run", "missing.npy"], "no such matrix file"),
         (["run", "notes.txt"], "neither a .npy nor an .npz"),
-        (["run", "--spectrum", "4,3", "--lr", "-1"], "argument --lr: must be a positive number or 'theory'"),
+        (["run", "--spectrum", "4,3", "--lr", "-1"], "argument --lr: must be a positive number, 'theory' or a"),
         (["run", "--spectrum", "4,3", "-k", "9"], "k must be at most"),
         (["run", "--spectrum", "4,3", "--init-scale", "big"], "argument --init-scale: must be"),
         (["run", "--spectrum", "4,3", "--config", "missing.toml"], "no such config file"),
