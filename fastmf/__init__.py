@@ -10,6 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 from ._kernels.blas import info as blas_info
 from .batch import solve_batch
 from .flow import gd_flow_gap, gradient_flow, sandwich_bounds, symmetric_solution
+from .init import SplitStart
 from .monitor import RunState
 from .options import FlowOptions, Options
 from .problem import Problem
@@ -42,6 +43,7 @@ __all__ = [
     "Problem",
     "RunState",
     "SolveResult",
+    "SplitStart",
     "Stages",
     "SweepResult",
     "__version__",

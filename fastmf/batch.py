@@ -23,7 +23,7 @@ from . import schedules, stages
 from ._kernels import layout as S
 from ._kernels.batch import run_batch
 from .driver import Control, drive
-from .init import initial_factors, stack
+from .init import given_start, initial_factors, stack
 from .noise import NoiseStream
 from .options import Options, merged
 from .problem import Problem
@@ -206,9 +206,10 @@ class BatchRun:
 
 
 def solve_batch(
-    problem, k=None, lr=None, max_iter=None, *, seeds, init_scale=None, tol=None, record_every=None, delta=None,
-    history: bool = False, options: Options | None = None, callback=None, progress=None, time_limit=None,
-    checkpoint=None, checkpoint_every=None,
+    problem, k=None, lr=None, max_iter=None, *, seeds, init_scale=None, start=None, tol=None, record_every=None,
+    delta=None, balance=None, update=None, precondition=None, noise=None, init=None, history: bool = False,
+    options: Options | None = None, callback=None, progress=None, time_limit=None, checkpoint=None,
+    checkpoint_every=None,
 ) -> BatchResult:  # fmt: skip
     """GD from one random start per seed (Ye and Du 2021, eqs 6-9, as `fastmf.solve`), all runs
     advanced by one compiled kernel, parallel over runs (numba threads: `numba.set_num_threads`).
@@ -230,6 +231,10 @@ def solve_batch(
         As in `fastmf.solve`, one for all runs or one per run.
     seeds : sequence of int
         One seed per run (see `fastmf.init.seed_streams`).
+    start : SplitStart, optional
+        One start for all runs (`fastmf.SplitStart`; they differ by their noise).
+    balance, update, precondition, noise, init : optional
+        The GD variants and the law of the random start, for all runs: see `fastmf.Options`.
     history : bool
         Keep each run's recorded losses: 8 bytes per record and run. Without it a run
         keeps only its summary and final state, and the working memory is that of one run
@@ -251,7 +256,9 @@ def solve_batch(
     if seeds.ndim != 1 or seeds.size == 0 or seeds.dtype.kind not in "iu" or np.any(seeds < 0):
         raise ValueError("seeds must be a non-empty 1-D sequence of integers >= 0, one per run, e.g. range(1000)")
     runs = seeds.size
-    given = {"k": k, "max_iter": max_iter, "tol": tol, "record_every": record_every, "delta": delta}
+    given = {"k": k, "max_iter": max_iter, "tol": tol, "record_every": record_every, "delta": delta,
+             "balance": balance, "update": update, "precondition": precondition, "noise": noise,
+             "init": init}  # fmt: skip
     options = merged(Options, options, given)
     if options.seed is not None:
         raise ValueError("solve_batch takes one seed per run in seeds=, not options.seed; leave options.seed None")
@@ -259,6 +266,7 @@ def solve_batch(
     scales = _per_run(options.init_scale if init_scale is None else init_scale, "init_scale", runs)
     if options.method == "direct" or options.complement == "full":
         raise ValueError("solve_batch runs the compressed split engine: leave method and complement at their defaults")
+    problem, options, start, _ = given_start(problem, options, None, None, start)
     control = Control(callback, progress, time_limit, checkpoint, checkpoint_every)
     # the settings are resolved once per distinct (lr, init_scale), not once per seed
     resolved = {}
@@ -270,7 +278,7 @@ def solve_batch(
     shared = dataclasses.replace(per_run[0], lr=per_run[0].lr if scheduled else None, init_scale=None, seed=None)
     scale = Scale.of(problem.sigma_1)
     starts = [
-        initial_factors(problem, o.k, o.init_scale, int(seed), None, None, o.complement)
+        initial_factors(problem, o.k, o.init_scale, int(seed), start, None, o.complement, o.init)
         for o, seed in zip(per_run, seeds, strict=True)
     ]
     Xs = scale.inward(np.stack([stack(left) for left, _ in starts]), 0.5)

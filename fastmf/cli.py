@@ -61,8 +61,9 @@ value or a list; every combination is run for every seed:
   seeds = 50
 grid parameters: the spectrum's m, n (default m), d, kappa (default 1), sigma_d (default 1)
 and spacing ("linear", the default, or "geometric"); the runs' k, init_scale, lr, max_iter,
-tol, delta and record_every, as fastmf run's flags of those names (the same defaults;
-init_scale and lr may be "theory"); seeds (a count, or a list of seeds)""",
+tol, delta, record_every, balance, update, precondition, noise and init, as fastmf run's
+flags of those names (the same defaults; init_scale and lr may be "theory"); seeds (a count,
+or a list of seeds)""",
     "theory": """examples:
   fastmf theory --spectrum 4,3,2,1 --shape 100000x100000 --delta 1e-6
   fastmf theory sigma.npy --delta 1e-8 --c-eps 0.1""",
@@ -224,6 +225,9 @@ def _add_settings(group, settings) -> None:
             help_ += f" [default: {default:g}]" if isinstance(default, float) else f" [default: {default}]"
         if kind == "bool":
             group.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, help=help_)
+        elif name in _BY_NAME:
+            parse, metavar, more = _BY_NAME[name]
+            group.add_argument(*flags, dest=name, type=parse, metavar=metavar, help=help_ + more)
         elif kind in _KINDS:
             group.add_argument(*flags, dest=name, type=_KINDS[kind], metavar=_METAVARS.get(kind), help=help_)
         else:  # a choice, "a|b|c"
@@ -619,6 +623,24 @@ def _number_or_theory(value):
         raise argparse.ArgumentTypeError(f"must be a positive number or 'theory', got {value!r}") from None
 
 
+def _step_size(value):
+    """lr: a positive number, 'theory', or a schedule NAME:ARGS (`fastmf.schedules.parse`)."""
+    from . import schedules
+
+    if isinstance(value, str) and value.partition(":")[0] in schedules.KINDS:
+        try:
+            return schedules.parse(value)
+        except (TypeError, ValueError) as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    try:
+        return _number_or_theory(value)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"must be a positive number, 'theory' or a schedule NAME:ARGS (NAME one of {', '.join(schedules.KINDS)}), "
+            f"e.g. inverse_sqrt:0.1,100; got {value!r}"
+        ) from None
+
+
 def _text(value) -> str:
     if not isinstance(value, str) or not value.strip():
         raise argparse.ArgumentTypeError(f"must be a non-empty string, got {value!r}")
@@ -667,6 +689,8 @@ _KINDS = {
     "file": _path,
 }
 _METAVARS = {"file": "FILE"}
+# Settings whose flag parses more than their kind says: name -> (parser, metavar, help added).
+_BY_NAME = {"lr": (_step_size, "LR", "; or a schedule NAME:ARGS, e.g. inverse_sqrt:0.1,100 (fastmf.schedules)")}
 
 
 def _given(args, names) -> dict:

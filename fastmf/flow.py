@@ -30,7 +30,7 @@ from . import status as statuses
 from ._kernels.fpmode import flushing
 from ._validate import finite_float, real_array
 from .driver import Control, deferred_interrupts, drive
-from .init import Factor, checked_start, stack, start
+from .init import Factor, checked_start, given_start, stack, start
 from .options import FlowOptions, Options, merged
 from .problem import Problem
 from .result import FlowResult
@@ -87,9 +87,9 @@ class _State:
 
 
 def gradient_flow(
-    Sigma, k=None, t_max=None, *, init_scale=None, seed=None, U0=None, V0=None, t_eval=None, target_loss=None,
-    rtol=None, atol=None, ode_method=None, complement=None, options: FlowOptions | None = None, callback=None,
-    progress=None, time_limit=None, checkpoint=None, checkpoint_every=None,
+    Sigma, k=None, t_max=None, *, init_scale=None, seed=None, U0=None, V0=None, start=None, init=None, t_eval=None,
+    target_loss=None, rtol=None, atol=None, ode_method=None, complement=None, options: FlowOptions | None = None,
+    callback=None, progress=None, time_limit=None, checkpoint=None, checkpoint_every=None,
 ) -> FlowResult:  # fmt: skip
     """Integrate the gradient flow of 1/2 ||U V^T - Sigma||_F^2 from a random or given start.
 
@@ -99,7 +99,7 @@ def gradient_flow(
 
     Parameters
     ----------
-    Sigma, k, init_scale, seed, U0, V0, complement
+    Sigma, k, init_scale, seed, U0, V0, start, init, complement
         As in `fastmf.solve`; the same seed gives the same start as `solve`.
     t_max : float
         Integrate over [0, t_max].
@@ -140,10 +140,10 @@ def gradient_flow(
         problem's dtype.
     """
     given = {"k": k, "t_max": t_max, "init_scale": init_scale, "seed": seed, "target_loss": target_loss,
-             "rtol": rtol, "atol": atol, "ode_method": ode_method, "complement": complement}  # fmt: skip
+             "rtol": rtol, "atol": atol, "ode_method": ode_method, "complement": complement, "init": init}  # fmt: skip
     options = merged(FlowOptions, options, given)
     control = Control(callback, progress, time_limit, checkpoint, checkpoint_every)
-    problem, options, left, right = _start(Sigma, options, U0, V0)
+    problem, options, left, right = _start(*given_start(Sigma, options, U0, V0, start))
     times = np.linspace(0.0, options.t_max, options.n_times) if t_eval is None else _times(t_eval, options.t_max)
     run = FlowRun(problem, left, right, options, Scale.of(problem.sigma_1).inward(times, -1), t_eval is None)
     if control.checkpoint is not None and not resumable(run.solver):

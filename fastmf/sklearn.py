@@ -19,7 +19,7 @@ import scipy.sparse.linalg
 try:
     from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, _fit_context
     from sklearn.exceptions import ConvergenceWarning
-    from sklearn.utils._param_validation import Interval
+    from sklearn.utils._param_validation import Interval, StrOptions
     from sklearn.utils.validation import check_array, check_is_fitted, check_random_state, validate_data
 except ImportError:
     raise ImportError(
@@ -30,7 +30,7 @@ from . import _kernels as K
 from . import options as settings
 from ._validate import check_fits
 from .direct import top_singular_value
-from .options import Options, default_init_scale, default_lr
+from .options import INITS, UPDATES, Options, default_init_scale, default_lr
 from .scaling import Scale
 from .solver import solve
 
@@ -85,6 +85,12 @@ class GradientDescentMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         Seed of the start: an int is passed to `fastmf.solve` as its seed.
     record_every : int
         Steps between two checks of the loss (the entries of `history_`).
+    balance, update, precondition, noise : optional
+        The GD variants, as in `fastmf.Options` (defaults: plain GD). With noise > 0 each
+        stretch of ``record_every`` steps draws its noise from its own seed, derived from
+        ``random_state``.
+    init : {"gaussian", "balanced", "symmetric"}
+        The law of the random start, as in `fastmf.Options` ("symmetric" needs a square X).
 
     Attributes
     ----------
@@ -125,6 +131,11 @@ class GradientDescentMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         "init_scale": [Interval(numbers.Real, 0, None, closed="neither"), None],
         "random_state": ["random_state"],
         "record_every": [Interval(numbers.Integral, 1, None, closed="left")],
+        "balance": [Interval(numbers.Real, 0, None, closed="left")],
+        "update": [StrOptions(set(UPDATES))],
+        "precondition": [Interval(numbers.Real, 0, None, closed="left"), None],
+        "noise": [Interval(numbers.Real, 0, None, closed="left")],
+        "init": [StrOptions(set(INITS))],
     }
 
     def __init__(
@@ -137,6 +148,11 @@ class GradientDescentMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         init_scale=None,
         random_state=None,
         record_every=10,
+        balance=0.0,
+        update="simultaneous",
+        precondition=None,
+        noise=0.0,
+        init="gaussian",
     ):
         self.n_components = n_components
         self.lr = lr
@@ -145,6 +161,11 @@ class GradientDescentMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         self.init_scale = init_scale
         self.random_state = random_state
         self.record_every = record_every
+        self.balance = balance
+        self.update = update
+        self.precondition = precondition
+        self.noise = noise
+        self.init = init
 
     def fit(self, X, y=None):
         """Fit U, V to X (dense or sparse); returns self."""
@@ -180,8 +201,10 @@ class GradientDescentMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             seed = int(check_random_state(seed).randint(np.iinfo(np.int32).max))
         self.lr_, self.init_scale_ = scale.outward(float(lr), -1), scale.outward(float(init_scale), 0.5)
         self.max_iter_ = settings.DEFAULTS.max_iter if self.max_iter is None else self.max_iter
-        options = Options(k=k, lr=float(lr), method="direct")
-        run, history, self.status_ = self._descend(S, options, {"init_scale": float(init_scale), "seed": seed})
+        options = Options(k=k, lr=float(lr), method="direct", balance=self.balance, update=self.update,
+                          precondition=self.precondition, noise=self.noise)  # fmt: skip
+        start = {"init_scale": float(init_scale), "seed": seed, "init": self.init}
+        run, history, self.status_ = self._descend(S, options, start, seed)
         self.history_ = scale.history_outward(history)
         self.n_iter_ = int(history["step"][-1])
         self.components_ = np.ascontiguousarray(scale.outward(run.V.T, 0.5))
@@ -192,10 +215,11 @@ class GradientDescentMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             self._warn(self.lr_, scale.outward(top_singular_value(S), 1), history["loss"])
         return U
 
-    def _descend(self, S, options, start):
-        """GD with `options` from `start` (init_scale and seed) in runs of record_every steps, each
-        from the last one's state: the numbers of one long run. Stops by the rule of the class
-        docstring; returns the last run, the history and the status."""
+    def _descend(self, S, options, start, seed):
+        """GD with `options` from `start` (init_scale, seed and init) in runs of record_every steps, each
+        from the last one's state: the numbers of one long run (with noise, the noise of run i from the
+        seed [seed, i]). Stops by the rule of the class docstring; returns the last run, the history and
+        the status."""
         steps, losses, armed = [0], [], False
         while steps[-1] < self.max_iter_:
             stride = min(self.record_every, self.max_iter_ - steps[-1])
@@ -205,7 +229,7 @@ class GradientDescentMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
                 run = solve(S, max_iter=stride, record_every=stride, options=options, progress=False, **start)
             if run.status == "interrupted":  # solve keeps the state on Ctrl-C; a fit stops
                 raise KeyboardInterrupt
-            start = {"U0": run.U, "V0": run.V}
+            start = {"U0": run.U, "V0": run.V, "seed": [seed, len(steps)] if options.noise > 0 else None}
             losses = losses or [run.history["loss"][0]]
             steps.append(steps[-1] + run.n_iter)
             if run.status == "diverged":  # run.loss: the loss of the last finite state, the one returned

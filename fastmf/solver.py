@@ -20,7 +20,7 @@ from .batch import resume_batch
 from .direct import dense_sigma, direct_run, restored_run
 from .driver import Control, drive
 from .flow import resume_flow
-from .init import checked_start, start
+from .init import checked_start, given_start, start
 from .options import Options, merged
 from .problem import Problem
 from .result import BatchResult, FlowResult, SolveResult, load
@@ -28,9 +28,10 @@ from .split import SplitRun
 
 
 def solve(
-    Sigma, k=None, lr=None, max_iter=None, *, init_scale=None, seed=None, U0=None, V0=None, tol=None,
-    record_every=None, spectral_every=None, delta=None, complement=None, method=None, options: Options | None = None,
-    callback=None, progress=None, time_limit=None, checkpoint=None, checkpoint_every=None,
+    Sigma, k=None, lr=None, max_iter=None, *, init_scale=None, seed=None, U0=None, V0=None, start=None, tol=None,
+    record_every=None, spectral_every=None, delta=None, complement=None, method=None, balance=None, update=None,
+    precondition=None, noise=None, init=None, options: Options | None = None, callback=None, progress=None,
+    time_limit=None, checkpoint=None, checkpoint_every=None,
 ) -> SolveResult:  # fmt: skip
     """Constant-step GD on min 1/2 ||U V^T - Sigma||_F^2 from a random or given start.
 
@@ -67,6 +68,8 @@ def solve(
         Seed of the initialization (see `fastmf.init` for the streams it feeds).
     U0, V0 : array_like, optional
         Initial factors (m x k, n x k), both or neither; not modified.
+    start : SplitStart, optional
+        The start in split coordinates (`fastmf.SplitStart`), for any size; not with U0, V0.
     tol : float, optional
         Default 0. Stop ("converged") at the first recorded step whose loss is <= tol and also within
         1e-4 of the way from 1/2 ||Sigma||_F^2 (the loss of U = V = 0) down to the best loss
@@ -97,6 +100,10 @@ def solve(
         max(32, max_iter k / 2) columns does not find, so that the basis would cost more
         than the whole direct run (`Problem.if_low_rank`), or whose rank r makes the split
         run's records (O(r^2) each) cost more than the direct run's steps (4 m n k flops).
+    balance, update, precondition, noise : optional
+        The GD variants: see `fastmf.Options`.
+    init : {"gaussian", "balanced", "symmetric"}, optional
+        The law of the random start: see `fastmf.Options`.
     options : Options, optional
         Settings to start from (`fastmf.Options`); the arguments above that are given
         replace its fields.
@@ -128,10 +135,11 @@ def solve(
     """
     given = {"k": k, "lr": lr, "max_iter": max_iter, "init_scale": init_scale, "seed": seed, "tol": tol,
              "record_every": record_every, "spectral_every": spectral_every, "delta": delta,
-             "complement": complement, "method": method}  # fmt: skip
+             "complement": complement, "method": method, "balance": balance, "update": update,
+             "precondition": precondition, "noise": noise, "init": init}  # fmt: skip
     options = merged(Options, options, given)
     control = Control(callback, progress, time_limit, checkpoint, checkpoint_every)
-    engine = split_or_direct(Sigma, options, U0, V0)
+    engine = split_or_direct(*given_start(Sigma, options, U0, V0, start))
     return drive(engine, control, engine.max_iter, "step")
 
 

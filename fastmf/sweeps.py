@@ -2,8 +2,9 @@
 
 A grid point is a spectrum problem, Sigma = diag(s) of size m x n with d singular values
 from kappa sigma_d down to sigma_d, and the settings of its runs (k, init_scale, lr,
-max_iter, tol, delta, record_every: named, checked and defaulted as `fastmf.options.Options`
-does for `solve`); each seed is one run. The runs of a point
+max_iter, tol, delta, record_every, the GD variants balance, update, precondition, noise and
+the law of the start init: named, checked and defaulted as `fastmf.options.Options` does for
+`solve`); each seed is one run. The runs of a point
 are split into tasks of at most `batch` seeds, each one `solve_batch` call on a Dask
 worker, and each finished task's rows are appended to the table at once
 (`fastmf.table`): a sweep killed at any moment loses only the tasks in flight, a worker
@@ -44,7 +45,8 @@ _SPECTRUM = {
     "spacing": ("str", "linear"),
 }
 _SETTINGS = {"k": "int", "init_scale": "float", "lr": "float", "max_iter": "int", "tol": "float", "delta": "float",
-            "record_every": "float"}  # fmt: skip
+             "record_every": "float", "balance": "float", "update": "str", "precondition": "float", "noise": "float",
+             "init": "str"}  # fmt: skip
 PARAMETERS = {name: kind for name, (kind, _) in _SPECTRUM.items()} | _SETTINGS
 _RESULTS = {"sigma_1": "float", "n_iter": "int", "status": "str", "final_loss": "float", "T1": "float",
             "T0": "float", "T_delta": "float"}  # fmt: skip
@@ -100,7 +102,8 @@ def sweep(grid, output, *, resume: bool = False, client=None, workers: int | Non
 
     Run (point, seed) is ``fastmf.solve_batch(Problem.from_spectrum(s, m, n), k, lr,
     max_iter, seeds=[seed], init_scale=init_scale, tol=tol, record_every=record_every,
-    delta=delta)``, with s the d values from kappa sigma_d down to sigma_d; its row holds
+    delta=delta, balance=balance, update=update, precondition=precondition, noise=noise,
+    init=init)``, with s the d values from kappa sigma_d down to sigma_d; its row holds
     the parameters (resolved by `Options.resolve`: defaults and "theory" filled in), the
     seed, sigma_1 and the run's n_iter, status, final_loss, T1, T0 and T_delta (NaN if not
     reached). The
@@ -114,8 +117,8 @@ def sweep(grid, output, *, resume: bool = False, client=None, workers: int | Non
         Required: m, d and seeds (a count, for seeds 0, 1, ..., or a list of integers).
         Optional: n (default m), kappa (sigma_1 / sigma_d, default 1), sigma_d (default
         1), spacing ("linear" or "geometric"), and the settings k, init_scale, lr, max_iter,
-        tol, delta and record_every, as `fastmf.solve` takes them (the same defaults;
-        init_scale and lr may be "theory").
+        tol, delta, record_every, balance, update, precondition, noise and init, as
+        `fastmf.solve` takes them (the same defaults; init_scale and lr may be "theory").
     output : str or os.PathLike
         The table: ``*.parquet`` (a folder of Parquet files; needs pyarrow) or ``*.csv``.
         Rows are appended as tasks finish.
@@ -199,7 +202,10 @@ def run_task(point: dict, seeds: list[int]) -> dict[str, list]:
         _use_worker_threads()
         result = solve_batch(problem, point["k"], point["lr"], point["max_iter"], seeds=seeds,
                              init_scale=point["init_scale"], tol=point["tol"],
-                             record_every=_none(point["record_every"]), delta=_none(point["delta"]))  # fmt: skip
+                             record_every=_none(point["record_every"]), delta=_none(point["delta"]),
+                             balance=point["balance"], update=point["update"],
+                             precondition=_none(point["precondition"]), noise=point["noise"],
+                             init=point["init"])  # fmt: skip
     found = result.table()
     rows = {name: [value] * len(seeds) for name, value in point.items()}
     return (

@@ -281,7 +281,7 @@ def files():
         (["run", "--spectrum", "4,3", "--shape", "10by5"], "argument --shape: must be M x N"),
         (["run", "missing.npy"], "no such matrix file"),
         (["run", "notes.txt"], "neither a .npy nor an .npz"),
-        (["run", "--spectrum", "4,3", "--lr", "-1"], "argument --lr: must be a positive number or 'theory'"),
+        (["run", "--spectrum", "4,3", "--lr", "-1"], "argument --lr: must be a positive number, 'theory' or a"),
         (["run", "--spectrum", "4,3", "-k", "9"], "k must be at most"),
         (["run", "--spectrum", "4,3", "--init-scale", "big"], "argument --init-scale: must be"),
         (["run", "--spectrum", "4,3", "--config", "missing.toml"], "no such config file"),
@@ -499,3 +499,37 @@ def test_missing_extras_give_the_install_hint(monkeypatch, capsys):
     assert "pip install matplotlib" in capsys.readouterr().err
     assert main(["run", "--spectrum", "2,1", "--progress"]) == 2
     assert "pip install tqdm" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- the GD variants
+
+
+@pytest.mark.parametrize("via", ["flag", "config"])
+def test_lr_takes_a_schedule_by_name(via, monkeypatch):
+    calls = _capture(monkeypatch, "run")
+    if via == "flag":
+        argv = ["--lr", "inverse_sqrt:0.1,100"]
+    else:
+        with open("s.toml", "w") as f:
+            f.write('lr = "inverse_sqrt:0.1,100"\n')
+        argv = ["--config", "s.toml"]
+    with pytest.raises(_Called):
+        main(["run", "--spectrum", "4,3", *argv])
+    assert calls[0]["options"].lr == fastmf.schedules.InverseSqrt(0.1, 100.0)
+
+
+@pytest.mark.parametrize("value", ["inverse_sqrt:fast", "warmup:", "decay:0.1"])
+def test_a_bad_schedule_is_refused_naming_lr(value, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--spectrum", "4,3", "--lr", value])
+    assert exc.value.code == 2 and "argument --lr: " in capsys.readouterr().err
+
+
+def test_the_variants_reach_the_run_and_round_trip_through_the_summary():
+    argv = ["--balance", "0.5", "--update", "alternating", "--precondition", "0.1", "--noise", "1e-6",
+            "--init", "balanced", "--lr", "0.05", "--max-iter", "3", "--seed", "2", "-q"]  # fmt: skip
+    assert main(["run", "--spectrum", "4,3", *argv]) == 0
+    options = fastmf.load("fastmf-run.npz").options
+    assert (options.balance, options.update, options.precondition, options.noise, options.init) == (
+        0.5, "alternating", 0.1, 1e-6, "balanced")  # fmt: skip
+    assert fastmf.checkpoint.options_from_json(Options, _json("fastmf-run.json")["options"]) == options

@@ -214,3 +214,31 @@ def test_an_lr_too_small_to_move_warns_once():
     small = [w for w in caught if "so small" in str(w.message)]
     assert len(small) == 1
     assert any(issubclass(w.category, ConvergenceWarning) and "never improved" in str(w.message) for w in caught)
+
+
+def test_the_variants_reach_every_run_of_the_fit(monkeypatch):
+    X = low_rank(np.random.default_rng(3), 30, 30, [3.0, 1.0])
+    calls = []
+    solve = fastmf.sklearn.solve
+
+    def recording(S, **kwargs):
+        calls.append(kwargs)
+        return solve(S, **kwargs)
+
+    monkeypatch.setattr(fastmf.sklearn, "solve", recording)
+    est = GradientDescentMF(2, max_iter=30, random_state=4, balance=0.5, update="alternating", precondition=0.1,
+                            noise=1e-9, init="symmetric")  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X)
+    assert len(calls) == 3 and est.get_params()["init"] == "symmetric"
+    for i, kwargs in enumerate(calls):
+        options = kwargs["options"]
+        assert (options.balance, options.update, options.precondition, options.noise) == (0.5, "alternating", 0.1,
+                                                                                          1e-9)  # fmt: skip
+        assert kwargs["seed"] == (4 if i == 0 else [4, i])  # with noise each run draws its own
+    assert calls[0]["init"] == "symmetric" and "init" not in calls[1] and "U0" in calls[1]
+    for bad in ({"balance": -1.0}, {"update": "both"}, {"precondition": "yes"}, {"noise": -1.0}, {"init": "zeros"}):
+        name = next(iter(bad))
+        with pytest.raises(ValueError, match=f"'{name}' parameter"):
+            GradientDescentMF(2, **bad).fit(X)

@@ -349,3 +349,27 @@ def test_command_line_ctrl_c_keeps_the_finished_runs(tmp_path):
     assert f"{40 - kept} runs written" in done.stdout
     rows = _rows(fastmf.table.open_table(tmp_path / "runs.csv", COLUMNS, resume=True).read())
     assert len(rows) == 40 and len(set(rows)) == 40
+
+
+def test_a_grid_over_the_variants_reaches_the_runs(monkeypatch):
+    grid = {"m": 40, "d": 2, "lr": 0.05, "max_iter": 3, "seeds": 1, "balance": [0.0, 0.5],
+            "update": ["simultaneous", "alternating"], "precondition": [None, 0.1], "noise": [0.0, 1e-6],
+            "init": ["gaussian", "balanced", "symmetric"]}  # fmt: skip
+    points = grid_points(grid)
+    assert len(points) == 2 * 2 * 2 * 2 * 3
+    ran, solve_batch = [], fastmf.sweeps.solve_batch
+
+    def recording(*args, **kwargs):
+        result = solve_batch(*args, **kwargs)
+        ran.append(result.options)
+        return result
+
+    monkeypatch.setattr(fastmf.sweeps, "solve_batch", recording)
+    names = ("balance", "update", "precondition", "noise", "init")
+    for point, seeds in points[::7]:
+        rows = run_task(point, seeds)
+        options = ran[-1]
+        assert [rows[name][0] for name in names] == [point[name] for name in names]  # NaN is point's own object
+        precondition = None if np.isnan(point["precondition"]) else point["precondition"]
+        assert [getattr(options, name) for name in names] == [point[name] for name in names[:2]] + [
+            precondition, point["noise"], point["init"]]  # fmt: skip
