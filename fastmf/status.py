@@ -76,19 +76,23 @@ def gd_message(status, n_iter, bad_step, loss, options, sigma_1, level=None, res
     elif status == "max_iter":
         ended = f"reached max_iter = {options.max_iter} steps; {last}"
     elif status == "diverged":
-        ended = _diverged(bad_step, n_iter, options.lr, sigma_1)
+        ended = _diverged(bad_step, n_iter, options, sigma_1)
     else:
         ended = ""
     at = f"step {n_iter} of {options.max_iter}" if status == "running" else f"step {n_iter}"
     return message(status, at, last, resumable=resumable, ended=ended)
 
 
-def _diverged(bad_step, n_iter, lr, sigma_1) -> str:
-    bound = 1.0 / (3.0 * sigma_1)
+def _diverged(bad_step, n_iter, options, sigma_1) -> str:
+    lr = options.lr
     head = (
-        f"diverged: the iterate went non-finite at step {bad_step} with lr = {lr:g}; the returned state "
+        f"diverged: the iterate went non-finite at step {bad_step} with lr = "
+        f"{'a schedule, ' + repr(lr) if callable(lr) else format(lr, 'g')}; the returned state "
         f"is the last finite one (step {n_iter}). "
     )
+    if callable(lr) or options.precondition is not None or not np.isfinite(sigma_1):
+        return head + "use a smaller lr (or init_scale)"
+    bound = 1.0 / (3.0 * sigma_1)
     if lr > bound:
         return head + f"GD from a small start is stable for lr <= 1 / (3 sigma_1) = {bound:.4g}"
     return head + (
