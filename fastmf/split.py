@@ -30,7 +30,13 @@ def diagnostic_work(r: int, k: int):
 
 
 class SplitRun(Recorder):
-    """One GD run on the split state, and the engine operations of `fastmf.driver`.
+    """One GD run (plain or a variant, `fastmf.options.Options`) on the split state, and the
+    engine operations of `fastmf.driver`.
+
+    Perturbed GD's noise is drawn in original coordinates and split for a full complement
+    (path by path the direct path's); a compressed complement takes the compressed form
+    (`fastmf.noise`: exact in law), after which the complement frames W are fresh Haar
+    frames (`frames`).
 
     Parameters
     ----------
@@ -66,6 +72,11 @@ class SplitRun(Recorder):
         self.compressed_noise = options.noise > 0 and options.complement == "compressed"
         if self.compressed_noise:  # the frame's part of the noise, and B for the rest (`fastmf.noise`)
             sides = [(len(X), k, m - len(X)), (len(Y), k, n - len(Y))]
+            if any(rows - r < k and rest > 0 for rows, _, rest in sides):
+                raise ValueError(
+                    "noise on the compressed complement needs k rows in L_U and L_V where the complement has more "
+                    "dimensions than k; pad the start's L with zero rows, or use complement='full'"
+                )
         else:  # the full complement adds the original coordinates' draws, split (`noise_arrays`)
             sides = [(m, k, None), (n, k, None)]
         self.variants(options, self.s[0], dtype, sides)

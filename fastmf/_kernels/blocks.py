@@ -99,7 +99,7 @@ def grams(X, r, N, Gc, T, split):
 @kernel
 def _update_block(B, Y, s, lr, Mh, Bn, lo):
     """Bn = B Mh plus lr s_i Y_i on the principal rows i = lo + j < r (Y: the other side's
-    state, or its `principal_source`), subnormals flushed to zero (`fpmode`)."""
+    state, or its `scaled_rows`), subnormals flushed to zero (`fpmode`)."""
     gemm(B, Mh, Bn)
     k = B.shape[1]
     for j in range(min(B.shape[0], s.shape[0] - lo)):
@@ -196,13 +196,38 @@ def step_factor(G, Gown, lr, variant, H, Pinv, C, T):
 
 
 @kernel
-def principal_source(Y, variant, Pinv, out):
-    """What the principal rows of a step add lr s_i times: the rows of Y (plain), or with
-    ScaledGD out = Y[:r] P^-1 (r = out's rows)."""
-    if variant[PRECONDITION] < 0:
-        return Y
+def scaled_rows(Y, Pinv, out):
+    """out = Y[:rows] P^-1 (rows: out's): with ScaledGD, what the principal rows of a step
+    add lr s_i times in place of the other side's rows (`side_step`, `direct.run_direct`)."""
     gemm(Y[: out.shape[0]], Pinv, out)
-    return out
+
+
+@kernel
+def side_step(X, Y, s, lr, H, Xn, N, Gc, T, split, scaled, Pinv, P):
+    """`half_step` for one side of a step: Xn = X H + lr [s o Y[:r]; 0], with ScaledGD
+    (`scaled`) lr [s o (Y[:r] P^-1); 0] (P: r x k work)."""
+    if scaled:
+        scaled_rows(Y, Pinv, P)
+        half_step(X, P, s, lr, H, Xn, N, Gc, T, split)
+    else:
+        half_step(X, Y, s, lr, H, Xn, N, Gc, T, split)
+
+
+@kernel
+def variant_step(X, Y, s, lr, variant, Xw, Yw, G, P, split):
+    """One step of a GD variant (balance, alternating, ScaledGD: `step_factor`, `side_step`)
+    from X, Y into Xw, Yw, with N = Xw^T Xw, M = Yw^T Yw in G as `run_blocks` keeps them."""
+    N, M, GUc, GVc, Mh, Nh, T, C, PX, PY = G[0], G[1], G[2], G[3], G[4], G[5], G[6], G[7], G[8], G[9]
+    scaled = variant[PRECONDITION] >= 0
+    step_factor(M, N, lr, variant, Mh, PX, C, T)
+    if variant[ALTERNATING] == 0:
+        step_factor(N, M, lr, variant, Nh, PY, C, T)
+    side_step(X, Y, s, lr, Mh, Xw, N, GUc, T, split, scaled, PX, P)
+    if variant[ALTERNATING] != 0:  # the Y side steps from the new X and N = Xw^T Xw
+        step_factor(N, M, lr, variant, Nh, PY, C, T)
+        side_step(Y, Xw, s, lr, Nh, Yw, M, GVc, T, split, scaled, PY, P)
+    else:
+        side_step(Y, X, s, lr, Nh, Yw, M, GVc, T, split, scaled, PY, P)
 
 
 @kernel
@@ -277,9 +302,11 @@ def run_blocks(
 
     X, Y : (r + p, k) and (r + q, k) state, updated in place; Xw, Yw work arrays alike.
     lrs : the step sizes from step t0 = info[STEP] on: step t takes lrs[min(t - t0, len - 1)].
-    variant : float64 (N_VARIANT,), `layout.BALANCE`, `ALTERNATING`, `PRECONDITION`.
-    G : (10, k, k) and P (r, k) work. noise : (ZX, BX, ZY, BY), perturbed GD's noise of
-    step t at index t - t0 (`perturb`; arrays of length 0 without noise); Q: the work of `perturb`.
+    variant : float64 (N_VARIANT,), `layout.BALANCE`, `ALTERNATING`, `PRECONDITION`; plain GD
+    (none of them) takes the code path it had before the variants, a variant `variant_step`.
+    G : (10, k, k) and P (r, k) work.
+    noise : (ZX, BX, ZY, BY), perturbed GD's noise of step t at index t - t0 (`perturb`;
+    arrays of length 0 without noise); Q: the work of `perturb`.
     E, D, vecs, valid: see `diagnostics.record`. The state at step t
     is recorded into steps[j], rec[j] (j = info[N_RECORDS]) when t % record_every == 0
     (before t_stop) or t == t_final, with the spectral quantities when spectral_every > 0
@@ -289,9 +316,9 @@ def run_blocks(
     in X, Y and the step that overflowed in info[BAD_STEP].
     """
     r = s.shape[0]
-    N, M, GUc, GVc, Mh, Nh, T, C, PX, PY = G[0], G[1], G[2], G[3], G[4], G[5], G[6], G[7], G[8], G[9]
+    N, M, GUc, GVc, Mh, Nh, T = G[0], G[1], G[2], G[3], G[4], G[5], G[6]
     ZX, BX, ZY, BY = noise
-    alternating = variant[ALTERNATING] != 0
+    plain = variant[BALANCE] == 0 and variant[ALTERNATING] == 0 and variant[PRECONDITION] < 0
     t = t0 = info[STEP]
     split = _due(t, t_stop, t_final, record_every)
     grams(X, r, N, GUc, T, split)
@@ -310,16 +337,14 @@ def run_blocks(
         if t >= t_stop:
             break
         lr = lrs[min(t - t0, lrs.shape[0] - 1)]
-        step_factor(M, N, lr, variant, Mh, PX, C, T)
-        if not alternating:
-            step_factor(N, M, lr, variant, Nh, PY, C, T)
         split = _due(t + 1, t_stop, t_final, record_every)
-        half_step(X, principal_source(Y, variant, PX, P), s, lr, Mh, Xw, N, GUc, T, split)
-        if alternating:  # the Y side steps from the new X and N = Xw^T Xw
-            step_factor(N, M, lr, variant, Nh, PY, C, T)
-            half_step(Y, principal_source(Xw, variant, PY, P), s, lr, Nh, Yw, M, GVc, T, split)
+        if plain:
+            shifted(M, lr, Mh)
+            shifted(N, lr, Nh)
+            half_step(X, Y, s, lr, Mh, Xw, N, GUc, T, split)
+            half_step(Y, X, s, lr, Nh, Yw, M, GVc, T, split)
         else:
-            half_step(Y, principal_source(X, variant, PY, P), s, lr, Nh, Yw, M, GVc, T, split)
+            variant_step(X, Y, s, lr, variant, Xw, Yw, G, P, split)
         if ZX.shape[0] > 0:
             perturb(Xw, r, ZX[t - t0], BX[t - t0], Q)
             perturb(Yw, r, ZY[t - t0], BY[t - t0], Q)

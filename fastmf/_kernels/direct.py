@@ -27,9 +27,9 @@ import numpy as np
 
 from ._jit import kernel
 from .blas import gemm
-from .blocks import _add, _copy, _due, overflows, principal_source, step_factor
+from .blocks import _add, _copy, _due, overflows, scaled_rows, step_factor
 from .fpmode import flush
-from .layout import ALTERNATING, BAD_STEP, CONVERGED, DIVERGED, IMBALANCE, LOSS, N_RECORDS, STATUS, STEP
+from .layout import ALTERNATING, BAD_STEP, CONVERGED, DIVERGED, IMBALANCE, LOSS, N_RECORDS, PRECONDITION, STATUS, STEP
 
 # elements of Sigma per row block: 2 MiB of float64
 _BLOCK_ELEMS = 1 << 18
@@ -131,6 +131,16 @@ def _update(X, H, lr, P, Xn):
 
 
 @kernel
+def _side_update(X, H, lr, SX, Xn, scaled, Pinv, SP):
+    """Xn = X H + lr SX (SX = Sigma V or Sigma^T U), with ScaledGD (`scaled`) + lr SX P^-1 (SP: work alike SX)."""
+    if scaled:
+        scaled_rows(SX, Pinv, SP)
+        _update(X, H, lr, SP, Xn)
+    else:
+        _update(X, H, lr, SX, Xn)
+
+
+@kernel
 def run_direct(
     S, sc, s2, exact_below, U, V, lrs, variant, tol, t_stop, t_final, record_every, Uw, Vw, SV, STU, T, G, P, noise,
     B, steps, rec, info,
@@ -149,7 +159,7 @@ def run_direct(
     GU, GV, HU, HV, A, C, PU, PV = G[0], G[1], G[2], G[3], G[4], G[5], G[6], G[7]
     SVP, STUP = P
     ZU, _, ZV, _ = noise
-    alternating = variant[ALTERNATING] != 0
+    alternating, scaled = variant[ALTERNATING] != 0, variant[PRECONDITION] >= 0
     k = U.shape[1]
     t = t0 = info[STEP]
     gemm(U.T, U, GU)
@@ -182,12 +192,12 @@ def run_direct(
         step_factor(GV, GU, lr, variant, HU, PU, C, A)
         if not alternating:
             step_factor(GU, GV, lr, variant, HV, PV, C, A)
-        _update(U, HU, lr, principal_source(SV, variant, PU, SVP), Uw)
+        _side_update(U, HU, lr, SV, Uw, scaled, PU, SVP)
         if alternating:  # the V side steps from the new U: its Gram and Sigma^T U again
             gemm(Uw.T, Uw, GU)
             step_factor(GU, GV, lr, variant, HV, PV, C, A)
             products(S, sc, Uw, V, SV, STU, T, False)
-        _update(V, HV, lr, principal_source(STU, variant, PV, STUP), Vw)
+        _side_update(V, HV, lr, STU, Vw, scaled, PV, STUP)
         if ZU.shape[0] > 0:
             _add(ZU[t - t0], Uw)
             _add(ZV[t - t0], Vw)
