@@ -85,8 +85,9 @@ from numba import njit
 
 import fastmf
 from fastmf import _kernels as K
+from fastmf.recorder import plain_variant
 from fastmf.solver import split_or_direct
-from fastmf.split import diagnostic_work
+from fastmf.split import diagnostic_work, plain_work
 
 
 def numpy_gd(Sigma, U, V, lr, steps):
@@ -194,7 +195,8 @@ def kernel_step(ks, repeats):
             out[2][:4] = 0
             t0 = time.perf_counter()
             if every:
-                K.run_blocks(X, Y, s, 0.1, 0.0, n, n, every, 0, Xw, Yw, np.zeros((7, k, k)), *work, *out)
+                K.run_blocks(X, Y, s, *plain_variant(X.dtype, 0.1), 0.0, n, n, every, 0, Xw, Yw, *plain_work(X, Y),
+                             *work, *out)  # fmt: skip
             else:
                 straightforward_steps(X, Y, s, 0.1, n, Xw, Yw)
             times[k, every].append((time.perf_counter() - t0) / n * 1e6)

@@ -58,8 +58,14 @@ def section_2(pkg, k):
     n = max(200, int(2e5 / k**2))
     out = [np.zeros(n + 2, np.int64), np.zeros((n + 2, kernels.N_KEYS)), np.full(kernels.N_INFO, -1, np.int64)]
     out[2][:4] = 0
-    kernels.run_blocks(X, Y, p.s, 0.1, 0.0, n, n, 1, 0, np.empty_like(X), np.empty_like(Y), np.zeros((7, k, k)),
-                       *diagnostic_work(k, k), *out)  # fmt: skip
+    split = importlib.import_module(f"{pkg.__name__}.split")
+    if hasattr(split, "plain_work"):  # the kernel of the GD variants: step sizes, variant slots, their work
+        lrs, variant = importlib.import_module(f"{pkg.__name__}.recorder").plain_variant(X.dtype, 0.1)
+        kernels.run_blocks(X, Y, p.s, lrs, variant, 0.0, n, n, 1, 0, np.empty_like(X), np.empty_like(Y),
+                           *split.plain_work(X, Y), *diagnostic_work(k, k), *out)  # fmt: skip
+    else:
+        kernels.run_blocks(X, Y, p.s, 0.1, 0.0, n, n, 1, 0, np.empty_like(X), np.empty_like(Y), np.zeros((7, k, k)),
+                           *diagnostic_work(k, k), *out)  # fmt: skip
     return [X, Y, *out]
 
 

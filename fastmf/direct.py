@@ -17,7 +17,7 @@ from . import checkpoint, stages
 from ._validate import check_fits, is_dask_array, real_array
 from .init import checked_start, gaussian, seed_streams
 from .problem import Problem
-from .recorder import Recorder, internal_lr
+from .recorder import Recorder
 from .result import SolveResult
 from .scaling import Scale
 from .status import gd_message
@@ -67,20 +67,15 @@ class DirectRun(Recorder):
         self.exact_below = _EXACT_BELOW[dtype]
         # ||Sigma||_F >= sigma_1 stands in for sigma_1 (never computed here): the test of
         # internal_lr then errs towards not warning
-        self.lr = internal_lr(scale, options.lr, np.sqrt(self.s2), dtype)
+        self.variants(options, np.sqrt(self.s2), dtype, [(m, k, None), (n, k, None)])
         self.level = stages.CONVERGED_FRACTION * 0.5 * self.s2
         self.tol = min(scale.inward(options.tol, 2), self.level)
         self.Uw, self.Vw, self.SV = np.empty_like(self.U), np.empty_like(self.V), np.empty_like(self.U)
         self.STU, self.T = np.empty_like(self.V), np.empty_like(self.V)
-        self.G = np.zeros((4, k, k), dtype)
+        self.G = np.zeros((8, k, k), dtype)
+        scaled = options.precondition is not None  # ScaledGD's Sigma V P^-1 and Sigma^T U P^-1
+        self.P = (np.empty((m if scaled else 0, k), dtype), np.empty((n if scaled else 0, k), dtype))
         self.B = np.empty((min(m, K.block_rows(n)), n), dtype)
-
-    def bookkeeping(self) -> dict:
-        return {"info": self.info.copy(), "loss": self.internal_loss()}
-
-    def restore(self, history: dict, bookkeeping: dict) -> None:
-        self.info[:] = bookkeeping["info"]
-        self.restore_history(history, bookkeeping.get("loss"))
 
     def state(self) -> tuple[np.ndarray, np.ndarray]:
         """Copies of U, V in the user's units."""
@@ -116,9 +111,9 @@ class DirectRun(Recorder):
 
     def _call(self, t_stop, t_final):
         K.run_direct(
-            self.S, self.sc, self.s2, self.exact_below, self.U, self.V, self.lr, self.tol, t_stop, t_final,
-            self.record_every, self.Uw, self.Vw, self.SV, self.STU, self.T, self.G, self.B, self.steps, self.rec,
-            self.info,
+            self.S, self.sc, self.s2, self.exact_below, self.U, self.V, self.lrs, self.variant, self.tol, t_stop,
+            t_final, self.record_every, self.Uw, self.Vw, self.SV, self.STU, self.T, self.G, self.P, self.noise,
+            self.B, self.steps, self.rec, self.info,
         )  # fmt: skip
 
 

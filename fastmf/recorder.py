@@ -1,31 +1,39 @@
 """The part every single-run GD engine shares: the history and bookkeeping of a compiled loop
-advanced in chunks (`fastmf.split.SplitRun`, `fastmf.direct.DirectRun`), and the engine
-operations `fastmf.driver` calls on it.
+advanced in chunks (`fastmf.split.SplitRun`, `fastmf.direct.DirectRun`), the engine
+operations `fastmf.driver` calls on it, and what each chunk of a GD variant needs: its step
+sizes (a schedule is evaluated chunk by chunk) and its noise (drawn chunk by chunk, in step
+order, so that a run's numbers do not depend on how it was cut into chunks).
 """
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
 
 from . import _kernels as K
-from . import options
+from . import options, schedules
 from ._kernels.fpmode import flushing
+from ._kernels.layout import ALTERNATING, BALANCE, N_VARIANT, PRECONDITION
+from .noise import NoiseStream
 from .scaling import Scale
 from .status import from_kernel
 
 # History rows allocated up front; more as the run goes (Recorder._reserve).
 _FIRST_RESERVE = 4096
+# At most about this many noise numbers are drawn per chunk (perturbed GD).
+_NOISE_PER_CHUNK = 2**22
 
 
 class Recorder:
     """The history and bookkeeping of one GD run's compiled loop.
 
-    Subclasses hold the state and implement ``_call(t_stop, t_final)``, which runs their
-    kernel with the conventions of `blocks.run_blocks` (the state at step t is recorded when
-    t % record_every == 0 and t < t_stop, or t == t_final), ``keys`` (the history's columns),
-    ``bookkeeping()`` and ``result(status)``.
+    Subclasses hold the state, call `variants` once it is built, and implement
+    ``_call(t_stop, t_final)``, which runs their kernel with the conventions of
+    `blocks.run_blocks` (the state at step t is recorded when t % record_every == 0 and
+    t < t_stop, or t == t_final) with `lrs`, `variant` and `noise`, ``keys`` (the
+    history's columns) and ``result(status)``.
     """
 
     keys: tuple = ()
@@ -39,8 +47,38 @@ class Recorder:
         self.info[K.T1] = self.info[K.T0] = -1
         self.steps = np.zeros(0, np.int64)
         self.rec = np.zeros((0, K.N_KEYS))
+        self.lr_rec = np.zeros(0)  # a schedule's step size at each recorded step, in the user's units
         self.final_bookkeeping = None  # the bookkeeping before the final record, once finished
         self._reserve(min(max_iter, _FIRST_RESERVE))
+
+    def variants(self, opts, sigma_1: float, dtype, sides) -> None:
+        """Set up the GD variant of the resolved `opts` for a state of `dtype` (sigma_1 in
+        internal units, for `internal_lr`): `lrs` (a schedule's are set chunk by chunk),
+        `variant` (the kernels' float64 slots, in internal units) and the noise stream with
+        `sides`, the (rows, k, rest) of each side's draws (`fastmf.noise.NoiseStream.draw`);
+        without noise, `noise` holds empty arrays of those rows."""
+        self.dtype = dtype
+        self.schedule = opts.lr if callable(opts.lr) else None
+        # ScaledGD's step is scale-free (its (G + lam I)^-1 carries the 1 / sigma): a power 0 of c
+        self.lr_power = 0 if opts.precondition is not None else -1
+        if self.schedule is None:
+            size = 1.0 if opts.precondition is not None else sigma_1
+            self.lrs = np.array([internal_lr(self.scale, opts.lr, size, dtype, self.lr_power)], dtype)
+        self.balance = opts.balance
+        self.variant = np.zeros(N_VARIANT)
+        self.variant[BALANCE] = opts.balance
+        self.variant[ALTERNATING] = opts.update == "alternating"
+        self.variant[PRECONDITION] = -1.0 if opts.precondition is None else self.scale.inward(opts.precondition, 1)
+        self.stream = NoiseStream(opts.seed) if opts.noise > 0 else None
+        self.nu, self.sides = self.scale.inward(opts.noise, 0.5), sides
+        k = sides[0][1]
+        self.noise = no_noise([rows for rows, _, _ in sides], k, dtype)
+        per_step = sum((rows + min(rest or 0, k)) * k for rows, _, rest in sides)
+        self.noise_steps = max(1, _NOISE_PER_CHUNK // per_step)
+
+    def noise_arrays(self, draws) -> tuple:
+        """The kernel's noise (ZX, BX, ZY, BY) from `NoiseStream.draw`'s, in the state's dtype."""
+        return tuple(np.ascontiguousarray(a, self.dtype) for Z, B in draws for a in (Z, B))
 
     # ------------------------------------------------------------------ the engine operations
 
@@ -62,14 +100,30 @@ class Recorder:
         """Run at most n steps (or to a stop), recording on the stride; the state reached is
         left unrecorded, so the next call starts exactly where an unbroken loop would be.
         With the default stride, a call ends where the stride doubles (`options.record_stride`)."""
+        if self.stream is not None:
+            n = min(n, self.noise_steps)
         t_stop = min(self.step + n, self.max_iter)
         if self.auto:
             t_stop = min(t_stop, options.DEFAULTS.max_records * self.record_every)
         self._reserve(t_stop - self.step)
-        with flushing():
-            self._call(t_stop, -1)
+        self._run(t_stop, -1)
         if self.auto and options.record_stride(self.step) != self.record_every:
             self._thin(options.record_stride(self.step))
+
+    def _run(self, t_stop: int, t_final: int) -> None:
+        """One kernel call from the current step to t_stop, with the step sizes and the noise
+        of those steps (a schedule's values are recorded beside the records)."""
+        t0, j0 = self.step, self.n_records
+        if self.schedule is not None:
+            user = schedules.values(self.schedule, np.arange(t0, t_stop + 1))
+            self.lrs = internal_lr(self.scale, user, None, self.dtype, self.lr_power)
+        if self.stream is not None:
+            self.noise = self.noise_arrays(self.stream.draw(t_stop - t0, self.nu, self.sides))
+        with flushing():
+            self._call(t_stop, t_final)
+        if self.schedule is not None:
+            j1 = self.n_records
+            self.lr_rec[j0:j1] = user[self.steps[j0:j1] - t0]
 
     def _thin(self, stride: int) -> None:
         """Keep the records on the new, doubled stride (their steps are its multiples)."""
@@ -77,6 +131,7 @@ class Recorder:
         kept = np.flatnonzero(self.steps[:j] % stride == 0)
         self.steps[: kept.size] = self.steps[kept]
         self.rec[: kept.size] = self.rec[kept]
+        self.lr_rec[: kept.size] = self.lr_rec[kept]
         self.info[K.N_RECORDS] = kept.size
         self.record_every = stride
 
@@ -104,8 +159,7 @@ class Recorder:
             if diverged:
                 self.info[K.STATUS] = K.RUNNING
             self._reserve(0)
-            with flushing():
-                self._call(self.step, self.step)
+            self._run(self.step, self.step)
             if diverged:
                 self.info[[K.STATUS, K.T1, K.T0]] = kept[[K.STATUS, K.T1, K.T0]]
         return from_kernel(self.info[K.STATUS], "max_iter" if status == "done" else status)
@@ -117,10 +171,32 @@ class Recorder:
         return int(self.info[K.N_RECORDS])
 
     def history(self) -> dict:
-        """The recorded columns, in the user's units."""
+        """The recorded columns, in the user's units; with a schedule also "lr" (the step
+        size at each recorded step), with the balancing regularizer also "regularizer"
+        ((balance / 8) imbalance^2; the loss stays the plain loss)."""
         j = self.n_records
         history = {"step": self.steps[:j].copy()} | {key: self.rec[:j, c].copy() for c, key in enumerate(self.keys)}
-        return self.scale.history_outward(history)
+        history = self.scale.history_outward(history)
+        if self.schedule is not None:
+            history["lr"] = self.lr_rec[:j].copy()
+        if self.balance > 0:
+            history["regularizer"] = self.balance / 8 * history["imbalance"] ** 2
+        return history
+
+    def bookkeeping(self) -> dict:
+        """What `restore` needs beyond the state and the history (copies): the kernel's info,
+        the losses in internal units and, with noise, the stream's state (a JSON string)."""
+        kept = {"info": self.info.copy(), "loss": self.internal_loss()}
+        if self.stream is not None:
+            kept["noise"] = np.array(json.dumps(self.stream.state()))
+        return kept
+
+    def restore(self, history: dict, bookkeeping: dict) -> None:
+        """Continue a run saved as (history, bookkeeping): the inverse of `history` + `bookkeeping`."""
+        self.info[:] = bookkeeping["info"]
+        if self.stream is not None:
+            self.stream.set_state(json.loads(str(bookkeeping["noise"])))
+        self.restore_history(history, bookkeeping.get("loss"))
 
     def internal_loss(self) -> np.ndarray:
         """The recorded losses in the run's internal units (`fastmf.scaling`)."""
@@ -140,28 +216,48 @@ class Recorder:
                 self.rec[:j, c] = history[key][:j]
         if loss is not None:
             self.rec[:j, 0] = loss[:j]
+        if "lr" in history:
+            self.lr_rec[:j] = history["lr"][:j]
 
     def _reserve(self, n_steps: int) -> None:
         """Room in the history for n_steps more steps and a final record (grown by doubling,
         so a long max_iter costs memory only as the run gets there)."""
         need = self.n_records + n_steps // self.record_every + 2
-        have = min(self.steps.size, self.rec.shape[0])  # an interrupt may land between the two
+        have = min(self.steps.size, self.rec.shape[0], self.lr_rec.size)  # an interrupt may land between them
         if need > have:
             size = max(need, 2 * have)
             steps = np.zeros(size, np.int64)
             rec = np.full((size, K.N_KEYS), np.nan)
+            lr_rec = np.full(size, np.nan)
             steps[:have] = self.steps[:have]
             rec[:have] = self.rec[:have]
-            self.steps, self.rec = steps, rec
+            lr_rec[:have] = self.lr_rec[:have]
+            self.steps, self.rec, self.lr_rec = steps, rec, lr_rec
 
 
-def internal_lr(scale: Scale, lr: float, sigma_1, dtype):
-    """lr in a run's internal units and dtype; warns when it is too small to move the state
-    in that precision (1 - lr sigma_1 rounds to 1: GD would not move)."""
+def no_noise(rows, k: int, dtype) -> tuple:
+    """The kernels' noise arrays (ZX, BX, ZY, BY) of a run without noise: no step's, for sides of these rows."""
+    return tuple(np.zeros((0, n, k), dtype) for side in rows for n in (side, 0))
+
+
+def plain_variant(dtype, lr: float) -> tuple:
+    """The kernels' (lrs, variant) of plain GD with the constant step lr (internal units)."""
+    variant = np.zeros(N_VARIANT)
+    variant[PRECONDITION] = -1.0
+    return np.full(1, lr, dtype), variant
+
+
+def internal_lr(scale: Scale, lr, sigma_1, dtype, power=-1):
+    """lr (a number, or an array of a schedule's values; scaling as c^power) in a run's internal
+    units and dtype; for a number, warns when it is too small to move the state in that
+    precision (1 - lr sigma_1 rounds to 1: GD would not move)."""
     with np.errstate(over="ignore"):
-        inner = dtype.type(scale.inward(lr, -1))
-    if not np.isfinite(inner):
-        raise ValueError(f"lr = {lr:g} is beyond the range of {dtype.name} for this Sigma; use a smaller lr")
+        inner = np.asarray(scale.inward(np.asarray(lr, np.float64), power)).astype(dtype)
+    if not np.all(np.isfinite(inner)):
+        raise ValueError(f"lr = {np.max(lr):g} is beyond the range of {dtype.name} for this Sigma; use a smaller lr")
+    if inner.ndim:
+        return inner
+    inner = inner[()]
     if dtype.type(1) - inner * dtype.type(sigma_1) == 1:
         warnings.warn(
             f"lr = {lr:g} is so small that 1 - lr sigma_1 rounds to 1 in {dtype.name}: GD will not move; "

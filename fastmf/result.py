@@ -197,7 +197,13 @@ class SolveResult(_Split):
     Up, Vp, L_U, L_V : ndarray or None
         The final state in split form, U = Phi Up + W_U L_U (None on the direct path).
     U, V : ndarray
-        The final factors (m x k, n x k, Sigma's dtype), rebuilt on first access.
+        The final factors (m x k, n x k, Sigma's dtype), rebuilt on first access. After
+        perturbed GD (`Options.noise`) on the compressed complement, whose state follows
+        the noise exactly in law but not path by path, W_U and W_V are then a fresh Haar
+        frame (from the seed): U and V are right in law (for a start whose law is
+        rotation-invariant in the complement, as the Gaussian one), the small state and the
+        history as for any run. The full complement and the direct path follow the noise
+        path by path.
     diverged_at : int or None
         The step whose state overflowed (after a "diverged" run).
     resume_state : dict or None
@@ -224,7 +230,8 @@ class SolveResult(_Split):
 
     @cached_property
     def U(self) -> np.ndarray:
-        """U (m x k), rebuilt on first access as Phi Up + W_U L_U (on the direct path, kept)."""
+        """U (m x k), rebuilt on first access as Phi Up + W_U L_U (on the direct path, kept; after
+        compressed perturbed GD, with a fresh Haar frame W_U: right in law only)."""
         return self.direct_state["U"] if self.method == "direct" else super().U
 
     @cached_property

@@ -15,6 +15,7 @@ import scipy.sparse
 from scipy.sparse.linalg import LinearOperator
 
 from . import options as settings
+from . import schedules
 from ._validate import is_dask_array, positive_int
 from .batch import resume_batch
 from .direct import dense_sigma, direct_run, restored_run
@@ -186,7 +187,7 @@ def _choose(Sigma, options: Options):
 
 
 def resume(
-    source, max_iter=None, *, t_max=None, Sigma=None, callback=None, progress=None, time_limit=None,
+    source, max_iter=None, *, t_max=None, Sigma=None, lr=None, callback=None, progress=None, time_limit=None,
     checkpoint=None, checkpoint_every=None,
 ):  # fmt: skip
     """Continue a run saved by ``checkpoint=...`` or ``result.save()``: one GD run (either
@@ -209,6 +210,10 @@ def resume(
     Sigma : array_like, optional
         The dense Sigma of a direct-path run (its file does not hold it; checked against
         the saved fingerprint).
+    lr : callable, optional
+        The lr schedule of a GD run that used its own callable (a file holds only its values
+        at the recorded steps, "lr" in the history, which it is checked against); the
+        built-in schedules of `fastmf.schedules` are rebuilt from the file.
     callback, progress, time_limit
         As in `solve`, for this call.
     checkpoint : str, os.PathLike or False, optional
@@ -236,11 +241,13 @@ def resume(
     if isinstance(saved, FlowResult):
         if Sigma is not None:
             raise ValueError("a flow saves Sigma's basis: drop Sigma")
-        if max_iter is not None:
-            raise ValueError("a gradient flow resumes to a time: pass t_max, not max_iter")
+        if max_iter is not None or lr is not None:
+            raise ValueError("a gradient flow resumes to a time: pass t_max, not max_iter or lr")
         return resume_flow(saved, t_max, control)
     if t_max is not None:
         raise ValueError("a GD run resumes to a step: pass max_iter, not t_max")
+    if lr is not None and isinstance(saved, BatchResult):
+        raise ValueError("lr= gives back the schedule of a single GD run; a batch resumes with its saved settings")
     if Sigma is not None and (isinstance(saved, BatchResult) or saved.method == "split"):
         raise ValueError("this run saved Sigma's basis (only a direct-path run needs Sigma again): drop Sigma")
     if not isinstance(saved, BatchResult) and not saved.resume_state:
@@ -256,6 +263,8 @@ def resume(
     if isinstance(saved, BatchResult):
         return resume_batch(saved, max_iter, control)
     options = saved.options if max_iter is None else dataclasses.replace(saved.options, max_iter=max_iter)
+    if lr is not None or isinstance(options.lr, schedules.Custom):
+        options = dataclasses.replace(options, lr=_schedule_again(options.lr, lr, saved.history))
     if saved.method == "direct":
         if Sigma is None:
             raise ValueError("a direct-path run does not save Sigma: pass it again, resume(path, Sigma=Sigma)")
@@ -264,3 +273,29 @@ def resume(
         engine = SplitRun(saved.problem, saved.left, saved.right, options)
         engine.restore(saved.history, saved.resume_state)
     return drive(engine, control, options.max_iter, "step")
+
+
+def _schedule_again(saved_lr, lr, history: dict):
+    """The schedule a run saved as `schedules.Custom` goes on with: `lr`, checked against the
+    step sizes the file recorded (a run saved with anything else takes no lr)."""
+    if not isinstance(saved_lr, schedules.Custom):
+        raise ValueError(
+            f"this run's lr ({schedules.to_json(saved_lr)}) is saved in the file: drop lr (only a run with its own "
+            "callable schedule needs it again)"
+        )
+    if lr is None:
+        raise ValueError(
+            f"this run used its own lr schedule ({saved_lr.name}), which a file cannot hold: pass it again, "
+            "fastmf.resume(path, lr=my_schedule)"
+        )
+    if not callable(lr):
+        raise TypeError(f"lr must be the run's schedule (a callable t -> step size), got {type(lr).__name__}")
+    steps = np.asarray(history["step"], np.int64)
+    given = schedules.values(lr, steps)
+    if not np.allclose(given, history["lr"], rtol=1e-12, atol=0):
+        i = int(np.argmax(~np.isclose(given, history["lr"], rtol=1e-12, atol=0)))
+        raise ValueError(
+            f"lr is not the schedule this run was saved with: it gives {given[i]!r} at step {steps[i]}, the saved "
+            f"run took {history['lr'][i]!r}; pass the run's own schedule"
+        )
+    return lr

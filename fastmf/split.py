@@ -14,10 +14,10 @@ import numpy as np
 
 from . import _kernels as K
 from . import stages, theory
-from .init import Factor, stack
+from .init import Factor, seed_streams, stack
 from .options import spectral_factor
-from .problem import Problem
-from .recorder import Recorder, internal_lr
+from .problem import DenseBasis, Problem
+from .recorder import Recorder, no_noise
 from .result import SolveResult
 from .scaling import Scale
 from .status import gd_message
@@ -30,7 +30,13 @@ def diagnostic_work(r: int, k: int):
 
 
 class SplitRun(Recorder):
-    """One GD run on the split state, and the engine operations of `fastmf.driver`.
+    """One GD run (plain or a variant, `fastmf.options.Options`) on the split state, and the
+    engine operations of `fastmf.driver`.
+
+    Perturbed GD's noise is drawn in original coordinates and split for a full complement
+    (path by path the direct path's); a compressed complement takes the compressed form
+    (`fastmf.noise`: exact in law), after which the complement frames W are fresh Haar
+    frames (`frames`).
 
     Parameters
     ----------
@@ -62,11 +68,26 @@ class SplitRun(Recorder):
                 RuntimeWarning,
                 stacklevel=4,
             )
-        self.lr = internal_lr(scale, options.lr, self.s[0], dtype)
+        m, n = problem.shape
+        self.compressed_noise = options.noise > 0 and options.complement == "compressed"
+        if self.compressed_noise:  # the frame's part of the noise, and B for the rest (`fastmf.noise`)
+            sides = [(len(X), k, m - len(X)), (len(Y), k, n - len(Y))]
+            if any(rows - r < k and rest > 0 for rows, _, rest in sides):
+                raise ValueError(
+                    "noise on the compressed complement needs k rows in L_U and L_V where the complement has more "
+                    "dimensions than k; pad the start's L with zero rows, or use complement='full'"
+                )
+        else:  # the full complement adds the original coordinates' draws, split (`noise_arrays`)
+            sides = [(m, k, None), (n, k, None)]
+        self.variants(options, self.s[0], dtype, sides)
         self.level = stages.converged_level(self.s, k)
         self.tol = min(scale.inward(options.tol, 2), self.level)
         self.Xw, self.Yw = np.empty_like(X), np.empty_like(Y)
-        self.G = np.zeros((7, k, k), dtype)
+        self.G = np.zeros((10, k, k), dtype)
+        self.P = np.zeros((r if options.precondition is not None else 0, k), dtype)
+        # the work of the QR that folds B into a compressed complement (`_kernels.blocks.perturb`)
+        qr_rows = max(rows - r + min(rest, k) for rows, _, rest in sides) if self.compressed_noise else 0
+        self.Q = np.zeros((qr_rows, k), dtype)
         self.E, self.D, self.vecs, self.valid = diagnostic_work(r, k)
         self.E = self.E.astype(dtype)  # np.dot into E needs the state's dtype; D stays float64
 
@@ -82,15 +103,37 @@ class SplitRun(Recorder):
 
     def bookkeeping(self) -> dict:
         """What `restore` needs beyond the state and the history (copies)."""
-        return {"info": self.info.copy(), "vecs": self.vecs.copy(), "valid": self.valid.copy(),
-                "loss": self.internal_loss()}  # fmt: skip
+        return super().bookkeeping() | {"vecs": self.vecs.copy(), "valid": self.valid.copy()}
 
     def restore(self, history: dict, bookkeeping: dict) -> None:
         """Continue a run saved as (history, bookkeeping): the inverse of `history` + `bookkeeping`."""
-        self.info[:] = bookkeeping["info"]
         self.vecs[:] = bookkeeping["vecs"]
         self.valid[:] = bookkeeping["valid"]
-        self.restore_history(history, bookkeeping.get("loss"))
+        super().restore(history, bookkeeping)
+
+    def noise_arrays(self, draws) -> tuple:
+        """The full complement adds the original coordinates' draws Z split as [coords(Z);
+        Z - lift(coords(Z))], the same noise as the direct path's; the compressed one takes
+        `NoiseStream.draw`'s compressed form as it is."""
+        if not self.compressed_noise:
+            draws = [(split_noise(basis, Z), B) for basis, (Z, B) in zip(self.bases, draws, strict=True)]
+        return super().noise_arrays(draws)
+
+    @property
+    def bases(self) -> tuple:
+        return self.problem.left, self.problem.right
+
+    def frames(self) -> tuple:
+        """The complement frames W of the state reached: the start's, but after a step of
+        compressed perturbed GD whose noise reaches beyond the frame (B has rows), a fresh
+        Haar frame from the side's seed stream: the frame then follows the noise only in law."""
+        if not (self.compressed_noise and self.step > 0):
+            return self.W
+        r, streams = self.problem.rank, seed_streams(self.options.seed)[1:]
+        return tuple(
+            W if rest == 0 else fresh_frame(basis, seq, rows - r, self.X.dtype)
+            for W, (rows, _, rest), basis, seq in zip(self.W, self.sides, self.bases, streams, strict=True)
+        )
 
     def result(self, status: str) -> SolveResult:
         problem, options = self.problem, self.options
@@ -98,8 +141,9 @@ class SplitRun(Recorder):
         history = self.history()
         T1, T0 = self.stage_positions()
         bad_step = int(self.info[K.BAD_STEP])
-        rate = theory.linear_rate(problem.s, options.lr)
+        rate = None if callable(options.lr) else theory.linear_rate(problem.s, options.lr)
         X, Y = self.state()
+        W = self.frames()
         delta = self.scale.inward(options.delta, 2)
         level = self.scale.outward(self.level, 2)
         loss = float(history["loss"][-1]) if history["loss"].size else None
@@ -114,8 +158,8 @@ class SplitRun(Recorder):
             init_scale=options.init_scale,
             seed=options.seed,
             problem=problem,
-            left=Factor(X[:r], X[r:], self.W[0]),
-            right=Factor(Y[:r], Y[r:], self.W[1]),
+            left=Factor(X[:r], X[r:], W[0]),
+            right=Factor(Y[:r], Y[r:], W[1]),
             options=options,
             method="split",
             diverged_at=bad_step if status == "diverged" else None,
@@ -124,7 +168,37 @@ class SplitRun(Recorder):
 
     def _call(self, t_stop, t_final):
         K.run_blocks(
-            self.X, self.Y, self.s, self.lr, self.tol, t_stop, t_final, self.record_every,
-            self.spectral_every, self.Xw, self.Yw, self.G, self.E, self.D, self.vecs, self.valid,
-            self.steps, self.rec, self.info,
+            self.X, self.Y, self.s, self.lrs, self.variant, self.tol, t_stop, t_final, self.record_every,
+            self.spectral_every, self.Xw, self.Yw, self.G, self.P, self.noise, self.Q, self.E, self.D, self.vecs,
+            self.valid, self.steps, self.rec, self.info,
         )  # fmt: skip
+
+
+def plain_work(X: np.ndarray, Y: np.ndarray) -> tuple:
+    """`run_blocks`'s work (G, P, noise, Q) for plain GD on the stacked state X, Y."""
+    k, dtype = X.shape[1], X.dtype
+    empty = np.zeros((0, k), dtype)
+    return np.zeros((10, k, k), dtype), empty, no_noise([len(X), len(Y)], k, dtype), empty
+
+
+def split_noise(basis, Z: np.ndarray) -> np.ndarray:
+    """Noise Z (steps, dim, k) in original coordinates as the full complement's stacked
+    state takes it: (steps, r + dim, k), the principal coordinates then the complement part."""
+    steps, dim, k = Z.shape
+    flat = Z.transpose(1, 0, 2).reshape(dim, steps * k)
+    principal = basis.coords(flat)
+    out = np.concatenate([principal, flat - basis.lift(principal)])
+    return out.reshape(len(out), steps, k).transpose(1, 0, 2)
+
+
+def fresh_frame(basis, seq: np.random.SeedSequence, p: int, dtype):
+    """A Haar frame of p orthonormal columns orthogonal to the principal subspace, from `seq`:
+    the seed itself for a coordinate basis (`fastmf.init.haar_stiefel` draws it on demand),
+    drawn now for a dense one (Gaussian columns projected off range(Phi), then orthonormalized)."""
+    if not isinstance(basis, DenseBasis):
+        return seq
+    G = np.random.default_rng(seq).standard_normal((basis.dim, p))
+    for _ in range(2):  # twice: the projection is then orthogonal to rounding
+        G -= basis.lift(basis.coords(G))
+    Q, R = np.linalg.qr(G)
+    return (Q * np.sign(np.diag(R))).astype(dtype)

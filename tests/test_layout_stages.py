@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 
 from fastmf import _kernels as K
+from fastmf.recorder import plain_variant
+from fastmf.split import plain_work
 
 LANES = K.LANES
 
@@ -34,10 +36,11 @@ def _single(X, Y, s, T1_reached):
     n = max(r, k)
     info = np.full(K.N_INFO, -1, np.int64)
     info[[K.STEP, K.N_RECORDS, K.STATUS, K.T1]] = 7, 0, K.RUNNING, 0 if T1_reached else -1
-    G, E, D = np.zeros((7, k, k), X.dtype), np.zeros((r, r), X.dtype), np.zeros((8, n, n))
+    E, D = np.zeros((r, r), X.dtype), np.zeros((8, n, n))
     vecs, valid = np.zeros((K.N_TRACKED, n)), np.zeros(K.N_TRACKED, np.int64)
-    K.run_blocks(X.copy(), Y.copy(), s, X.dtype.type(0.1), -1.0, 7, 7, 1, 0, np.empty_like(X), np.empty_like(Y),
-                 G, E, D, vecs, valid, np.zeros(1, np.int64), np.zeros((1, K.N_KEYS)), info)  # fmt: skip
+    K.run_blocks(X.copy(), Y.copy(), s, *plain_variant(X.dtype, 0.1), -1.0, 7, 7, 1, 0, np.empty_like(X),
+                 np.empty_like(Y), *plain_work(X, Y), E, D, vecs, valid, np.zeros(1, np.int64), np.zeros((1, K.N_KEYS)),
+                 info)  # fmt: skip
     assert info[K.N_RECORDS] == 1 and info[K.STATUS] == K.RUNNING
     return info[K.T1] >= 0, info[K.T0] == 7
 

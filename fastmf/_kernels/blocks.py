@@ -13,6 +13,14 @@ contract to FMA without fastmath, and loops of length k = 10 stay scalar); at k 
 is 7.5 times faster (benchmarks/compare.py). OpenBLAS's own cost for the four small
 products is about 1.5 us of the 2.1 at k = 10 (timed from C).
 
+The GD variants (`fastmf.options.Options`; docs/maths.md section 6) change only k x k
+factors and the principal rows, so the compressed complement stays exact:
+
+    X+ = X H_X + lr [(s o Vp) Px^-1; 0],   H_X = I - lr (M + (bal/2)(N - M)) Px^-1,   Px = M + lam I (or I)
+
+and alike for Y (alternating: from X+ and N+ = X+^T X+); perturbed GD then adds its noise
+to the new state (`perturb`). Plain GD takes exactly the code path it had before them.
+
 Rows are processed in blocks that stay in L2, so the update and the Gram of the new rows
 share one pass over memory; a compressed state is one block and is passed whole (making
 row views costs ~0.15 us a step at k = 10). Kernels are pure: arrays in, arrays out, no
@@ -26,7 +34,7 @@ from ._jit import kernel
 from .blas import gemm
 from .diagnostics import record
 from .fpmode import flush
-from .layout import BAD_STEP, CONVERGED, DIVERGED, N_RECORDS, STATUS, STEP
+from .layout import ALTERNATING, BAD_STEP, BALANCE, CONVERGED, DIVERGED, N_RECORDS, PRECONDITION, STATUS, STEP
 
 # elements per row block: 2 blocks of 8192 doubles (X rows and new rows) fit in a 256 KiB L2
 _BLOCK_ELEMS = 8192
@@ -90,8 +98,8 @@ def grams(X, r, N, Gc, T, split):
 
 @kernel
 def _update_block(B, Y, s, lr, Mh, Bn, lo):
-    """Bn = B Mh plus lr s_i Y_i on the principal rows i = lo + j < r, subnormals flushed
-    to zero (`fpmode`)."""
+    """Bn = B Mh plus lr s_i Y_i on the principal rows i = lo + j < r (Y: the other side's
+    state, or its `scaled_rows`), subnormals flushed to zero (`fpmode`)."""
     gemm(B, Mh, Bn)
     k = B.shape[1]
     for j in range(min(B.shape[0], s.shape[0] - lo)):
@@ -140,6 +148,142 @@ def shifted(G, lr, H):
 
 
 @kernel
+def spd_inverse(A, Ainv, C):
+    """Ainv = A^-1 for a symmetric positive definite k x k A, from its Cholesky factor
+    A = C C^T (C: k x k work, lower triangle); sums in float64."""
+    k = A.shape[0]
+    for j in range(k):
+        for i in range(j, k):
+            acc = np.float64(A[i, j])
+            for p in range(j):
+                acc -= np.float64(C[i, p]) * np.float64(C[j, p])
+            C[i, j] = np.sqrt(acc) if i == j else acc / C[j, j]
+    for c in range(k):  # column c of A^-1: C y = e_c, then C^T x = y
+        for i in range(k):
+            acc = 1.0 if i == c else 0.0
+            for p in range(i):
+                acc -= np.float64(C[i, p]) * np.float64(Ainv[p, c])
+            Ainv[i, c] = acc / C[i, i]
+        for i in range(k - 1, -1, -1):
+            acc = np.float64(Ainv[i, c])
+            for p in range(i + 1, k):
+                acc -= np.float64(C[p, i]) * np.float64(Ainv[p, c])
+            Ainv[i, c] = acc / C[i, i]
+
+
+@kernel
+def step_factor(G, Gown, lr, variant, H, Pinv, C, T):
+    """H = I - lr (G + (bal/2)(Gown - G)) P^-1, the factor of one side's step: G is the other
+    factor's Gram, Gown this one's, P = G + lam I with ScaledGD (variant[PRECONDITION] = lam
+    >= 0; then Pinv = P^-1), else I. C and T are k x k work. Plain GD: `shifted`."""
+    bal, lam = variant[BALANCE], variant[PRECONDITION]
+    if bal == 0 and lam < 0:
+        shifted(G, lr, H)
+        return
+    k = G.shape[0]
+    for a in range(k):
+        for b in range(k):
+            T[a, b] = G[a, b] + 0.5 * bal * (Gown[a, b] - G[a, b])
+    if lam >= 0:
+        for a in range(k):
+            for b in range(k):
+                H[a, b] = G[a, b]
+            H[a, a] += lam
+        spd_inverse(H, Pinv, C)
+        gemm(T, Pinv, C)
+        _copy(C, T)
+    shifted(T, lr, H)
+
+
+@kernel
+def scaled_rows(Y, Pinv, out):
+    """out = Y[:rows] P^-1 (rows: out's): with ScaledGD, what the principal rows of a step
+    add lr s_i times in place of the other side's rows (`side_step`, `direct.run_direct`)."""
+    gemm(Y[: out.shape[0]], Pinv, out)
+
+
+@kernel
+def side_step(X, Y, s, lr, H, Xn, N, Gc, T, split, scaled, Pinv, P):
+    """`half_step` for one side of a step: Xn = X H + lr [s o Y[:r]; 0], with ScaledGD
+    (`scaled`) lr [s o (Y[:r] P^-1); 0] (P: r x k work)."""
+    if scaled:
+        scaled_rows(Y, Pinv, P)
+        half_step(X, P, s, lr, H, Xn, N, Gc, T, split)
+    else:
+        half_step(X, Y, s, lr, H, Xn, N, Gc, T, split)
+
+
+@kernel
+def variant_step(X, Y, s, lr, variant, Xw, Yw, G, P, split):
+    """One step of a GD variant (balance, alternating, ScaledGD: `step_factor`, `side_step`)
+    from X, Y into Xw, Yw, with N = Xw^T Xw, M = Yw^T Yw in G as `run_blocks` keeps them."""
+    N, M, GUc, GVc, Mh, Nh, T, C, PX, PY = G[0], G[1], G[2], G[3], G[4], G[5], G[6], G[7], G[8], G[9]
+    scaled = variant[PRECONDITION] >= 0
+    step_factor(M, N, lr, variant, Mh, PX, C, T)
+    if variant[ALTERNATING] == 0:
+        step_factor(N, M, lr, variant, Nh, PY, C, T)
+    side_step(X, Y, s, lr, Mh, Xw, N, GUc, T, split, scaled, PX, P)
+    if variant[ALTERNATING] != 0:  # the Y side steps from the new X and N = Xw^T Xw
+        step_factor(N, M, lr, variant, Nh, PY, C, T)
+        side_step(Y, Xw, s, lr, Nh, Yw, M, GVc, T, split, scaled, PY, P)
+    else:
+        side_step(Y, X, s, lr, Nh, Yw, M, GVc, T, split, scaled, PY, P)
+
+
+@kernel
+def householder_r(A):
+    """A (rows x k, rows >= k) overwritten so that its first k rows hold R of A = Q R, the
+    diagonal of R >= 0 (Householder reflections; O(rows k^2))."""
+    rows, k = A.shape
+    for j in range(k):
+        norm2 = 0.0
+        for i in range(j, rows):
+            norm2 += np.float64(A[i, j]) * np.float64(A[i, j])
+        norm = np.sqrt(norm2)
+        if norm == 0:
+            continue
+        x = np.float64(A[j, j])
+        alpha = -norm if x > 0 else norm  # the reflection maps A[j:, j] to alpha e_j
+        A[j, j] = x - alpha  # A[j:, j] is now the reflection's vector v
+        vv = 2.0 * norm * (norm + abs(x))  # v^T v
+        for c in range(j + 1, k):
+            dot = 0.0
+            for i in range(j, rows):
+                dot += np.float64(A[i, j]) * np.float64(A[i, c])
+            f = 2.0 * dot / vv
+            for i in range(j, rows):
+                A[i, c] -= f * A[i, j]
+        A[j, j] = alpha
+    for j in range(k):
+        if A[j, j] < 0:
+            for c in range(j, k):
+                A[j, c] = -A[j, c]
+
+
+@kernel
+def perturb(X, r, Z, B, Q):
+    """Perturbed GD's noise on a new state (`fastmf.noise`): X += Z and, when B has rows (a
+    compressed complement, exact in law), the complement rows X[r:] replaced by the R of
+    the QR of [X[r:]; B]. Q is ((rows - r) + len(B)) x k work."""
+    _add(Z, X)
+    p = B.shape[0]
+    if p == 0:
+        return
+    rows, k = X.shape[0] - r, X.shape[1]
+    A = Q[: rows + p]
+    for i in range(rows):
+        for c in range(k):
+            A[i, c] = X[r + i, c]
+    for i in range(p):
+        for c in range(k):
+            A[rows + i, c] = B[i, c]
+    householder_r(A)
+    for i in range(rows):
+        for c in range(k):
+            X[r + i, c] = A[i, c] if c >= i else 0.0
+
+
+@kernel
 def overflows(N, M):
     """Is (||X||^2 + ||Y||^2)^2 = (tr N + tr M)^2 not finite in float64? While it is finite,
     so is every loss term: the divergence test of every GD kernel."""
@@ -151,12 +295,19 @@ def overflows(N, M):
 
 @kernel
 def run_blocks(
-    X, Y, s, lr, tol, t_stop, t_final, record_every, spectral_every, Xw, Yw, G, E, D, vecs, valid, steps, rec, info
-):
-    """Advance GD (eqs 6-9) on the stacked state from step info[STEP] to t_stop.
+    X, Y, s, lrs, variant, tol, t_stop, t_final, record_every, spectral_every, Xw, Yw, G, P, noise, Q, E, D, vecs,
+    valid, steps, rec, info,
+):  # fmt: skip
+    """Advance GD (eqs 6-9, or a variant) on the stacked state from step info[STEP] to t_stop.
 
     X, Y : (r + p, k) and (r + q, k) state, updated in place; Xw, Yw work arrays alike.
-    G : (7, k, k) work; E, D, vecs, valid: see `diagnostics.record`. The state at step t
+    lrs : the step sizes from step t0 = info[STEP] on: step t takes lrs[min(t - t0, len - 1)].
+    variant : float64 (N_VARIANT,), `layout.BALANCE`, `ALTERNATING`, `PRECONDITION`; plain GD
+    (none of them) takes the code path it had before the variants, a variant `variant_step`.
+    G : (10, k, k) and P (r, k) work.
+    noise : (ZX, BX, ZY, BY), perturbed GD's noise of step t at index t - t0 (`perturb`;
+    arrays of length 0 without noise); Q: the work of `perturb`.
+    E, D, vecs, valid: see `diagnostics.record`. The state at step t
     is recorded into steps[j], rec[j] (j = info[N_RECORDS]) when t % record_every == 0
     (before t_stop) or t == t_final, with the spectral quantities when spectral_every > 0
     divides t (or t == t_final); the trajectory never depends on what is recorded. A
@@ -166,7 +317,9 @@ def run_blocks(
     """
     r = s.shape[0]
     N, M, GUc, GVc, Mh, Nh, T = G[0], G[1], G[2], G[3], G[4], G[5], G[6]
-    t = info[STEP]
+    ZX, BX, ZY, BY = noise
+    plain = variant[BALANCE] == 0 and variant[ALTERNATING] == 0 and variant[PRECONDITION] < 0
+    t = t0 = info[STEP]
     split = _due(t, t_stop, t_final, record_every)
     grams(X, r, N, GUc, T, split)
     grams(Y, r, M, GVc, T, split)
@@ -183,11 +336,20 @@ def run_blocks(
                 break
         if t >= t_stop:
             break
-        shifted(M, lr, Mh)
-        shifted(N, lr, Nh)
+        lr = lrs[min(t - t0, lrs.shape[0] - 1)]
         split = _due(t + 1, t_stop, t_final, record_every)
-        half_step(X, Y, s, lr, Mh, Xw, N, GUc, T, split)
-        half_step(Y, X, s, lr, Nh, Yw, M, GVc, T, split)
+        if plain:
+            shifted(M, lr, Mh)
+            shifted(N, lr, Nh)
+            half_step(X, Y, s, lr, Mh, Xw, N, GUc, T, split)
+            half_step(Y, X, s, lr, Nh, Yw, M, GVc, T, split)
+        else:
+            variant_step(X, Y, s, lr, variant, Xw, Yw, G, P, split)
+        if ZX.shape[0] > 0:
+            perturb(Xw, r, ZX[t - t0], BX[t - t0], Q)
+            perturb(Yw, r, ZY[t - t0], BY[t - t0], Q)
+            grams(Xw, r, N, GUc, T, split)
+            grams(Yw, r, M, GVc, T, split)
         if overflows(N, M):
             info[STATUS] = DIVERGED
             info[BAD_STEP] = t + 1

@@ -3,7 +3,9 @@
     U+ = U + lr R V,   V+ = V + lr R^T U,   R = Sigma - U V^T
 
 is computed as U+ = U (I - lr V^T V) + lr Sigma V and V+ = V (I - lr U^T U) + lr Sigma^T U:
-the same update with 4 m n k flops a step instead of 6, and R never formed. Both products
+the same update with 4 m n k flops a step instead of 6, and R never formed. The GD variants
+change the k x k factors and multiply Sigma V, Sigma^T U by ScaledGD's (G + lam I)^-1
+(`blocks.step_factor`); alternating updates pay a second pass for Sigma^T U+. Both products
 come from one pass over Sigma in row blocks (`products`), each block's part of Sigma^T U
 added while the block is in cache. The run is at an internal scale c, a power of 4 (`fastmf.scaling`):
 the kernel's U, V, lr are U / sqrt(c), V / sqrt(c), lr c, and Sigma is used as Sigma / c by
@@ -25,9 +27,9 @@ import numpy as np
 
 from ._jit import kernel
 from .blas import gemm
-from .blocks import _add, _copy, _due, overflows, shifted
+from .blocks import _add, _copy, _due, overflows, scaled_rows, step_factor
 from .fpmode import flush
-from .layout import BAD_STEP, CONVERGED, DIVERGED, IMBALANCE, LOSS, N_RECORDS, STATUS, STEP
+from .layout import ALTERNATING, BAD_STEP, CONVERGED, DIVERGED, IMBALANCE, LOSS, N_RECORDS, PRECONDITION, STATUS, STEP
 
 # elements of Sigma per row block: 2 MiB of float64
 _BLOCK_ELEMS = 1 << 18
@@ -48,8 +50,8 @@ def _times(A, sc):
 
 
 @kernel
-def products(S, sc, U, V, SV, STU, T):
-    """SV = (sc Sigma) V and STU = (sc Sigma)^T U in one pass over Sigma; T is (n, k) work.
+def products(S, sc, U, V, SV, STU, T, left):
+    """SV = (sc Sigma) V (if `left`) and STU = (sc Sigma)^T U in one pass over Sigma; T is (n, k) work.
 
     sc multiplies the products (exact); the caller keeps it where no product of an entry of
     Sigma with one of U or V can leave the dtype's range (`fastmf.direct.DirectRun`)."""
@@ -57,9 +59,10 @@ def products(S, sc, U, V, SV, STU, T):
     b = block_rows(S.shape[1])
     for lo in range(0, m, b):
         hi = min(m, lo + b)
-        gemm(S[lo:hi], V, SV[lo:hi])
-        if sc != 1.0:
-            _times(SV[lo:hi], sc)
+        if left:
+            gemm(S[lo:hi], V, SV[lo:hi])
+            if sc != 1.0:
+                _times(SV[lo:hi], sc)
         if lo == 0:
             gemm(S[lo:hi].T, U[lo:hi], STU)
         else:
@@ -128,28 +131,44 @@ def _update(X, H, lr, P, Xn):
 
 
 @kernel
+def _side_update(X, H, lr, SX, Xn, scaled, Pinv, SP):
+    """Xn = X H + lr SX (SX = Sigma V or Sigma^T U), with ScaledGD (`scaled`) + lr SX P^-1 (SP: work alike SX)."""
+    if scaled:
+        scaled_rows(SX, Pinv, SP)
+        _update(X, H, lr, SP, Xn)
+    else:
+        _update(X, H, lr, SX, Xn)
+
+
+@kernel
 def run_direct(
-    S, sc, s2, exact_below, U, V, lr, tol, t_stop, t_final, record_every, Uw, Vw, SV, STU, T, G, B, steps, rec, info
-):
-    """Advance GD (eqs 2-3) from step info[STEP] to t_stop; the conventions of `blocks.run_blocks`.
+    S, sc, s2, exact_below, U, V, lrs, variant, tol, t_stop, t_final, record_every, Uw, Vw, SV, STU, T, G, P, noise,
+    B, steps, rec, info,
+):  # fmt: skip
+    """Advance GD (eqs 2-3, or a variant) from step info[STEP] to t_stop; the conventions of
+    `blocks.run_blocks` (lrs, variant, noise: its ZU, ZV in original coordinates and two unused arrays).
 
     S : (m, n) Sigma, used as sc Sigma (sc = 1 / c, see above); s2 = ||sc Sigma||_F^2.
     U, V : (m, k), (n, k) state, updated in place;
-    Uw, Vw alike, SV (m, k), STU and T (n, k), G (4, k, k) and B (block_rows(n), n) work.
+    Uw, Vw alike, SV (m, k), STU and T (n, k), G (8, k, k) and B (block_rows(n), n) work;
+    P : (SVP, STUP) work alike SV and STU with ScaledGD, else of length 0.
     A recorded row holds the loss (column LOSS) and the imbalance ||U^T U - V^T V||_F
     (column IMBALANCE); the caller fills the rest with NaN. A new state with (||U||^2 + ||V||^2)^2 not
     finite stops with DIVERGED, leaving the last finite state in U, V.
     """
-    GU, GV, HU, HV = G[0], G[1], G[2], G[3]
+    GU, GV, HU, HV, A, C, PU, PV = G[0], G[1], G[2], G[3], G[4], G[5], G[6], G[7]
+    SVP, STUP = P
+    ZU, _, ZV, _ = noise
+    alternating, scaled = variant[ALTERNATING] != 0, variant[PRECONDITION] >= 0
     k = U.shape[1]
-    t = info[STEP]
+    t = t0 = info[STEP]
     gemm(U.T, U, GU)
     gemm(V.T, V, GV)
     swapped = False
     while True:
         due = _due(t, t_stop, t_final, record_every)
         if due or t < t_stop:
-            products(S, sc, U, V, SV, STU, T)
+            products(S, sc, U, V, SV, STU, T, True)
         if due:
             f2 = s2 - 2.0 * _frob_inner(U, SV) + _frob_inner(GU, GV)
             if f2 < exact_below * s2:
@@ -169,10 +188,19 @@ def run_direct(
                 break
         if t >= t_stop:
             break
-        shifted(GV, lr, HU)
-        shifted(GU, lr, HV)
-        _update(U, HU, lr, SV, Uw)
-        _update(V, HV, lr, STU, Vw)
+        lr = lrs[min(t - t0, lrs.shape[0] - 1)]
+        step_factor(GV, GU, lr, variant, HU, PU, C, A)
+        if not alternating:
+            step_factor(GU, GV, lr, variant, HV, PV, C, A)
+        _side_update(U, HU, lr, SV, Uw, scaled, PU, SVP)
+        if alternating:  # the V side steps from the new U: its Gram and Sigma^T U again
+            gemm(Uw.T, Uw, GU)
+            step_factor(GU, GV, lr, variant, HV, PV, C, A)
+            products(S, sc, Uw, V, SV, STU, T, False)
+        _side_update(V, HV, lr, STU, Vw, scaled, PV, STUP)
+        if ZU.shape[0] > 0:
+            _add(ZU[t - t0], Uw)
+            _add(ZV[t - t0], Vw)
         gemm(Uw.T, Uw, GU)
         gemm(Vw.T, Vw, GV)
         if overflows(GU, GV):
