@@ -158,7 +158,8 @@ def direct_run(S: np.ndarray, options, U0=None, V0=None) -> DirectRun:
     U0, V0 = checked_start(S.shape, options.k, U0, V0)
     check_fits((2 * (m + n), options.k), S.dtype, "the direct path's factors", "use a smaller k")
     if U0 is None:
-        U0, V0 = gaussian(np.random.default_rng(seed_streams(options.seed)[0]), m, n, options.k, options.init_scale)
+        rng = np.random.default_rng(seed_streams(options.seed)[0])
+        U0, V0 = gaussian(rng, m, n, options.k, options.init_scale, options.init)
     return DirectRun(S, U0, V0, options)
 
 

@@ -197,3 +197,12 @@ def test_a_law_of_the_random_start_is_refused_with_a_given_start():
     with pytest.raises(ValueError, match="init='symmetric' is a law of the random start; with U0, V0 given, drop init"):
         solve(Sigma, 1, 0.1, 0, U0=np.ones((6, 1)), V0=np.ones((6, 1)), init="symmetric")
     assert fastmf.SplitStart is SplitStart and "SplitStart" in fastmf.__all__
+
+
+@pytest.mark.parametrize("init", ["balanced", "symmetric"])
+def test_the_direct_path_draws_the_start_of_the_split_engine(init):
+    Sigma = low_rank(np.random.default_rng(7), 20, 20, [2.0, 1.0])
+    split = solve(Sigma, 3, 0.05, 0, init_scale=0.1, seed=3, init=init, method="split")
+    direct = solve(Sigma, 3, 0.05, 0, init_scale=0.1, seed=3, init=init, method="direct")
+    np.testing.assert_allclose(direct.U, split.U, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(direct.V, split.V, rtol=1e-12, atol=1e-14)

@@ -250,12 +250,6 @@ def test_each_run_is_solves_run(variant):
     options = Options(**VARIANTS[variant])
     batch = solve_batch(problem, k, 0.1, 60, seeds=SEEDS, init_scale=INIT, history=True, options=options)
     for i, seed in enumerate(SEEDS):
-        try:
-            res = solve(problem, k, 0.1, 60, seed=seed, init_scale=INIT, spectral_every=0, options=options)
-        except (TypeError, ValueError) as exc:
-            pytest.skip(f"solve does not run this variant yet: {exc}")
-        plain = solve(problem, k, 0.1, 60, seed=seed, init_scale=INIT, spectral_every=0)
-        if np.array_equal(res.history["loss"], plain.history["loss"]):
-            pytest.skip("solve ignores this variant yet")
+        res = solve(problem, k, 0.1, 60, seed=seed, init_scale=INIT, spectral_every=0, options=options)
         np.testing.assert_allclose(batch.losses[i], res.history["loss"], rtol=1e-9, atol=1e-12 * res.history["loss"][0])
         np.testing.assert_allclose(batch[i].U, res.U, rtol=0, atol=1e-9 * np.abs(res.U).max())
