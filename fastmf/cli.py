@@ -261,7 +261,8 @@ def _cmd_run(args) -> int:
     control = _given(args, _CONTROL)
     started = time.perf_counter()
     if args.resume:
-        again = inspect.signature(fastmf.resume).parameters  # what a resumed run may change
+        # what a resumed run may change (not lr: resume takes again only a Python callable schedule)
+        again = set(inspect.signature(fastmf.resume).parameters) - {"lr"}
         dropped = [f"--{name.replace('_', '-')}" for name in (*_given(args, ["spectrum", "shape"]), *settings)
                    if name not in again]  # fmt: skip
         if dropped:

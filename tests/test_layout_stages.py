@@ -45,6 +45,13 @@ def _single(X, Y, s, T1_reached):
     return info[K.T1] >= 0, info[K.T0] == 7
 
 
+def _plain_batch(Xs, Ys):
+    """run_batch's (lr_scale, variant, ZX, BX, ZY, BY) for plain GD with the constant steps lrs."""
+    runs, k = Xs.shape[0], Xs.shape[2]
+    noise = [np.zeros((runs, 0, rows, k), Xs.dtype) for A in (Xs, Ys) for rows in (A.shape[1], 0)]
+    return (np.ones(1, Xs.dtype), plain_variant(Xs.dtype, 1.0)[1], *noise)
+
+
 def _batch(Xs, Ys, s, T1_reached):
     """(T1 reached, T0 reached) per run, as the batch kernel finds them on recording the states at step 7."""
     runs = Xs.shape[0]
@@ -52,7 +59,7 @@ def _batch(Xs, Ys, s, T1_reached):
     summary[:, [K.N_ITER, K.STATUS, K.FINAL_LOSS]] = 7, K.RUNNING, np.nan
     summary[:, K.T1] = 0 if T1_reached else -1
     lrs = np.full(runs, 0.1, Xs.dtype)
-    K.run_batch(Xs.copy(), Ys.copy(), s, lrs, -1.0, 7, 7, 7, 1, -1.0, summary, np.zeros((runs, 0)))
+    K.run_batch(Xs.copy(), Ys.copy(), s, lrs, *_plain_batch(Xs, Ys), -1.0, 7, 7, 7, 1, -1.0, summary, np.zeros((runs, 0)))
     assert np.all(summary[:, K.STATUS] == K.RUNNING) and np.all(np.isfinite(summary[:, K.FINAL_LOSS]))
     return summary[:, K.T1] >= 0, summary[:, K.T0] == 7
 
@@ -187,7 +194,7 @@ def test_a_batch_in_several_calls_is_one_call(dtype, record_every):
 
     X1, Y1, one = fresh()
     losses1 = np.full((runs, n_cols), np.nan)
-    K.run_batch(X1, Y1, s, lrs, tol, 0, t_final, t_final, record_every, 1e-3, one, losses1)
+    K.run_batch(X1, Y1, s, lrs, *_plain_batch(X1, Y1), tol, 0, t_final, t_final, record_every, 1e-3, one, losses1)
     status = set(one[:, K.STATUS])
     assert status == {K.RUNNING, K.CONVERGED, K.DIVERGED}, status  # every ending is covered
 
@@ -200,7 +207,7 @@ def test_a_batch_in_several_calls_is_one_call(dtype, record_every):
         assert np.all(split[running, K.N_ITER] == t_start)
         cols = n_cols if t_stop == t_final else t_stop // record_every + 1
         losses2 = np.pad(losses2, ((0, 0), (0, cols - losses2.shape[1])), constant_values=np.nan)
-        K.run_batch(X2, Y2, s, lrs, tol, t_start, t_stop, t_final, record_every, 1e-3, split, losses2)
+        K.run_batch(X2, Y2, s, lrs, *_plain_batch(X2, Y2), tol, t_start, t_stop, t_final, record_every, 1e-3, split, losses2)
     for a, b in ((X1, X2), (Y1, Y2), (one, split), (losses1, losses2)):
         assert a.shape == b.shape and np.array_equal(a, b, equal_nan=True)
 

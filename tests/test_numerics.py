@@ -75,8 +75,8 @@ def test_batch_half_step_flushes_subnormals():
     X = rng.standard_normal((5, 3, 4))
     X[3:] = 1e-310  # subnormal complement rows
     Y = rng.standard_normal((5, 3, 4))
-    G, H, Xn = np.zeros((3, 3, 4)), np.empty((3, 3, 4)), np.empty_like(X)
-    _half_step(X, Y, np.array([2.0, 1.0]), np.full(4, 0.1), G, H, Xn)
+    H, Xn = np.broadcast_to(np.eye(3)[:, :, None], (3, 3, 4)).copy(), np.empty_like(X)  # H = I - lr G, G = 0
+    _half_step(X, Y, np.array([2.0, 1.0]), np.full(4, 0.1), H, Xn)
     assert _subnormals(Xn) == 0 and np.all(Xn[3:] == 0)
 
 
