@@ -261,7 +261,7 @@ class SolveResult(_Split):
                 (self.direct_state["U"].shape[0], self.direct_state["V"].shape[0]))  # fmt: skip
         return (
             f"SolveResult(status={self.status!r}, n_iter={self.n_iter}, loss={self.loss:.6g}, "
-            f"{m} x {n}, k={self.k}, lr={self.lr if callable(self.lr) else format(self.lr, 'g')}, method={self.method!r})"
+            f"{m} x {n}, k={self.k}, lr={_lr_text(self.lr)}, method={self.method!r})"
         )
 
 
@@ -545,3 +545,8 @@ def _rebuild(basis, factor: Factor, dtype) -> np.ndarray:
     else:
         out += complement_matrix(basis, factor, dtype) @ factor.L
     return out
+
+
+def _lr_text(lr) -> str:
+    """lr for a repr: a number as %g, a schedule as its repr."""
+    return repr(lr) if callable(lr) else format(lr, "g")

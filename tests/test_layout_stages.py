@@ -59,7 +59,8 @@ def _batch(Xs, Ys, s, T1_reached):
     summary[:, [K.N_ITER, K.STATUS, K.FINAL_LOSS]] = 7, K.RUNNING, np.nan
     summary[:, K.T1] = 0 if T1_reached else -1
     lrs = np.full(runs, 0.1, Xs.dtype)
-    K.run_batch(Xs.copy(), Ys.copy(), s, lrs, *_plain_batch(Xs, Ys), -1.0, 7, 7, 7, 1, -1.0, summary, np.zeros((runs, 0)))
+    K.run_batch(Xs.copy(), Ys.copy(), s, lrs, *_plain_batch(Xs, Ys), -1.0, 7, 7, 7, 1, -1.0, summary,
+                np.zeros((runs, 0)))  # fmt: skip
     assert np.all(summary[:, K.STATUS] == K.RUNNING) and np.all(np.isfinite(summary[:, K.FINAL_LOSS]))
     return summary[:, K.T1] >= 0, summary[:, K.T0] == 7
 
@@ -207,7 +208,8 @@ def test_a_batch_in_several_calls_is_one_call(dtype, record_every):
         assert np.all(split[running, K.N_ITER] == t_start)
         cols = n_cols if t_stop == t_final else t_stop // record_every + 1
         losses2 = np.pad(losses2, ((0, 0), (0, cols - losses2.shape[1])), constant_values=np.nan)
-        K.run_batch(X2, Y2, s, lrs, *_plain_batch(X2, Y2), tol, t_start, t_stop, t_final, record_every, 1e-3, split, losses2)
+        K.run_batch(X2, Y2, s, lrs, *_plain_batch(X2, Y2), tol, t_start, t_stop, t_final, record_every, 1e-3, split,
+                    losses2)  # fmt: skip
     for a, b in ((X1, X2), (Y1, Y2), (one, split), (losses1, losses2)):
         assert a.shape == b.shape and np.array_equal(a, b, equal_nan=True)
 
