@@ -27,7 +27,7 @@ from .init import given_start, initial_factors, stack
 from .noise import NoiseStream
 from .options import Options, merged
 from .problem import Problem
-from .recorder import internal_lr
+from .recorder import internal_lr, lr_power, noise_steps, scheduled, variant_array
 from .result import BatchResult
 from .scaling import Scale
 from .status import batch_message, from_kernel
@@ -52,7 +52,7 @@ class BatchRun:
         dtype = problem.dtype
         # the step of run i at step t is inner_lrs[i] * the schedule's factor at t (`run_batch`);
         # ScaledGD's step, lr (G + lam I)^-1 times a gradient, makes its lr a pure number
-        self.lr_power = -1 if options.precondition is None else 0
+        self.lr_power = lr_power(options)
         self.schedule = options.lr if callable(options.lr) else None
         if self.schedule is not None:
             self.inner_lrs = np.ones(seeds.size, dtype)
@@ -60,10 +60,7 @@ class BatchRun:
             self.inner_lrs = np.array([internal_lr(scale, lr, self.s[0], dtype) for lr in lrs], dtype)
         else:
             self.inner_lrs = np.asarray(lrs, dtype)
-        lamp = -1.0 if options.precondition is None else scale.inward(options.precondition, 1)
-        self.variant = np.zeros(S.N_VARIANT)
-        alternating = options.update == "alternating"
-        self.variant[[S.BALANCE, S.ALTERNATING, S.PRECONDITION]] = options.balance, alternating, lamp
+        self.variant = variant_array(options, scale)
         # perturbed GD: one noise stream per run, compressed form (`fastmf.noise`)
         self.streams = [NoiseStream(int(seed)) for seed in seeds] if options.noise > 0 else None
         self.nu = scale.inward(options.noise, 0.5)
@@ -97,9 +94,7 @@ class BatchRun:
         """Run at most n steps; with the default stride, a call ends where it doubles and the
         losses kept so far are thinned to it (`options.record_stride`, as `Recorder.advance`)."""
         if self.streams is not None:  # a chunk's noise: at most about 2**22 numbers
-            running = np.count_nonzero(self.summary[:, S.STATUS] == K.RUNNING)
-            per_step = running * sum((rows + min(rest, k)) * k for rows, k, rest in self.sides)
-            n = max(1, min(n, 2**22 // max(per_step, 1)))
+            n = min(n, noise_steps(self.sides, np.count_nonzero(self.summary[:, S.STATUS] == K.RUNNING)))
         t_stop = min(self.step + n, self.options.max_iter)
         if self.auto:
             t_stop = min(t_stop, settings.DEFAULTS.max_records * self.record_every)
@@ -126,15 +121,9 @@ class BatchRun:
 
     def _schedule(self, t_stop: int) -> np.ndarray:
         """The schedule's step sizes from this step to t_stop, in internal units ([1]: none)."""
-        dtype = self.problem.dtype
-        if self.schedule is None or t_stop == self.step:
-            return np.ones(1, dtype)
-        values = schedules.values(self.schedule, np.arange(self.step, t_stop))
-        with np.errstate(over="ignore"):
-            inner = self.scale.inward(values, self.lr_power).astype(dtype)
-        if not np.all(np.isfinite(inner)):
-            raise ValueError(f"the lr schedule goes beyond the range of {dtype.name} for this Sigma; use smaller steps")
-        return inner
+        if self.schedule is None:
+            return np.ones(1, self.problem.dtype)
+        return scheduled(self.schedule, self.step, t_stop, self.scale, self.lr_power, self.problem.dtype)[1]
 
     def _noise(self, t_stop: int) -> list:
         """ZX, BX, ZY, BY of `run_batch`: the noise of the running runs from this step to t_stop."""

@@ -22,8 +22,8 @@ from .status import from_kernel
 
 # History rows allocated up front; more as the run goes (Recorder._reserve).
 _FIRST_RESERVE = 4096
-# At most about this many noise numbers are drawn per chunk (perturbed GD).
-_NOISE_PER_CHUNK = 2**22
+# At most about this many noise numbers are drawn per chunk (perturbed GD), by every GD engine.
+NOISE_PER_CHUNK = 2**22
 
 
 class Recorder:
@@ -59,22 +59,17 @@ class Recorder:
         without noise, `noise` holds empty arrays of those rows."""
         self.dtype = dtype
         self.schedule = opts.lr if callable(opts.lr) else None
-        # ScaledGD's step is scale-free (its (G + lam I)^-1 carries the 1 / sigma): a power 0 of c
-        self.lr_power = 0 if opts.precondition is not None else -1
+        self.lr_power = lr_power(opts)
         if self.schedule is None:
             size = 1.0 if opts.precondition is not None else sigma_1
             self.lrs = np.array([internal_lr(self.scale, opts.lr, size, dtype, self.lr_power)], dtype)
         self.balance = opts.balance
-        self.variant = np.zeros(N_VARIANT)
-        self.variant[BALANCE] = opts.balance
-        self.variant[ALTERNATING] = opts.update == "alternating"
-        self.variant[PRECONDITION] = -1.0 if opts.precondition is None else self.scale.inward(opts.precondition, 1)
+        self.variant = variant_array(opts, self.scale)
         self.stream = NoiseStream(opts.seed) if opts.noise > 0 else None
         self.nu, self.sides = self.scale.inward(opts.noise, 0.5), sides
         k = sides[0][1]
         self.noise = no_noise([rows for rows, _, _ in sides], k, dtype)
-        per_step = sum((rows + min(rest or 0, k)) * k for rows, _, rest in sides)
-        self.noise_steps = max(1, _NOISE_PER_CHUNK // per_step)
+        self.noise_steps = noise_steps(sides)
 
     def noise_arrays(self, draws) -> tuple:
         """The kernel's noise (ZX, BX, ZY, BY) from `NoiseStream.draw`'s, in the state's dtype."""
@@ -115,8 +110,7 @@ class Recorder:
         of those steps (a schedule's values are recorded beside the records)."""
         t0, j0 = self.step, self.n_records
         if self.schedule is not None:
-            user = schedules.values(self.schedule, np.arange(t0, t_stop + 1))
-            self.lrs = internal_lr(self.scale, user, None, self.dtype, self.lr_power)
+            user, self.lrs = scheduled(self.schedule, t0, t_stop, self.scale, self.lr_power, self.dtype)
         if self.stream is not None:
             self.noise = self.noise_arrays(self.stream.draw(t_stop - t0, self.nu, self.sides))
         with flushing():
@@ -233,6 +227,35 @@ class Recorder:
             rec[:have] = self.rec[:have]
             lr_rec[:have] = self.lr_rec[:have]
             self.steps, self.rec, self.lr_rec = steps, rec, lr_rec
+
+
+def lr_power(opts) -> int:
+    """How lr scales with Sigma (as c^power, `fastmf.scaling`): -1, but 0 for ScaledGD, whose
+    step is scale-free (its (G + lam I)^-1 carries the 1 / sigma)."""
+    return 0 if opts.precondition is not None else -1
+
+
+def variant_array(opts, scale: Scale) -> np.ndarray:
+    """The kernels' `variant` slots (`_kernels.layout`) of the resolved `opts`, in internal units."""
+    variant = np.zeros(N_VARIANT)
+    variant[BALANCE] = opts.balance
+    variant[ALTERNATING] = opts.update == "alternating"
+    variant[PRECONDITION] = -1.0 if opts.precondition is None else scale.inward(opts.precondition, 1)
+    return variant
+
+
+def scheduled(schedule, t0: int, t_stop: int, scale: Scale, power: int, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """A schedule's step sizes at steps t0..t_stop (checked: `schedules.values`), in the
+    user's units and in internal units (`internal_lr`)."""
+    user = schedules.values(schedule, np.arange(t0, t_stop + 1))
+    return user, internal_lr(scale, user, None, dtype, power)
+
+
+def noise_steps(sides, runs: int = 1) -> int:
+    """Steps per chunk of perturbed GD: the noise of `runs` runs with these sides ((rows, k,
+    rest) of `NoiseStream.draw`) stays under about NOISE_PER_CHUNK numbers."""
+    per_step = runs * sum((rows + min(rest or 0, k)) * k for rows, k, rest in sides)
+    return max(1, NOISE_PER_CHUNK // max(per_step, 1))
 
 
 def no_noise(rows, k: int, dtype) -> tuple:

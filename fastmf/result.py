@@ -418,7 +418,7 @@ class BatchResult(Sequence):
             ),  # fmt: skip
             n_iter=n_iter,
             history={"step": steps, "loss": losses} | history,
-            stages=Stages(T1, T0, T_delta, options.delta, rate, _rate_theory(problem.s, options.lr)),
+            stages=Stages(T1, T0, T_delta, options.delta, rate, theory.rate_bound(problem.s, options)),
             k=X.shape[1],
             init_scale=options.init_scale,
             seed=options.seed,
@@ -455,7 +455,9 @@ class BatchResult(Sequence):
     def stages(self) -> Stages:
         """The stages of every run as arrays (NaN where not reached); the measured rate is per
         run (`batch[i].stages`)."""
-        rate = np.array([_rate_theory(self.problem.s, lr) for lr in self.lr], dtype=np.float64)
+        plain = self.options.plain  # else no bound: NaN
+        rate = np.array([theory.rate_bound(self.problem.s, dataclasses.replace(self.options, lr=float(lr)))
+                         if plain else None for lr in self.lr], dtype=np.float64)  # fmt: skip
         return Stages(self.T1, self.T0, self.T_delta, self.options.delta, None, rate)
 
     def table(self) -> dict:
@@ -501,11 +503,6 @@ class BatchResult(Sequence):
         names, counts = np.unique(self.status, return_counts=True)
         counts = ", ".join(f"{name}: {count}" for name, count in zip(names, counts, strict=True))
         return f"BatchResult({len(self)} runs; {counts})"
-
-
-def _rate_theory(s, lr):
-    """`theory.linear_rate` of a constant lr; NaN for a schedule (a batch's lr column is then NaN)."""
-    return np.nan if callable(lr) or np.isnan(lr) else theory.linear_rate(s, lr)
 
 
 def load(path):

@@ -141,7 +141,7 @@ class SplitRun(Recorder):
         history = self.history()
         T1, T0 = self.stage_positions()
         bad_step = int(self.info[K.BAD_STEP])
-        rate = None if callable(options.lr) else theory.linear_rate(problem.s, options.lr)
+        rate = theory.rate_bound(problem.s, options)
         X, Y = self.state()
         W = self.frames()
         delta = self.scale.inward(options.delta, 2)

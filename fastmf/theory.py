@@ -63,6 +63,12 @@ def linear_rate(s, lr: float) -> float:
     return 1.0 - finite_float(lr, "lr", positive=True) * sd / 2.0
 
 
+def rate_bound(s, options) -> float | None:
+    """`linear_rate` for a GD run with these resolved `fastmf.Options`; None when its update
+    is not plain constant-step GD (`Options.plain`), which the stage-two bound is not about."""
+    return linear_rate(s, options.lr) if options.plain else None
+
+
 def prescriptions(s, m: int, n: int, delta: float, *, c_eps: float = 1.0, c_eta: float = 1.0,
                   c_T: float = 1.0) -> dict:  # fmt: skip
     """Everything Theorem 1.1, Theorem 3.1 and Corollary 1.2 prescribe for this problem."""

@@ -190,7 +190,7 @@ def test_chunks_and_resume_are_bitwise_one_run(method, complement, variant, tmp_
           "options": fastmf.Options(seed=11, **variant)}  # fmt: skip
     one = fastmf.solve(Sigma, max_iter=40, **kw)
     # chunks: at most 3 steps of noise each, and a checkpoint every 7 steps
-    monkeypatch.setattr(recorder, "_NOISE_PER_CHUNK", 3 * (m + n + 2 * r + 2 * k) * k)
+    monkeypatch.setattr(recorder, "NOISE_PER_CHUNK", 3 * (m + n + 2 * r + 2 * k) * k)
     chunked = fastmf.solve(Sigma, max_iter=40, checkpoint=tmp_path / "a.npz", checkpoint_every=7, **kw)
     # saved at step 17, resumed to 40
     fastmf.solve(Sigma, max_iter=17, checkpoint=tmp_path / "b.npz", **kw)
