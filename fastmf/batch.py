@@ -27,7 +27,7 @@ from .init import given_start, initial_factors, stack
 from .noise import NoiseStream
 from .options import Options, merged
 from .problem import Problem
-from .recorder import internal_lr, lr_power, noise_steps, scheduled, variant_array
+from .recorder import internal_lr, lr_power, noise_steps, plain_update, scheduled, variant_array
 from .result import BatchResult
 from .scaling import Scale
 from .status import batch_message, from_kernel
@@ -60,7 +60,7 @@ class BatchRun:
             self.inner_lrs = np.array([internal_lr(scale, lr, self.s[0], dtype) for lr in lrs], dtype)
         else:
             self.inner_lrs = np.asarray(lrs, dtype)
-        self.variant = variant_array(options, scale)
+        self.variant = None if plain_update(options) else variant_array(options, scale)  # None: plain code only
         # perturbed GD: one noise stream per run, compressed form (`fastmf.noise`)
         self.streams = [NoiseStream(int(seed)) for seed in seeds] if options.noise > 0 else None
         self.nu = scale.inward(options.noise, 0.5)
@@ -115,7 +115,7 @@ class BatchRun:
         lr_scale = self._schedule(t_stop)
         noise = self._noise(t_stop)
         with _ONE_AT_A_TIME:
-            run_batch(self.Xs, self.Ys, self.s, self.inner_lrs, lr_scale, self.variant, *noise, self.tol, self.step,
+            run_batch(self.Xs, self.Ys, self.s, self.inner_lrs, lr_scale, self.variant, noise, self.tol, self.step,
                       t_stop, t_final, every, self.delta, self.summary, self.losses)  # fmt: skip
         self.step = t_stop
 
@@ -125,17 +125,18 @@ class BatchRun:
             return np.ones(1, self.problem.dtype)
         return scheduled(self.schedule, self.step, t_stop, self.scale, self.lr_power, self.problem.dtype)[1]
 
-    def _noise(self, t_stop: int) -> list:
-        """ZX, BX, ZY, BY of `run_batch`: the noise of the running runs from this step to t_stop."""
-        runs, n = self.seeds.size, t_stop - self.step if self.streams is not None else 0
+    def _noise(self, t_stop: int) -> tuple | None:
+        """(ZX, BX, ZY, BY) of `run_batch`: the noise of the running runs from this step to
+        t_stop; None without noise."""
+        if self.streams is None:
+            return None
+        runs, n = self.seeds.size, t_stop - self.step
         out = [np.zeros((runs, n, size, k), self.problem.dtype) for rows, k, rest in self.sides
-               for size in (rows, min(rest, k) if n else 0)]  # fmt: skip
-        if n:
-            for i in np.flatnonzero(self.summary[:, S.STATUS] == K.RUNNING):
-                drawn = self.streams[i].draw(n, self.nu, self.sides)
-                for at, (Z, B) in enumerate(drawn):
-                    out[2 * at][i], out[2 * at + 1][i] = Z, B
-        return out
+               for size in (rows, min(rest, k))]  # fmt: skip
+        for i in np.flatnonzero(self.summary[:, S.STATUS] == K.RUNNING) if n else ():
+            for at, (Z, B) in enumerate(self.streams[i].draw(n, self.nu, self.sides)):
+                out[2 * at][i], out[2 * at + 1][i] = Z, B
+        return tuple(out)
 
     def latest(self) -> dict:
         """{"step", "loss"}: the median of the runs' last recorded losses."""

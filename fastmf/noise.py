@@ -7,7 +7,7 @@ steps draws its noise in step order, X side then Y side within a step, in one ca
 stream, so the numbers a step gets do not depend on how the run was cut into chunks, and
 the streams' states, saved with a checkpoint, continue a run bit for bit.
 
-Two forms (docs/maths.md section 4b):
+Two forms (docs/maths.md section 6):
 
 * original coordinates (`draw` with rest=None): Z, dim x k, what plain NumPy perturbed GD
   adds. The direct path adds it as it is and the full complement adds it split into

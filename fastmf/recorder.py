@@ -235,6 +235,12 @@ def lr_power(opts) -> int:
     return 0 if opts.precondition is not None else -1
 
 
+def plain_update(opts) -> bool:
+    """Is the update of the resolved `opts` plain GD's (no balance, simultaneous, no
+    preconditioner; the step sizes and the noise aside)?"""
+    return opts.balance == 0 and opts.update == "simultaneous" and opts.precondition is None
+
+
 def variant_array(opts, scale: Scale) -> np.ndarray:
     """The kernels' `variant` slots (`_kernels.layout`) of the resolved `opts`, in internal units."""
     variant = np.zeros(N_VARIANT)

@@ -156,18 +156,19 @@ def _half_step(X, Y, s, eta, H, Xn):
 @kernel
 def _side(X, Y, G, Go, s, eta, variant, H, F, B, Yp, Xn):
     """Xn: X after one GD step of the variant (`layout` BALANCE, PRECONDITION) with G = Y^T Y
-    and Go = X^T X (docs/maths.md section 4b): X H + eta [(s o Y[:r]) P^-1; 0]."""
-    half_bal, lamp = 0.5 * variant[BALANCE], variant[PRECONDITION]
-    if half_bal == 0 and lamp < 0:  # plain GD: H = I - eta G
-        k, lanes = G.shape[1], G.shape[2]
-        for a in range(k):
-            for b in range(k):
-                for q in range(lanes):
-                    H[a, b, q] = (1.0 if a == b else 0.0) - eta[q] * G[a, b, q]
-        _half_step(X, Y, s, eta, H, Xn)
-        return
-    _variant_factor(G, Go, Y, half_bal, lamp, eta, H, F, B, Yp)
-    _half_step(X, Yp if lamp >= 0 else Y, s, eta, H, Xn)
+    and Go = X^T X (docs/maths.md section 6): X H + eta [(s o Y[:r]) P^-1; 0]."""
+    if variant is not None:  # (None: plain GD, whose code alone is then compiled)
+        half_bal, lamp = 0.5 * variant[BALANCE], variant[PRECONDITION]
+        if half_bal != 0 or lamp >= 0:
+            _variant_factor(G, Go, Y, half_bal, lamp, eta, H, F, B, Yp)
+            _half_step(X, Yp if lamp >= 0 else Y, s, eta, H, Xn)
+            return
+    k, lanes = G.shape[1], G.shape[2]  # plain GD: H = I - eta G
+    for a in range(k):
+        for b in range(k):
+            for q in range(lanes):
+                H[a, b, q] = (1.0 if a == b else 0.0) - eta[q] * G[a, b, q]
+    _half_step(X, Y, s, eta, H, Xn)
 
 
 @kernel
@@ -316,8 +317,8 @@ def _overflows(N, M, summary, active, diverged, t, unrecorded):
 
 
 @kernel
-def _run_block(Xs, Ys, s, lrs, lr_scale, variant, ZX, BX, ZY, BY, tol, t_start, t_stop, t_final, record_every, delta,
-               summary, losses):  # fmt: skip
+def _run_block(Xs, Ys, s, lrs, lr_scale, variant, noise, tol, t_start, t_stop, t_final, record_every, delta, summary,
+               losses):  # fmt: skip
     """Runs the runs of one block (at most LANES) as lanes; see run_batch."""
     lanes, rows, k = Xs.shape
     active = np.empty(lanes, np.bool_)
@@ -339,8 +340,11 @@ def _run_block(Xs, Ys, s, lrs, lr_scale, variant, ZX, BX, ZY, BY, tol, t_start, 
     N, M, Nn, Mn, Nc, Mc, Nnc, Mnc, H, F = G[0], G[1], G[2], G[3], G[4], G[5], G[6], G[7], G[8], G[9]
     P = np.empty((r, k, lanes), X.dtype)  # ScaledGD's preconditioned principal rows, and its work
     B = np.empty((k + r, k, lanes), X.dtype)
-    AX = np.empty((rows - r + BX.shape[2], k, lanes), X.dtype)  # perturbed GD's QR
-    AY = np.empty((Y.shape[0] - r + BY.shape[2], k, lanes), X.dtype)
+    if noise is None:
+        AX = AY = np.empty((0, k, lanes), X.dtype)
+    else:  # perturbed GD's QR
+        AX = np.empty((rows - r + noise[1].shape[2], k, lanes), X.dtype)
+        AY = np.empty((Y.shape[0] - r + noise[3].shape[2], k, lanes), X.dtype)
     eta = np.empty(lanes, X.dtype)
     w = np.empty((3, lanes), X.dtype)
     W = np.empty((3, n, n, lanes), X.dtype)
@@ -348,7 +352,9 @@ def _run_block(Xs, Ys, s, lrs, lr_scale, variant, ZX, BX, ZY, BY, tol, t_start, 
     ok1 = np.zeros(lanes, np.bool_)
     ok0 = np.zeros(lanes, np.bool_)
     diverged = np.zeros(lanes, np.bool_)
-    alternating, noisy = variant[ALTERNATING] != 0, ZX.shape[1] > 0
+    alternating = False
+    if variant is not None:
+        alternating = variant[ALTERNATING] != 0
     _grams(X, r, N, Nc)
     _grams(Y, r, M, Mc)
     t = t_start
@@ -366,10 +372,10 @@ def _run_block(Xs, Ys, s, lrs, lr_scale, variant, ZX, BX, ZY, BY, tol, t_start, 
         if alternating:  # the Y side steps from the new X
             _grams(Xn, r, Nn, Nnc)
         _side(Y, Xn if alternating else X, Nn if alternating else N, M, s, eta, variant, H, F, B, P, Yn)
-        if noisy:
-            _perturb(Xn, r, ZX, BX, t - t_start, AX, w)
-            _perturb(Yn, r, ZY, BY, t - t_start, AY, w)
-        if noisy or not alternating:
+        if noise is not None:
+            _perturb(Xn, r, noise[0], noise[1], t - t_start, AX, w)
+            _perturb(Yn, r, noise[2], noise[3], t - t_start, AY, w)
+        if noise is not None or not alternating:
             _grams(Xn, r, Nn, Nnc)
         _grams(Yn, r, Mn, Mnc)
         _overflows(Nn, Mn, summary, active, diverged, t, not _due(t, t_stop, t_final, record_every))
@@ -401,8 +407,8 @@ def _run_block(Xs, Ys, s, lrs, lr_scale, variant, ZX, BX, ZY, BY, tol, t_start, 
 
 
 @kernel(nogil=False, parallel=True)
-def run_batch(Xs, Ys, s, lrs, lr_scale, variant, ZX, BX, ZY, BY, tol, t_start, t_stop, t_final, record_every, delta,
-              summary, losses):  # fmt: skip
+def run_batch(Xs, Ys, s, lrs, lr_scale, variant, noise, tol, t_start, t_stop, t_final, record_every, delta, summary,
+              losses):  # fmt: skip
     """Advance run i of GD from step t_start to t_stop, from (Xs[i], Ys[i]) with step sizes
     lrs[i] * lr_scale[...], in blocks of LANES runs; a run split into calls [0, a], [a, b], ...
     records exactly what one call [0, t_final] records.
@@ -411,11 +417,13 @@ def run_batch(Xs, Ys, s, lrs, lr_scale, variant, ZX, BX, ZY, BY, tol, t_start, t
         the call run i's state is the one at step summary[i, N_ITER].
     lrs, lr_scale : the step size of run i at step t is lrs[i] * lr_scale[min(t - t_start,
         lr_scale.size - 1)] (a constant lr: lr_scale = [1]; a schedule shared by the runs: lrs = 1).
-    variant : float64 (`layout.N_VARIANT`): the GD variant shared by the runs, in internal units
-        (docs/maths.md section 4b).
-    ZX, BX, ZY, BY : perturbed GD's noise of each side (`fastmf.noise.NoiseStream.draw`,
-        compressed form): (runs, steps, rows, k) and (runs, steps, p, k), step j of the call
-        at [:, j]; no noise: steps = 0.
+    variant : float64 (`layout.N_VARIANT`) or None
+        The GD variant shared by the runs, in internal units (docs/maths.md section 6); None:
+        plain GD (and then only its code is compiled).
+    noise : (ZX, BX, ZY, BY) or None
+        Perturbed GD's noise of each side (`fastmf.noise.NoiseStream.draw`, compressed form):
+        (runs, steps, rows, k) and (runs, steps, p, k), step j of the call at [:, j]; None:
+        no noise (and no noise code compiled).
     summary : (runs, N_SUMMARY) float64, in and out (`layout`): N_ITER, STATUS (RUNNING,
         CONVERGED, DIVERGED), FINAL_LOSS, T1, T0, T_DELTA (-1 until reached). The caller
         sets it once (N_ITER 0, STATUS RUNNING, FINAL_LOSS NaN, stages -1) and passes it
@@ -436,6 +444,11 @@ def run_batch(Xs, Ys, s, lrs, lr_scale, variant, ZX, BX, ZY, BY, tol, t_start, t
         mode = mode_on()  # flush-to-zero in each worker thread (`fpmode`)
         lo = blk * LANES
         hi = min(runs, lo + LANES)
-        _run_block(Xs[lo:hi], Ys[lo:hi], s, lrs[lo:hi], lr_scale, variant, ZX[lo:hi], BX[lo:hi], ZY[lo:hi], BY[lo:hi],
-                   tol, t_start, t_stop, t_final, record_every, delta, summary[lo:hi], losses[lo:hi])  # fmt: skip
+        if noise is None:
+            _run_block(Xs[lo:hi], Ys[lo:hi], s, lrs[lo:hi], lr_scale, variant, None, tol, t_start, t_stop, t_final,
+                       record_every, delta, summary[lo:hi], losses[lo:hi])  # fmt: skip
+        else:
+            block = (noise[0][lo:hi], noise[1][lo:hi], noise[2][lo:hi], noise[3][lo:hi])
+            _run_block(Xs[lo:hi], Ys[lo:hi], s, lrs[lo:hi], lr_scale, variant, block, tol, t_start, t_stop, t_final,
+                       record_every, delta, summary[lo:hi], losses[lo:hi])  # fmt: skip
         mode_restore(mode)
