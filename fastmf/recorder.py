@@ -54,9 +54,9 @@ class Recorder:
     def variants(self, opts, sigma_1: float, dtype, sides) -> None:
         """Set up the GD variant of the resolved `opts` for a state of `dtype` (sigma_1 in
         internal units, for `internal_lr`): `lrs` (a schedule's are set chunk by chunk),
-        `variant` (the kernels' float64 slots, in internal units) and the noise stream with
-        `sides`, the (rows, k, rest) of each side's draws (`fastmf.noise.NoiseStream.draw`);
-        without noise, `noise` holds empty arrays of those rows."""
+        `variant` (the kernels' float64 slots, in internal units; None for plain GD's update)
+        and the noise stream with `sides`, the (rows, k, rest) of each side's draws
+        (`fastmf.noise.NoiseStream.draw`); `noise` is set chunk by chunk (None without noise)."""
         self.dtype = dtype
         self.schedule = opts.lr if callable(opts.lr) else None
         self.lr_power = lr_power(opts)
@@ -64,11 +64,10 @@ class Recorder:
             size = 1.0 if opts.precondition is not None else sigma_1
             self.lrs = np.array([internal_lr(self.scale, opts.lr, size, dtype, self.lr_power)], dtype)
         self.balance = opts.balance
-        self.variant = variant_array(opts, self.scale)
+        self.variant = None if plain_update(opts) else variant_array(opts, self.scale)  # None: plain code only
         self.stream = NoiseStream(opts.seed) if opts.noise > 0 else None
         self.nu, self.sides = self.scale.inward(opts.noise, 0.5), sides
-        k = sides[0][1]
-        self.noise = no_noise([rows for rows, _, _ in sides], k, dtype)
+        self.noise = None
         self.noise_steps = noise_steps(sides)
 
     def noise_arrays(self, draws) -> tuple:
@@ -264,16 +263,9 @@ def noise_steps(sides, runs: int = 1) -> int:
     return max(1, NOISE_PER_CHUNK // max(per_step, 1))
 
 
-def no_noise(rows, k: int, dtype) -> tuple:
-    """The kernels' noise arrays (ZX, BX, ZY, BY) of a run without noise: no step's, for sides of these rows."""
-    return tuple(np.zeros((0, n, k), dtype) for side in rows for n in (side, 0))
-
-
 def plain_variant(dtype, lr: float) -> tuple:
     """The kernels' (lrs, variant) of plain GD with the constant step lr (internal units)."""
-    variant = np.zeros(N_VARIANT)
-    variant[PRECONDITION] = -1.0
-    return np.full(1, lr, dtype), variant
+    return np.full(1, lr, dtype), None
 
 
 def internal_lr(scale: Scale, lr, sigma_1, dtype, power=-1):

@@ -17,7 +17,7 @@ from . import stages, theory
 from .init import Factor, seed_streams, stack
 from .options import spectral_factor
 from .problem import DenseBasis, Problem
-from .recorder import Recorder, no_noise
+from .recorder import Recorder
 from .result import SolveResult
 from .scaling import Scale
 from .status import gd_message
@@ -178,7 +178,7 @@ def plain_work(X: np.ndarray, Y: np.ndarray) -> tuple:
     """`run_blocks`'s work (G, P, noise, Q) for plain GD on the stacked state X, Y."""
     k, dtype = X.shape[1], X.dtype
     empty = np.zeros((0, k), dtype)
-    return np.zeros((10, k, k), dtype), empty, no_noise([len(X), len(Y)], k, dtype), empty
+    return np.zeros((10, k, k), dtype), empty, None, empty
 
 
 def split_noise(basis, Z: np.ndarray) -> np.ndarray:

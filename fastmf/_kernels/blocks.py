@@ -175,7 +175,11 @@ def spd_inverse(A, Ainv, C):
 def step_factor(G, Gown, lr, variant, H, Pinv, C, T):
     """H = I - lr (G + (bal/2)(Gown - G)) P^-1, the factor of one side's step: G is the other
     factor's Gram, Gown this one's, P = G + lam I with ScaledGD (variant[PRECONDITION] = lam
-    >= 0; then Pinv = P^-1), else I. C and T are k x k work. Plain GD: `shifted`."""
+    >= 0; then Pinv = P^-1), else I. C and T are k x k work. Plain GD (variant None, or
+    neither): `shifted`."""
+    if variant is None:
+        shifted(G, lr, H)
+        return
     bal, lam = variant[BALANCE], variant[PRECONDITION]
     if bal == 0 and lam < 0:
         shifted(G, lr, H)
@@ -302,11 +306,11 @@ def run_blocks(
 
     X, Y : (r + p, k) and (r + q, k) state, updated in place; Xw, Yw work arrays alike.
     lrs : the step sizes from step t0 = info[STEP] on: step t takes lrs[min(t - t0, len - 1)].
-    variant : float64 (N_VARIANT,), `layout.BALANCE`, `ALTERNATING`, `PRECONDITION`; plain GD
-    (none of them) takes the code path it had before the variants, a variant `variant_step`.
+    variant : float64 (N_VARIANT,), `layout.BALANCE`, `ALTERNATING`, `PRECONDITION`, taken by
+    `variant_step`; None: plain GD, and then only its code is compiled.
     G : (10, k, k) and P (r, k) work.
-    noise : (ZX, BX, ZY, BY), perturbed GD's noise of step t at index t - t0 (`perturb`;
-    arrays of length 0 without noise); Q: the work of `perturb`.
+    noise : (ZX, BX, ZY, BY), perturbed GD's noise of step t at index t - t0 (`perturb`), or
+    None (no noise code compiled); Q: the work of `perturb`.
     E, D, vecs, valid: see `diagnostics.record`. The state at step t
     is recorded into steps[j], rec[j] (j = info[N_RECORDS]) when t % record_every == 0
     (before t_stop) or t == t_final, with the spectral quantities when spectral_every > 0
@@ -317,8 +321,6 @@ def run_blocks(
     """
     r = s.shape[0]
     N, M, GUc, GVc, Mh, Nh, T = G[0], G[1], G[2], G[3], G[4], G[5], G[6]
-    ZX, BX, ZY, BY = noise
-    plain = variant[BALANCE] == 0 and variant[ALTERNATING] == 0 and variant[PRECONDITION] < 0
     t = t0 = info[STEP]
     split = _due(t, t_stop, t_final, record_every)
     grams(X, r, N, GUc, T, split)
@@ -338,16 +340,16 @@ def run_blocks(
             break
         lr = lrs[min(t - t0, lrs.shape[0] - 1)]
         split = _due(t + 1, t_stop, t_final, record_every)
-        if plain:
+        if variant is None:
             shifted(M, lr, Mh)
             shifted(N, lr, Nh)
             half_step(X, Y, s, lr, Mh, Xw, N, GUc, T, split)
             half_step(Y, X, s, lr, Nh, Yw, M, GVc, T, split)
         else:
             variant_step(X, Y, s, lr, variant, Xw, Yw, G, P, split)
-        if ZX.shape[0] > 0:
-            perturb(Xw, r, ZX[t - t0], BX[t - t0], Q)
-            perturb(Yw, r, ZY[t - t0], BY[t - t0], Q)
+        if noise is not None:
+            perturb(Xw, r, noise[0][t - t0], noise[1][t - t0], Q)
+            perturb(Yw, r, noise[2][t - t0], noise[3][t - t0], Q)
             grams(Xw, r, N, GUc, T, split)
             grams(Yw, r, M, GVc, T, split)
         if overflows(N, M):

@@ -146,7 +146,8 @@ def run_direct(
     B, steps, rec, info,
 ):  # fmt: skip
     """Advance GD (eqs 2-3, or a variant) from step info[STEP] to t_stop; the conventions of
-    `blocks.run_blocks` (lrs, variant, noise: its ZU, ZV in original coordinates and two unused arrays).
+    `blocks.run_blocks` (lrs; variant or None; noise: None, or its ZU, ZV in original coordinates and
+    two unused arrays).
 
     S : (m, n) Sigma, used as sc Sigma (sc = 1 / c, see above); s2 = ||sc Sigma||_F^2.
     U, V : (m, k), (n, k) state, updated in place;
@@ -158,8 +159,9 @@ def run_direct(
     """
     GU, GV, HU, HV, A, C, PU, PV = G[0], G[1], G[2], G[3], G[4], G[5], G[6], G[7]
     SVP, STUP = P
-    ZU, _, ZV, _ = noise
-    alternating, scaled = variant[ALTERNATING] != 0, variant[PRECONDITION] >= 0
+    alternating = scaled = False
+    if variant is not None:
+        alternating, scaled = variant[ALTERNATING] != 0, variant[PRECONDITION] >= 0
     k = U.shape[1]
     t = t0 = info[STEP]
     gemm(U.T, U, GU)
@@ -198,9 +200,9 @@ def run_direct(
             step_factor(GU, GV, lr, variant, HV, PV, C, A)
             products(S, sc, Uw, V, SV, STU, T, False)
         _side_update(V, HV, lr, STU, Vw, scaled, PV, STUP)
-        if ZU.shape[0] > 0:
-            _add(ZU[t - t0], Uw)
-            _add(ZV[t - t0], Vw)
+        if noise is not None:
+            _add(noise[0][t - t0], Uw)
+            _add(noise[2][t - t0], Vw)
         gemm(Uw.T, Uw, GU)
         gemm(Vw.T, Vw, GV)
         if overflows(GU, GV):
