@@ -11,6 +11,7 @@ import signal
 
 import numpy as np
 
+from . import theory
 from ._kernels import layout
 
 # status -> (success, exit code of the command line, what it means)
@@ -90,7 +91,16 @@ def _diverged(bad_step, n_iter, options, sigma_1) -> str:
         f"{'a schedule, ' + repr(lr) if callable(lr) else format(lr, 'g')}; the returned state "
         f"is the last finite one (step {n_iter}). "
     )
-    if callable(lr) or options.precondition is not None or not np.isfinite(sigma_1):
+    if options.precondition is not None:
+        return head + (
+            "ScaledGD's G + precondition I can become singular (precondition = 0 from a small start, or k > the "
+            "rank of Sigma): use precondition > 0, or a smaller lr"
+        )
+    if not options.plain:
+        return head + f"the run is not plain GD ({'; '.join(theory.outside(options))}): use a smaller lr" + (
+            ", balance" * (options.balance > 0) + " or noise" * (options.noise > 0)
+        )
+    if not np.isfinite(sigma_1):
         return head + "use a smaller lr (or init_scale)"
     bound = 1.0 / (3.0 * sigma_1)
     if lr > bound:

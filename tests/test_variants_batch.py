@@ -243,11 +243,13 @@ def test_plain_options_keep_the_plain_kernel_path():
     np.testing.assert_array_equal(plain.resume_state["Xs"], spelled.resume_state["Xs"])
 
 
-@pytest.mark.parametrize("variant", ["balance", "alternating", "ScaledGD"])
+@pytest.mark.parametrize("variant", ["balance", "alternating", "ScaledGD", "noise", "noise and all three"])
 def test_each_run_is_solves_run(variant):
-    """Run i of a batch is fastmf.solve(..., seed=seeds[i]) with the same options, to rounding."""
+    """Run i of a batch is fastmf.solve(..., seed=seeds[i]) with the same options, to rounding;
+    with noise too (the same draws, and the same sign convention for the R of the complement)."""
     problem, k = SHAPES["k != r, m > n"]
-    options = Options(**VARIANTS[variant])
+    noisy = {"noise": {"noise": 1e-3}, "noise and all three": VARIANTS["all three"] | {"noise": 1e-3}}
+    options = Options(**(VARIANTS | noisy)[variant])
     batch = solve_batch(problem, k, 0.1, 60, seeds=SEEDS, init_scale=INIT, history=True, options=options)
     for i, seed in enumerate(SEEDS):
         res = solve(problem, k, 0.1, 60, seed=seed, init_scale=INIT, spectral_every=0, options=options)

@@ -221,3 +221,22 @@ def test_custom_schedule_resumes_with_lr_again(tmp_path):
     np.testing.assert_array_equal(res.U, one.U)
     with pytest.raises(ValueError, match="drop lr"):
         fastmf.resume(fastmf.solve(Sigma, 2, 0.1, 3, U0=U0, V0=V0, progress=False), lr=lr)
+
+
+@pytest.mark.parametrize("method, complement", [("split", "compressed"), ("split", "full"), ("direct", "compressed")])
+def test_a_singular_preconditioner_stops_the_run_and_says_why(method, complement):
+    """precondition=0 with a Gram that is singular: P = G + 0 I has no inverse. The run stops
+    as diverged (no exception from inside the kernel) and the message names the fix."""
+    rng = np.random.default_rng(0)
+    Sigma = rng.standard_normal((30, 3)) @ rng.standard_normal((3, 20))
+    U0, V0 = rng.standard_normal((30, 3)), rng.standard_normal((20, 3))
+    U0[:, 2] = V0[:, 2] = 0  # rank-deficient factors: singular Grams
+    run = fastmf.solve(Sigma, 3, 0.3, 5, U0=U0, V0=V0, precondition=0.0, method=method, complement=complement)
+    assert run.status == "diverged" and "precondition > 0" in run.message
+    batch = fastmf.solve_batch(fastmf.Problem(Sigma), 3, 0.3, 5, seeds=[0], init_scale=1e-200, precondition=0.0)
+    assert batch.status[0] == "diverged" and "precondition > 0" in batch[0].message
+
+
+def test_a_variant_that_diverges_is_not_blamed_on_the_start():
+    run = fastmf.solve(fastmf.Problem.from_spectrum([3.0, 2.0, 1.0], 50, 40), k=3, balance=1e6, max_iter=100, seed=0)
+    assert run.status == "diverged" and "balancing regularizer" in run.message and "init_scale" not in run.message

@@ -105,7 +105,7 @@ def _variant_factor(G, Go, Y, half_bal, lamp, eta, H, F, B, Yp):
                     for q in range(lanes):
                         F[i, j, q] -= F[i, c, q] * F[j, c, q]
             for q in range(lanes):
-                F[j, j, q] = np.sqrt(F[j, j, q])
+                F[j, j, q] = np.sqrt(F[j, j, q]) if F[j, j, q] > 0 else np.nan
             for i in range(j + 1, k):
                 for q in range(lanes):
                     F[i, j, q] /= F[j, j, q]
@@ -218,6 +218,11 @@ def _perturb(X, r, Z, B, j, A, w):
         for i in range(c + 1, n):
             for q in range(lanes):
                 A[i, c, q] = 0.0
+    for c in range(min(n, k)):  # the diagonal of R >= 0, as `blocks.householder_r` leaves it
+        for q in range(lanes):
+            if A[c, c, q] < 0:
+                for b in range(c, k):
+                    A[c, b, q] = -A[c, b, q]
     for i in range(r, rows):
         for b in range(k):
             for q in range(lanes):

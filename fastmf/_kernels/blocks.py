@@ -150,14 +150,19 @@ def shifted(G, lr, H):
 @kernel
 def spd_inverse(A, Ainv, C):
     """Ainv = A^-1 for a symmetric positive definite k x k A, from its Cholesky factor
-    A = C C^T (C: k x k work, lower triangle); sums in float64."""
+    A = C C^T (C: k x k work, lower triangle); sums in float64. A non-positive pivot (A
+    singular, or not positive definite in rounding) gives NaN, which stops the run as
+    diverged (`overflows`)."""
     k = A.shape[0]
     for j in range(k):
         for i in range(j, k):
             acc = np.float64(A[i, j])
             for p in range(j):
                 acc -= np.float64(C[i, p]) * np.float64(C[j, p])
-            C[i, j] = np.sqrt(acc) if i == j else acc / C[j, j]
+            if i == j:
+                C[i, j] = np.sqrt(acc) if acc > 0 else np.nan
+            else:
+                C[i, j] = acc / C[j, j]
     for c in range(k):  # column c of A^-1: C y = e_c, then C^T x = y
         for i in range(k):
             acc = 1.0 if i == c else 0.0
