@@ -173,3 +173,33 @@ def from_json(saved):
     if isinstance(saved, dict):
         return Custom(saved["name"]) if saved.get("kind") == "custom" else from_dict(saved)
     return saved
+
+
+def again(saved, lr, steps, taken):
+    """The schedule a saved run goes on with (`fastmf.resume`): its own when the file holds
+    it; for a `Custom` one, `lr` given again, checked against the step sizes `taken` at
+    `steps` that the file recorded."""
+    if not isinstance(saved, Custom):
+        if lr is None or lr is saved:  # (a result in memory holds the callable itself)
+            return saved
+        raise ValueError(
+            f"this run's lr ({to_json(saved)}) is saved in the file: drop lr (only a run with its own "
+            "callable schedule needs it again)"
+        )
+    if lr is None:
+        raise ValueError(
+            f"this run used its own lr schedule ({saved.name}), which a file cannot hold: pass it again, "
+            "fastmf.resume(path, lr=my_schedule)"
+        )
+    if not callable(lr):
+        raise TypeError(f"lr must be the run's schedule (a callable t -> step size), got {type(lr).__name__}")
+    steps = np.asarray(steps, np.int64)
+    given = values(lr, steps)
+    differ = ~np.isclose(given, taken, rtol=1e-12, atol=0)
+    if differ.any():
+        i = int(np.argmax(differ))
+        raise ValueError(
+            f"lr is not the schedule this run was saved with: it gives {given[i]:.17g} at step {steps[i]}, the saved "
+            f"run took {taken[i]:.17g}; pass the run's own schedule"
+        )
+    return lr

@@ -246,8 +246,6 @@ def resume(
         return resume_flow(saved, t_max, control)
     if t_max is not None:
         raise ValueError("a GD run resumes to a step: pass max_iter, not t_max")
-    if lr is not None and isinstance(saved, BatchResult):
-        raise ValueError("lr= gives back the schedule of a single GD run; a batch resumes with its saved settings")
     if Sigma is not None and (isinstance(saved, BatchResult) or saved.method == "split"):
         raise ValueError("this run saved Sigma's basis (only a direct-path run needs Sigma again): drop Sigma")
     if not isinstance(saved, BatchResult) and not saved.resume_state:
@@ -261,10 +259,11 @@ def resume(
         if max_iter < n_iter:
             raise ValueError(f"max_iter must be at least the saved run's step {n_iter}, got {max_iter}")
     if isinstance(saved, BatchResult):
-        return resume_batch(saved, max_iter, control)
+        return resume_batch(saved, max_iter, control, lr)
     options = saved.options if max_iter is None else dataclasses.replace(saved.options, max_iter=max_iter)
     if lr is not None or isinstance(options.lr, schedules.Custom):
-        options = dataclasses.replace(options, lr=_schedule_again(options.lr, lr, saved.history))
+        history = saved.history
+        options = dataclasses.replace(options, lr=schedules.again(options.lr, lr, history["step"], history.get("lr")))
     if saved.method == "direct":
         if Sigma is None:
             raise ValueError("a direct-path run does not save Sigma: pass it again, resume(path, Sigma=Sigma)")
@@ -273,29 +272,3 @@ def resume(
         engine = SplitRun(saved.problem, saved.left, saved.right, options)
         engine.restore(saved.history, saved.resume_state)
     return drive(engine, control, options.max_iter, "step")
-
-
-def _schedule_again(saved_lr, lr, history: dict):
-    """The schedule a run saved as `schedules.Custom` goes on with: `lr`, checked against the
-    step sizes the file recorded (a run saved with anything else takes no lr)."""
-    if not isinstance(saved_lr, schedules.Custom):
-        raise ValueError(
-            f"this run's lr ({schedules.to_json(saved_lr)}) is saved in the file: drop lr (only a run with its own "
-            "callable schedule needs it again)"
-        )
-    if lr is None:
-        raise ValueError(
-            f"this run used its own lr schedule ({saved_lr.name}), which a file cannot hold: pass it again, "
-            "fastmf.resume(path, lr=my_schedule)"
-        )
-    if not callable(lr):
-        raise TypeError(f"lr must be the run's schedule (a callable t -> step size), got {type(lr).__name__}")
-    steps = np.asarray(history["step"], np.int64)
-    given = schedules.values(lr, steps)
-    if not np.allclose(given, history["lr"], rtol=1e-12, atol=0):
-        i = int(np.argmax(~np.isclose(given, history["lr"], rtol=1e-12, atol=0)))
-        raise ValueError(
-            f"lr is not the schedule this run was saved with: it gives {given[i]!r} at step {steps[i]}, the saved "
-            f"run took {history['lr'][i]!r}; pass the run's own schedule"
-        )
-    return lr

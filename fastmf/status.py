@@ -97,8 +97,10 @@ def _diverged(bad_step, n_iter, options, sigma_1) -> str:
             "rank of Sigma): use precondition > 0, or a smaller lr"
         )
     if not options.plain:
-        return head + f"the run is not plain GD ({'; '.join(theory.outside(options))}): use a smaller lr" + (
-            ", balance" * (options.balance > 0) + " or noise" * (options.noise > 0)
+        return (
+            head
+            + f"the run is not plain GD ({'; '.join(theory.outside(options))}): use a smaller lr"
+            + (", balance" * (options.balance > 0) + " or noise" * (options.noise > 0))
         )
     if not np.isfinite(sigma_1):
         return head + "use a smaller lr (or init_scale)"

@@ -223,7 +223,7 @@ def test_stop_save_resume_is_bitwise(tmp_path, lr):
     assert saved.resume_state["noise"].dtype.kind == "U"
     if custom:
         assert isinstance(saved.options.lr, schedules.Custom)
-        with pytest.raises(ValueError, match="lr: this schedule gives other step sizes"):
+        with pytest.raises(ValueError, match="not the schedule this run was saved with"):
             resume_batch(saved, 150, Control(None, None, None, None, None), lr=lambda t: 0.1 + 0 * t)
     resumed = resume_batch(saved, 150, Control(None, None, None, None, None), lr=lr if custom else None)
     _same(whole, resumed)
@@ -255,3 +255,20 @@ def test_each_run_is_solves_run(variant):
         res = solve(problem, k, 0.1, 60, seed=seed, init_scale=INIT, spectral_every=0, options=options)
         np.testing.assert_allclose(batch.losses[i], res.history["loss"], rtol=1e-9, atol=1e-12 * res.history["loss"][0])
         np.testing.assert_allclose(batch[i].U, res.U, rtol=0, atol=1e-9 * np.abs(res.U).max())
+
+
+def test_fastmf_resume_gives_a_batch_its_own_schedule_again(tmp_path):
+    """A batch with a callable schedule, stopped and saved, goes on through fastmf.resume(path,
+    lr=schedule) bit for bit; without lr, or with another schedule, it says what to pass."""
+    problem, k = SHAPES["k != r, m > n"]
+    own = lambda t: 0.1 / (1 + np.asarray(t) / 500.0)  # noqa: E731
+    path = tmp_path / "b.npz"
+    solve_batch(problem, k, own, 300, seeds=SEEDS, init_scale=INIT, checkpoint=path, time_limit=1e-9)
+    with pytest.raises(ValueError, match="pass it again"):
+        fastmf.resume(path)
+    with pytest.raises(ValueError, match="not the schedule this run was saved with"):
+        fastmf.resume(path, lr=lambda t: 0.2 + 0 * t)
+    resumed = fastmf.resume(path, lr=own)
+    whole = solve_batch(problem, k, own, 300, seeds=SEEDS, init_scale=INIT)
+    np.testing.assert_array_equal(resumed.final_loss, whole.final_loss)
+    np.testing.assert_array_equal(resumed.resume_state["Xs"], whole.resume_state["Xs"])
