@@ -31,6 +31,7 @@ from . import options as settings
 from ._validate import check_fits
 from .direct import top_singular_value
 from .options import INITS, UPDATES, Options, default_init_scale, default_lr
+from .recorder import lr_power
 from .scaling import Scale
 from .solver import solve
 
@@ -192,17 +193,23 @@ class GradientDescentMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         scale = scale if abs(scale.e) >= 64 else Scale(0)
         S = scale.inward(_dense(X), 1)
         sigma_1 = _sigma_1_estimate(S)
-        lr = default_lr(sigma_1) if self.lr is None else scale.inward(self.lr, -1)
+        # ScaledGD's lr is scale-free (`recorder.lr_power`); its lam scales as a Gram, noise as U
+        power = lr_power(self)
+        if self.lr is None:
+            lr = settings.DEFAULTS.lr if self.precondition is not None else default_lr(sigma_1)
+        else:
+            lr = scale.inward(self.lr, power)
+        precondition = None if self.precondition is None else scale.inward(self.precondition, 1)
         init_scale = _START * default_init_scale(sigma_1, m, n)
         if self.init_scale is not None:
             init_scale = scale.inward(self.init_scale, 0.5)
         seed = self.random_state
         if not isinstance(seed, numbers.Integral):
             seed = int(check_random_state(seed).randint(np.iinfo(np.int32).max))
-        self.lr_, self.init_scale_ = scale.outward(float(lr), -1), scale.outward(float(init_scale), 0.5)
+        self.lr_, self.init_scale_ = scale.outward(float(lr), power), scale.outward(float(init_scale), 0.5)
         self.max_iter_ = settings.DEFAULTS.max_iter if self.max_iter is None else self.max_iter
         options = Options(k=k, lr=float(lr), method="direct", balance=self.balance, update=self.update,
-                          precondition=self.precondition, noise=self.noise)  # fmt: skip
+                          precondition=precondition, noise=scale.inward(self.noise, 0.5))  # fmt: skip
         start = {"init_scale": float(init_scale), "seed": seed, "init": self.init}
         run, history, self.status_ = self._descend(S, options, start, seed)
         self.history_ = scale.history_outward(history)
@@ -212,7 +219,7 @@ class GradientDescentMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
         U = self._transform(X)
         self.reconstruction_err_ = _residual_norm(X, U, self.components_)
         if self.status_ != "converged":
-            self._warn(self.lr_, scale.outward(top_singular_value(S), 1), history["loss"])
+            self._warn(self.lr_, scale.outward(top_singular_value(S), 1), history["loss"], options.plain)
         return U
 
     def _descend(self, S, options, start, seed):
@@ -241,12 +248,15 @@ class GradientDescentMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
             armed = armed or gain >= self.tol
         return run, _history(steps, losses), "max_iter"
 
-    def _warn(self, lr, sigma_1, losses):
+    def _warn(self, lr, sigma_1, losses, plain):
         """ConvergenceWarning for a fit that diverged or ran out of steps; advice on lr only where lr
-        is outside GD's stable range."""
+        is outside plain GD's stable range."""
         bound = 1.0 / (3.0 * sigma_1)
         stable = f"GD's stable range from a small start, lr <= 1 / (3 sigma_1(X)) = {bound:.4g}"
-        if lr > bound:
+        if not plain:
+            advice = "; with the GD variant chosen (balance, update, precondition, noise), try a smaller lr"
+            advice += ", or precondition > 0" if self.precondition == 0 else ""
+        elif lr > bound:
             default = f"{settings.DEFAULTS.lr:g} / sigma_1(X)"
             advice = f"; lr = {lr:.4g} exceeds {stable}: pass a smaller lr, or lr=None for {default}"
         elif self.status_ == "diverged":

@@ -226,8 +226,8 @@ def test_the_variants_reach_every_run_of_the_fit(monkeypatch):
         return solve(S, **kwargs)
 
     monkeypatch.setattr(fastmf.sklearn, "solve", recording)
-    est = GradientDescentMF(2, max_iter=30, random_state=4, balance=0.5, update="alternating", precondition=0.1,
-                            noise=1e-9, init="symmetric")  # fmt: skip
+    est = GradientDescentMF(2, max_iter=30, lr=0.01, random_state=4, balance=0.5, update="alternating",
+                            precondition=0.1, noise=1e-9, init="symmetric")  # fmt: skip
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         est.fit(X)
@@ -242,3 +242,21 @@ def test_the_variants_reach_every_run_of_the_fit(monkeypatch):
         name = next(iter(bad))
         with pytest.raises(ValueError, match=f"'{name}' parameter"):
             GradientDescentMF(2, **bad).fit(X)
+
+
+def test_scaledgd_fits_with_its_scale_free_step_at_any_scale_of_x():
+    """With precondition, the default lr is DEFAULTS.lr itself (ScaledGD's step is scale-free),
+    and a fit of c X with precondition c lam and noise sqrt(c) nu is the fit of X scaled (c = 2^140,
+    beyond which the estimator works on X / c)."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 4)) @ rng.standard_normal((4, 40)) * 3
+    mf = fastmf.GradientDescentMF(4, random_state=0, precondition=0.1, max_iter=300).fit(X)
+    assert mf.lr_ == fastmf.options.DEFAULTS.lr and mf.status_ == "converged"
+    c = 2.0**140
+    for given in ({"precondition": 0.1, "lr": 0.3}, {"noise": 1e-3}):
+        small = fastmf.GradientDescentMF(4, random_state=0, max_iter=300, **given).fit(X)
+        scaled = {key: value * (c if key == "precondition" else np.sqrt(c) if key == "noise" else 1)
+                  for key, value in given.items()}  # fmt: skip
+        large = fastmf.GradientDescentMF(4, random_state=0, max_iter=300, **scaled).fit(X * c)
+        assert large.status_ == small.status_ and large.n_iter_ == small.n_iter_
+        np.testing.assert_allclose(large.reconstruction_err_ / c, small.reconstruction_err_, rtol=1e-12)
