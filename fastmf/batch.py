@@ -298,8 +298,10 @@ def resume_batch(saved: BatchResult, max_iter, control: Control, lr=None) -> Bat
 
 def _per_run(value, name, runs) -> list:
     """One value (a number, "theory" or None) per run, from one value or one per run."""
-    if value is None or isinstance(value, str) or np.ndim(value) == 0:
+    if value is None or isinstance(value, str) or callable(value) or np.ndim(value) == 0:
         return [value] * runs
+    if any(callable(v) for v in value):
+        raise TypeError(f"{name}: one schedule serves every run of a batch; pass it once, not one per run")
     values = list(np.asarray(value, dtype=np.float64))
     if len(values) != runs or np.ndim(value) != 1:
         raise ValueError(f"{name} must be one number or {runs} numbers (one per seed), got shape {np.shape(value)}")

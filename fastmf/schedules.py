@@ -125,12 +125,15 @@ def values(schedule, t: np.ndarray) -> np.ndarray:
     """schedule(t) as float64, checked: the shape of t, finite and > 0, with a message
     naming the first bad step."""
     try:
-        out = np.asarray(schedule(t), dtype=np.float64)
+        out = np.asarray(schedule(t))
     except Exception as exc:
         raise TypeError(
             f"the lr schedule failed on an array of steps ({type(exc).__name__}: {exc}); a schedule maps an "
             "integer array t to an array of step sizes, e.g. lambda t: 0.1 / np.sqrt(1 + t)"
         ) from exc
+    if out.dtype.kind not in "iuf":
+        raise TypeError(f"the lr schedule must return real numbers, got an array of dtype {out.dtype}")
+    out = out.astype(np.float64)
     if out.shape != np.shape(t):
         if out.ndim == 0:
             out = np.full(np.shape(t), float(out))

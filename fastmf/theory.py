@@ -143,6 +143,8 @@ def outside(options) -> list[str]:
     plain GD from a Gaussian (or given) start. The stage tests (T1, T0) and the recorded
     quantities stay defined; the theorems' bounds and rates need not hold."""
     found = []
+    if not hasattr(options, "lr"):  # a gradient flow (`fastmf.FlowOptions`): only its start can depart
+        return [f"a {options.init} start (the theorems draw U0 and V0 independently)"] * (options.init != "gaussian")
     if callable(options.lr):
         found.append("a step-size schedule (the theorems take a constant step)")
     if options.balance > 0:
