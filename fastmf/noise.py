@@ -1,11 +1,11 @@
 """The noise of perturbed GD (`Options.noise`): iid N(0, nu^2) added to every entry of U and V
 after each step (Ge et al. 2015, Jin et al. 2017, cited by Ye and Du 2021 section 1.1).
 
-A run's noise comes from two streams of its seed, kept apart from those of the start
-(`fastmf.init.seed_streams`): one of standard normals, one of chi-squares. Each chunk of
-steps draws its noise in step order, X side then Y side within a step, in one call per
-stream, so the numbers a step gets do not depend on how the run was cut into chunks, and
-the streams' states, saved with a checkpoint, continue a run bit for bit.
+A run's noise comes from streams of its seed, kept apart from those of the start
+(`fastmf.init.seed_streams`): for each side (U, V), one for Z, one for the normals of B
+and one for its chi-squares. Each chunk of steps draws its noise in step order from them, so the numbers a
+step gets do not depend on how the run was cut into chunks, and the streams' states, saved
+with a checkpoint, continue a run bit for bit.
 
 Two forms (docs/maths.md section 6):
 
@@ -26,8 +26,9 @@ import numpy as np
 
 from .init import seed_streams
 
-# spawn keys of the noise streams under a run's seed (0, 1, 2 are the start's: `seed_streams`)
-_NORMAL, _CHI = 3, 4
+# spawn keys of the noise streams under a run's seed (0, 1, 2 are the start's: `seed_streams`):
+# side i (0: U, 1: V) draws Z from key 3 + 3 i, the normals of B from 4 + 3 i, its chi-squares from 5 + 3 i
+_FIRST_KEY = 3
 
 
 class NoiseStream:
@@ -36,43 +37,40 @@ class NoiseStream:
     def __init__(self, seed):
         base = seed_streams(seed)[0]  # spawn_key (..., 0): its parent's key is the seed's own
         key, entropy, pool = base.spawn_key[:-1], base.entropy, base.pool_size
-        self.normal, self.chi = (
+        self.streams = [
             np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy, spawn_key=key + (i,), pool_size=pool)))
-            for i in (_NORMAL, _CHI)
-        )
+            for i in range(_FIRST_KEY, _FIRST_KEY + 6)
+        ]
 
-    def state(self) -> dict:
+    def state(self) -> list:
         """The streams' positions, JSON-able: what `set_state` continues from."""
-        return {"normal": self.normal.bit_generator.state, "chi": self.chi.bit_generator.state}
+        return [stream.bit_generator.state for stream in self.streams]
 
-    def set_state(self, state: dict) -> None:
-        self.normal.bit_generator.state = state["normal"]
-        self.chi.bit_generator.state = state["chi"]
+    def set_state(self, state: list) -> None:
+        for stream, saved in zip(self.streams, state, strict=True):
+            stream.bit_generator.state = saved
 
     def draw(self, n_steps: int, nu: float, sides) -> list[tuple[np.ndarray, np.ndarray]]:
-        """The noise of the next n_steps steps, times nu, for each side (rows, k, rest).
+        """The noise of the next n_steps steps, times nu, for each side (rows, k, rest) (at most two).
 
         rest=None: the original coordinates, Z (n_steps, rows, k) and an empty B. rest >= 0:
         the compressed form, Z (n_steps, rows, k) and B (n_steps, p, k), p = k when rest >= k
-        (Bartlett, upper triangular), rest when 0 < rest < k, 0 when rest = 0.
+        (Bartlett, upper triangular), rest when 0 < rest < k, 0 when rest = 0. Each side has
+        its own streams, consumed in step order: the numbers do not depend on the chunks.
         """
-        plan = []
-        n_normal = n_chi = 0
-        for rows, k, rest in sides:
-            p = 0 if not rest else min(rest, k)
-            bartlett = rest is not None and rest >= k
-            plan.append((rows, k, rest, p, bartlett, n_normal, n_chi))
-            n_normal += (rows + p) * k
-            n_chi += k if bartlett else 0
-        normals = self.normal.standard_normal((n_steps, n_normal))
-        df = np.concatenate([rest - np.arange(k) for rows, k, rest, p, bart, *_ in plan if bart] or [np.zeros(0)])
-        chis = self.chi.chisquare(df, size=(n_steps, n_chi)) if n_chi else np.zeros((n_steps, 0))
         out = []
-        for rows, k, _, p, bartlett, at, at_chi in plan:
-            Z = normals[:, at : at + rows * k].reshape(n_steps, rows, k) * nu
-            B = normals[:, at + rows * k : at + (rows + p) * k].reshape(n_steps, p, k) * nu
-            if bartlett:
-                B = np.triu(B, 1)
-                B[:, np.arange(k), np.arange(k)] = nu * np.sqrt(chis[:, at_chi : at_chi + k])
-            out.append((np.ascontiguousarray(Z), np.ascontiguousarray(B)))
+        for i, (rows, k, rest) in enumerate(sides):
+            normal, normal_b, chi = self.streams[3 * i : 3 * i + 3]
+            Z = normal.standard_normal((n_steps, rows, k))
+            Z *= nu
+            if rest is not None and rest >= k:  # Bartlett: N(0, 1) above the diagonal, chi on it
+                B = np.zeros((n_steps, k, k))
+                upper = np.triu_indices(k, 1)
+                B[:, upper[0], upper[1]] = normal_b.standard_normal((n_steps, upper[0].size))
+                B[:, np.arange(k), np.arange(k)] = np.sqrt(chi.chisquare(rest - np.arange(k), size=(n_steps, k)))
+                B *= nu
+            else:
+                B = normal_b.standard_normal((n_steps, rest or 0, k))
+                B *= nu
+            out.append((Z, B))
         return out

@@ -57,7 +57,8 @@ def _perturbed(X, r, Z, B, t):
     """The compressed noise of step t: X + Z[t], its complement then the R of the QR of [L; B[t]]."""
     X = X + Z[t]
     if B.shape[1]:
-        X[r:] = np.linalg.qr(np.vstack([X[r:], B[t]]), mode="r")[: X.shape[0] - r]
+        R = np.linalg.qr(np.vstack([X[r:], B[t]]), mode="r")[: X.shape[0] - r]
+        X[r:] = R * np.where(np.diag(R) < 0, -1.0, 1.0)[:, None]  # the kernels' R has a diagonal >= 0
     return X
 
 
