@@ -8,8 +8,11 @@ convergence, against the theorem's rate.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
+from . import schedules
 from .stages import name as stage_name
 
 _STAGE_COLORS = {"warm-up": "#fdf0d5", "alignment": "#e3f2fd", "linear": "#e8f5e9"}
@@ -40,7 +43,9 @@ def plot_run(result, *, fig=None, title: str | None = None):
 
     Panels: the loss on a log scale with T1, T0, T_delta marked and the stage-two rate
     of Ye and Du 2021, section 3.3 (the loss falling by 1 - lr sigma_d / 2 a step from T0,
-    exp(-sigma_d / 2) per unit time for the flow; `Stages.rate_theory`) overlaid;
+    exp(-sigma_d / 2) per unit time for the flow; `Stages.rate_theory`) overlaid for
+    plain GD (a variant has no such bound: none is drawn), and with ``balance`` the
+    regularizer beside the loss;
     sigma_min(A) against sqrt(sigma_d / 2); ||P||_op against sigma_d / 4; ||B||_F,
     ||J||_op = sigma_1(L_U) and ||K||_op = sigma_1(L_V); the imbalance
     ||U^T U - V^T V||_F (and its drift for the flow); the loss's four blocks.
@@ -72,7 +77,9 @@ def plot_run(result, *, fig=None, title: str | None = None):
 
     ax = axes[0]
     ax.semilogy(x, _positive(h["loss"]), color="k", lw=1.5, label="loss f(U, V)")
-    if st.T0 is not None:
+    if "regularizer" in h:
+        ax.semilogy(x, _positive(h["regularizer"]), color="#6a1b9a", lw=1, label="regularizer (balance/8) imbalance^2")
+    if st.T0 is not None and st.rate_theory is not None:
         j = int(np.searchsorted(x, st.T0))
         after = x[j:]
         bound = h["loss"][j] * st.rate_theory ** (after - x[j])
@@ -122,10 +129,13 @@ def plot_run(result, *, fig=None, title: str | None = None):
     if title is None:
         m, n = (result.U.shape[0], result.V.shape[0]) if result.problem is None else result.problem.shape
         rank = "direct path" if result.problem is None else f"rank {result.problem.rank}"
-        title = f"{m} x {n}, {rank}, k = {result.k}: {result.status}"
+        lr = [f"lr {_lr_text(result.lr)}"] if hasattr(result, "lr") else []
+        title = ", ".join([f"{m} x {n}", rank, f"k = {result.k}"] + lr + _variant(result)) + f": {result.status}"
         if st.rate is not None:
             unit = "step" if "step" in h else "unit time"
-            title += f"\nloss falls by {st.rate:.4g} a {unit} after T0 (the theorem's bound: {st.rate_theory:.4g})"
+            bound = (f"the theorem's bound: {st.rate_theory:.4g}" if st.rate_theory is not None
+                     else "no bound from the theorem, which is about plain constant-step GD")  # fmt: skip
+            title += f"\nloss falls by {st.rate:.4g} a {unit} after T0 ({bound})"
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -143,7 +153,10 @@ def plot_runs(results, labels=None, *, key: str = "loss", time_axis: bool = Fals
     key : str
         A history key: "loss", "sigma_min_A", "P_op", ...
     time_axis : bool
-        Plot GD runs against lr * step (the flow's time), which lines up step sizes.
+        Plot GD runs against the time sum_t eta_t (the flow's time), which lines up step
+        sizes: lr * step for a constant lr; for a schedule, the sum over the recorded
+        steps of the history's "lr" (the step size at each) times the steps to the next
+        record, which is exact when every step is recorded (``record_every=1``).
     ax : matplotlib.axes.Axes, optional
 
     Returns
@@ -162,15 +175,14 @@ def plot_runs(results, labels=None, *, key: str = "loss", time_axis: bool = Fals
         if key not in result.history:
             raise ValueError(f"key must be a history key, one of {', '.join(result.history)}; got {key!r}")
         x, xlabel = _axis(result)
-        scale = result.lr if time_axis and hasattr(result, "lr") else 1.0
-        xs, ys = _finite(x * scale, result.history[key])
-        (line,) = ax.plot(xs, ys, lw=1.3, label=label)
+        t = _time(result) if time_axis and hasattr(result, "lr") else x
+        (line,) = ax.plot(*_finite(t, result.history[key]), lw=1.3, label=label)
         if result.stages.T0 is not None:
             j = int(np.searchsorted(x, result.stages.T0))
-            ax.plot(x[j] * scale, result.history[key][j], "o", color=line.get_color(), ms=5)
+            ax.plot(t[j], result.history[key][j], "o", color=line.get_color(), ms=5)
     if key not in ("sigma_min_A", "lambda_min_P"):
         ax.set_yscale("log")
-    ax.set_xlabel("time lr t" if time_axis else xlabel)
+    ax.set_xlabel("time: sum of the step sizes (lr t for a constant lr)" if time_axis else xlabel)
     ax.set_ylabel(key)
     ax.set_title(f"{key} of {len(results)} runs (dots: T0)")
     ax.grid(True, alpha=0.3)
@@ -198,6 +210,29 @@ def _label(result) -> str:
     if result.seed is not None and not isinstance(result.seed, np.random.SeedSequence):
         parts.append(f"seed {result.seed}")
     if hasattr(result, "lr"):
-        parts.append(f"lr {result.lr:.3g}")
-    parts.append(result.status)
-    return ", ".join(parts)
+        parts.append(f"lr {_lr_text(result.lr)}")
+    return ", ".join(parts + _variant(result) + [result.status])
+
+
+def _time(result) -> np.ndarray:
+    """The GD time sum_{s < t} eta_s at each recorded step t (see `plot_runs`)."""
+    steps = result.history["step"]
+    if "lr" not in result.history:
+        return result.lr * steps
+    return np.concatenate([[0.0], np.cumsum(result.history["lr"][:-1] * np.diff(steps))])
+
+
+def _lr_text(lr) -> str:
+    """A step size as %.3g; a built-in schedule as its repr, another callable by its name."""
+    if not callable(lr):
+        return f"{lr:.3g}"
+    if isinstance(lr, schedules.Schedule) and not isinstance(lr, schedules.Custom):
+        return repr(lr)
+    return f"own schedule {getattr(lr, '__name__', '')}".rstrip()
+
+
+def _variant(result) -> list[str]:
+    """The run's variant options that are not plain GD's defaults, as "name=value"."""
+    defaults = {f.name: f.default for f in dataclasses.fields(result.options)}
+    return [f"{name}={getattr(result.options, name)}" for name in ("balance", "update", "precondition", "noise", "init")
+            if name in defaults and getattr(result.options, name) != defaults[name]]  # fmt: skip

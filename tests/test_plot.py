@@ -80,3 +80,48 @@ def test_pages_of_runs_that_recorded_less():
     assert "direct path" in plot_run(cases[0])._suptitle.get_text()
     overlay = plot_runs(batch).axes[0]
     assert any(np.array_equal(line.get_ydata(), batch[1].history["loss"]) for line in overlay.get_lines())
+
+
+SMALL = fastmf.Problem.from_spectrum(np.array([3.0, 2.0, 1.0]), 50, 40)
+
+
+def test_variant_page_draws_no_rate_bound(tmp_path):
+    """A variant reaching T0 has no stage-two bound (`theory.rate_bound` is None): the page draws
+    the loss and, with balance, the regularizer, names the variant and claims no theorem's rate."""
+    from fastmf.cli import main
+
+    run = fastmf.solve(SMALL, lr=0.1, balance=0.5, max_iter=300, seed=0)
+    assert run.stages.T0 is not None and run.stages.rate_theory is None
+    fig = plot_run(run)
+    curves = [line for line in fig.axes[0].get_lines() if np.ptp(line.get_xdata()) > 0]
+    assert len(curves) == 2  # the loss and the regularizer, no rate line
+    np.testing.assert_allclose(curves[1].get_ydata(), 0.5 / 8 * run.history["imbalance"] ** 2, rtol=1e-12)
+    labels = [text.get_text() for text in fig.axes[0].get_legend().get_texts()]
+    assert not any("theorem" in label for label in labels)
+    title = fig._suptitle.get_text()
+    assert "balance=0.5" in title and "no bound from the theorem" in title
+    assert [t.get_text() for t in plot_runs([run]).axes[0].get_legend().get_texts()] == [
+        f"seed 0, lr 0.1, balance=0.5, {run.status}"
+    ]
+    run.save(tmp_path / "pb.npz")
+    assert main(["plot", str(tmp_path / "pb.npz"), "-o", str(tmp_path / "pb.png")]) == 0
+    assert (tmp_path / "pb.png").stat().st_size > 10_000
+
+
+def test_schedule_runs_overlay_against_summed_step_sizes():
+    """A schedule labels a run by its repr, and the time axis is sum_{s < t} eta_s (every step recorded)."""
+    schedule = fastmf.schedules.StepDecay(0.2, 0.5, 100)
+    steps = np.arange(301)
+    eta = 0.2 * 0.5 ** (steps // 100)
+    time = np.concatenate([[0.0], np.cumsum(eta[:-1])])
+    run = fastmf.solve(SMALL, lr=schedule, max_iter=300, seed=0, record_every=1)
+    batch = fastmf.solve_batch(SMALL, lr=schedule, max_iter=300, seeds=[0, 1], record_every=1, history=True)
+    own = fastmf.solve(SMALL, lr=lambda t: 0.1 + 0 * t, max_iter=30, seed=0)
+    fig = plot_runs([run, *batch, own], time_axis=True)
+    curves = [line for line in fig.axes[0].get_lines() if line.get_marker() != "o"]
+    for curve in curves[:3]:
+        np.testing.assert_allclose(curve.get_xdata(), time, rtol=1e-14)
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels[0] == f"seed 0, lr StepDecay(lr=0.2, factor=0.5, every=100), {run.status}"
+    assert labels[3] == f"seed 0, lr own schedule <lambda>, {own.status}"
+    assert "lr StepDecay(lr=0.2" in plot_run(batch[1])._suptitle.get_text()
