@@ -28,8 +28,9 @@ import zlib
 
 import numpy as np
 
+from . import schedules
 from .driver import Control
-from .options import FlowOptions, Options
+from .options import DEFAULTS, FlowOptions, Options
 from .status import EXIT_USAGE, exit_code
 
 _EXAMPLES = {
@@ -62,8 +63,9 @@ value or a list; every combination is run for every seed:
 grid parameters: the spectrum's m, n (default m), d, kappa (default 1), sigma_d (default 1)
 and spacing ("linear", the default, or "geometric"); the runs' k, init_scale, lr, max_iter,
 tol, delta, record_every, balance, update, precondition, noise and init, as fastmf run's
-flags of those names (the same defaults; init_scale and lr may be "theory"); seeds (a count,
-or a list of seeds)""",
+flags of those names (the same defaults; init_scale and lr may be "theory", and lr a schedule,
+"inverse_sqrt:0.1,100" or a table {kind = "inverse_sqrt", lr = 0.1, t0 = 100}, which the
+table's lr column holds as its NAME:ARGS text); seeds (a count, or a list of seeds)""",
     "theory": """examples:
   fastmf theory --spectrum 4,3,2,1 --shape 100000x100000 --delta 1e-6
   fastmf theory sigma.npy --delta 1e-8 --c-eps 0.1""",
@@ -226,8 +228,8 @@ def _add_settings(group, settings) -> None:
         if kind == "bool":
             group.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, help=help_)
         elif name in _BY_NAME:
-            parse, metavar, more = _BY_NAME[name]
-            group.add_argument(*flags, dest=name, type=parse, metavar=metavar, help=help_ + more)
+            parse, metavar, help_ = _BY_NAME[name]
+            group.add_argument(*flags, dest=name, type=parse, metavar=metavar, help=help_)
         elif kind in _KINDS:
             group.add_argument(*flags, dest=name, type=_KINDS[kind], metavar=_METAVARS.get(kind), help=help_)
         else:  # a choice, "a|b|c"
@@ -625,10 +627,9 @@ def _number_or_theory(value):
 
 
 def _step_size(value):
-    """lr: a positive number, 'theory', or a schedule NAME:ARGS (`fastmf.schedules.parse`)."""
-    from . import schedules
-
-    if isinstance(value, str) and value.partition(":")[0] in schedules.KINDS:
+    """lr: a positive number, 'theory', or a schedule, NAME:ARGS or a config's table of its
+    `to_dict` form, as the JSON summary writes it (`fastmf.schedules.parse`)."""
+    if isinstance(value, dict) or (isinstance(value, str) and value.partition(":")[0] in schedules.KINDS):
         try:
             return schedules.parse(value)
         except (TypeError, ValueError) as exc:
@@ -690,8 +691,17 @@ _KINDS = {
     "file": _path,
 }
 _METAVARS = {"file": "FILE"}
-# Settings whose flag parses more than their kind says: name -> (parser, metavar, help added).
-_BY_NAME = {"lr": (_step_size, "LR", "; or a schedule NAME:ARGS, e.g. inverse_sqrt:0.1,100 (fastmf.schedules)")}
+# Settings whose flag parses more than their kind says: name -> (parser, metavar, help).
+_BY_NAME = {
+    "lr": (
+        _step_size,
+        "LR",
+        f"step size: a number, 'theory' (Theorem 1.1) or a schedule NAME:ARGS with NAME one of "
+        f"{', '.join(schedules.KINDS)} (fastmf.schedules; e.g. inverse_sqrt:0.1,100, in a config also a "
+        f'table: kind = "inverse_sqrt", lr = 0.1, t0 = 100); default {DEFAULTS.lr:g} / sigma_1, or {DEFAULTS.lr:g} '
+        "with --precondition (ScaledGD's step is scale-free)",
+    )
+}
 
 
 def _given(args, names) -> dict:

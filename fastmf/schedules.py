@@ -13,6 +13,7 @@ steps; `fastmf.resume` then needs it again and checks it against them.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,11 @@ class Schedule:
     def to_dict(self) -> dict:
         """{"kind": name, parameter: value, ...}: what `from_dict` rebuilds it from."""
         return {"kind": _NAME[type(self)]} | dataclasses.asdict(self)
+
+    def spec(self) -> str:
+        """NAME:ARGS, every parameter in order, exactly: the text `parse` reads back
+        (e.g. "inverse_sqrt:0.1,100")."""
+        return f"{_NAME[type(self)]}:" + ",".join(repr(v).removesuffix(".0") for v in dataclasses.astuple(self))
 
 
 @dataclass(frozen=True)
@@ -104,10 +110,22 @@ def from_dict(spec: dict) -> Schedule:
     return KINDS[kind](**spec)
 
 
-def parse(text: str) -> Schedule:
+def parse(spec) -> Schedule:
     """A schedule from the command line's form NAME:ARG,ARG,... (e.g. "inverse_sqrt:0.1,100"),
-    the positional arguments of its class."""
-    name, _, args = text.partition(":")
+    the positional arguments of its class, or from a mapping as `Schedule.to_dict` writes it
+    (a TOML table: kind = "inverse_sqrt", lr = 0.1, t0 = 100)."""
+    if isinstance(spec, Mapping):
+        kind = spec.get("kind")
+        if kind not in KINDS:
+            raise ValueError(f"unknown schedule kind {kind!r}; give kind = one of {', '.join(KINDS)}")
+        fields = dataclasses.fields(KINDS[kind])
+        names = [f.name for f in fields]
+        required = [f.name for f in fields if f.default is dataclasses.MISSING]
+        if not set(required) <= set(spec) <= {"kind", *names}:
+            keys = ", ".join(k for k in spec if k != "kind") or "none"
+            raise ValueError(f"a {kind} schedule takes {', '.join(names)} ({', '.join(required)} required), got {keys}")
+        return from_dict(spec)
+    name, _, args = spec.partition(":")
     if name not in KINDS:
         raise ValueError(f"unknown schedule {name!r}; write NAME:ARGS with NAME one of {', '.join(KINDS)}")
     try:
@@ -117,7 +135,13 @@ def parse(text: str) -> Schedule:
     fields = dataclasses.fields(KINDS[name])
     if not values or len(values) > len(fields):
         raise ValueError(f"{name} takes 1 to {len(fields)} numbers ({', '.join(f.name for f in fields)}), got {args!r}")
-    kwargs = {f.name: int(v) if f.type == "int" else v for f, v in zip(fields, values, strict=False)}
+    kwargs = {}
+    for f, v in zip(fields, values, strict=False):
+        if f.type == "int":
+            if not v.is_integer():
+                raise ValueError(f"{name}'s {f.name} must be an integer, got {v:g}")
+            v = int(v)
+        kwargs[f.name] = v
     return KINDS[name](**kwargs)
 
 

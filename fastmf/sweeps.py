@@ -4,7 +4,8 @@ A grid point is a spectrum problem, Sigma = diag(s) of size m x n with d singula
 from kappa sigma_d down to sigma_d, and the settings of its runs (k, init_scale, lr,
 max_iter, tol, delta, record_every, the GD variants balance, update, precondition, noise and
 the law of the start init: named, checked and defaulted as `fastmf.options.Options` does for
-`solve`); each seed is one run. The runs of a point
+`solve`; lr may be a built-in schedule, held in the table as its NAME:ARGS text); each seed is
+one run. The runs of a point
 are split into tasks of at most `batch` seeds, each one `solve_batch` call on a Dask
 worker, and each finished task's rows are appended to the table at once
 (`fastmf.table`): a sweep killed at any moment loses only the tasks in flight, a worker
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import schedules
 from ._validate import finite_float, positive_int
 from .batch import solve_batch
 from .monitor import Monitor
@@ -35,7 +37,8 @@ from .table import open_table
 
 # The grid's parameters: name -> (column type, default), the spectrum's (None: required, or for
 # n, m) and then the settings of its runs, which `Options` checks and resolves; a setting that
-# stays None (delta without tol: no T_delta; record_every: the doubling stride) is NaN in the table.
+# stays None (delta without tol: no T_delta; record_every: the doubling stride) is NaN in the table,
+# and an lr schedule is its NAME:ARGS text (`fastmf.schedules.Schedule.spec`).
 _SPECTRUM = {
     "m": ("int", None),
     "n": ("int", None),
@@ -44,7 +47,7 @@ _SPECTRUM = {
     "sigma_d": ("float", 1.0),
     "spacing": ("str", "linear"),
 }
-_SETTINGS = {"k": "int", "init_scale": "float", "lr": "float", "max_iter": "int", "tol": "float", "delta": "float",
+_SETTINGS = {"k": "int", "init_scale": "float", "lr": "float|str", "max_iter": "int", "tol": "float", "delta": "float",
              "record_every": "float", "balance": "float", "update": "str", "precondition": "float", "noise": "float",
              "init": "str"}  # fmt: skip
 PARAMETERS = {name: kind for name, (kind, _) in _SPECTRUM.items()} | _SETTINGS
@@ -118,7 +121,10 @@ def sweep(grid, output, *, resume: bool = False, client=None, workers: int | Non
         Optional: n (default m), kappa (sigma_1 / sigma_d, default 1), sigma_d (default
         1), spacing ("linear" or "geometric"), and the settings k, init_scale, lr, max_iter,
         tol, delta, record_every, balance, update, precondition, noise and init, as
-        `fastmf.solve` takes them (the same defaults; init_scale and lr may be "theory").
+        `fastmf.solve` takes them (the same defaults; init_scale and lr may be "theory"). lr
+        may also be a schedule: a built-in one (`fastmf.schedules`), its NAME:ARGS text
+        ("inverse_sqrt:0.1,100") or its ``to_dict`` mapping; the table's lr column then holds
+        the NAME:ARGS text. A plain callable is refused: a table cannot hold it.
     output : str or os.PathLike
         The table: ``*.parquet`` (a folder of Parquet files; needs pyarrow) or ``*.csv``.
         Rows are appended as tasks finish.
@@ -198,9 +204,10 @@ def run_task(point: dict, seeds: list[int]) -> dict[str, list]:
     """The table rows of one grid point's runs for these seeds: one `solve_batch` call,
     with as many Numba threads as the Dask worker running it has."""
     problem = Problem.from_spectrum(spectrum(point), point["m"], point["n"])
+    lr = schedules.parse(point["lr"]) if isinstance(point["lr"], str) else point["lr"]  # a schedule's NAME:ARGS
     with _ONE_KERNEL:
         _use_worker_threads()
-        result = solve_batch(problem, point["k"], point["lr"], point["max_iter"], seeds=seeds,
+        result = solve_batch(problem, point["k"], lr, point["max_iter"], seeds=seeds,
                              init_scale=point["init_scale"], tol=point["tol"],
                              record_every=_none(point["record_every"]), delta=_none(point["delta"]),
                              balance=point["balance"], update=point["update"],
@@ -276,8 +283,33 @@ def _point(given: dict) -> dict:
     if p["spacing"] not in ("linear", "geometric"):
         raise ValueError(f"spacing must be 'linear' or 'geometric', got {p['spacing']!r}")
     s = spectrum(p)
-    options = Options(**{name: given[name] for name in _SETTINGS if name in given}).resolve((m, n), s[0], s)
-    return p | {name: float("nan") if getattr(options, name) is None else getattr(options, name) for name in _SETTINGS}
+    settings = {name: given[name] for name in _SETTINGS if name in given}
+    if "lr" in settings:
+        settings["lr"] = _step_size(settings["lr"])
+    options = Options(**settings).resolve((m, n), s[0], s)
+    cells = {name: float("nan") if getattr(options, name) is None else getattr(options, name) for name in _SETTINGS}
+    return p | cells | {"lr": options.lr.spec() if callable(options.lr) else options.lr}
+
+
+def _step_size(value):
+    """A grid's lr as `Options` takes it, with a schedule's NAME:ARGS text or mapping made the
+    built-in schedule (`fastmf.schedules.parse`); a callable that is not one is refused."""
+    if isinstance(value, (str, Mapping)) and value != "theory":
+        if isinstance(value, str) and value.partition(":")[0] not in schedules.KINDS:
+            raise ValueError(
+                f"lr must be a positive number, 'theory' or a schedule NAME:ARGS with NAME one of "
+                f"{', '.join(schedules.KINDS)} (e.g. 'inverse_sqrt:0.1,100'), got {value!r}"
+            )
+        try:
+            return schedules.parse(value)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"lr: {exc}") from None
+    if callable(value) and (not isinstance(value, schedules.Schedule) or isinstance(value, schedules.Custom)):
+        raise TypeError(
+            f"a sweep's lr must be a number, 'theory' or a built-in schedule (fastmf.schedules, e.g. "
+            f"InverseSqrt(0.1, 100) or 'inverse_sqrt:0.1,100'), got {value!r}: a table cannot hold a plain callable"
+        )
+    return value
 
 
 def _values(value, name) -> list:

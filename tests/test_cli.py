@@ -164,7 +164,7 @@ def test_every_setting_has_its_flag_with_the_fields_help(command):
     for f, _, _ in _settings(command):
         action = actions[f"--{f.name.replace('_', '-')}"]
         assert action.dest == f.name and action.default is None  # unset: not passed, the field's default applies
-        assert action.help.startswith(f.metadata["help"]), f.name
+        assert action.help.startswith(cli._BY_NAME[f.name][2] if f.name in cli._BY_NAME else f.metadata["help"]), f.name
         if f.default is not None:
             assert action.help.endswith(f"[default: {f.default:g}]" if isinstance(f.default, float) else
                                         f"[default: {f.default}]"), f.name  # fmt: skip
@@ -523,6 +523,40 @@ def test_a_bad_schedule_is_refused_naming_lr(value, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["run", "--spectrum", "4,3", "--lr", value])
     assert exc.value.code == 2 and "argument --lr: " in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value, field", [("step_decay:0.1,0.5,10.5", "step_decay's every"),
+                                          ("warmup:0.1,1.5", "warmup's steps")])  # fmt: skip
+def test_a_schedule_s_integer_argument_is_not_truncated(value, field, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--spectrum", "4,3", "--lr", value])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1
+    assert f"argument --lr: {field} must be an integer, got {value.rpartition(',')[2]}" in err
+
+
+def test_a_config_takes_a_schedule_as_the_summary_writes_it(monkeypatch, capsys):
+    assert main(["run", "--spectrum", "4,3", "--lr", "step_decay:0.1,0.5,10", "--max-iter", "3", "-q"]) == 0
+    written = _json("fastmf-run.json")["options"]["lr"]
+    assert written == {"kind": "step_decay", "lr": 0.1, "factor": 0.5, "every": 10}
+    with open("s.toml", "w") as f:
+        f.write("[lr]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in written.items()))
+    calls = _capture(monkeypatch, "run")
+    with pytest.raises(_Called):
+        main(["run", "--spectrum", "4,3", "--config", "s.toml"])
+    assert calls[0]["options"].lr == fastmf.schedules.StepDecay(0.1, 0.5, 10)
+    with open("bad.toml", "w") as f:
+        f.write('[lr]\nkind = "warmup"\nlr = 0.1\nt0 = 3\n')
+    assert main(["run", "--spectrum", "4,3", "--config", "bad.toml"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "bad.toml: lr a warmup schedule takes lr, steps (lr required), got lr, t0" in err
+
+
+def test_lr_help_gives_both_defaults_and_every_schedule():
+    text = _actions("run")["--lr"].help
+    lr = fastmf.options.DEFAULTS.lr
+    assert f"default {lr:g} / sigma_1, or {lr:g} with --precondition" in text
+    assert all(name in text for name in ("constant", "inverse_sqrt", "step_decay", "warmup", "NAME:ARGS"))
 
 
 def test_the_variants_reach_the_run_and_round_trip_through_the_summary():

@@ -17,7 +17,7 @@ import fastmf
 import fastmf.options
 import fastmf.sweeps
 import fastmf.table
-from fastmf import theory
+from fastmf import schedules, theory
 from fastmf.cli import main
 from fastmf.sweeps import COLUMNS, grid_points, run_task, sweep
 
@@ -54,8 +54,9 @@ def _expected(point, seeds):
     s = space(point["kappa"] * point["sigma_d"], point["sigma_d"], point["d"])
     problem = fastmf.Problem.from_spectrum(s, point["m"], point["n"])
     delta, record_every = (None if np.isnan(point[name]) else point[name] for name in ("delta", "record_every"))
+    lr = schedules.parse(point["lr"]) if isinstance(point["lr"], str) else point["lr"]  # a schedule's NAME:ARGS
     return [
-        fastmf.solve(problem, k=point["k"], lr=point["lr"], max_iter=point["max_iter"], seed=seed,
+        fastmf.solve(problem, k=point["k"], lr=lr, max_iter=point["max_iter"], seed=seed,
                      init_scale=point["init_scale"], tol=point["tol"], record_every=record_every, delta=delta,
                      spectral_every=0)
         for seed in seeds
@@ -373,3 +374,73 @@ def test_a_grid_over_the_variants_reaches_the_runs(monkeypatch):
         precondition = None if np.isnan(point["precondition"]) else point["precondition"]
         assert [getattr(options, name) for name in names] == [point[name] for name in names[:2]] + [
             precondition, point["noise"], point["init"]]  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- lr schedules
+
+
+def test_a_grid_takes_lr_schedules_as_objects_text_or_mappings_and_keeps_their_text():
+    given = [schedules.InverseSqrt(0.1, 100), "step_decay:0.1,0.5,10", {"kind": "warmup", "lr": 0.1, "steps": 5},
+             "inverse_sqrt:0.25", schedules.Constant(1 / 3), 0.2]  # fmt: skip
+    points = grid_points({"m": 40, "d": 2, "lr": given, "seeds": 1})
+    text = ["inverse_sqrt:0.1,100", "step_decay:0.1,0.5,10", "warmup:0.1,5", "inverse_sqrt:0.25,1",
+            f"constant:{1 / 3!r}", 0.2]  # fmt: skip
+    assert [point["lr"] for point, _ in points] == text
+    built = [schedules.InverseSqrt(0.1, 100), schedules.StepDecay(0.1, 0.5, 10), schedules.Warmup(0.1, 5),
+             schedules.InverseSqrt(0.25, 1), schedules.Constant(1 / 3)]  # fmt: skip
+    assert [schedules.parse(point["lr"]) for point, _ in points[:-1]] == built  # the text gives the schedule back
+    with pytest.raises(ValueError, match="twice"):  # one schedule, written two ways
+        grid_points({"m": 40, "d": 2, "lr": [schedules.InverseSqrt(0.1, 100), "inverse_sqrt:0.1,100"], "seeds": 1})
+
+
+@pytest.mark.parametrize(
+    "lr, error, match",
+    [
+        (lambda t: 0.1 / np.sqrt(1 + t), TypeError, "lr must be a number, 'theory' or a built-in schedule"),
+        (schedules.Custom("my_schedule"), TypeError, "lr must be a number, 'theory' or a built-in schedule"),
+        ("step_decay:0.1,0.5,10.5", ValueError, "lr: step_decay's every must be an integer, got 10.5"),
+        ({"kind": "warmup", "lr": 0.1, "t0": 3}, ValueError, "lr: a warmup schedule takes lr, steps"),
+        ("decay:0.1", ValueError, "lr must be a positive number, 'theory' or a schedule NAME:ARGS"),
+    ],
+)
+def test_a_grid_refuses_an_lr_a_table_cannot_hold(lr, error, match):
+    with pytest.raises(error, match=match) as exc:
+        grid_points({"m": 40, "d": 2, "lr": lr, "seeds": 1})
+    assert "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_sweep_of_lr_schedules_writes_solves_runs_and_resumes(suffix, tmp_path, local_client):
+    if suffix == ".parquet":
+        pytest.importorskip("pyarrow")
+    out = tmp_path / f"runs{suffix}"
+    grid = {"m": 300, "d": 2, "kappa": 2, "init_scale": 1e-4, "max_iter": 400, "delta": 1e-8, "seeds": 2,
+            "lr": ["inverse_sqrt:0.2,100", "step_decay:0.2,0.5,150", 0.2]}  # fmt: skip
+    first = sweep(grid, out, client=local_client)
+    assert first.status == "done" and first.ran == 6
+    table = first.table()
+    assert sorted(map(str, table["lr"].tolist())) == ["0.2", "0.2", *["inverse_sqrt:0.2,100"] * 2,
+                                                      *["step_decay:0.2,0.5,150"] * 2]  # fmt: skip
+    for point, seeds in grid_points(grid):
+        _check_rows_against_solve(table, point, seeds)
+    as_objects = grid | {"lr": [schedules.InverseSqrt(0.2, 100), {"kind": "step_decay", "lr": 0.2, "factor": 0.5,
+                                                                   "every": 150}, 0.2], "seeds": 3}  # fmt: skip
+    more = sweep(as_objects, out, resume=True, client=local_client)
+    assert more.status == "done" and (more.ran, more.skipped) == (3, 6)  # only seed 2 of each point
+    rows = _rows(more.table())
+    assert len(rows) == 9 and len(set(rows)) == 9
+
+
+def test_command_line_sweep_takes_a_schedule_as_text_or_a_table(tmp_path, local_client, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.toml").write_text(
+        '[grid]\nm = 100\nd = 2\nmax_iter = 50\nseeds = 2\nlr = [0.1, "warmup:0.1,10", '
+        '{kind = "inverse_sqrt", lr = 0.1, t0 = 100}]\n'
+    )
+    address = local_client.scheduler.address
+    assert main(["sweep", "s.toml", "-o", "runs.csv", "--scheduler", address]) == 0
+    assert "6 runs written to runs.csv" in capsys.readouterr().out
+    table = fastmf.table.open_table("runs.csv", COLUMNS, resume=True).read()
+    assert set(table["lr"].tolist()) == {0.1, "warmup:0.1,10", "inverse_sqrt:0.1,100"}
+    assert main(["sweep", "s.toml", "-o", "runs.csv", "--scheduler", address, "--resume"]) == 0
+    assert "0 runs written to runs.csv (6 of the grid's 6 were there already)" in capsys.readouterr().out

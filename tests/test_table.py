@@ -34,6 +34,21 @@ def test_rows_round_trip_exactly(suffix, tmp_path):
 
 
 @pytest.mark.parametrize("suffix", SUFFIXES)
+def test_a_number_or_text_column_keeps_numbers_exact_and_text_as_written(suffix, tmp_path):
+    columns = {"seed": "int", "lr": "float|str"}
+    path = tmp_path / f"t{suffix}"
+    table = open_table(path, columns, resume=False)
+    table.append({"seed": [0, 1], "lr": [1 / 3, 5e-324]})
+    numbers = open_table(path, columns, resume=True).read()["lr"]
+    assert numbers.dtype == np.float64 and sorted(numbers.tolist()) == [5e-324, 1 / 3]  # numbers only: floats
+    table.append({"seed": [2], "lr": ["step_decay:0.1,0.5,10"]})  # commas and a colon: CSV quotes it
+    got = open_table(path, columns, resume=True).read()
+    by_seed = dict(zip(got["seed"].tolist(), got["lr"].tolist(), strict=True))
+    assert got["lr"].dtype == object and by_seed == {0: 1 / 3, 1: 5e-324, 2: "step_decay:0.1,0.5,10"}
+    assert [type(v) for _, v in sorted(by_seed.items())] == [float, float, str]
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
 def test_an_existing_table_needs_resume_and_the_same_columns(suffix, tmp_path):
     path = tmp_path / f"t{suffix}"
     open_table(path, COLUMNS, resume=False).append(ROWS)
