@@ -197,7 +197,9 @@ def _parser() -> argparse.ArgumentParser:
         "--key", type=_text, default="loss", help="history key to overlay for several runs (default loss)"
     )
     plot.add_argument("--labels", type=_text, help="comma-separated labels for several runs")
-    plot.add_argument("--time-axis", action="store_true", help="overlay GD runs against lr * step")
+    plot.add_argument(
+        "--time-axis", action="store_true", help="overlay GD runs against the time sum of step sizes (lr * step)"
+    )
 
     warmup = command("warmup", "compile every kernel now and cache it on disk", _cmd_warmup)
     warmup.add_argument("--dtype", choices=("float32", "float64", "both"), default="both")

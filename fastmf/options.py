@@ -200,7 +200,9 @@ class Options(_Start):
     """
 
     lr: float | str | None = setting(
-        "number|theory", f"step size, or 'theory' (Theorem 1.1); default {DEFAULTS.lr:g} / sigma_1"
+        "number|theory",
+        f"step size, or 'theory' (Theorem 1.1); default {DEFAULTS.lr:g} / sigma_1, or {DEFAULTS.lr:g} with "
+        "precondition (ScaledGD's step is scale-free)",
     )
     max_iter: int | None = setting("int>=0", f"number of steps (default {DEFAULTS.max_iter})")
     tol: float = setting("float>=0", "stop once the loss is <= this and near the best of width k (0: never)", 0.0)
