@@ -4,8 +4,8 @@ A grid point is a spectrum problem, Sigma = diag(s) of size m x n with d singula
 from kappa sigma_d down to sigma_d, and the settings of its runs (k, init_scale, lr,
 max_iter, tol, delta, record_every, the GD variants balance, update, precondition, noise and
 the law of the start init: named, checked and defaulted as `fastmf.options.Options` does for
-`solve`; lr may be a built-in schedule, held in the table as its NAME:ARGS text); each seed is
-one run. The runs of a point
+`solve`; lr may be a built-in schedule, held in the table as its NAME:ARGS text in the
+schedule column, with lr NaN); each seed is one run. The runs of a point
 are split into tasks of at most `batch` seeds, each one `solve_batch` call on a Dask
 worker, and each finished task's rows are appended to the table at once
 (`fastmf.table`): a sweep killed at any moment loses only the tasks in flight, a worker
@@ -37,8 +37,7 @@ from .table import open_table
 
 # The grid's parameters: name -> (column type, default), the spectrum's (None: required, or for
 # n, m) and then the settings of its runs, which `Options` checks and resolves; a setting that
-# stays None (delta without tol: no T_delta; record_every: the doubling stride) is NaN in the table,
-# and an lr schedule is its NAME:ARGS text (`fastmf.schedules.Schedule.spec`).
+# stays None (delta without tol: no T_delta; record_every: the doubling stride) is NaN in the table.
 _SPECTRUM = {
     "m": ("int", None),
     "n": ("int", None),
@@ -47,15 +46,17 @@ _SPECTRUM = {
     "sigma_d": ("float", 1.0),
     "spacing": ("str", "linear"),
 }
-_SETTINGS = {"k": "int", "init_scale": "float", "lr": "float|str", "max_iter": "int", "tol": "float", "delta": "float",
+_SETTINGS = {"k": "int", "init_scale": "float", "lr": "float", "max_iter": "int", "tol": "float", "delta": "float",
              "record_every": "float", "balance": "float", "update": "str", "precondition": "float", "noise": "float",
              "init": "str"}  # fmt: skip
 PARAMETERS = {name: kind for name, (kind, _) in _SPECTRUM.items()} | _SETTINGS
 _RESULTS = {"sigma_1": "float", "n_iter": "int", "status": "str", "final_loss": "float", "T1": "float",
             "T0": "float", "T_delta": "float"}  # fmt: skip
-# The table: what fixes a run (the parameters and the seed), then what it gave.
-COLUMNS = PARAMETERS | {"seed": "int"} | _RESULTS
-_KEY = (*PARAMETERS, "seed")
+# The table: what fixes a run (the parameters, the schedule and the seed), then what it gave. An lr
+# schedule's row has lr NaN and the schedule's NAME:ARGS text (`fastmf.schedules.Schedule.spec`),
+# which `fastmf.schedules.parse` reads back; a constant lr's has schedule "".
+COLUMNS = PARAMETERS | {"schedule": "str", "seed": "int"} | _RESULTS
+_KEY = (*PARAMETERS, "schedule", "seed")
 
 _ONE_KERNEL = threading.Lock()  # Numba's workqueue threading layer runs one parallel call at a time
 
@@ -108,9 +109,9 @@ def sweep(grid, output, *, resume: bool = False, client=None, workers: int | Non
     delta=delta, balance=balance, update=update, precondition=precondition, noise=noise,
     init=init)``, with s the d values from kappa sigma_d down to sigma_d; its row holds
     the parameters (resolved by `Options.resolve`: defaults and "theory" filled in), the
-    seed, sigma_1 and the run's n_iter, status, final_loss, T1, T0 and T_delta (NaN if not
-    reached). The
-    numbers do not depend on the batch, the workers or the order in which runs finish.
+    schedule, the seed, sigma_1 and the run's n_iter, status, final_loss, T1, T0 and T_delta
+    (NaN if not reached). The numbers do not depend on the batch, the workers or the order
+    in which runs finish.
 
     Parameters
     ----------
@@ -123,8 +124,9 @@ def sweep(grid, output, *, resume: bool = False, client=None, workers: int | Non
         tol, delta, record_every, balance, update, precondition, noise and init, as
         `fastmf.solve` takes them (the same defaults; init_scale and lr may be "theory"). lr
         may also be a schedule: a built-in one (`fastmf.schedules`), its NAME:ARGS text
-        ("inverse_sqrt:0.1,100") or its ``to_dict`` mapping; the table's lr column then holds
-        the NAME:ARGS text. A plain callable is refused: a table cannot hold it.
+        ("inverse_sqrt:0.1,100") or its ``to_dict`` mapping; its rows then have lr NaN and
+        the NAME:ARGS text in the schedule column ("" for a constant lr). A plain callable
+        is refused: a table cannot hold it.
     output : str or os.PathLike
         The table: ``*.parquet`` (a folder of Parquet files; needs pyarrow) or ``*.csv``.
         Rows are appended as tasks finish.
@@ -204,7 +206,7 @@ def run_task(point: dict, seeds: list[int]) -> dict[str, list]:
     """The table rows of one grid point's runs for these seeds: one `solve_batch` call,
     with as many Numba threads as the Dask worker running it has."""
     problem = Problem.from_spectrum(spectrum(point), point["m"], point["n"])
-    lr = schedules.parse(point["lr"]) if isinstance(point["lr"], str) else point["lr"]  # a schedule's NAME:ARGS
+    lr = schedules.parse(point["schedule"]) if point["schedule"] else point["lr"]
     with _ONE_KERNEL:
         _use_worker_threads()
         result = solve_batch(problem, point["k"], lr, point["max_iter"], seeds=seeds,
@@ -288,7 +290,9 @@ def _point(given: dict) -> dict:
         settings["lr"] = _step_size(settings["lr"])
     options = Options(**settings).resolve((m, n), s[0], s)
     cells = {name: float("nan") if getattr(options, name) is None else getattr(options, name) for name in _SETTINGS}
-    return p | cells | {"lr": options.lr.spec() if callable(options.lr) else options.lr}
+    if callable(options.lr):
+        return p | cells | {"lr": float("nan"), "schedule": options.lr.spec()}
+    return p | cells | {"schedule": ""}
 
 
 def _step_size(value):

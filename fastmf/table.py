@@ -13,11 +13,6 @@ moment loses only the runs in flight. Two formats, by the file name:
 
 Opening and reading a table never write to it; a file or folder that is not a fastmf
 table is refused, untouched.
-
-A column is "int", "float" (NaN allowed), "str", or "float|str": a number, or text where a
-number cannot say it (a sweep's lr: a step size, or a schedule's NAME:ARGS). Parquet holds a
-"float|str" column as text; reading gives float64 when every value is a number, else objects
-(floats and strings).
 """
 
 from __future__ import annotations
@@ -31,8 +26,8 @@ import uuid
 
 import numpy as np
 
-# column types: "int" (int64), "float" (float64, NaN allowed), "str", "float|str" (see above)
-_NUMPY = {"int": np.int64, "float": np.float64, "str": str, "float|str": np.float64}
+# column types: "int" (int64), "float" (float64, NaN allowed), "str"
+_NUMPY = {"int": np.int64, "float": np.float64, "str": str}
 
 
 def open_table(path, columns: dict[str, str], *, resume: bool):
@@ -66,9 +61,8 @@ class CsvTable:
         with open(path, "rb") as f:
             first = f.readline(len(self.header) + 1)
         if not self.header.encode().startswith(first):  # a prefix: the header cut short by a kill, or empty
-            raise ValueError(
-                f"{path} is not a fastmf sweep table (its header is {_shown(first)}); choose another output"
-            )
+            names = first.decode("utf-8", errors="replace").rstrip("\n").split(",")
+            raise _refused(path, names, columns, f"its header is {_shown(first)}")
 
     def read(self) -> dict[str, np.ndarray]:
         if not os.path.exists(self.path):
@@ -136,7 +130,7 @@ class ParquetTable:
                 "or write a .csv table"
             ) from None
         self.path, self.columns, self._pa, self._pq = path, columns, pa, pq
-        types = {"int": pa.int64(), "float": pa.float64(), "str": pa.string(), "float|str": pa.string()}
+        types = {"int": pa.int64(), "float": pa.float64(), "str": pa.string()}
         self.schema = pa.schema([(name, types[kind]) for name, kind in columns.items()])
         if not os.path.exists(path):
             return
@@ -151,18 +145,14 @@ class ParquetTable:
         parts = self._parts()
         schema = pq.read_schema(parts[0]).remove_metadata() if parts else self.schema
         if schema != self.schema:
-            raise ValueError(
-                f"{path} is not a fastmf sweep table (its columns are {', '.join(schema.names)}); choose another output"
-            )
+            raise _refused(path, schema.names, columns, f"its columns are {', '.join(schema.names)}")
 
     def read(self) -> dict[str, np.ndarray]:
         if not self._parts():
             return _columns(self.columns, [])
         table = self._pq.read_table(self.path, schema=self.schema)
-        columns = {name: table.column(name).to_pylist() for name in self.columns}
         return {
-            name: _array([_parse(v, kind) for v in columns[name]] if kind == "float|str" else columns[name], kind)
-            for name, kind in self.columns.items()
+            name: np.array(table.column(name).to_pylist(), dtype=_NUMPY[kind]) for name, kind in self.columns.items()
         }
 
     def append(self, rows: dict[str, list]) -> None:
@@ -171,11 +161,7 @@ class ParquetTable:
             os.remove(leftover)
         part = f"part-{uuid.uuid4().hex}.parquet"
         temporary = os.path.join(self.path, f".{part}.tmp")
-        columns = {
-            name: _format(rows[name], kind) if kind == "float|str" else rows[name]
-            for name, kind in self.columns.items()
-        }
-        table = self._pa.table(columns, schema=self.schema)
+        table = self._pa.table({name: rows[name] for name in self.columns}, schema=self.schema)
         with open(temporary, "wb") as f:
             self._pq.write_table(table, f)
             f.flush()
@@ -188,14 +174,21 @@ class ParquetTable:
 
 def _columns(columns: dict[str, str], rows: list[tuple]) -> dict[str, np.ndarray]:
     values = list(zip(*rows, strict=True)) if rows else [()] * len(columns)
-    return {name: _array(column, kind) for (name, kind), column in zip(columns.items(), values, strict=True)}
+    return {
+        name: np.array(column, dtype=_NUMPY[kind]) for (name, kind), column in zip(columns.items(), values, strict=True)
+    }
 
 
-def _array(values, kind) -> np.ndarray:
-    """One column's values as an array of its type (a "float|str" column with text: objects)."""
-    if kind == "float|str" and any(isinstance(v, str) for v in values):
-        return np.array(values, dtype=object)
-    return np.array(values, dtype=_NUMPY[kind])
+def _refused(path: str, names: list[str], columns: dict[str, str], found: str) -> ValueError:
+    """The error for an existing table with the columns `names`: one with some of `columns` and
+    no other (an older fastmf's) is told what it lacks, anything else is not a fastmf table."""
+    if set(names) < set(columns):
+        missing = ", ".join(name for name in columns if name not in names)
+        return ValueError(
+            f"{path} lacks the column(s) {missing} that this version of fastmf writes: resume it with the version "
+            "that wrote it, or choose another output"
+        )
+    return ValueError(f"{path} is not a fastmf sweep table ({found}); choose another output")
 
 
 def _last_line(f) -> tuple[int, bytes]:
@@ -223,14 +216,8 @@ def _shown(text) -> str:
 
 
 def _format(values, kind) -> list[str]:
-    return [repr(float(v)) if kind == "float" or (kind == "float|str" and not isinstance(v, str)) else str(v)
-            for v in values]  # fmt: skip
+    return [repr(float(v)) if kind == "float" else str(v) for v in values]
 
 
 def _parse(text: str, kind: str):
-    if kind == "float|str":
-        try:
-            return float(text)
-        except ValueError:
-            return text
     return int(text) if kind == "int" else float(text) if kind == "float" else text

@@ -54,7 +54,7 @@ def _expected(point, seeds):
     s = space(point["kappa"] * point["sigma_d"], point["sigma_d"], point["d"])
     problem = fastmf.Problem.from_spectrum(s, point["m"], point["n"])
     delta, record_every = (None if np.isnan(point[name]) else point[name] for name in ("delta", "record_every"))
-    lr = schedules.parse(point["lr"]) if isinstance(point["lr"], str) else point["lr"]  # a schedule's NAME:ARGS
+    lr = schedules.parse(point["schedule"]) if point["schedule"] else point["lr"]
     return [
         fastmf.solve(problem, k=point["k"], lr=lr, max_iter=point["max_iter"], seed=seed,
                      init_scale=point["init_scale"], tol=point["tol"], record_every=record_every, delta=delta,
@@ -384,13 +384,18 @@ def test_a_grid_takes_lr_schedules_as_objects_text_or_mappings_and_keeps_their_t
              "inverse_sqrt:0.25", schedules.Constant(1 / 3), 0.2]  # fmt: skip
     points = grid_points({"m": 40, "d": 2, "lr": given, "seeds": 1})
     text = ["inverse_sqrt:0.1,100", "step_decay:0.1,0.5,10", "warmup:0.1,5", "inverse_sqrt:0.25,1",
-            f"constant:{1 / 3!r}", 0.2]  # fmt: skip
-    assert [point["lr"] for point, _ in points] == text
+            f"constant:{1 / 3!r}", ""]  # fmt: skip
+    assert [point["schedule"] for point, _ in points] == text
+    lrs = [point["lr"] for point, _ in points]
+    assert all(np.isnan(lrs[:-1])) and lrs[-1] == 0.2  # a schedule's lr is NaN: the column stays numbers
     built = [schedules.InverseSqrt(0.1, 100), schedules.StepDecay(0.1, 0.5, 10), schedules.Warmup(0.1, 5),
              schedules.InverseSqrt(0.25, 1), schedules.Constant(1 / 3)]  # fmt: skip
-    assert [schedules.parse(point["lr"]) for point, _ in points[:-1]] == built  # the text gives the schedule back
-    with pytest.raises(ValueError, match="twice"):  # one schedule, written two ways
-        grid_points({"m": 40, "d": 2, "lr": [schedules.InverseSqrt(0.1, 100), "inverse_sqrt:0.1,100"], "seeds": 1})
+    assert [schedules.parse(point["schedule"]) for point, _ in points[:-1]] == built  # the text gives it back
+    with pytest.raises(ValueError, match="twice"):  # one schedule, written three ways
+        grid_points({"m": 40, "d": 2, "seeds": 1, "lr": [schedules.InverseSqrt(0.1, 100), "inverse_sqrt:0.1,100",
+                                                         {"kind": "inverse_sqrt", "lr": 0.1, "t0": 100}]})  # fmt: skip
+    with pytest.raises(ValueError, match="unknown grid parameter.*schedule"):  # a schedule is given as lr
+        grid_points({"m": 40, "d": 2, "schedule": "inverse_sqrt:0.1,100", "seeds": 1})
 
 
 @pytest.mark.parametrize(
@@ -419,8 +424,9 @@ def test_a_sweep_of_lr_schedules_writes_solves_runs_and_resumes(suffix, tmp_path
     first = sweep(grid, out, client=local_client)
     assert first.status == "done" and first.ran == 6
     table = first.table()
-    assert sorted(map(str, table["lr"].tolist())) == ["0.2", "0.2", *["inverse_sqrt:0.2,100"] * 2,
-                                                      *["step_decay:0.2,0.5,150"] * 2]  # fmt: skip
+    assert table["lr"].dtype == np.float64
+    pairs = sorted(_nan_as_none(pair) for pair in zip(table["schedule"].tolist(), table["lr"].tolist(), strict=True))
+    assert pairs == [("", 0.2)] * 2 + [("inverse_sqrt:0.2,100", None)] * 2 + [("step_decay:0.2,0.5,150", None)] * 2
     for point, seeds in grid_points(grid):
         _check_rows_against_solve(table, point, seeds)
     as_objects = grid | {"lr": [schedules.InverseSqrt(0.2, 100), {"kind": "step_decay", "lr": 0.2, "factor": 0.5,
@@ -441,6 +447,32 @@ def test_command_line_sweep_takes_a_schedule_as_text_or_a_table(tmp_path, local_
     assert main(["sweep", "s.toml", "-o", "runs.csv", "--scheduler", address]) == 0
     assert "6 runs written to runs.csv" in capsys.readouterr().out
     table = fastmf.table.open_table("runs.csv", COLUMNS, resume=True).read()
-    assert set(table["lr"].tolist()) == {0.1, "warmup:0.1,10", "inverse_sqrt:0.1,100"}
+    pairs = {_nan_as_none(pair) for pair in zip(table["lr"].tolist(), table["schedule"].tolist(), strict=True)}
+    assert pairs == {(0.1, ""), (None, "warmup:0.1,10"), (None, "inverse_sqrt:0.1,100")}
     assert main(["sweep", "s.toml", "-o", "runs.csv", "--scheduler", address, "--resume"]) == 0
     assert "0 runs written to runs.csv (6 of the grid's 6 were there already)" in capsys.readouterr().out
+
+
+def test_a_plain_sweeps_parquet_table_has_a_float_lr_column_for_pandas(tmp_path, local_client):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    out = tmp_path / "runs.parquet"
+    done = sweep({"m": 100, "d": 2, "lr": [0.1, 0.2], "max_iter": 50, "seeds": 2}, out, client=local_client)
+    frame = pd.read_parquet(out)
+    assert frame["lr"].dtype == np.float64 and frame.groupby("lr").size().to_dict() == {0.1: 2, 0.2: 2}
+    assert frame["schedule"].tolist() == [""] * 4
+    assert done.to_frame()["lr"].dtype == np.float64
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_resuming_a_table_without_the_schedule_column_names_it(suffix, tmp_path):
+    if suffix == ".parquet":
+        pytest.importorskip("pyarrow")
+    grid = {"m": 40, "d": 2, "lr": 0.1, "max_iter": 5, "seeds": 1}
+    out = tmp_path / f"runs{suffix}"
+    ((point, seeds),) = grid_points(grid)
+    older = {name: kind for name, kind in COLUMNS.items() if name != "schedule"}  # as sweeps wrote them before
+    fastmf.table.open_table(out, older, resume=False).append(run_task(point, seeds))
+    with pytest.raises(ValueError, match=f"runs{suffix} lacks the column\\(s\\) schedule that this version") as exc:
+        sweep(grid, out, resume=True)
+    assert "\n" not in str(exc.value)
