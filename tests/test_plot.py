@@ -12,6 +12,15 @@ from fastmf.plot import plot_run, plot_runs  # noqa: E402
 P = fastmf.Problem.from_spectrum(np.array([4.0, 3.0, 2.0, 1.5, 1.0]), 300, 200)
 
 
+@pytest.fixture(autouse=True)
+def close_figures():
+    """Every test's figures closed after it: pyplot keeps them, and warns past 20 open."""
+    yield
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
 @pytest.fixture(scope="module")
 def run():
     return fastmf.solve(P, 5, 0.05, 2000, seed=0, init_scale=1e-5, tol=1e-24, record_every=5, spectral_every=10)
