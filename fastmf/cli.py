@@ -64,8 +64,8 @@ grid parameters: the spectrum's m, n (default m), d, kappa (default 1), sigma_d 
 and spacing ("linear", the default, or "geometric"); the runs' k, init_scale, lr, max_iter,
 tol, delta, record_every, balance, update, precondition, noise and init, as fastmf run's
 flags of those names (the same defaults; init_scale and lr may be "theory", and lr a schedule,
-"inverse_sqrt:0.1,100" or a table {kind = "inverse_sqrt", lr = 0.1, t0 = 100}, which the
-table's lr column holds as its NAME:ARGS text); seeds (a count, or a list of seeds)""",
+"inverse_sqrt:0.1,100" or a table {kind = "inverse_sqrt", lr = 0.1, t0 = 100}, held in the
+table's schedule column as its NAME:ARGS text, with lr NaN); seeds (a count, or a list of seeds)""",
     "theory": """examples:
   fastmf theory --spectrum 4,3,2,1 --shape 100000x100000 --delta 1e-6
   fastmf theory sigma.npy --delta 1e-8 --c-eps 0.1""",
