@@ -223,6 +223,23 @@ def _library_noise(seed, steps, nu, m, n, k):
     return lambda t: (ZU[t], ZV[t])
 
 
+def test_noise_stream_draws_step_by_step_x_side_first():
+    """NoiseStream's documented order, which fixes every path-by-path run: one stream of standard
+    normals, step by step, the X side's numbers then the Y side's, each times nu; and the
+    numbers do not depend on how the steps are cut into draws."""
+    m, n, k, steps, nu, seed = 5, 4, 2, 3, 0.3, 9
+    sides = [(m, k, None), (n, k, None)]
+    (ZU, BU), (ZV, BV) = NoiseStream(seed).draw(steps, nu, sides)
+    g = NoiseStream(seed).normal.standard_normal((steps, (m + n) * k))
+    np.testing.assert_array_equal(ZU, nu * g[:, : m * k].reshape(steps, m, k))
+    np.testing.assert_array_equal(ZV, nu * g[:, m * k :].reshape(steps, n, k))
+    assert BU.shape == (steps, 0, k) and BV.shape == (steps, 0, k)
+    stream = NoiseStream(seed)
+    parts = [stream.draw(c, nu, sides) for c in (1, 2)]
+    np.testing.assert_array_equal(np.concatenate([p[0][0] for p in parts]), ZU)
+    np.testing.assert_array_equal(np.concatenate([p[1][0] for p in parts]), ZV)
+
+
 @pytest.mark.parametrize("m, n, r, k", [(6, 9, 2, 3), (9, 6, 1, 1), (5, 5, 5, 5), (8, 7, 3, 2)])
 @pytest.mark.parametrize("name", ["plain", "balance", "alternating", "all"])
 def test_noise_full_and_direct_match_reference_path_by_path(name, m, n, r, k):
