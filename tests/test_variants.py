@@ -23,6 +23,12 @@ SHAPES = [(6, 9, 2, 3), (9, 6, 1, 1), (5, 5, 5, 5), (8, 7, 3, 2), (7, 10, 2, 4),
 K_AT_MOST_R = [(9, 6, 1, 1), (8, 7, 3, 2), (6, 9, 2, 2), (10, 7, 3, 3)]
 LR = 0.2 / 3.0  # 0.2 / sigma_1 with the spectrum of `_case`
 STEPS = 120
+# the single-run engines; method="split" given, as "auto" takes the direct path for a small full-rank Sigma
+ENGINES = [
+    {"method": "split", "complement": "compressed"},
+    {"method": "split", "complement": "full"},
+    {"method": "direct"},
+]
 
 # name: the options of the variant, as given to fastmf.Options and to naive.gd_variant
 VARIANTS = {
@@ -165,7 +171,7 @@ def test_solve_engines_match_reference(name, m, n, r, k):
     Sigma, U0, V0 = _case(m, n, r, k)
     ref = gd_variant(Sigma, U0, V0, _lr(variant), STEPS, **_naive_kwargs(variant))
     assert np.isfinite(ref[0]).all() and ref[0][-1] < ref[0][0]  # a run that goes somewhere
-    for engine in ({"complement": "compressed"}, {"complement": "full"}, {"method": "direct"}):
+    for engine in ENGINES:
         res = solve(Sigma, k, max_iter=STEPS, U0=U0, V0=V0, options=_options(variant, **engine))
         assert res.status == "max_iter" and res.n_iter == STEPS
         _check_run(res, ref, variant)
@@ -176,7 +182,7 @@ def test_float32_tracks_the_float64_reference(name):
     variant = VARIANTS[name]
     Sigma, U0, V0 = _case(7, 10, 2, 4, seed=1)
     loss, _, U, V = gd_variant(Sigma, U0, V0, _lr(variant), 80, **_naive_kwargs(variant))
-    for engine in ({"complement": "compressed"}, {"complement": "full"}, {"method": "direct"}):
+    for engine in ENGINES:
         res = solve(Sigma.astype(np.float32), 4, max_iter=80, U0=U0, V0=V0, options=_options(variant, **engine))
         assert res.U.dtype == np.float32 and res.V.dtype == np.float32
         np.testing.assert_allclose(res.history["loss"], loss, rtol=2e-3, atol=1e-5 * loss[0])
@@ -187,7 +193,7 @@ def test_solve_random_start_is_the_documented_gaussian():
     """What the batch tests rely on: on a dense Sigma, solve's start from `seed` is
     gaussian(default_rng(seed_streams(seed)[0]), m, n, k, init_scale)."""
     Sigma, _, _ = _case(6, 9, 2, 3)
-    for options in (Options(), Options(complement="full"), Options(method="direct")):
+    for options in (Options(**engine) for engine in ENGINES):
         res = solve(Sigma, 3, LR, 0, seed=7, init_scale=0.3, options=options)
         U0, V0 = gaussian(np.random.default_rng(seed_streams(7)[0]), 6, 9, 3, 0.3)
         assert _rel(res.U, U0) < 1e-14 and _rel(res.V, V0) < 1e-14
@@ -223,6 +229,23 @@ def _library_noise(seed, steps, nu, m, n, k):
     return lambda t: (ZU[t], ZV[t])
 
 
+def test_noise_stream_draws_step_by_step_x_side_first():
+    """NoiseStream's documented order, which fixes every path-by-path run: one stream of standard
+    normals, step by step, the X side's numbers then the Y side's, each times nu; and the
+    numbers do not depend on how the steps are cut into draws."""
+    m, n, k, steps, nu, seed = 5, 4, 2, 3, 0.3, 9
+    sides = [(m, k, None), (n, k, None)]
+    (ZU, BU), (ZV, BV) = NoiseStream(seed).draw(steps, nu, sides)
+    g = NoiseStream(seed).normal.standard_normal((steps, (m + n) * k))
+    np.testing.assert_array_equal(ZU, nu * g[:, : m * k].reshape(steps, m, k))
+    np.testing.assert_array_equal(ZV, nu * g[:, m * k :].reshape(steps, n, k))
+    assert BU.shape == (steps, 0, k) and BV.shape == (steps, 0, k)
+    stream = NoiseStream(seed)
+    parts = [stream.draw(c, nu, sides) for c in (1, 2)]
+    np.testing.assert_array_equal(np.concatenate([p[0][0] for p in parts]), ZU)
+    np.testing.assert_array_equal(np.concatenate([p[1][0] for p in parts]), ZV)
+
+
 @pytest.mark.parametrize("m, n, r, k", [(6, 9, 2, 3), (9, 6, 1, 1), (5, 5, 5, 5), (8, 7, 3, 2)])
 @pytest.mark.parametrize("name", ["plain", "balance", "alternating", "all"])
 def test_noise_full_and_direct_match_reference_path_by_path(name, m, n, r, k):
@@ -233,7 +256,7 @@ def test_noise_full_and_direct_match_reference_path_by_path(name, m, n, r, k):
     ref = gd_variant(Sigma, U0, V0, _lr(variant), STEPS, noise=noise, **_naive_kwargs(variant))
     # the noise matters: the run is not the noiseless one
     assert abs(ref[0][-1] - gd_variant(Sigma, U0, V0, _lr(variant), STEPS, **_naive_kwargs(variant))[0][-1]) > 1e-6
-    for engine in ({"complement": "full"}, {"method": "direct"}):
+    for engine in ENGINES[1:]:
         options = _options(variant, **engine, noise=nu, seed=seed)
         _check_run(solve(Sigma, k, max_iter=STEPS, U0=U0, V0=V0, options=options), ref, variant)
 
@@ -298,7 +321,7 @@ def test_noise_batch_is_exact_in_law():
 # starts
 
 
-@pytest.mark.parametrize("engine", [{"complement": "compressed"}, {"complement": "full"}, {"method": "direct"}])
+@pytest.mark.parametrize("engine", ENGINES)
 def test_balanced_start_is_balanced_and_runs_as_the_reference(engine):
     Sigma, _, _ = _case(6, 9, 2, 3)
     variant = VARIANTS["all"]
@@ -328,7 +351,7 @@ def test_symmetric_start_stays_symmetric_on_a_symmetric_target(name):
     rng = np.random.default_rng(3)
     Q = np.linalg.qr(rng.standard_normal((6, 6)))[0]
     Sigma = (Q * np.array([3.0, 2.0, 1.0, 0.5, 0.0, 0.0])) @ Q.T
-    for engine in ({"complement": "compressed"}, {"complement": "full"}, {"method": "direct"}):
+    for engine in ENGINES:
         options = _options(variant, init="symmetric", **engine)
         start = solve(Sigma, 4, LR, 0, seed=1, init_scale=0.3, options=options)
         np.testing.assert_allclose(start.U, start.V, rtol=0, atol=1e-14)

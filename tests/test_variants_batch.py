@@ -125,22 +125,29 @@ def test_float32_variant_tracks_float64():
     np.testing.assert_allclose(b32.losses, b64.losses, rtol=1e-3, atol=1e-5 * b64.losses[:, 0].max())
 
 
+@pytest.mark.parametrize(
+    "options, reference",
+    [({"balance": 0.1}, {"balance": 0.1}),
+     ({"update": "alternating", "precondition": 0.1}, {"alternating": True, "precondition": 0.1})],
+    ids=["balance", "alternating ScaledGD"],
+)  # fmt: skip
 @pytest.mark.parametrize("m, n", [(40, 30), (6, 5)])  # m - r - k >= k (Bartlett B), and < k
-def test_noise_adds_the_streams_draws(m, n):
+def test_noise_adds_the_streams_draws(m, n, options, reference):
     """The kernel's perturbed step against NumPy with the same draws: NoiseStream(seed) drawn
     once for all steps, the complement's R from np.linalg.qr (compared through L^T L, which
-    fixes R up to the signs of its rows)."""
+    fixes R up to the signs of its rows). Alternating: the noise comes after the whole step,
+    the Y side stepping from the noiseless new X."""
     problem, k, nu, steps = Problem.from_spectrum(np.geomspace(3.0, 1.0, 3), m, n), 3 if m > 6 else 2, 1e-2, 40
     lr = 0.1
     batch = solve_batch(problem, k, lr, steps, seeds=SEEDS, init_scale=INIT, history=True,
-                        options=Options(noise=nu, balance=0.1))  # fmt: skip
+                        options=Options(noise=nu, **options))  # fmt: skip
     r = problem.rank
     for i, seed in enumerate(SEEDS):
         U, V = _start(problem, k, seed)
         sides = [(U.shape[0], k, m - U.shape[0]), (V.shape[0], k, n - V.shape[0])]
         noise = NoiseStream(seed).draw(steps, nu, sides)
         assert (noise[0][1].shape[1] > 0) == (m - U.shape[0] > 0)
-        losses, U, V = _numpy_gd(np.asarray(problem.s), U, V, steps, lambda t: lr, balance=0.1, noise=noise)
+        losses, U, V = _numpy_gd(np.asarray(problem.s), U, V, steps, lambda t: lr, noise=noise, **reference)
         np.testing.assert_allclose(batch.losses[i], losses, rtol=1e-9)
         run = batch[i]
         np.testing.assert_allclose(run.Up, U[:r], rtol=0, atol=1e-10)
