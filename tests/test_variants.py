@@ -229,21 +229,32 @@ def _library_noise(seed, steps, nu, m, n, k):
     return lambda t: (ZU[t], ZV[t])
 
 
-def test_noise_stream_draws_step_by_step_x_side_first():
-    """NoiseStream's documented order, which fixes every path-by-path run: one stream of standard
-    normals, step by step, the X side's numbers then the Y side's, each times nu; and the
-    numbers do not depend on how the steps are cut into draws."""
+def test_noise_stream_draws_each_side_from_its_own_stream_step_by_step():
+    """NoiseStream's documented draws, which fix every path-by-path run: each side's Z is nu
+    times the standard normals of its own stream (spawn keys 3 for U, 6 for V under the seed),
+    step by step; a compressed side's B is nu times a Bartlett factor (chi on the diagonal,
+    from its own streams); and the numbers do not depend on how the steps are cut into draws."""
     m, n, k, steps, nu, seed = 5, 4, 2, 3, 0.3, 9
     sides = [(m, k, None), (n, k, None)]
     (ZU, BU), (ZV, BV) = NoiseStream(seed).draw(steps, nu, sides)
-    g = NoiseStream(seed).normal.standard_normal((steps, (m + n) * k))
-    np.testing.assert_array_equal(ZU, nu * g[:, : m * k].reshape(steps, m, k))
-    np.testing.assert_array_equal(ZV, nu * g[:, m * k :].reshape(steps, n, k))
+
+    def stream(key):
+        sequence = np.random.SeedSequence(seed, spawn_key=(key,))
+        return np.random.Generator(np.random.PCG64(sequence))
+
+    np.testing.assert_array_equal(ZU, nu * stream(3).standard_normal((steps, m, k)))
+    np.testing.assert_array_equal(ZV, nu * stream(6).standard_normal((steps, n, k)))
     assert BU.shape == (steps, 0, k) and BV.shape == (steps, 0, k)
-    stream = NoiseStream(seed)
-    parts = [stream.draw(c, nu, sides) for c in (1, 2)]
+    whole = NoiseStream(seed)
+    parts = [whole.draw(c, nu, sides) for c in (1, 2)]
     np.testing.assert_array_equal(np.concatenate([p[0][0] for p in parts]), ZU)
     np.testing.assert_array_equal(np.concatenate([p[1][0] for p in parts]), ZV)
+    rest = 50
+    (_, B), _ = NoiseStream(seed).draw(steps, nu, [(m, k, rest), (n, k, None)])
+    chi = np.sqrt(stream(5).chisquare(rest - np.arange(k), size=(steps, k)))
+    np.testing.assert_array_equal(B[:, np.arange(k), np.arange(k)], nu * chi)
+    np.testing.assert_array_equal(B[:, 1, 0], 0.0)
+    np.testing.assert_array_equal(B[:, 0, 1], nu * stream(4).standard_normal((steps, 1))[:, 0])
 
 
 @pytest.mark.parametrize("m, n, r, k", [(6, 9, 2, 3), (9, 6, 1, 1), (5, 5, 5, 5), (8, 7, 3, 2)])
