@@ -22,6 +22,8 @@ Two forms (docs/maths.md section 6):
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .init import seed_streams
@@ -64,13 +66,17 @@ class NoiseStream:
             Z = normal.standard_normal((n_steps, rows, k))
             Z *= nu
             if rest is not None and rest >= k:  # Bartlett: N(0, 1) above the diagonal, chi on it
-                B = np.zeros((n_steps, k, k))
-                upper = np.triu_indices(k, 1)
-                B[:, upper[0], upper[1]] = normal_b.standard_normal((n_steps, upper[0].size))
-                B[:, np.arange(k), np.arange(k)] = np.sqrt(chi.chisquare(rest - np.arange(k), size=(n_steps, k)))
-                B *= nu
+                B = normal_b.standard_normal((n_steps, k, k))
+                B *= _strictly_upper(k)
+                B.reshape(n_steps, k * k)[:, :: k + 1] = np.sqrt(chi.chisquare(rest - np.arange(k), (n_steps, k)))
             else:
                 B = normal_b.standard_normal((n_steps, rest or 0, k))
-                B *= nu
+            B *= nu
             out.append((Z, B))
         return out
+
+
+@functools.cache
+def _strictly_upper(k: int) -> np.ndarray:
+    """The k x k mask of the entries above the diagonal."""
+    return np.triu(np.ones((k, k)), 1)

@@ -254,7 +254,7 @@ def test_noise_stream_draws_each_side_from_its_own_stream_step_by_step():
     chi = np.sqrt(stream(5).chisquare(rest - np.arange(k), size=(steps, k)))
     np.testing.assert_array_equal(B[:, np.arange(k), np.arange(k)], nu * chi)
     np.testing.assert_array_equal(B[:, 1, 0], 0.0)
-    np.testing.assert_array_equal(B[:, 0, 1], nu * stream(4).standard_normal((steps, 1))[:, 0])
+    np.testing.assert_array_equal(B[:, 0, 1], nu * stream(4).standard_normal((steps, k, k))[:, 0, 1])
 
 
 @pytest.mark.parametrize("m, n, r, k", [(6, 9, 2, 3), (9, 6, 1, 1), (5, 5, 5, 5), (8, 7, 3, 2)])
