@@ -335,7 +335,7 @@ def _cmd_theory(args) -> int:
         "T0": "end of stage one, steps   (Theorem 3.1)",
         "T_total": "steps to loss <= delta   (Theorem 1.1)",
         "flow_time": "gradient-flow time to loss <= delta   (Corollary 1.2)",
-        "linear_rate": "loss factor per step after T0   (section 3.3)",
+        "linear_rate": "bound on the loss factor per step after T0, (1 - eta sigma_d / 2)^2   (section 3.3)",
     }
     for key, value in found.items():
         shown = f"1 - {1 - value:.6g}" if key == "linear_rate" else f"{value:.6g}"

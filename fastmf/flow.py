@@ -25,7 +25,7 @@ import scipy.integrate
 import scipy.optimize
 
 from . import _kernels as K
-from . import stages
+from . import stages, theory
 from . import status as statuses
 from ._kernels.fpmode import flushing
 from ._validate import finite_float, real_array
@@ -323,7 +323,7 @@ class FlowRun:
         rows = self._rows()
         history = self._history(rows)
         t = scale.outward(self.t, -1)
-        rate = float(np.exp(-problem.sigma_d / 2))
+        rate = theory.flow_rate(problem.s)
         found = stages.detect(history["t"], rows[:, K.LOSS], *self.stage_positions(), self.target or None, rate,
                               self.state.s, options.target_loss or None)  # fmt: skip
         if status == "converged":  # the stop was located where the loss reaches the target
@@ -571,11 +571,22 @@ def sandwich_bounds(s, U0, t) -> tuple[np.ndarray, np.ndarray]:
 
         diag(s_i(t; alpha)) <= U U^T(t) <= diag(s_i(t; beta))   (Loewner order),
 
-    alpha and beta the smallest and largest singular values of U0. Returns the diagonals
-    of the lower and upper bounds, each of shape t.shape + (len(s),).
+    alpha and beta the smallest and largest singular values of U0 as a d x k matrix
+    (d = len(s)): alpha = 0 when k < d, since U0 U0^T is then singular, and the lower bound
+    is 0. Returns the diagonals of the lower and upper bounds, each of shape
+    t.shape + (len(s),).
     """
-    sv = np.linalg.svd(real_array(U0, "U0", 2, dtype=np.float64), compute_uv=False)
-    return symmetric_solution(s, sv[-1], t), symmetric_solution(s, sv[0], t)
+    s = real_array(s, "s", 1, dtype=np.float64)
+    U0 = real_array(U0, "U0", 2, dtype=np.float64)
+    if U0.shape[0] != s.size:
+        raise ValueError(
+            f"U0 must have len(s) = {s.size} rows (Sigma = diag(s) is {s.size} x {s.size}), got {U0.shape}"
+        )
+    sv = np.linalg.svd(U0, compute_uv=False)
+    upper = symmetric_solution(s, sv[0], t)
+    if U0.shape[1] < U0.shape[0] or sv[-1] == 0:  # alpha = 0: s_i(t; 0) = 0
+        return np.zeros_like(upper), upper
+    return symmetric_solution(s, sv[-1], t), upper
 
 
 def gd_flow_gap(

@@ -42,8 +42,8 @@ def plot_run(result, *, fig=None, title: str | None = None):
     """The stage page of one run (a SolveResult or FlowResult): six panels on one figure.
 
     Panels: the loss on a log scale with T1, T0, T_delta marked and the stage-two rate
-    of Ye and Du 2021, section 3.3 (the loss falling by 1 - lr sigma_d / 2 a step from T0,
-    exp(-sigma_d / 2) per unit time for the flow; `Stages.rate_theory`) overlaid for
+    of Ye and Du 2021, section 3.3 (the loss falling by (1 - lr sigma_d / 2)^2 a step from
+    T0, exp(-sigma_d) per unit time for the flow; `Stages.rate_theory`) overlaid for
     plain GD (a variant has no such bound: none is drawn), and with ``balance`` the
     regularizer beside the loss;
     sigma_min(A) against sqrt(sigma_d / 2); ||P||_op against sigma_d / 4; ||B||_F,

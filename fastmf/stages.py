@@ -8,7 +8,7 @@ of the shifted matrix) at every recorded step, whatever the spectral stride; rec
 every step, they are exact. After T0 the loss decays linearly: `rate` is its measured
 factor per step (per unit time for the flow), a least-squares fit of log(loss) on the
 records from T0 on that lie above the rounding floor, and `rate_theory` the stage-two
-bound's, 1 - lr sigma_d / 2 (exp(-sigma_d / 2) for the flow).
+bound's, (1 - lr sigma_d / 2)^2 (exp(-sigma_d) for the flow; `fastmf.theory.linear_rate`).
 """
 
 from __future__ import annotations

@@ -44,23 +44,45 @@ def T0(s, lr: float, eps: float, *, c: float = 1.0) -> float:
 
 
 def T_total(s, lr: float, eps: float, delta: float, *, c: float = 1.0) -> float:
-    """Steps to loss <= delta, c / (eta sigma_d) (ln(d sigma_d / eps) + ln(sigma_d / delta))  (Theorem 1.1)."""
+    """Steps to loss <= delta, c / (eta sigma_d) (ln(d sigma_d / eps^2) + ln(sigma_d / delta))  (Theorem 1.1).
+
+    Theorem 1.1 prints ln(d sigma_d / eps); Theorem 3.1 and section 3.2.3 (`T0`) have
+    ln(d sigma_d / eps^2). Only the eps^2 form is scale-invariant (eps^2 has the units of
+    sigma), and with it T_total >= T0 for every delta below the converged level."""
     return flow_time(s, eps, delta, c=c) / finite_float(lr, "lr", positive=True)
 
 
 def flow_time(s, eps: float, delta: float, *, c: float = 1.0) -> float:
-    """Gradient-flow time to loss <= delta, c / sigma_d (ln(d sigma_d / eps) + ln(sigma_d / delta))
-    (Corollary 1.2)."""
+    """Gradient-flow time to loss <= delta, c / sigma_d (ln(d sigma_d / eps^2) + ln(sigma_d / delta))
+    (Corollary 1.2, with the scale-invariant logarithm of `T_total`)."""
     d, _, sd = _spectrum(s)
     eps, delta = finite_float(eps, "eps", positive=True), finite_float(delta, "delta", positive=True)
-    return c / sd * (np.log(d) + 2 * np.log(sd) - np.log(eps) - np.log(delta))
+    return c / sd * (np.log(d) + 2 * np.log(sd) - 2 * np.log(eps) - np.log(delta))
 
 
 def linear_rate(s, lr: float) -> float:
-    """Per-step factor 1 - eta sigma_d / 2 of the stage-two bound
-    ||Sigma - U V^T||_F^2 <= C (1 - eta sigma_d / 2)^t sigma_d  (Ye and Du 2021, section 3.3)."""
+    """Per-step factor (1 - eta sigma_d / 2)^2 bounding the loss after T0 (Ye and Du 2021,
+    section 3.3): condition (2) bounds Delta_t = ||diag(s) - Up Vp^T||_op by `delta_bound`,
+    which shrinks by 1 - eta sigma_d / 2 a step, and the loss is a sum of squares of such
+    errors. (The paper's "Summary of Stage 2" writes the unsquared factor next to
+    ||.||_F^2, a slip its units show.)"""
     _, _, sd = _spectrum(s)
-    return 1.0 - finite_float(lr, "lr", positive=True) * sd / 2.0
+    return (1.0 - finite_float(lr, "lr", positive=True) * sd / 2.0) ** 2
+
+
+def flow_rate(s) -> float:
+    """The gradient flow's loss factor per unit time after T0, exp(-sigma_d): `linear_rate`
+    with eta -> 0 (its (1 - eta sigma_d / 2)^(2 / eta) tends to exp(-sigma_d))."""
+    _, _, sd = _spectrum(s)
+    return float(np.exp(-sd))
+
+
+def delta_bound(s, lr: float, t, T0: float):
+    """Condition (2) of Ye and Du 2021, section 3.3: ||diag(s) - Up Vp^T||_op <= (2/5) sigma_d
+    (1 - eta sigma_d / 2)^(t - T0) for t >= T0 (an array for an array of steps t)."""
+    _, _, sd = _spectrum(s)
+    lr = finite_float(lr, "lr", positive=True)
+    return 0.4 * sd * (1.0 - lr * sd / 2.0) ** (np.asarray(t, dtype=np.float64) - T0)
 
 
 def rate_bound(s, options) -> float | None:

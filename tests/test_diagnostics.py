@@ -121,7 +121,7 @@ def test_stages_of_the_theorem_and_the_linear_rate():
     st = res.stages
     assert st.T1 is not None and st.T0 is not None and st.T_delta is not None
     assert st.T1 < st.T0 < st.T_delta
-    assert st.rate_theory == pytest.approx(1 - 0.1 / s[0] * s[-1] / 2)
+    assert st.rate_theory == pytest.approx((1 - 0.1 / s[0] * s[-1] / 2) ** 2)
     assert st.rate is not None and st.rate <= st.rate_theory  # at least as fast as the theorem's
 
 

@@ -81,6 +81,23 @@ def test_loewner_sandwich_of_theorem_4():
         assert np.linalg.eigvalsh(np.diag(upper) - S).min() >= -tol
 
 
+def test_the_sandwich_of_a_start_with_fewer_columns_than_rows():
+    """A 3 x 2 U0: U0 U0^T is singular, so alpha = 0 and the lower bound is 0 (the smallest
+    singular value of U0 as a lower bound is false: by 0.60 at t = 3 here); a U0 whose rows
+    are not len(s) is refused."""
+    s = np.array([3.0, 2.0, 1.0])
+    U0 = 0.1 * np.random.default_rng(0).standard_normal((3, 2))
+    res = gradient_flow(Problem.from_spectrum(s, 3, 3), 2, 3.0, U0=U0, V0=U0, rtol=1e-12)
+    S = res.U @ res.U.T
+    lower, upper = sandwich_bounds(s, U0, res.t)
+    np.testing.assert_array_equal(lower, 0.0)
+    assert np.linalg.eigvalsh(np.diag(upper) - S).min() >= -1e-9
+    false = symmetric_solution(s, np.linalg.svd(U0, compute_uv=False)[-1], res.t)
+    assert np.linalg.eigvalsh(S - np.diag(false)).min() < -0.1  # the old lower bound fails here
+    with pytest.raises(ValueError, match="U0 must have len"):
+        sandwich_bounds(s, np.ones((2, 2)), 1.0)
+
+
 def test_imbalance_is_conserved_and_gd_converges_to_the_flow_at_first_order():
     rng = np.random.default_rng(5)
     Sigma = low_rank(rng, 30, 20, [2.0, 1.0, 0.5])

@@ -37,10 +37,10 @@ def test_stage_page_draws_the_history(run, tmp_path):
     assert T1 is not None and T0 is not None and run.stages.T_delta is not None
     vertical = {line.get_xdata()[0] for line in axes[0].get_lines() if np.ptp(line.get_xdata()) == 0}
     assert {T1, T0, run.stages.T_delta} <= vertical
-    overlay = axes[0].get_lines()[1]  # the theorem's rate from T0: loss(T0) (1 - lr sigma_d / 2)^(t - T0)
+    overlay = axes[0].get_lines()[1]  # the theorem's rate from T0: loss(T0) (1 - lr sigma_d / 2)^(2 (t - T0))
     x, y = overlay.get_xdata(), overlay.get_ydata()
     assert x[0] == T0
-    np.testing.assert_allclose(y[-1] / y[0], (1 - 0.05 * 1.0 / 2) ** (x[-1] - x[0]), rtol=1e-12)
+    np.testing.assert_allclose(y[-1] / y[0], (1 - 0.05 * 1.0 / 2) ** (2 * (x[-1] - x[0])), rtol=1e-12)
     threshold = axes[1].get_lines()[1].get_ydata()[0]
     assert threshold == pytest.approx(np.sqrt(1.0 / 2))
     spectral = axes[1].get_lines()[0]  # sigma_min_A: only where it was recorded (every 10 steps)

@@ -15,9 +15,11 @@ def test_prescriptions_match_the_statements():
     assert out["init_scale"] == pytest.approx(eps, rel=1e-14)
     assert out["lr"] == pytest.approx(eta, rel=1e-14)
     assert out["T0"] == pytest.approx(np.log(d * sd / eps**2) / (eta * sd), rel=1e-14)
-    assert out["T_total"] == pytest.approx((np.log(d * sd / eps) + np.log(sd / delta)) / (eta * sd), rel=1e-14)
-    assert out["flow_time"] == pytest.approx((np.log(d * sd / eps) + np.log(sd / delta)) / sd, rel=1e-14)
-    assert out["linear_rate"] == pytest.approx(1 - eta * sd / 2, rel=1e-14)
+    # the scale-invariant logarithm ln(d sigma_d / eps^2), as in T0 (Theorem 1.1 prints ln(d sigma_d / eps))
+    assert out["T_total"] == pytest.approx((np.log(d * sd / eps**2) + np.log(sd / delta)) / (eta * sd), rel=1e-14)
+    assert out["flow_time"] == pytest.approx((np.log(d * sd / eps**2) + np.log(sd / delta)) / sd, rel=1e-14)
+    assert out["T_total"] > out["T0"]
+    assert out["linear_rate"] == pytest.approx((1 - eta * sd / 2) ** 2, rel=1e-14)
     assert theory.init_scale(s, m, n, c=0.1) == pytest.approx(0.1 * eps)
     assert theory.step_size(s, eps, c=2.0) == pytest.approx(2 * eta)
 
@@ -52,3 +54,32 @@ def test_lemma_hypotheses_are_enforced():
         theory.lemma_3_3_bound(-0.1, 1.0, 2.0, 0.01, 1.5)
     with pytest.raises(ValueError, match="nonzero singular values"):
         theory.init_scale([1.0, 0.0], 10, 10)
+
+
+def test_total_time_is_invariant_under_the_scale_and_never_below_T0():
+    """T_total and flow_time are unchanged by Sigma -> c Sigma, eps -> sqrt(c) eps, eta -> eta / c,
+    delta -> c delta (ln(sigma_d / delta) takes delta in the units of sigma); and T_total >= T0
+    for s = 1_5, eps = 1e-3, delta = 1e-2 (13.1 < 15.4 with the printed logarithm)."""
+    s, eps, delta, lr = np.ones(5), 1e-3, 1e-2, 1e-3
+    for c in (1e-4, 1.0, 1e4):
+        assert theory.T_total(c * s, lr / c, np.sqrt(c) * eps, c * delta) == pytest.approx(
+            theory.T_total(s, lr, eps, delta), rel=1e-12
+        )
+        assert c * theory.flow_time(c * s, np.sqrt(c) * eps, c * delta) == pytest.approx(
+            theory.flow_time(s, eps, delta), rel=1e-12
+        )
+    assert theory.T_total(s, lr, eps, delta) >= theory.T0(s, lr, eps)
+
+
+def test_the_stage_two_bounds_hold_along_a_run():
+    """The loss's factor after T0 against (1 - eta sigma_d / 2)^2 (not 1 - eta sigma_d / 2), and
+    ||E||_op against condition (2), (2/5) sigma_d (1 - eta sigma_d / 2)^(t - T0)."""
+    s, lr = np.array([3.0, 2.0, 1.0]), 0.02
+    res = solve(Problem.from_spectrum(s, 50, 40), 3, lr, 3000, init_scale=1e-4, seed=0, tol=1e-26)
+    st = res.stages
+    assert st.rate_theory == pytest.approx((1 - lr / 2) ** 2) and st.rate_theory < 1 - lr / 2
+    assert st.rate is not None and st.rate <= st.rate_theory
+    after = res.history["step"] >= st.T0
+    bound = theory.delta_bound(s, lr, res.history["step"][after], st.T0)
+    assert np.all(res.history["E_op"][after] <= bound)
+    assert theory.flow_rate(s) == pytest.approx(np.exp(-1.0))
