@@ -22,10 +22,8 @@ from ._validate import finite_float, positive_int
 
 
 class Schedule:
-    """Base of the built-in schedules: ``schedule(t)`` for an integer array t >= 0."""
-
-    def __call__(self, t):
-        raise NotImplementedError
+    """Base of the built-in schedules, each a frozen dataclass whose ``schedule(t)`` gives the
+    step sizes at an integer array t >= 0; this class holds what they share: their description."""
 
     def to_dict(self) -> dict:
         """{"kind": name, parameter: value, ...}: what `from_dict` rebuilds it from."""
