@@ -9,6 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from ._kernels.blas import info as blas_info
 from .batch import solve_batch
+from .claims import reproduce
 from .flow import gd_flow_gap, gradient_flow, sandwich_bounds, symmetric_solution
 from .init import SplitStart
 from .monitor import RunState
@@ -51,6 +52,7 @@ __all__ = [
     "gd_flow_gap",
     "gradient_flow",
     "load",
+    "reproduce",
     "resume",
     "sandwich_bounds",
     "solve",

@@ -75,6 +75,11 @@ table's schedule column as its NAME:ARGS text, with lr NaN); seeds (a count, or 
     "warmup": """examples:
   fastmf warmup
   fastmf warmup --dtype float64""",
+    "reproduce": """examples:
+  fastmf reproduce --list
+  fastmf reproduce stage-order --quick
+  fastmf reproduce stage-order -o figures
+  fastmf reproduce --all --quick -o figures""",
     "info": """examples:
   fastmf info""",
 }
@@ -203,6 +208,15 @@ def _parser() -> argparse.ArgumentParser:
 
     warmup = command("warmup", "compile every kernel now and cache it on disk", _cmd_warmup)
     warmup.add_argument("--dtype", choices=("float32", "float64", "both"), default="both")
+
+    reproduce = command(
+        "reproduce", "run the experiment behind a claim of the papers: table, figure, verdict", _cmd_reproduce
+    )
+    reproduce.add_argument("name", nargs="?", type=_text, metavar="NAME", help="the claim (see --list)")
+    reproduce.add_argument("--list", action="store_true", help="list the claims and where the papers state them")
+    reproduce.add_argument("--all", action="store_true", help="reproduce every claim")
+    reproduce.add_argument("--quick", action="store_true", help="a size that takes seconds (default: the gallery's)")
+    reproduce.add_argument("-o", "--output", type=_path, default=".", help="folder for NAME.csv and NAME.png")
 
     command("info", "versions, the BLAS library and its threads, the Numba cache", _cmd_info)
     return parser
@@ -363,6 +377,24 @@ def _cmd_plot(args) -> int:
         fig = plot.plot_runs(results, labels, key=args.key, time_axis=args.time_axis)
     fig.savefig(output, dpi=110)
     print(f"wrote {output}")
+    return 0
+
+
+def _cmd_reproduce(args) -> int:
+    from . import claims
+
+    if args.list:
+        for found in claims.claims():
+            print(f"{found.name:<22} {found.source}: {found.statement}")
+        return 0
+    if args.all == (args.name is not None):
+        raise UsageError("give one claim's NAME or --all (fastmf reproduce --list shows the names)")
+    names = [found.name for found in claims.claims()] if args.all else [args.name]
+    for name in names:
+        verdict = claims.reproduce(name, quick=args.quick, output=args.output)
+        print(verdict.line)
+        written = [verdict.csv] + ([verdict.png] if verdict.png else ["no figure (matplotlib is not installed)"])
+        print(f"  {verdict.seconds:.1f} s; wrote {', '.join(written)}")
     return 0
 
 

@@ -1,0 +1,195 @@
+"""Every claim of the papers fastmf follows, reproduced by one command each.
+
+`reproduce(name)` (``fastmf reproduce NAME``) runs the experiment behind one claim, writes
+its table (``NAME.csv``) and figure (``NAME.png``, with matplotlib), and returns a
+`Verdict`: what was measured, next to what the paper states, and whether the two agree.
+`claims()` lists them. Each claim runs at two sizes: the default (minutes at most on 2
+cores, the size of the gallery's figures) and ``quick=True`` (seconds, the size the test
+suite checks). Every run is seeded, so a claim gives the same numbers each time.
+
+The claims live in the modules of this package, one per theme, each registered with
+`claim`; docs/gallery.md shows every figure with what it measures.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# the modules that define claims, in the order `claims()` lists them
+_MODULES = ("flow", "stages", "beyond", "whp")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one run of a claim's experiment found.
+
+    Attributes
+    ----------
+    table : dict of str to 1-D arrays
+        The measurements, as columns of equal length (written as NAME.csv).
+    measured : str
+        The measured value(s) in one phrase, e.g. "T1 < T0 < T_delta in 100 of 100 runs".
+    holds : bool
+        Whether the measurement agrees with the paper's statement.
+    values : dict of str to float
+        The numbers the verdict rests on, by name (for tests and scripts).
+    draw : callable or None
+        ``draw(fig)`` draws the figure on an empty matplotlib Figure.
+    """
+
+    table: dict
+    measured: str
+    holds: bool
+    values: dict = field(default_factory=dict)
+    draw: Callable | None = None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One statement of a paper and the experiment that checks it.
+
+    Attributes
+    ----------
+    name : str
+        The command's name, e.g. "stage-order".
+    source : str
+        Where it is stated, e.g. "Ye and Du 2021, Theorem 3.1".
+    statement : str
+        What the paper states, in one sentence.
+    run : callable
+        ``run(quick: bool) -> Outcome``.
+    """
+
+    name: str
+    source: str
+    statement: str
+    run: Callable = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of `reproduce`: the claim, what was measured, and the files written."""
+
+    claim: Claim
+    outcome: Outcome
+    csv: str
+    png: str | None
+    seconds: float
+
+    @property
+    def holds(self) -> bool:
+        return self.outcome.holds
+
+    @property
+    def values(self) -> dict:
+        return self.outcome.values
+
+    @property
+    def line(self) -> str:
+        """The verdict in one line: the claim, agrees or differs, measured against stated."""
+        word = "agrees" if self.holds else "DIFFERS"
+        found = self.claim
+        return f"{found.name}: {word}: measured {self.outcome.measured}; {found.source}: {found.statement}"
+
+    def __str__(self) -> str:
+        return self.line
+
+
+_REGISTRY: dict[str, Claim] = {}
+
+
+def claim(name: str, source: str, statement: str):
+    """Register ``run(quick) -> Outcome`` as the experiment of a claim (a decorator)."""
+
+    def register(run):
+        if name in _REGISTRY:
+            raise RuntimeError(f"claim {name!r} is defined twice")
+        _REGISTRY[name] = Claim(name, source, statement, run)
+        return run
+
+    return register
+
+
+def claims() -> list[Claim]:
+    """Every claim, in the gallery's order."""
+    for module in _MODULES:
+        importlib.import_module(f"{__name__}.{module}")
+    return list(_REGISTRY.values())
+
+
+def reproduce(name: str, *, quick: bool = False, output: str | os.PathLike = ".", figure: bool = True) -> Verdict:
+    """Run the experiment of claim `name`; write NAME.csv (and NAME.png) in `output`.
+
+    Parameters
+    ----------
+    name : str
+        A claim's name (`claims()`; ``fastmf reproduce --list``).
+    quick : bool
+        Run at a size that takes seconds (the default size takes minutes at most on 2 cores).
+    output : path
+        The folder for the table and the figure (made if missing).
+    figure : bool
+        Draw the figure (needs matplotlib, the ``plot`` extra; without it none is drawn).
+
+    Returns
+    -------
+    Verdict
+        ``verdict.line`` says what was measured against what the paper states.
+    """
+    known = {c.name: c for c in claims()}
+    if name not in known:
+        raise ValueError(f"no claim named {name!r}; the claims are: {', '.join(known)} (fastmf reproduce --list)")
+    found = known[name]
+    os.makedirs(output, exist_ok=True)
+    started = time.perf_counter()
+    outcome = found.run(quick)
+    seconds = time.perf_counter() - started
+    path = os.path.join(os.fspath(output), f"{name}.csv")
+    write_csv(path, outcome.table)
+    png = None
+    if figure and outcome.draw is not None and _have_matplotlib():
+        png = os.path.join(os.fspath(output), f"{name}.png")
+        _draw(outcome.draw, png)
+    return Verdict(found, outcome, path, png, seconds)
+
+
+def write_csv(path, table: dict) -> None:
+    """Write columns of equal length as a CSV file with a header row."""
+    columns = {key: np.asarray(value).ravel() for key, value in table.items()}
+    lengths = {value.size for value in columns.values()}
+    if len(lengths) > 1:
+        raise ValueError(f"the table's columns differ in length: { ({k: v.size for k, v in columns.items()}) }")
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        for row in zip(*columns.values(), strict=True):
+            writer.writerow([_text(x) for x in row])
+
+
+def _text(x) -> str:
+    if isinstance(x, (float, np.floating)):
+        return repr(float(x))
+    return str(x)
+
+
+def _have_matplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _draw(draw, path) -> None:
+    from matplotlib.figure import Figure  # no pyplot: no window, whatever the backend
+
+    fig = Figure(figsize=(7.5, 4.5), layout="constrained")
+    draw(fig)
+    fig.savefig(path, dpi=110)
