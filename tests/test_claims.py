@@ -1,0 +1,84 @@
+"""The claims framework (`fastmf.claims`, ``fastmf reproduce``) and the claims of stage one's
+lemmas (`fastmf.claims.whp`), checked against the lemmas' own formulas."""
+
+import csv
+
+import numpy as np
+import pytest
+
+import fastmf
+from fastmf import claims
+from fastmf.claims import whp
+from fastmf.cli import main
+
+
+def test_every_claim_is_named_sourced_and_stated():
+    found = claims.claims()
+    names = [c.name for c in found]
+    assert len(names) == len(set(names)) and "lemmas" in names
+    for c in found:
+        assert c.name == c.name.lower() and " " not in c.name
+        assert c.source and c.statement and callable(c.run)
+
+
+def test_unknown_claim_names_the_known_ones(tmp_path):
+    with pytest.raises(ValueError, match="no claim named 'nope'.*lemmas.*--list"):
+        fastmf.reproduce("nope", output=tmp_path)
+
+
+def test_csv_columns_must_have_one_length(tmp_path):
+    with pytest.raises(ValueError, match="differ in length"):
+        claims.write_csv(tmp_path / "t.csv", {"a": [1, 2], "b": [1]})
+    claims.write_csv(tmp_path / "t.csv", {"a": [1, 2], "b": [0.1, np.nan]})
+    with open(tmp_path / "t.csv") as f:
+        rows = list(csv.reader(f))
+    assert rows == [["a", "b"], ["1", "0.1"], ["2", "nan"]]
+
+
+def test_cli_lists_every_claim(capsys):
+    assert main(["reproduce", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert all(c.name in out and c.source in out for c in claims.claims())
+
+
+def test_cli_needs_a_name_or_all(capsys):
+    assert main(["reproduce"]) == 2
+    assert "give one claim's NAME or --all" in capsys.readouterr().err
+
+
+def test_lemmas_along_real_trajectories(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    assert main(["reproduce", "lemmas", "--quick", "-o", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("lemmas: agrees: measured") and "lemmas.csv" in out and "lemmas.png" in out
+    with open(tmp_path / "lemmas.csv") as f:
+        header = next(csv.reader(f))
+    assert {"step", "s", "s_bound", "s_map", "s_next", "p_bound", "p_next"} <= set(header)
+    assert (tmp_path / "lemmas.png").stat().st_size > 10_000
+
+
+def test_lemma_verdict_against_the_lemmas_formulas(tmp_path):
+    verdict = fastmf.reproduce("lemmas", quick=True, output=tmp_path, figure=False)
+    assert verdict.png is None and verdict.holds
+    t = verdict.outcome.table
+    s, lr, beta = np.array([3.0, 2.0, 1.5, 1.0]), 0.8 * 0.5 / 24, 0.5
+    slack = (8 + 6 * beta) / (1 - beta) * 27 * lr**2
+    on2, on3 = t["lemma_3_2"].astype(bool), t["lemma_3_3"].astype(bool)
+    assert on2.sum() > 500 and on3.sum() > 500
+    # the bounds as the lemmas print them, written out here
+    np.testing.assert_allclose(t["s_bound"][on2], (1 + lr * (s[-1] - t["s"][on2])) ** 2 * t["s"][on2] - slack)
+    p = t["p"][on3]
+    np.testing.assert_allclose(t["p_bound"][on3], np.where(p < 0, (1 - lr * s[-1]) ** 2 * p - slack, 0.0))
+    # the lemmas' conclusions, on the maps of real states
+    assert np.all(t["s_map"][on2] >= t["s_bound"][on2] - 1e-12)
+    assert np.all(t["p_map"][on3] >= t["p_bound"][on3] - 1e-12)
+    assert verdict.values["steps_3_2"] == on2.sum() and verdict.values["worst_map_3_2"] >= 0
+
+
+def test_trajectory_is_one_run_step_by_step():
+    problem = fastmf.Problem.from_spectrum(np.array([2.0, 1.0]), 9, 7)
+    states = whp.trajectory(problem, 2, 0.05, 1e-2, 3, 25)
+    run = fastmf.solve(problem, k=2, lr=0.05, max_iter=25, init_scale=1e-2, seed=3)
+    assert len(states) == 26
+    np.testing.assert_array_equal(states[-1][0], run.Up)
+    np.testing.assert_array_equal(states[-1][1], run.Vp)
