@@ -71,7 +71,10 @@ table's schedule column as its NAME:ARGS text, with lr NaN); seeds (a count, or 
   fastmf theory sigma.npy --delta 1e-8 --c-eps 0.1""",
     "plot": """examples:
   fastmf plot run.npz -o run.png
-  fastmf plot seed0.npz seed1.npz seed2.npz -o seeds.png --key loss""",
+  fastmf plot run.npz --steps 0,800 -o stages.png
+  fastmf plot seed0.npz seed1.npz seed2.npz -o seeds.png --key loss
+  fastmf plot batch.npz -o batch.png --by lr
+  fastmf plot eta-sweep.csv -o eta-sweep.png""",
     "warmup": """examples:
   fastmf warmup
   fastmf warmup --dtype float64""",
@@ -195,13 +198,21 @@ def _parser() -> argparse.ArgumentParser:
         theory.add_argument(f"--{name}", type=_POSITIVE, default=1.0, help="the theorem's constant (default 1)")
     theory.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
-    plot = command("plot", "draw the stage page of a saved run, or overlay several runs", _cmd_plot)
-    plot.add_argument("inputs", nargs="+", type=_path, metavar="RESULT", help="result files written by run or flow")
+    plot = command("plot", "draw the stage page of a saved run, overlay several runs, or draw a sweep", _cmd_plot)
+    plot.add_argument(
+        "inputs", nargs="+", type=_path, metavar="RESULT",
+        help="result files written by run or flow (a batch's are its runs), or one sweep table (.csv, .parquet)",
+    )  # fmt: skip
     plot.add_argument("-o", "--output", type=_path, help="image file (.png, .pdf, .svg); default RESULT with .png")
     plot.add_argument(
         "--key", type=_text, default="loss", help="history key to overlay for several runs (default loss)"
     )
-    plot.add_argument("--labels", type=_text, help="comma-separated labels for several runs")
+    plot.add_argument("--labels", type=_text, help="comma-separated labels for several runs (default: by --by)")
+    plot.add_argument(
+        "--by", type=_text, help="colour runs by this setting, or a sweep's x-axis: lr, init_scale, k, seed, ..."
+    )
+    plot.add_argument("--steps", type=_window, metavar="A,B", help="draw steps A to B (default: to the loss's floor)")
+    plot.add_argument("--time", type=_window, metavar="A,B", help="draw times A to B (a flow, or with --time-axis)")
     plot.add_argument(
         "--time-axis", action="store_true", help="overlay GD runs against the time sum of step sizes (lr * step)"
     )
@@ -362,19 +373,22 @@ def _cmd_plot(args) -> int:
 
     from . import plot
 
-    output = args.output or os.path.splitext(args.inputs[0])[0] + ".png"
+    output = args.output or os.path.splitext(args.inputs[0].rstrip("/" + os.sep))[0] + ".png"
     _check_files([("-o/--output", output)], [("RESULT", path) for path in args.inputs])
-    loaded = [fastmf.load(path) for path in args.inputs]
-    results, names = [], []
-    for path, result in zip(args.inputs, loaded, strict=True):  # a batch file is the sequence of its runs
-        runs = list(result) if isinstance(result, fastmf.BatchResult) else [result]
-        results += runs
-        names += [os.path.basename(path) + (f"[{i}]" if len(runs) > 1 else "") for i in range(len(runs))]
-    if len(results) == 1:
-        fig = plot.plot_run(results[0])
+    tables = [path for path in args.inputs if path.rstrip("/" + os.sep).endswith((".csv", ".parquet"))]
+    if tables and len(args.inputs) > 1:
+        raise UsageError(f"a sweep table ({tables[0]}) is drawn on its own: give it as the only RESULT")
+    window = {"steps": args.steps, "time": args.time}
+    if tables:
+        fig = plot.plot_runs(tables[0], by=args.by)
     else:
-        labels = args.labels.split(",") if args.labels else names
-        fig = plot.plot_runs(results, labels, key=args.key, time_axis=args.time_axis)
+        loaded = [fastmf.load(path) for path in args.inputs]
+        runs = [run for result in loaded for run in (result if isinstance(result, fastmf.BatchResult) else [result])]
+        if len(runs) == 1:
+            fig = plot.plot_run(runs[0], **window)
+        else:
+            labels = args.labels.split(",") if args.labels else None
+            fig = plot.plot_runs(loaded, labels, key=args.key, by=args.by, time_axis=args.time_axis, **window)
     fig.savefig(output, dpi=110)
     print(f"wrote {output}")
     return 0
@@ -681,6 +695,18 @@ def _text(value) -> str:
     if not isinstance(value, str) or not value.strip():
         raise argparse.ArgumentTypeError(f"must be a non-empty string, got {value!r}")
     return value
+
+
+def _window(value) -> tuple[float, float]:
+    """A window "A,B" of steps or times, A < B."""
+    parts = str(value).split(",")
+    try:
+        lo, hi = (float(part) for part in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be two numbers A,B (first and last to draw), got {value!r}") from None
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        raise argparse.ArgumentTypeError(f"must be A,B with finite A < B, got {value!r}")
+    return lo, hi
 
 
 def _path(value) -> str:
