@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import theory
+from ..batch import solve_batch
 from ..init import SplitStart
 from ..problem import Problem
 from ..solver import solve
@@ -121,5 +122,84 @@ def lemmas(quick: bool) -> Outcome:
         axes[1].set_yscale("symlog", linthresh=1e-4)
         fig.suptitle(f"Ye and Du 2021, Lemmas 3.2-3.3 along GD ($m \\times n$ = {shapes[0][0]} x {shapes[0][1]}, "
                      f"$\\eta$ = {lr:.3g}, seed 0)", fontsize=10)  # fmt: skip
+
+    return Outcome(table, measured, bool(holds), values, draw)
+
+
+# the invariants of the w.h.p. statements: (column of `BatchResult.invariants`, label, the test
+# with the common constant c), in the order of the figure
+def _invariant_tests(inv, c, s):
+    sigma_d = float(s[-1])
+    return {
+        "$AA^T \\preceq 2\\Sigma$ ($t \\leq T_0$)": inv["held_AAt"],
+        "$\\|B_t\\|_F \\leq 2cd\\epsilon$ ($t \\leq T_0$)": ~(inv["c_B"] > 2 * c),
+        "$\\|J_t\\|, \\|K_t\\| \\leq c\\epsilon\\sqrt{\\max(m', d)}$ ($t \\leq T_0$)": ~(inv["c_JK"] > c * (1 + 1e-12)),
+        "$\\sigma_d(A_t) \\geq \\sqrt{\\sigma_d/2}$ ($t \\geq T_1$)": ~(inv["min_sigma_A"] < np.sqrt(sigma_d / 2)),
+        "$\\sigma_d(U_p), \\sigma_d(V_p) \\geq \\sqrt{\\sigma_d/2}$ ($t \\geq T_0$)": inv["held_sigma_UV"],
+        "$\\Delta_t \\leq \\frac{2}{5}\\sigma_d(1 - \\eta\\sigma_d/2)^{t - T_0}$": inv["held_Delta"],
+    }
+
+
+@claim(
+    "whp-invariants",
+    "Ye and Du 2021, section 3.1, Theorem 3.1 and section 3.3",
+    "with high probability over the start, for a constant c, the section 3.1 bounds hold at t = 0 and "
+    "A A^T <= 2 Sigma, ||B_t||_F <= 2 c d eps and ||J_t||, ||K_t|| <= c eps sqrt(max(m', d)) hold up to T0, "
+    "then sigma_d(Up), sigma_d(Vp) >= sqrt(sigma_d / 2) and Delta_t under its bound",
+)
+def whp_invariants(quick: bool) -> Outcome:
+    s = np.geomspace(2.0, 1.0, 5)
+    m = n = 10**4
+    problem = Problem.from_spectrum(s, m, n)
+    runs = 200 if quick else 10**4
+    lrs = (0.02, 0.1)  # times 1 / sigma_1: a small step and a common one
+    share = 0.99  # c is the share-quantile of the runs' c0: the section 3.1 event has this probability
+    table, rates, c_of = {}, {}, {}
+    for lr in lrs:
+        batch = solve_batch(problem, k=s.size, lr=lr / s[0], max_iter=int(60 / (lr / s[0] * s[-1])),
+                            seeds=range(runs), delta=1e-10)  # fmt: skip
+        inv = batch.invariants
+        c = float(np.quantile(inv["c0"], share))
+        tests = _invariant_tests(inv, c, s)
+        rates[lr] = {label: float(np.mean(~held)) for label, held in tests.items()}
+        c_of[lr] = c
+        table |= {f"lr{lr}_{key}": np.asarray(inv[key]) for key in ("c0", "c_B", "c_JK", "min_sigma_A",
+                  "max_lambda_AAt_2S", "min_sigma_UV", "max_Delta_ratio")}  # fmt: skip
+        table |= {f"lr{lr}_T0": batch.T0, f"lr{lr}_held_all": np.all(list(tests.values()), axis=0)}
+    worst = max(max(r.values()) for r in rates.values())
+    values = {"c": c_of[lrs[0]], "worst_failure_rate": worst, "runs": runs} | {
+        f"failure_{lr}_{i}": rate for lr in lrs for i, rate in enumerate(rates[lr].values())
+    }
+    holds = worst <= 2 * (1 - share)
+    measured = (
+        f"over {runs} seeds (d = 5, m = n = 10^4, eta sigma_1 = {lrs[0]} and {lrs[1]}), c = {c_of[lrs[0]]:.3g} "
+        f"(the {100 * share:g}th percentile of the starts' section 3.1 constant); the invariants fail in at most "
+        f"{100 * worst:.3g}% of the runs"
+    )
+
+    def draw(fig):
+        left, right = fig.subplots(1, 2, width_ratios=(1, 1.3))
+        for i, lr in enumerate(lrs):
+            c0 = np.sort(table[f"lr{lr}_c0"])
+            left.step(c0, 1 - np.arange(c0.size) / c0.size, where="post", color=f"C{i}",
+                      label=f"$\\eta\\sigma_1$ = {lr}")  # fmt: skip
+        left.axvline(c_of[lrs[0]], color="k", ls="--", lw=1, label=f"$c$ = {c_of[lrs[0]]:.3g} ({100 * share:g}%)")
+        left.set_xscale("log")
+        left.set_yscale("log")
+        left.set_xlabel("section 3.1 constant $c_0$ of the start")
+        left.set_ylabel("share of seeds with a larger $c_0$")
+        left.legend(fontsize=8)
+        labels = list(rates[lrs[0]])
+        y = np.arange(len(labels))
+        for i, lr in enumerate(lrs):
+            right.barh(y + 0.2 * (1 - 2 * i), [100 * rates[lr][label] for label in labels], height=0.4,
+                       color=f"C{i}", label=f"$\\eta\\sigma_1$ = {lr}")  # fmt: skip
+        right.axvline(100 * 2 * (1 - share), color="k", ls="--", lw=1, label="verdict's limit")
+        right.set_yticks(y, labels, fontsize=7)
+        right.invert_yaxis()
+        right.set_xlabel(f"runs that break it (%), with $c$ the {100 * share:g}th percentile of $c_0$")
+        right.legend(fontsize=7, loc="lower right")
+        fig.suptitle(f"Ye and Du 2021: the w.h.p. invariants over {runs} seeds ($d$ = 5, $m = n = 10^4$)",
+                     fontsize=10)  # fmt: skip
 
     return Outcome(table, measured, bool(holds), values, draw)
