@@ -385,10 +385,14 @@ class FlowRun:
         options = self.options
         last = f"loss {loss[-1]:.6g}" if loss.size else "no loss recorded"
         ended = ""
+        target = f"target_loss {options.target_loss:g}"
+        level = self.scale.outward(self.target, 2)
+        if status == "converged" and level < options.target_loss:  # `gradient_flow`: the stop is the lower of the two
+            target = f"the converged level {level:.6g} (below target_loss {options.target_loss:g})"
         if status == "converged" and self.steps == 0:
-            ended = f"converged: the loss was already <= target_loss {options.target_loss:g} at t = 0"
+            ended = f"converged: the loss was already <= {target} at t = 0"
         elif status == "converged":
-            ended = f"converged: the loss reached target_loss {options.target_loss:g} at t = {t:.6g}"
+            ended = f"converged: the loss reached {target} at t = {t:.6g}"
         elif status == "t_max":
             ended = f"integrated to t_max = {options.t_max:g}; {last}"
         elif status == "failed":

@@ -187,3 +187,12 @@ def test_bad_arguments(kwargs, exc, match):
     args = dict(k=2, t_max=10.0) | kwargs
     with pytest.raises(exc, match=match):
         gradient_flow(np.diag([2.0, 1.0, 0.5]), **args)
+
+
+def test_target_above_the_converged_level_names_the_level_it_stopped_at():
+    # the stop is the lower of target_loss and the converged level 1e-4 * 1/2 ||Sigma||^2 = 5e-5
+    p = Problem.from_spectrum(np.array([1.0]), 1, 1)
+    start = np.full((1, 1), 1e-3)
+    res = gradient_flow(p, 1, 200.0, target_loss=1e-2, U0=start, V0=start)
+    assert res.status == "converged" and res.loss == pytest.approx(5e-5, rel=1e-6)
+    assert "the converged level 5e-05 (below target_loss 0.01)" in res.message
