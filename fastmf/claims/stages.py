@@ -151,7 +151,8 @@ def stage_order(quick: bool) -> Outcome:
             order.plot(np.arange(runs_n), getattr(batch, name)[rank], ".", ms=2, color=STAGE_COLORS[name],
                        label=MATH[name])  # fmt: skip
         order.set(xlabel="run, sorted by $T_1$", ylabel="step",
-                  title=f"in {ordered.sum()} of {runs_n} runs: $T_1 < T_0 < T_\\delta$")  # fmt: skip
+                  title=f"$T_1 < T_0 < T_\\delta$ in {ordered.sum()} of {runs_n} runs")  # fmt: skip
+        order.title.set_fontsize(10)
         order.legend(fontsize=8, markerscale=4)
         fig.suptitle(f"stage-order: Ye and Du 2021, Theorem 3.1 and §3.3\n{SETTING}, $\\delta$ = {tex(DELTA)}",
                      fontsize=9)  # fmt: skip
@@ -336,7 +337,7 @@ def t1_epsilon(quick: bool) -> Outcome:
     measured = (
         f"T1 = {slope * unit:.3f} ln(d sigma_d / eps^2) / (eta sigma_d) {intercept:+.0f} steps over eps in "
         f"[{scales[0]:.0e}, {scales[-1]:.0e}] (R^2 = {r2:.5f}), against Lemma 3.2's {predicted:.3f}; the median of "
-        f"T0 - T1 is {gap.min():g} to {gap.max():g} steps at every eps"
+        f"T0 - T1 is {gap.min():g}" + (f" to {gap.max():g}" if gap.max() > gap.min() else "") + " steps at every eps"
     )
     table = {"init_scale": scales, "log_d_sigma_d_over_eps2": x, "T1_median": T1, "T0_median": T0}
 
