@@ -55,6 +55,9 @@ def test_delta_bound(tmp_path):
     bound = 0.4 * SIGMA_D * (1 - ETA * SIGMA_D / 2) ** since[after]
     assert np.all(numbers(table["E_op"])[after] <= bound)
     assert verdict.values["worst_ratio"] == pytest.approx(np.max(numbers(table["E_op"])[after] / bound), rel=1e-9)
+    # then E_op falls as the principal block's slowest mode at a balanced minimum, 1 - 2 eta sigma_d a step
+    factor = np.exp(np.polyfit(since[after], np.log(numbers(table["E_op"])[after]), 1)[0])
+    assert 1 - factor == pytest.approx(2 * ETA * SIGMA_D, rel=0.05)
     assert verdict.holds
 
 
