@@ -1,5 +1,6 @@
 """The papers' prescriptions and step-wise bounds (Ye and Du 2021: Theorem 1.1, Theorem 3.1,
-Corollary 1.2, Lemmas 3.2 and 3.3, the stage-two rate; docs/maths.md section 4).
+Corollary 1.2, Lemmas 3.2 and 3.3, the stage-two rate; docs/maths.md section 4), and the
+local rate of GD at the minimum a run ends near (`local_rate`).
 
 The theorems hide universal constants in O(.); here each is a keyword argument that
 defaults to 1, so `init_scale(s, m, n, c=0.1)` reads "eps = 0.1 sigma_d / sqrt(...)".
@@ -83,6 +84,55 @@ def delta_bound(s, lr: float, t, T0: float):
     _, _, sd = _spectrum(s)
     lr = finite_float(lr, "lr", positive=True)
     return 0.4 * sd * (1.0 - lr * sd / 2.0) ** (np.asarray(t, dtype=np.float64) - T0)
+
+
+def local_rate(s, lr: float, Up, Vp, L_U=None, L_V=None) -> float:
+    """Per-step factor of the loss's excess f - f* predicted by linearizing GD at the minimum a
+    run ends near, from its final state in Sigma's singular basis: ``local_rate(s, result.lr,
+    result.Up, result.Vp, result.L_U, result.L_V)`` (f* = 1/2 sum_{i > k} s_i^2, 0 for k >= r).
+
+    The residual R = U V^T - Sigma obeys R+ = R - eta (U U^T R + R V V^T) + eta^2 R V U^T R
+    exactly, so near a minimum its part on x y^T (x, y eigenvectors of U U^T and V V^T, with
+    eigenvalues a and b) shrinks by 1 - eta (a + b) a step, and the loss by the square. With
+    a_1 >= ... >= a_k the eigenvalues of U^T U = Up^T Up + L_U^T L_U, b those of V^T V, r = len(s)
+    and q = min(k, r), the modes a run excites have h = a + b among:
+
+    - the principal block: a_i + b_j, i, j <= q (at a balanced minimum sigma_i + sigma_j,
+      slowest 2 sigma_d);
+    - the complement, where it is nonzero (m > r, n > r): b_j for L_U Vp^T and a_i for
+      Up L_V^T, i, j <= q (at a balanced minimum slowest sigma_d: it dominates the tail);
+    - k > r: the k - r extra directions, whose eigenvalues tend to 0, in L_U L_V^T: a_k + b_k
+      (the loss's tail is then sublinear; with k - r > 1 it falls faster than this until the
+      slowest pair dominates);
+    - k < r: the rows of s_l, l > k, where (Up, Vp) moves as [[V^T V, -s_l I], [-s_l I, U^T U]]:
+      its eigenvalues (at a balanced minimum sigma_i -+ s_l, slowest sigma_k - sigma_{k+1}).
+
+    Returns the largest (1 - eta h)^2 among them: the loss's factor once the slowest mode
+    dominates, sharper than the stage-two bound `linear_rate` (Ye and Du 2021, section 3.3).
+    """
+    s = np.sort(real_array(s, "s", 1, dtype=np.float64))[::-1]
+    lr = finite_float(lr, "lr", positive=True)
+    r = s.size
+    Up, Vp = real_array(Up, "Up", 2, dtype=np.float64), real_array(Vp, "Vp", 2, dtype=np.float64)
+    k = Up.shape[1]
+    if Up.shape != (r, k) or Vp.shape != (r, k):
+        raise ValueError(f"Up and Vp must both be len(s) x k = {r} x {k}, got {Up.shape} and {Vp.shape}")
+    L_U, L_V = (np.zeros((0, k)) if L is None else np.asarray(L, dtype=np.float64) for L in (L_U, L_V))
+    if L_U.ndim != 2 or L_V.ndim != 2 or L_U.shape[1] != k or L_V.shape[1] != k:
+        raise ValueError(f"L_U and L_V must have k = {k} columns (0 rows: no complement), got {L_U.shape}, {L_V.shape}")
+    GU, GV = Up.T @ Up + L_U.T @ L_U, Vp.T @ Vp + L_V.T @ L_V
+    a, b = np.linalg.eigvalsh(GU)[::-1], np.linalg.eigvalsh(GV)[::-1]
+    q = min(k, r)
+    modes = [np.add.outer(a[:q], b[:q]).ravel()]
+    if np.any(L_U):
+        modes.append(b[:q])
+    if np.any(L_V):
+        modes.append(a[:q])
+    if k > r and np.any(L_U) and np.any(L_V):
+        modes.append(a[-1:] + b[-1:])
+    I = np.eye(k)
+    modes += [np.linalg.eigvalsh(np.block([[GV, -sl * I], [-sl * I, GU]])) for sl in s[k:]]
+    return float(np.max((1.0 - lr * np.concatenate(modes)) ** 2))
 
 
 def rate_bound(s, options) -> float | None:

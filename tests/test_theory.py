@@ -83,3 +83,75 @@ def test_the_stage_two_bounds_hold_along_a_run():
     bound = theory.delta_bound(s, lr, res.history["step"][after], st.T0)
     assert np.all(res.history["E_op"][after] <= bound)
     assert theory.flow_rate(s) == pytest.approx(np.exp(-1.0))
+
+
+def _tail_factor(res, f_star):
+    """The measured per-step factor of f - f* over the last 15% of the records above the rounding
+    floor (of the loss, and of the difference with f*)."""
+    step, excess = res.history["step"], res.history["loss"] - f_star
+    keep = excess > 1e-24 * np.sum(res.problem.s**2) + 1e-10 * f_star
+    step, excess = step[keep], excess[keep]
+    tail = max(3, step.size * 15 // 100)
+    return np.exp(np.polyfit(step[-tail:], np.log(excess[-tail:]), 1)[0])
+
+
+def _gd_jacobian_factor(Sigma, U, V, lr):
+    """(spectral radius)^2 of the Jacobian of plain GD, (U, V) -> (U + lr R V, V + lr R^T U) with
+    R = Sigma - U V^T, written out in the original basis, on the modes that move the loss: the
+    orthogonal complement of the directions (U C, -V C^T), C k x k, along which U V^T stays put."""
+    (m, k), n = U.shape, V.shape[0]
+    R = Sigma - U @ V.T
+    columns = []
+    for e in np.eye((m + n) * k):
+        dU, dV = e[: m * k].reshape(m, k), e[m * k :].reshape(n, k)
+        dR = -(dU @ V.T + U @ dV.T)
+        dU_next, dV_next = dU + lr * (dR @ V + R @ dV), dV + lr * (dR.T @ U + R.T @ dU)
+        columns.append(np.concatenate([dU_next.ravel(), dV_next.ravel()]))
+    G = np.array(columns).T
+    flat = [np.concatenate([(U @ C).ravel(), (-V @ C.T).ravel()]) for C in np.eye(k * k).reshape(k * k, k, k)]
+    basis = np.linalg.qr(np.array(flat).T, mode="complete")[0][:, k * k :]
+    return np.max(np.abs(np.linalg.eigvals(basis.T @ G @ basis))) ** 2
+
+
+@pytest.mark.parametrize(
+    ("s", "m", "n", "k", "init", "steps", "expected"),
+    [
+        ([3.0, 2.0, 1.0], 3, 3, 3, 1e-3, 3000, (1 - 2 * 0.02) ** 2),  # principal modes: 2 sigma_d
+        ([3.0, 2.0, 1.0], 7, 6, 3, 1e-3, 3000, (1 - 0.02) ** 2),  # the complement: sigma_d
+        ([3.0, 2.0, 1.5], 3, 3, 2, 1e-3, 4000, (1 - 0.02 * 0.5) ** 2),  # k < r: sigma_k - sigma_{k+1}
+        ([3.0, 2.0, 1.5], 7, 6, 2, 1e-3, 4000, (1 - 0.02 * 0.5) ** 2),
+    ],
+)
+def test_local_rate_is_the_late_factor_and_the_linearization(s, m, n, k, init, steps, expected):
+    """local_rate at the final state against the loss's measured late factor, the balanced
+    minimum's value (1 - eta h)^2 and the spectral radius of plain GD's Jacobian in NumPy."""
+    s, lr = np.array(s), 0.02
+    res = solve(Problem.from_spectrum(s, m, n), k, lr, steps, init_scale=init, seed=0, tol=0, spectral_every=0)
+    predicted = theory.local_rate(s, lr, res.Up, res.Vp, res.L_U, res.L_V)
+    assert 1 - predicted == pytest.approx(1 - expected, rel=1e-3)
+    assert 1 - predicted == pytest.approx(1 - _tail_factor(res, 0.5 * np.sum(s[k:] ** 2)), rel=1e-2)
+    Sigma = np.zeros((m, n))
+    Sigma[: s.size, : s.size] = np.diag(s)
+    assert predicted == pytest.approx(_gd_jacobian_factor(Sigma, res.U, res.V, lr), rel=1e-9)
+    if k >= s.size:  # the stage-two bound is about k = r; for k < r the gap sigma_k - sigma_{k+1} sets the rate
+        assert predicted < theory.linear_rate(s, lr)
+
+
+def test_local_rate_with_an_extra_direction_is_the_slow_tail():
+    """k = r + 1: the extra direction's eigenvalues a, b of U^T U and V^T V are small and the loss
+    falls by (1 - eta (a + b))^2 a step, measured from the run itself, far slower than at k = r."""
+    s, lr = np.array([3.0, 2.0, 1.0]), 0.02
+    res = solve(Problem.from_spectrum(s, 7, 6), 4, lr, 20000, init_scale=3e-2, seed=0, tol=0, spectral_every=0)
+    predicted = theory.local_rate(s, lr, res.Up, res.Vp, res.L_U, res.L_V)
+    a = np.linalg.eigvalsh(res.U.T @ res.U)[0]
+    b = np.linalg.eigvalsh(res.V.T @ res.V)[0]
+    assert predicted == pytest.approx((1 - lr * (a + b)) ** 2, rel=1e-12)
+    assert 1 - predicted == pytest.approx(1 - _tail_factor(res, 0.0), rel=0.1)
+    assert 1 - predicted < 0.01 * (1 - (1 - lr) ** 2)
+
+
+def test_local_rate_checks_its_arguments():
+    with pytest.raises(ValueError, match="Up and Vp must both be len\\(s\\) x k"):
+        theory.local_rate([2.0, 1.0], 0.1, np.ones((3, 2)), np.ones((3, 2)))
+    with pytest.raises(ValueError, match="L_U and L_V must have k = 2 columns"):
+        theory.local_rate([2.0, 1.0], 0.1, np.ones((2, 2)), np.ones((2, 2)), np.ones((1, 3)))
