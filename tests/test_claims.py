@@ -17,7 +17,7 @@ def test_every_claim_is_named_sourced_and_stated():
     names = [c.name for c in found]
     assert len(names) == len(set(names)) and "lemmas" in names
     for c in found:
-        assert c.name == c.name.lower() and " " not in c.name
+        assert c.name.isascii() and " " not in c.name
         assert c.source and c.statement and callable(c.run)
 
 
