@@ -45,20 +45,22 @@ def T0(s, lr: float, eps: float, *, c: float = 1.0) -> float:
 
 
 def T_total(s, lr: float, eps: float, delta: float, *, c: float = 1.0) -> float:
-    """Steps to loss <= delta, c / (eta sigma_d) (ln(d sigma_d / eps^2) + ln(sigma_d / delta))  (Theorem 1.1).
+    """Steps to loss <= delta, c / (eta sigma_d) (ln(d sigma_d / eps^2) + ln(sigma_d^2 / delta))  (Theorem 1.1).
 
-    Theorem 1.1 prints ln(d sigma_d / eps); Theorem 3.1 and section 3.2.3 (`T0`) have
-    ln(d sigma_d / eps^2). Only the eps^2 form is scale-invariant (eps^2 has the units of
-    sigma), and with it T_total >= T0 for every delta below the converged level."""
+    Theorem 1.1 prints ln(d sigma_d / eps) + ln(sigma_d / delta); Theorem 3.1 and section
+    3.2.3 (`T0`) have ln(d sigma_d / eps^2). Only the forms used here are scale-invariant:
+    eps^2 has the units of sigma, and delta, a loss, those of sigma^2. With them T_total >= T0
+    for every delta below the converged level, and Sigma -> c Sigma (eta -> eta / c,
+    eps -> sqrt(c) eps, delta -> c^2 delta: the same trajectory) leaves T_total unchanged."""
     return flow_time(s, eps, delta, c=c) / finite_float(lr, "lr", positive=True)
 
 
 def flow_time(s, eps: float, delta: float, *, c: float = 1.0) -> float:
-    """Gradient-flow time to loss <= delta, c / sigma_d (ln(d sigma_d / eps^2) + ln(sigma_d / delta))
-    (Corollary 1.2, with the scale-invariant logarithm of `T_total`)."""
+    """Gradient-flow time to loss <= delta, c / sigma_d (ln(d sigma_d / eps^2) + ln(sigma_d^2 / delta))
+    (Corollary 1.2, with the scale-invariant logarithms of `T_total`)."""
     d, _, sd = _spectrum(s)
     eps, delta = finite_float(eps, "eps", positive=True), finite_float(delta, "delta", positive=True)
-    return c / sd * (np.log(d) + 2 * np.log(sd) - 2 * np.log(eps) - np.log(delta))
+    return c / sd * (np.log(d) + 3 * np.log(sd) - 2 * np.log(eps) - np.log(delta))
 
 
 def linear_rate(s, lr: float) -> float:

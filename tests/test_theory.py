@@ -16,8 +16,8 @@ def test_prescriptions_match_the_statements():
     assert out["lr"] == pytest.approx(eta, rel=1e-14)
     assert out["T0"] == pytest.approx(np.log(d * sd / eps**2) / (eta * sd), rel=1e-14)
     # the scale-invariant logarithm ln(d sigma_d / eps^2), as in T0 (Theorem 1.1 prints ln(d sigma_d / eps))
-    assert out["T_total"] == pytest.approx((np.log(d * sd / eps**2) + np.log(sd / delta)) / (eta * sd), rel=1e-14)
-    assert out["flow_time"] == pytest.approx((np.log(d * sd / eps**2) + np.log(sd / delta)) / sd, rel=1e-14)
+    assert out["T_total"] == pytest.approx((np.log(d * sd / eps**2) + np.log(sd**2 / delta)) / (eta * sd), rel=1e-14)
+    assert out["flow_time"] == pytest.approx((np.log(d * sd / eps**2) + np.log(sd**2 / delta)) / sd, rel=1e-14)
     assert out["T_total"] > out["T0"]
     assert out["linear_rate"] == pytest.approx((1 - eta * sd / 2) ** 2, rel=1e-14)
     assert theory.init_scale(s, m, n, c=0.1) == pytest.approx(0.1 * eps)
@@ -58,14 +58,14 @@ def test_lemma_hypotheses_are_enforced():
 
 def test_total_time_is_invariant_under_the_scale_and_never_below_T0():
     """T_total and flow_time are unchanged by Sigma -> c Sigma, eps -> sqrt(c) eps, eta -> eta / c,
-    delta -> c delta (ln(sigma_d / delta) takes delta in the units of sigma); and T_total >= T0
+    delta -> c^2 delta (a loss: the same trajectory); and T_total >= T0
     for s = 1_5, eps = 1e-3, delta = 1e-2 (13.1 < 15.4 with the printed logarithm)."""
     s, eps, delta, lr = np.ones(5), 1e-3, 1e-2, 1e-3
     for c in (1e-4, 1.0, 1e4):
-        assert theory.T_total(c * s, lr / c, np.sqrt(c) * eps, c * delta) == pytest.approx(
+        assert theory.T_total(c * s, lr / c, np.sqrt(c) * eps, c**2 * delta) == pytest.approx(
             theory.T_total(s, lr, eps, delta), rel=1e-12
         )
-        assert c * theory.flow_time(c * s, np.sqrt(c) * eps, c * delta) == pytest.approx(
+        assert c * theory.flow_time(c * s, np.sqrt(c) * eps, c**2 * delta) == pytest.approx(
             theory.flow_time(s, eps, delta), rel=1e-12
         )
     assert theory.T_total(s, lr, eps, delta) >= theory.T0(s, lr, eps)
