@@ -404,12 +404,26 @@ def _cmd_reproduce(args) -> int:
     if args.all == (args.name is not None):
         raise UsageError("give one claim's NAME or --all (fastmf reproduce --list shows the names)")
     names = [found.name for found in claims.claims()] if args.all else [args.name]
+    differ, failed = [], []
     for name in names:
-        verdict = claims.reproduce(name, quick=args.quick, output=args.output)
+        try:
+            verdict = claims.reproduce(name, quick=args.quick, output=args.output)
+        except (ValueError, OSError, RuntimeError, FloatingPointError, np.linalg.LinAlgError) as exc:
+            if not args.all:
+                raise
+            print(f"{name}: error: {exc}", file=sys.stderr)  # the other claims still run
+            failed.append(name)
+            continue
         print(verdict.line)
         written = [verdict.csv] + ([verdict.png] if verdict.png else ["no figure (matplotlib is not installed)"])
         print(f"  {verdict.seconds:.1f} s; wrote {', '.join(written)}")
-    return 0
+        if not verdict.holds:
+            differ.append(name)
+    if len(names) > 1:
+        print(f"{len(names) - len(differ) - len(failed)} of {len(names)} claims agree"
+              + (f"; differ: {', '.join(differ)}" if differ else "")
+              + (f"; failed: {', '.join(failed)}" if failed else ""))  # fmt: skip
+    return 1 if differ or failed else 0
 
 
 def _cmd_warmup(args) -> int:

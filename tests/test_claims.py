@@ -2,6 +2,9 @@
 lemmas (`fastmf.claims.whp`), checked against the lemmas' own formulas."""
 
 import csv
+import os
+import signal
+from signal import SIGINT
 
 import numpy as np
 import pytest
@@ -82,3 +85,66 @@ def test_trajectory_is_one_run_step_by_step():
     assert len(states) == 26
     np.testing.assert_array_equal(states[-1][0], run.Up)
     np.testing.assert_array_equal(states[-1][1], run.Vp)
+
+
+@pytest.fixture
+def extra_claim():
+    """Register claims for one test only."""
+    added = []
+
+    def register(name, run):
+        claims.claim(name, "a test", "a statement")(run)
+        added.append(name)
+
+    yield register
+    for name in added:
+        del claims._REGISTRY[name]
+
+
+def test_ctrl_c_stops_the_claim_and_writes_nothing(tmp_path, extra_claim):
+    after = []
+
+    def run(quick):
+        problem = fastmf.Problem.from_spectrum(np.array([2.0, 1.0]), 50, 40)
+        # a run catches Ctrl-C and returns what it has: the claim must not go on with it
+        fastmf.solve(problem, k=2, lr=0.1, max_iter=10**8, seed=0, callback=lambda state: os.kill(os.getpid(), SIGINT))
+        after.append(True)
+        return claims.Outcome({"x": [1.0]}, "x", True)
+
+    extra_claim("interrupted", run)
+    with pytest.raises(KeyboardInterrupt, match="stopped by signal"):
+        fastmf.reproduce("interrupted", output=tmp_path)
+    assert after == [] and not (tmp_path / "interrupted.csv").exists()
+    assert signal.getsignal(SIGINT) is signal.default_int_handler  # restored
+
+
+def test_outputs_are_checked_before_the_experiment_runs(tmp_path, extra_claim):
+    ran = []
+    extra_claim("tiny", lambda quick: ran.append(1) or claims.Outcome({"x": [1.0]}, "x", True))
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="output must be a folder"):
+        fastmf.reproduce("tiny", output=tmp_path / "file")
+    (tmp_path / "tiny.png").mkdir()
+    with pytest.raises(ValueError, match="is a folder, where reproduce writes a file"):
+        fastmf.reproduce("tiny", output=tmp_path)
+    assert ran == []
+
+
+def test_a_stale_figure_is_removed(tmp_path, extra_claim):
+    extra_claim("plain", lambda quick: claims.Outcome({"x": [1.0]}, "x", True, draw=lambda fig: None))
+    (tmp_path / "plain.png").write_bytes(b"old")
+    verdict = fastmf.reproduce("plain", output=tmp_path, figure=False)
+    assert verdict.png is None and not (tmp_path / "plain.png").exists()
+
+
+def test_table_columns_must_be_1d(tmp_path):
+    with pytest.raises(ValueError, match="must be 1-D; not so: b"):
+        claims.write_csv(tmp_path / "t.csv", {"a": [1, 2], "b": [[1, 2]]})
+
+
+def test_cli_exit_code_says_whether_every_verdict_agrees(tmp_path, extra_claim, capsys):
+    extra_claim("holds", lambda quick: claims.Outcome({"x": [1.0]}, "1", True))
+    extra_claim("differs", lambda quick: claims.Outcome({"x": [2.0]}, "2", False))
+    assert main(["reproduce", "holds", "-o", str(tmp_path)]) == 0
+    assert main(["reproduce", "differs", "-o", str(tmp_path)]) == 1
+    assert "differs: DIFFERS: measured 2; a test: a statement" in capsys.readouterr().out

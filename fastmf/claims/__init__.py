@@ -13,9 +13,12 @@ The claims live in the modules of this package, one per theme, each registered w
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -136,33 +139,78 @@ def reproduce(name: str, *, quick: bool = False, output: str | os.PathLike = "."
     output : path
         The folder for the table and the figure (made if missing).
     figure : bool
-        Draw the figure (needs matplotlib, the ``plot`` extra; without it none is drawn).
+        Draw the figure (needs matplotlib, the ``plot`` extra; without it none is drawn, and
+        a NAME.png left by an earlier call is removed, so that it cannot pass for this one's).
 
     Returns
     -------
     Verdict
         ``verdict.line`` says what was measured against what the paper states.
+
+    Raises
+    ------
+    KeyboardInterrupt
+        On Ctrl-C (or SIGTERM) during the experiment: nothing is written, since runs cut
+        short would give a verdict on other numbers than the claim's.
     """
     known = {c.name: c for c in claims()}
     if name not in known:
         raise ValueError(f"no claim named {name!r}; the claims are: {', '.join(known)} (fastmf reproduce --list)")
     found = known[name]
-    os.makedirs(output, exist_ok=True)
+    folder = os.fspath(output)
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ValueError(f"output must be a folder, and {folder!r} is a file: give another folder")
+    csv_path, png = (os.path.join(folder, f"{name}.{ext}") for ext in ("csv", "png"))
+    for path in (csv_path, png):
+        if os.path.isdir(path):
+            raise ValueError(f"{path!r} is a folder, where reproduce writes a file: remove it or give another output")
+    os.makedirs(folder, exist_ok=True)
     started = time.perf_counter()
-    outcome = found.run(quick)
+    with _stopping_on_signals():
+        outcome = found.run(quick)
     seconds = time.perf_counter() - started
-    path = os.path.join(os.fspath(output), f"{name}.csv")
-    write_csv(path, outcome.table)
-    png = None
+    write_csv(csv_path, outcome.table)
     if figure and outcome.draw is not None and _have_matplotlib():
-        png = os.path.join(os.fspath(output), f"{name}.png")
         _draw(outcome.draw, png)
-    return Verdict(found, outcome, path, png, seconds)
+    else:
+        if os.path.exists(png):
+            os.remove(png)
+        png = None
+    return Verdict(found, outcome, csv_path, png, seconds)
+
+
+class _Stop(BaseException):
+    """Ctrl-C or SIGTERM during a claim's experiment. Not a KeyboardInterrupt, which a run
+    catches to return what it has: a claim must stop, not go on with runs cut short."""
+
+
+@contextlib.contextmanager
+def _stopping_on_signals():
+    """Turn SIGINT and SIGTERM into `_Stop` while the block runs (main thread only; elsewhere
+    signals are not delivered to Python code), and `_Stop` into KeyboardInterrupt after it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise _Stop(signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    except _Stop as exc:
+        raise KeyboardInterrupt(f"the claim's experiment was stopped by signal {exc.args[0]}") from None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def write_csv(path, table: dict) -> None:
-    """Write columns of equal length as a CSV file with a header row."""
-    columns = {key: np.asarray(value).ravel() for key, value in table.items()}
+    """Write 1-D columns of equal length as a CSV file with a header row."""
+    columns = {key: np.asarray(value) for key, value in table.items()}
+    flat = [key for key, value in columns.items() if value.ndim != 1]
+    if flat:
+        raise ValueError(f"the table's columns must be 1-D; not so: {', '.join(flat)}")
     lengths = {value.size for value in columns.values()}
     if len(lengths) > 1:
         raise ValueError(f"the table's columns differ in length: { ({k: v.size for k, v in columns.items()}) }")

@@ -110,15 +110,17 @@ def lemmas(quick: bool) -> Outcome:
             ax.plot(t, low, color="C0", lw=2, label=f"$\\lambda_d({key}_{{t+1}})$, GD")
             ax.plot(t, table[f"{key.lower()}_map"][on], color="C1", lw=1,
                     label=f"$\\lambda_d$ of the lemma's map of ${key}_t$")  # fmt: skip
-            ax.plot(t, bound, color="k", ls="--", lw=1, label=f"Lemma {lemma}'s lower bound")
+            note = "" if key == "S" else f"\n($-${slack:.2g}, its $\\eta^2$ term, once $\\lambda_d(P_t) < 0$)"
+            ax.plot(t, bound, color="k", ls="--", lw=1, label=f"Lemma {lemma}'s lower bound{note}")
             vacuous = t[bound <= 0]
             if key == "S" and vacuous.size:
                 ax.axvspan(t[0], vacuous[-1], color="0.9", zorder=0, label="bound $\\leq 0$ (vacuous)")
             ax.set_xlabel("step $t$")
             ax.set_title(f"Lemma {lemma}: {title}", fontsize=10)
-            ax.legend(fontsize=7, loc="lower right" if key == "S" else "upper right")
+            ax.legend(fontsize=7, loc="lower right" if key == "S" else "lower left")
         axes[0].set_yscale("log")
-        axes[0].set_ylabel("smallest eigenvalue")
+        axes[0].set_ylabel("smallest eigenvalue $\\lambda_d$")
+        axes[1].set_ylabel("smallest eigenvalue $\\lambda_d$ (symmetric log scale)")
         axes[1].set_yscale("symlog", linthresh=1e-4)
         fig.suptitle(f"Ye and Du 2021, Lemmas 3.2-3.3 along GD ($m \\times n$ = {shapes[0][0]} x {shapes[0][1]}, "
                      f"$\\eta$ = {lr:.3g}, seed 0)", fontsize=10)  # fmt: skip
