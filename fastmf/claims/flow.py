@@ -1,6 +1,6 @@
-"""Claims about gradient flow: the closed form, Theorem 4's sandwich, the conserved imbalance, the
-coupling with the symmetric flow and the asymmetry's decay in stage one (the gradient-flow paper),
-and GD as the flow's Euler method and the flow's rank-one lower bound (Ye and Du 2021, arXiv:2106.14289).
+"""Claims about gradient flow: the closed form, Theorem 4's sandwich, the coupling with the symmetric
+flow and the asymmetry's decay in stage one (the gradient-flow paper), and the conserved imbalance,
+GD as the flow's Euler method and the flow's rank-one lower bound (Ye and Du 2021, arXiv:2106.14289).
 
 Every flow here is integrated by `fastmf.gradient_flow` at rtol = `RTOL`, its state read at the
 times a claim needs by continuing it (`fastmf.resume`) from one time to the next; the bounds are
@@ -173,6 +173,8 @@ def sandwich(quick: bool) -> Outcome:
     rows, shown = [], None
     for seed, k in starts:
         U0 = _gaussian(seed, (d, k), 0.01)
+        sv = np.linalg.svd(U0, compute_uv=False)
+        alpha, beta = (sv[-1] if k == d else 0.0), sv[0]
         U, _ = flow_path(problem, U0, U0, times)
         S = U @ U.transpose(0, 2, 1)
         lower, upper = sandwich_bounds(s, U0, times)
@@ -180,18 +182,23 @@ def sandwich(quick: bool) -> Outcome:
         below = relative_spectrum(S, upper)
         if seed == 0:
             shown = (S, lower, upper, above, below)
-        rows += [
-            {"seed": seed, "k": k, "t": t, "lambda_min_vs_lower": a, "lambda_max_vs_upper": b}
-            for t, a, b in zip(times, above[:, 0], below[:, -1], strict=True)
-        ]
+        # the inputs of the bounds (alpha, beta, sigma_i, t) and U U^T(t) itself, so the bounds can be recomputed
+        inputs = {"seed": seed, "k": k, "alpha": alpha, "beta": beta} | {f"sigma_{i + 1}": s[i] for i in range(d)}
+        for j, t in enumerate(times):
+            entries = {f"UUt_{a + 1}{b + 1}": S[j, a, b] for a in range(d) for b in range(a, d)}
+            rows.append(
+                inputs | {"t": t} | entries | {"lambda_min_vs_lower": above[j, 0], "lambda_max_vs_upper": below[j, -1]}
+            )
     table = _columns(rows)
     lower_violation = float(1 - np.nanmin(table["lambda_min_vs_lower"]))
     upper_violation = float(np.max(table["lambda_max_vs_upper"]) - 1)
     worst = max(lower_violation, upper_violation)
+    slack = np.abs(np.concatenate([table["lambda_min_vs_lower"], table["lambda_max_vs_upper"]]) - 1)
     values = {
         "lower_violation": lower_violation,
         "upper_violation": upper_violation,
         "worst_violation": worst,
+        "max_slack": float(np.nanmax(slack)),  # how far a bound is from touched (the proof: it is touched)
         "rtol": RTOL,
         "tolerance": TOL,
         "starts": len(starts),
@@ -199,7 +206,8 @@ def sandwich(quick: bool) -> Outcome:
     measured = (
         f"U U^T(t) outside the sandwich by at most {lower_violation:.2g} below and {upper_violation:.2g} above, "
         f"relative to each bound ({len(starts) - 1} square starts and one {d} x 2, t in [0, {times[-1]:g}]; "
-        f"tolerance {TOL:g} = 100 rtol); both bounds are touched at every t, so this is integration error"
+        f"tolerance {TOL:g} = 100 rtol); both bounds are touched at every t (to {values['max_slack']:.2g}), so this "
+        "is integration error"
     )
 
     def draw(fig):
@@ -270,9 +278,11 @@ def gd_path(problem: Problem, U0, V0, lr: float, steps) -> tuple[np.ndarray, np.
 
 @claim(
     "imbalance-conserved",
-    "the gradient-flow paper, eqs 1-2 (implied, not stated)",
-    "the flow conserves U^T U - V^T V; GD changes it by eta^2 (V^T R^T R V - U^T R R^T U) a step, "
-    "so by O(eta) over a fixed time t = eta x steps",
+    "Ye and Du 2021, section 1 and its footnote 1 (after Du et al. 2018)",
+    "gradient flow maintains the invariance d/dt (U^T U - V^T V) = 0; for GD with eta > 0 it no longer holds "
+    "(footnote 1: it holds only approximately, in a way hard to characterize). Not the paper's, but algebra: "
+    "a GD step (eqs 2-3) changes it by exactly eta^2 (V^T R^T R V - U^T R R^T U), R = Sigma - U V^T, so by "
+    "O(eta^2) a step and O(eta) over a fixed time t = eta x steps",
 )
 def imbalance_conserved(quick: bool) -> Outcome:
     s, (m, n), T = SPECTRUM, (30, 20), 10.0
@@ -297,21 +307,23 @@ def imbalance_conserved(quick: bool) -> Outcome:
     final = table["drift"][(table["t"] == T) & (table["lr"] > 0)]
     values = {
         "flow_drift": float(table["drift"][table["lr"] == 0].max()),
+        "gd_drift_min": float(final.min()),
         "slope_fixed_time": slope(lrs, final),
         "slope_one_step": slope(lrs, first),
         "tolerance": TOL,
         "slope_tolerance": 0.1,
     }
-    holds = (
+    holds = (  # the paper: conserved by the flow, not by GD; the algebra: GD's orders eta^2 a step, eta at t = T
         values["flow_drift"] <= TOL
+        and values["gd_drift_min"] > TOL
         and abs(values["slope_fixed_time"] - 1) <= 0.1
         and abs(values["slope_one_step"] - 2) <= 0.1
     )
     measured = (
         f"the flow's drift ||D(t) - D(0)||_F / ||Sigma||_F <= {values['flow_drift']:.2g} (tolerance {TOL:g}); "
-        f"GD's grows like eta^{values['slope_one_step']:.3f} after one step and eta^{values['slope_fixed_time']:.3f} "
-        f"at t = {T:g} (fitted log-log slopes over eta sigma_1 = {lrs[0] * s[0]:g} to {lrs[-1] * s[0]:g}; "
-        f"tolerance 0.1)"
+        f"GD's is >= {values['gd_drift_min']:.2g} at t = {T:g} and grows like eta^{values['slope_one_step']:.3f} "
+        f"after one step and eta^{values['slope_fixed_time']:.3f} at t = {T:g} (fitted log-log slopes over "
+        f"eta sigma_1 = {lrs[0] * s[0]:g} to {lrs[-1] * s[0]:g}; tolerance 0.1)"
     )
 
     def draw(fig):
@@ -336,12 +348,18 @@ def imbalance_conserved(quick: bool) -> Outcome:
         fit.loglog(x, first, "s", color="C1", label=f"GD after one step: slope {values['slope_one_step']:.3f}")
         for y, power in ((final, 1), (first, 2)):
             fit.loglog(x, y[0] * (x / x[0]) ** power, "k--", lw=1)
-        fit.plot([], [], "k--", lw=1, label="$O(\\eta)$ and $O(\\eta^2)$ (the paper)")
-        fit.set(ylabel="$\\|D - D(0)\\|_F \\,/\\, \\|\\Sigma\\|_F$", title="GD's drift against $\\eta$")
+        fit.plot(
+            [], [], "k--", lw=1, label="slopes 1 and 2: a step changes $D$ by\n$\\eta^2(V^TR^TRV - U^TRR^TU)$ (algebra)"
+        )
+        fit.set(
+            ylabel="$\\|D - D(0)\\|_F \\,/\\, \\|\\Sigma\\|_F$",
+            ylim=(min(first) / 2, 30 * max(final)),  # room for the legend above the points
+            title="GD's drift against $\\eta$",
+        )
         _step_axis(fit, x)
-        fit.legend(fontsize=7)
+        fit.legend(fontsize=7, loc="upper left")
         fig.suptitle(
-            f"eqs 1-2 of the gradient-flow paper: the imbalance $U^TU - V^TV$; $\\Sigma$ = {_diag(s)} in {m} x {n}, "
+            f"Ye and Du 2021, section 1: the flow's invariant $U^TU - V^TV$; $\\Sigma$ = {_diag(s)} in {m} x {n}, "
             f"$k$ = {s.size}",
             fontsize=10,
         )
@@ -368,10 +386,10 @@ def asymmetric_flows(seeds, times, coupled: bool, eps: float = 1e-3) -> list[dic
     return runs
 
 
-def stage_one(A: np.ndarray, sigma_d: float) -> np.ndarray:
+def stage_one(A_op: np.ndarray, sigma_d: float) -> np.ndarray:
     """Whether each time is in stage one of the gradient-flow paper (appendix B.1): A A^T <= alpha'
-    sigma_d I has held since t = 0, with alpha' = `ALPHA`."""
-    return np.logical_and.accumulate(np.linalg.norm(A, 2, axis=(1, 2)) ** 2 <= ALPHA * sigma_d)
+    sigma_d I, i.e. ||A||_op^2 <= alpha' sigma_d, has held since t = 0, with alpha' = `ALPHA`."""
+    return np.logical_and.accumulate(A_op**2 <= ALPHA * sigma_d)
 
 
 @claim(
@@ -388,18 +406,21 @@ def coupling(quick: bool) -> Outcome:
     rows, ends, at_t1 = [], [], []
     for run in asymmetric_flows(range(2 if quick else 8), times, coupled=True):
         A, B, A_hat = run["A"], run["B"], run["A_hat"]
-        inside = stage_one(A, sigma_d)
+        A_op = np.linalg.norm(A, 2, axis=(1, 2))
+        inside = stage_one(A_op, sigma_d)
         rate = sigma_1 + 2 * (1 - ALPHA) * sigma_d  # eq 17 with eq 11 and Lemma 7, integrated exactly
-        B0 = np.linalg.norm(B[0]) ** 2
-        bound = 3 * np.sqrt(ALPHA * sigma_d) * B0 * np.exp(sigma_1 * times) * -np.expm1(-rate * times) / rate
+        B0 = np.linalg.norm(B[0])
+        bound = 3 * np.sqrt(ALPHA * sigma_d) * B0**2 * np.exp(sigma_1 * times) * -np.expm1(-rate * times) / rate
         gap = np.linalg.norm(A - A_hat, axis=(1, 2))
         small = np.linalg.svd(A_hat, compute_uv=False)[:, -1]
         end = np.flatnonzero(inside)[-1]
         ends.append(times[end])
         at_t1.append(gap[end] / small[end])
+        # the bound's inputs (sigma_1, sigma_d, alpha', ||B(0)||_F, t) and ||A||_op, which decides stage one
+        inputs = {"seed": run["seed"], "sigma_1": sigma_1, "sigma_d": sigma_d, "alpha_prime": ALPHA, "B0_fro": B0}
         rows += [
-            {"seed": run["seed"], "t": t, "gap": g, "bound": b, "stage_one": i, "sigma_d_A_hat": a}
-            for t, g, b, i, a in zip(times, gap, bound, inside, small, strict=True)
+            inputs | {"t": t, "A_op": o, "stage_one": i, "gap": g, "bound": b, "sigma_d_A_hat": a}
+            for t, o, i, g, b, a in zip(times, A_op, inside, gap, bound, small, strict=True)
         ]
     table = _columns(rows)
     one = table["stage_one"].astype(bool) & (table["t"] > 0)
@@ -426,20 +447,33 @@ def coupling(quick: bool) -> Outcome:
             gap_ax.plot(table["t"][on], table["gap"][on], "-", color=color, lw=1)
             inside = on & table["stage_one"].astype(bool)
             gap_ax.plot(table["t"][inside], table["bound"][inside], "--", color=color, lw=1)
-            rel_ax.plot(table["t"][on], table["gap"][on] / table["sigma_d_A_hat"][on], "-", color=color, lw=1)
+            rel_ax.plot(
+                table["t"][on],
+                table["gap"][on] / table["sigma_d_A_hat"][on],
+                "-",
+                color=color,
+                lw=1,
+                label=f"seed {seed}",
+            )
         for ax in (gap_ax, rel_ax):
-            ax.axvspan(0, ends.min(), color="0.9", zorder=0)
+            ax.axvspan(0, ends.min(), color="0.85", lw=0, zorder=0, label="stage one, every seed")
+            ax.axvspan(ends.min(), ends.max(), color="0.94", lw=0, zorder=0, label="stage one ends ($t_1$, by seed)")
             ax.set(yscale="log", xlabel="time $t$")
         gap_ax.set_xlim(0, 1.25 * ends.max())
-        gap_ax.plot([], [], "k-", lw=1, label="$\\|A(t) - \\hat A(t)\\|_F$ (each seed)")
-        gap_ax.plot([], [], "k--", lw=1, label="its bound, eqs 17-19")
-        gap_ax.fill_between([], [], color="0.9", label=f"stage one: $AA^T \\preceq {ALPHA:g}\\,\\sigma_d I$")
-        gap_ax.set(ylabel="$A = (U + V)/2$ to the symmetric flow", title="$\\hat A$: the flow from $(A_0, A_0)$")
+        gap_ax.plot([], [], "k-", lw=1, label="$\\|A(t) - \\hat A(t)\\|_F$ (colour: seed)")
+        gap_ax.plot([], [], "k--", lw=1, label="its bound in stage one, eqs 17-19")
+        gap_ax.set(
+            ylabel="$\\|A(t) - \\hat A(t)\\|_F$, $A = (U + V)/2$",
+            title="$\\hat A$: the symmetric flow from $(A_0, A_0)$",
+        )
         gap_ax.legend(fontsize=7, loc="lower right")
+        relative = table["gap"][table["t"] > 0] / table["sigma_d_A_hat"][table["t"] > 0]
         rel_ax.set(
-            ylabel="$\\|A - \\hat A\\|_F \\,/\\, \\sigma_d(\\hat A)$",
+            ylim=(relative.min() / 2, 40 * relative.max()),  # room for the legend above the curves
+            ylabel="$\\|A(t) - \\hat A(t)\\|_F \\,/\\, \\sigma_d(\\hat A(t))$",
             title="the whole run, relative to $\\sigma_d(\\hat A)$",
         )
+        rel_ax.legend(fontsize=6.5, ncol=2, loc="upper right")
         fig.suptitle(
             f"eqs 17-19 of the gradient-flow paper: the coupling; $\\Sigma$ = {_diag(s)}, $U_0, V_0$ iid "
             "$N(0, \\epsilon^2)$, $\\epsilon$ = 1e-3",
@@ -469,7 +503,7 @@ def asymmetry_decreasing(quick: bool) -> Outcome:
             "B_fro": norm / norm[0],
             "rise": norm / np.minimum.accumulate(norm) - 1,
             "lambda_min_P": np.linalg.eigvalsh(P)[:, 0] / sigma_d,
-            "stage_one": stage_one(A, sigma_d),
+            "stage_one": stage_one(np.linalg.norm(A, 2, axis=(1, 2)), sigma_d),
         }
         rows += [
             {"seed": run["seed"]} | dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)
@@ -502,32 +536,41 @@ def asymmetry_decreasing(quick: bool) -> Outcome:
     )
 
     def draw(fig):
-        norm_ax, p_ax = fig.subplots(1, 2, sharex=True)
+        zoom_ax, norm_ax, p_ax = fig.subplots(1, 3)
         for j, seed in enumerate(seeds):
             on, color = table["seed"] == seed, f"C{j % 10}"
-            norm_ax.plot(table["t"][on], table["B_fro"][on], "-", color=color, lw=1)
+            for ax in (zoom_ax, norm_ax):
+                ax.plot(table["t"][on], table["B_fro"][on], "-", color=color, lw=1)
             p_ax.plot(table["t"][on], table["lambda_min_P"][on], "-", color=color, lw=1)
-        inside = table["t"] <= ends.max()
-        norm_ax.plot(
-            table["t"][inside],
-            table["bound"][inside],
-            "k--",
-            lw=1.2,
-            label=f"eq 11: $e^{{-(1 - \\alpha') \\sigma_d t}}$, $\\alpha'$ = {ALPHA:g}",
-        )
+        grid = np.linspace(0, ends.max(), 100)
+        zoom_ax.plot(grid, np.exp(-(1 - ALPHA) * sigma_d * grid), "k--", lw=2, label="eq 11's bound, in stage one")
         if rises.size:
             norm_ax.plot(table["t"][rises], table["B_fro"][rises], "ko", ms=3, mfc="none", label="$\\|B\\|_F$ rising")
-        for ax in (norm_ax, p_ax):
-            ax.axvspan(0, ends.min(), color="0.9", zorder=0)
+            norm_ax.legend(fontsize=6.5)
+        for ax in (zoom_ax, norm_ax, p_ax):
+            ax.axvspan(0, ends.min(), color="0.85", lw=0, zorder=0, label="stage one, every seed")
+            ax.axvspan(ends.min(), ends.max(), color="0.94", lw=0, zorder=0, label="stage one ends ($t_1$, by seed)")
             ax.set_xlabel("time $t$")
-        norm_ax.plot([], [], "k-", lw=1, label="$\\|B(t)\\|_F \\,/\\, \\|B(0)\\|_F$ (each seed)")
-        norm_ax.fill_between([], [], color="0.9", label=f"stage one: $AA^T \\preceq {ALPHA:g}\\,\\sigma_d I$")
-        norm_ax.set(yscale="log", ylabel="asymmetry $B = (U - V)/2$, relative to $t = 0$")
-        norm_ax.legend(fontsize=7, loc="lower left")
-        p_ax.axhline(0, color="k", ls="--", lw=1, label="0: $\\|B\\|_F$ can rise only below (eq 10)")
+        zoom_ax.plot([], [], "k-", lw=1, label="$\\|B(t)\\|_F \\,/\\, \\|B(0)\\|_F$ (colour: seed)")
+        shown = table["t"] <= 1.2 * ends.max()
+        zoom_ax.set(
+            xlim=(0, 1.2 * ends.max()),
+            ylim=(0.3 * table["B_fro"][shown].min(), 1.2),  # room for the legend below the curves
+            yscale="log",
+            ylabel="$\\|B(t)\\|_F \\,/\\, \\|B(0)\\|_F$, $B = (U - V)/2$",
+            title=f"stage one: $AA^T \\preceq {ALPHA:g}\\,\\sigma_d I$",
+        )
+        zoom_ax.legend(fontsize=6.5, loc="lower left", title=f"eq 11: $e^{{-(1 - \\alpha')\\sigma_d t}}$, $\\alpha'$ = "
+                       f"{ALPHA:g}", title_fontsize=6.5)  # fmt: skip
+        norm_ax.set(yscale="log", title="the whole run")
+        p_ax.axhline(0, color="k", ls="--", lw=1, label="0: $\\|B\\|_F$ can rise\nonly below (eq 10)")
         p_ax.set_yscale("symlog", linthresh=1e-8)
-        p_ax.set(ylabel="$\\lambda_{min}(P) \\,/\\, \\sigma_d$, $P = \\Sigma - AA^T + BB^T$", ylim=(-1e-4, 2))
-        p_ax.legend(fontsize=7, loc="lower left")
+        p_ax.set(
+            ylim=(-1e-4, 2),
+            ylabel="$\\lambda_{min}(P) \\,/\\, \\sigma_d$, $P = \\Sigma - AA^T + BB^T$",
+            title="eq 10's $P$",
+        )
+        p_ax.legend(fontsize=6.5, loc="lower left")
         fig.suptitle(
             f"eqs 10-11 of the gradient-flow paper: $\\|B\\|_F$ in stage one; $\\Sigma$ = {_diag(s)}, $U_0, V_0$ "
             "iid $N(0, \\epsilon^2)$, $\\epsilon$ = 1e-3",
@@ -542,9 +585,11 @@ def asymmetry_decreasing(quick: bool) -> Outcome:
 
 @claim(
     "gd-to-flow",
-    "Ye and Du 2021, Corollary 1.2 (the flow as GD's eta -> 0 limit)",
-    "GD is the explicit Euler method of the flow, so at a fixed time t = eta x steps its distance to the "
-    "flow from the same start is O(eta)",
+    "Ye and Du 2021, eqs 2-3 and section 1 (gradient flow as GD with eta -> 0)",
+    "GD (eqs 2-3) is the explicit Euler discretization of the gradient flow U' = (Sigma - U V^T) V, "
+    "V' = (Sigma - U V^T)^T U, which the paper obtains as eta -> 0. Not the paper's, but the standard global "
+    "error of Euler's method: at a fixed time t = eta x steps GD's distance to the flow from the same start is "
+    "O(eta)",
 )
 def gd_to_flow(quick: bool) -> Outcome:
     s, (m, n), T = SPECTRUM, (50, 40), 10.0
@@ -585,7 +630,7 @@ def gd_to_flow(quick: bool) -> Outcome:
         _step_axis(fit, lrs * s[0])
         fit.legend(fontsize=7)
         fig.suptitle(
-            f"GD as the flow's Euler method (Ye and Du 2021, Corollary 1.2): $\\Sigma$ = {_diag(s)} in "
+            f"GD (Ye and Du 2021, eqs 2-3) as the flow's Euler method: $\\Sigma$ = {_diag(s)} in "
             f"{m} x {n}, $k$ = {s.size}",
             fontsize=10,
         )
@@ -611,8 +656,11 @@ def paper_time(sigma: float, a0: float, delta):
 @claim(
     "flow-lower-bound",
     "Ye and Du 2021, after Corollary 1.2",
-    "for rank one the flow needs time Theta((1 / sigma_d) ln(sigma_d / delta)) to reach loss delta: from "
-    "u0 = v0 = a0, s(t) = sigma e^{2 sigma t} / (e^{2 sigma t} + sigma / a0^2 - 1) gives the time exactly",
+    "for a' = (sigma_d - a^2) a from a0 > 0, s = a^2 = sigma_d e^{2 sigma_d t} / (e^{2 sigma_d t} + sigma_d / "
+    "a0^2 - 1), so reaching |sigma_d - a^2| <= delta needs sigma_d (sigma_d / a0^2 - 1) / delta <= e^{2 sigma_d t} "
+    "+ sigma_d / a0^2 - 1: T = Theta((1 / sigma_d) ln(sigma_d / delta)) is necessary. Measured: the first time "
+    "t_delta with loss 1/2 ||u v^T - Sigma||_F^2 <= delta (Corollary 1.2's criterion), rank one; from u0 = v0 "
+    "= a0 the loss is (sigma_d - a^2)^2 / 2, so the same Theta with 1 / (4 sigma_d) per ln(1 / delta)",
 )
 def flow_lower_bound(quick: bool) -> Outcome:
     sigmas = (0.5, 2.0) if quick else (0.5, 1.0, 2.0)
@@ -675,13 +723,16 @@ def flow_lower_bound(quick: bool) -> Outcome:
         f"u0 = v0 = a0 (t_delta meets the paper's closed form to {values['paper_time_rel_error']:.1g}), "
         f"{slopes[randoms[0]]:.3f} from random scalars and {slopes[randoms[1]]:.3f} from random {wide} x 1 starts "
         f"(the complement's tail), the same at sigma = {', '.join(f'{x:g}' for x in sigmas)} to "
-        f"{values['spread_over_sigma']:.1%}: Theta(1 / sigma); the paper's 1 / (2 sigma) is per ln(1 / |sigma - a^2|), "
-        f"1 / (4 sigma) per ln(1 / loss) (tolerance 4%)"
+        f"{values['spread_over_sigma']:.1g} relative: Theta(1 / sigma); the paper's 1 / (2 sigma) is per "
+        f"ln(1 / |sigma - a^2|), 1 / (4 sigma) per ln(1 / loss) (tolerance 4%)"
     )
 
     def draw(fig):
         times_ax, slope_ax = fig.subplots(1, 2)
-        markers = dict(zip(settings, ("o", "x", "^"), strict=True))
+        # each series visible: the example's hollow circles around the others' smaller marks, and in the right
+        # panel one line style and a small sideways shift per sigma (its three curves would coincide)
+        marks = ({"marker": "o", "ms": 7}, {"marker": "x", "ms": 4}, {"marker": "^", "ms": 4.5})
+        marks = dict(zip(settings, marks, strict=True))
         names = dict(
             zip(
                 settings,
@@ -689,18 +740,19 @@ def flow_lower_bound(quick: bool) -> Outcome:
                 strict=True,
             )
         )
+        styles, shift = ("-", "--", ":"), 0.3 * (np.arange(len(sigmas)) - (len(sigmas) - 1) / 2)
         for j, sigma in enumerate(sigmas):
             for setting in settings:
                 on = (table["setting"] == setting) & (table["sigma"] == sigma) & (table["seed"] <= 0)
-                times_ax.plot(logs, table["t_delta"][on], markers[setting], color=f"C{j}", ms=4, mfc="none")
+                times_ax.plot(logs, table["t_delta"][on], ls="none", color=f"C{j}", mfc="none", **marks[setting])
                 slope_ax.plot(
-                    (logs[1:] + logs[:-1]) / 2,
+                    (logs[1:] + logs[:-1]) / 2 + shift[j],
                     local[setting, sigma],
-                    markers[setting] + "-",
+                    ls=styles[j],
                     color=f"C{j}",
-                    ms=4,
                     mfc="none",
                     lw=0.8,
+                    **marks[setting],
                 )
             grid = np.linspace(logs[0], logs[-1], 50)
             times_ax.plot(
@@ -711,26 +763,22 @@ def flow_lower_bound(quick: bool) -> Outcome:
                 lw=1,
                 label=f"$\\sigma$ = {sigma:g}: closed form, $a_0$ = {a0:g}",
             )
-        for setting, mark in markers.items():
-            times_ax.plot([], [], mark, color="k", mfc="none", label=names[setting])
-        times_ax.set(
-            xlabel="$\\ln(1/\\delta)$",
-            ylabel="$t_\\delta$: first time with loss $\\leq \\delta$",
-            title=f"rank one, $k = 1$; random: iid $N(0, \\epsilon^2)$, $\\epsilon$ = {eps:g}",
-        )
+            slope_ax.plot([], [], ls=styles[j], color=f"C{j}", label=f"$\\sigma$ = {sigma:g}, shifted {shift[j]:+.1f}")
+        for setting in settings:
+            times_ax.plot([], [], ls="none", color="k", mfc="none", label=names[setting], **marks[setting])
+        times_ax.set(xlabel="$\\ln(1/\\delta)$", ylabel="$t_\\delta$: first time with loss $\\leq \\delta$")
+        times_ax.set_title(f"rank one, $k = 1$; random: iid $N(0, \\epsilon^2)$, $\\epsilon$ = {eps:g}", fontsize=10)
         times_ax.legend(fontsize=7)
-        slope_ax.axhline(
-            0.25, color="k", ls="--", lw=1, label="$1/(4\\sigma)$: the paper's example, per $\\ln(1/\\delta)$"
-        )
-        slope_ax.axhline(0.5, color="0.5", ls=":", lw=1, label="$1/(2\\sigma)$: the complement's tail")
+        slope_ax.axhline(0.25, color="k", ls="--", lw=1, label="$1/4$: the closed form")
+        slope_ax.axhline(0.5, color="0.5", ls=":", lw=1, label="$1/2$: the complement's tail")
         slope_ax.axvspan(logs[tail][0], logs[-1], color="0.92", zorder=0, label="fitted: $\\delta \\leq 10^{-10}$")
         slope_ax.set(
             xlabel="$\\ln(1/\\delta)$",
             ylabel="$\\sigma \\, dt_\\delta / d\\ln(1/\\delta)$",
             ylim=(0, 0.6),
-            title="local slope $\\times\\,\\sigma$ (same markers)",
+            title="local slope $\\times\\,\\sigma$, seed 0",
         )
-        slope_ax.legend(fontsize=7, loc="lower right")
+        slope_ax.legend(fontsize=7, loc="lower right", ncol=2, title="markers: as on the left", title_fontsize=7)
         fig.suptitle(
             "the flow's time to loss $\\delta$ (Ye and Du 2021, after Corollary 1.2): "
             "$\\Theta((1/\\sigma_d) \\ln(\\sigma_d/\\delta))$",
