@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import fastmf
-from fastmf.claims.beyond import first_below, late_factor, ward_kolda_start
+from fastmf.claims import first_below
+from fastmf.claims.beyond import late_factor, ward_kolda_start
 
 
 def read_table(path) -> dict:

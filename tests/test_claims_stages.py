@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import fastmf
+from fastmf import claims
 from fastmf.claims import stages
 
 HAVE_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
@@ -218,5 +219,5 @@ def test_fit_and_first_below():
     assert (slope, intercept, r2) == pytest.approx((2.0, 1.0, 1.0))
     steps = np.arange(5)
     losses = np.array([[1.0, 0.5, 0.1, 0.01, np.nan], [1.0, 1.0, 1.0, 1.0, 1.0]])
-    found = stages.first_below(steps, losses, [0.5, 0.05])
+    found = claims.first_below(steps, losses, [0.5, 0.05])
     np.testing.assert_array_equal(found, [[1, 3], [np.nan, np.nan]])

@@ -221,6 +221,18 @@ def write_csv(path, table: dict) -> None:
             writer.writerow([_text(x) for x in row])
 
 
+def first_below(steps, losses, levels) -> np.ndarray:
+    """For each run (a row of `losses`, NaN past its end) the first recorded step with loss <= each
+    level: runs x levels, NaN where never (`steps`: the recorded steps, `BatchResult.steps`)."""
+    below = np.asarray(losses)[:, :, None] <= np.asarray(levels)[None, None, :]
+    return np.where(below.any(axis=1), np.asarray(steps)[np.argmax(below, axis=1)], np.nan)
+
+
+def loglog_slope(x, y) -> float:
+    """The least-squares slope of ln y against ln x: the exponent of a power law y ~ x^p."""
+    return float(np.polyfit(np.log(x), np.log(y), 1)[0])
+
+
 def _text(x) -> str:
     if isinstance(x, (float, np.floating)):
         return repr(float(x))

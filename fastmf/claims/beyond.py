@@ -19,26 +19,7 @@ from ..batch import solve_batch
 from ..init import SplitStart
 from ..problem import Problem
 from ..solver import solve
-from . import Outcome, claim
-
-
-def first_below(steps, losses, levels) -> np.ndarray:
-    """The first recorded step at which each run's loss is <= each level; NaN where none is.
-
-    Parameters
-    ----------
-    steps : 1-D array
-        The recorded steps (`BatchResult.steps`).
-    losses : array (runs x len(steps))
-        The recorded losses, NaN past a run's end (`BatchResult.losses`).
-    levels : 1-D array
-
-    Returns
-    -------
-    array (runs x len(levels))
-    """
-    below = np.asarray(losses)[:, :, None] <= np.asarray(levels)
-    return np.where(below.any(axis=1), np.asarray(steps)[below.argmax(axis=1)], np.nan)
+from . import Outcome, claim, first_below, loglog_slope
 
 
 def late_factor(steps, loss, floor: float = 1e-24, window: int = 2000) -> float:
@@ -64,11 +45,6 @@ def late_factor(steps, loss, floor: float = 1e-24, window: int = 2000) -> float:
     start += above[-1] + 1 if above.size else 0
     slope = np.polyfit(steps[start : end + 1], np.log(loss[start : end + 1]), 1)[0]
     return float(np.exp(slope))
-
-
-def _loglog_slope(x, y) -> float:
-    """The least-squares slope of ln y against ln x."""
-    return float(np.polyfit(np.log(x), np.log(y), 1)[0])
 
 
 def _append(table: dict, *columns) -> None:
@@ -136,11 +112,11 @@ def width_rate(quick: bool) -> Outcome:
         pair[init] = (t, loss, 1 - factor)
     t, loss, _ = pair["symmetric"]
     tail = (t >= long // 10) & (loss > 0)
-    sym_slope = _loglog_slope(t[tail], loss[tail])
+    sym_slope = loglog_slope(t[tail], loss[tail])
 
-    exponent = _loglog_slope(scales, gaps[r + 2])
+    exponent = loglog_slope(scales, gaps[r + 2])
     short = gaps[r + 2] * steps < 0.5  # runs short against the slow part's time scale 1 / (1 - q)
-    exponent_short = _loglog_slope(scales[short], gaps[r + 2][short]) if short.sum() > 1 else np.nan
+    exponent_short = loglog_slope(scales[short], gaps[r + 2][short]) if short.sum() > 1 else np.nan
     spread = gaps[r].max() / gaps[r].min() - 1
     linear = 1 - (1 - lr * s[-1]) ** 2
     order = np.min(gaps[r + 2] / scales**2)  # the largest c with 1 - q >= c alpha^2 at every scale
@@ -288,9 +264,9 @@ def alternating_count(quick: bool) -> Outcome:
     median = {name: np.median(runs, axis=1) for name, runs in counts.items()}  # kappas x eps
     log_eps = np.log(1 / eps)
     per_log = {name: np.polyfit(log_eps[fitted], rows[:, fitted].T, 1)[0] for name, rows in median.items()}
-    exponent = {name: _loglog_slope(kappas[top], rows[top, -1]) for name, rows in median.items()}
-    exponent_all = {name: _loglog_slope(kappas, rows[:, -1]) for name, rows in median.items()}
-    exponent_per_log = {name: _loglog_slope(kappas[top], per_log[name][top]) for name in starts}
+    exponent = {name: loglog_slope(kappas[top], rows[top, -1]) for name, rows in median.items()}
+    exponent_all = {name: loglog_slope(kappas, rows[:, -1]) for name, rows in median.items()}
+    exponent_per_log = {name: loglog_slope(kappas[top], per_log[name][top]) for name in starts}
     r2 = min(np.corrcoef(log_eps[fitted], row[fitted])[0, 1] ** 2 for name in theirs for row in median[name])
     ratio = {name: rows / (kappas[:, None] ** 2 * log_eps) for name, rows in median.items()}
     reached = all(np.all(np.isfinite(counts[name])) for name in theirs)

@@ -14,7 +14,7 @@ import numpy as np
 from ..flow import gd_flow_gap, gradient_flow, sandwich_bounds, symmetric_solution
 from ..problem import Problem
 from ..solver import resume, solve
-from . import Outcome, claim
+from . import Outcome, claim, loglog_slope
 
 RTOL = 1e-10  # the flows' relative tolerance
 TOL = 100 * RTOL  # what a flow's relative deviation from an exact statement may reach (global error)
@@ -35,11 +35,6 @@ def flow_path(problem: Problem, U0, V0, times) -> tuple[np.ndarray, np.ndarray]:
         Us.append(run.U)
         Vs.append(run.V)
     return np.array(Us), np.array(Vs)
-
-
-def slope(x, y) -> float:
-    """The least-squares slope of log y against log x."""
-    return float(np.polyfit(np.log(x), np.log(y), 1)[0])
 
 
 def _step_axis(ax, steps) -> None:
@@ -308,8 +303,8 @@ def imbalance_conserved(quick: bool) -> Outcome:
     values = {
         "flow_drift": float(table["drift"][table["lr"] == 0].max()),
         "gd_drift_min": float(final.min()),
-        "slope_fixed_time": slope(lrs, final),
-        "slope_one_step": slope(lrs, first),
+        "slope_fixed_time": loglog_slope(lrs, final),
+        "slope_one_step": loglog_slope(lrs, first),
         "tolerance": TOL,
         "slope_tolerance": 0.1,
     }
@@ -599,8 +594,8 @@ def gd_to_flow(quick: bool) -> Outcome:
     times, gaps = found["t"], found["gap"]
     table = {"lr": np.repeat(lrs, times.size), "t": np.tile(times, lrs.size), "gap": gaps.ravel()}
     values = {
-        "slope_at_T": slope(lrs, gaps[:, -1]),
-        "slope_max_over_t": slope(lrs, gaps.max(axis=1)),
+        "slope_at_T": loglog_slope(lrs, gaps[:, -1]),
+        "slope_max_over_t": loglog_slope(lrs, gaps.max(axis=1)),
         "slope_tolerance": 0.05,
         "max_gap_smallest_lr": float(gaps[-1].max()),
     }
@@ -623,7 +618,7 @@ def gd_to_flow(quick: bool) -> Outcome:
         )
         path.legend(fontsize=7)
         for y, mark, label in ((gaps.max(axis=1), "s", "max over $t$"), (gaps[:, -1], "o", f"at $t$ = {T:g}")):
-            fit.loglog(lrs * s[0], y, mark, label=f"{label}: slope {slope(lrs, y):.3f}")
+            fit.loglog(lrs * s[0], y, mark, label=f"{label}: slope {loglog_slope(lrs, y):.3f}")
             fit.loglog(lrs * s[0], y[0] * lrs / lrs[0], "k--", lw=1)
         fit.plot([], [], "k--", lw=1, label="$O(\\eta)$: slope 1 (Euler's method)")
         fit.set(ylabel="distance to the flow", title="against the step size")

@@ -19,7 +19,7 @@ from ..batch import solve_batch
 from ..problem import Problem
 from ..solver import solve
 from ..stages import fit_rate
-from . import Outcome, claim
+from . import Outcome, claim, first_below
 
 SPECTRUM = np.array([4.0, 3.0, 2.0, 1.5, 1.0])
 SHAPE = (10**5, 8 * 10**4)
@@ -39,13 +39,6 @@ def fit(x, y) -> tuple[float, float, float]:
     slope, intercept = np.polyfit(x, y, 1)
     residual = y - (slope * x + intercept)
     return float(slope), float(intercept), float(1 - residual @ residual / np.sum((y - y.mean()) ** 2))
-
-
-def first_below(steps, losses, levels) -> np.ndarray:
-    """For each run (a row of `losses`, NaN past its end) the first recorded step with loss <= each
-    level: runs x levels, NaN where never."""
-    below = losses[:, :, None] <= np.asarray(levels)[None, None, :]
-    return np.where(below.any(axis=1), steps[np.argmax(below, axis=1)], np.nan)
 
 
 def by_level(column, keys, levels) -> np.ndarray:
