@@ -9,15 +9,23 @@ and Q come free with the product Up Vp^T the loss already forms (the work array 
     loss_E, loss_Up_LV, loss_LU_Vp,       the four blocks of the loss, each 1/2 ||.||_F^2
     loss_LU_LV, B_fro, Q_fro              (exact)
     sigma_min_A, lambda_min_P, P_op,      spectral, certified (spectral.py): eigenvalues of
-    J_op, K_op, E_op                      the matrix M behind them to 1e-12 ||M||_F, or to
-                                          2.2e-13 ||s|| for A A^T and P (2.2e-13 ||s|| for
-                                          E_op) when that is larger; NaN off the spectral stride
+    J_op, K_op, E_op, sigma_min_Up,       the matrix M behind them to 1e-12 ||M||_F, or to
+    sigma_min_Vp, lambda_max_AAt_2S       2.2e-13 ||s|| for A A^T, P, the Grams of Up and Vp and
+                                          A A^T - 2 diag(s) (2.2e-13 ||s|| for E_op) when that
+                                          is larger; NaN off the spectral stride
+    grad_fro                              spectral (it costs about a step), exact
 
 sigma_min_A is the smallest of the min(r, k) singular values of A (square root of the
 smallest eigenvalue of A A^T or A^T A), J_op and K_op the largest singular values of
 L_U and L_V (relative accuracy kept down to the smallest doubles for a compressed
 complement; a full one reads 0 once its Gram underflows, below about 1e-154),
-E_op = ||Sigma - U V^T||_op restricted to the principal block.
+E_op = ||Sigma - U V^T||_op restricted to the principal block (Delta_t of Ye and Du 2021,
+section 3.3), sigma_min_Up and sigma_min_Vp the smallest of the min(r, k) singular values of Up
+and Vp (condition (3) there), lambda_max_AAt_2S the largest eigenvalue of A A^T - 2 diag(s)
+(Theorem 3.1 keeps it <= 0 up to T0), and grad_fro = ||grad f||_F = (||grad_U f||_F^2 +
+||grad_V f||_F^2)^(1/2), from the rows of X M - [s o Vp; 0] in a form that does not cancel:
+-(diag(s) - Up Vp^T) Vp + Up GVc on the principal rows, L_U M on the complement ones (an
+orthonormal frame keeps the norms), and alike for V.
 """
 
 import numpy as np
@@ -27,6 +35,7 @@ from .blas import gemm
 from .layout import (
     B_FRO,
     E_OP,
+    GRAD_FRO,
     IMBALANCE,
     J_OP,
     K_OP,
@@ -42,15 +51,109 @@ from .layout import (
     P_OP,
     Q_FRO,
     SIGMA_MIN_A,
+    SIGMA_MIN_UP,
+    SIGMA_MIN_VP,
 )
 from .spectral import extreme_eig, gram
 from .stages import mark
 
 # the matrix behind each tracked eigenvalue (column N_CHEAP + slot of a row), in the work D:
 # lambda_min(A A^T), lambda_min(P), lambda_max(P), lambda_max(GUc), lambda_max(GVc), lambda_max(E^T E),
-# of D[1], D[0], D[0], D[5], D[6], D[2]
-_MATRIX = (1, 0, 0, 5, 6, 2)
-_LARGEST = (False, False, True, True, True, True)
+# of D[1], D[0], D[0], D[5], D[6], D[2]; then, formed where those were once they are taken
+# (`_proof_matrices`), lambda_min of the Grams of Up and Vp and lambda_max(A A^T - 2 diag(s)),
+# in D[2], D[5], D[0]
+_MATRIX = (1, 0, 0, 5, 6, 2, 2, 5, 0)
+_LARGEST = (False, False, True, True, True, True, False, False, True)
+_FIRST_PROOF_SLOT = SIGMA_MIN_UP - N_CHEAP
+
+
+@kernel
+def resolution(s):
+    """The resolution of the r x r matrices formed from Up Vp^T or A A^T: 1e3 eps ||s||."""
+    res = 0.0
+    for i in range(s.shape[0]):
+        res += float(s[i]) ** 2
+    return 1e3 * 2.220446049250313e-16 * np.sqrt(res)
+
+
+@kernel
+def gram_principal(X, r, k, G, T):
+    """G = Up Up^T (r <= k) or Up^T Up (k < r) for Up = X[:r], whose eigenvalues are sigma_i(Up)^2
+    (as `stages.gram_A` for A); T is work."""
+    for i in range(r):
+        for c in range(k):
+            if r <= k:
+                T[c, i] = X[i, c]
+            else:
+                T[i, c] = X[i, c]
+    if r <= k:
+        gram(T, k, r, G)
+    else:
+        gram(T, r, k, G)
+
+
+@kernel
+def aat_minus_2s(X, Y, s, k, out, T):
+    """out[:r, :r] = A A^T - 2 diag(s), A = (Up + Vp) / 2 (r x k; summed as `stages.gram_A`); T is work."""
+    r = s.shape[0]
+    for i in range(r):
+        for c in range(k):
+            T[i, c] = 0.5 * (X[i, c] + Y[i, c])
+    for i in range(r):
+        for j in range(r):
+            acc = 0.0
+            for c in range(k):
+                acc += T[i, c] * T[j, c]
+            out[i, j] = acc - (2.0 * s[i] if i == j else 0.0)
+
+
+@kernel
+def residual_gram(E, s, T, EE):
+    """EE = R^T R for R = diag(s) - E (r x r; E = Up Vp^T), whose largest eigenvalue is Delta^2; R in T."""
+    r = s.shape[0]
+    for i in range(r):
+        for j in range(r):
+            T[i, j] = -E[i, j]
+        T[i, i] += s[i]
+    gram(T, r, r, EE)
+
+
+@kernel
+def _proof_matrices(X, Y, s, D):
+    """The matrices of the last three tracked slots, formed in D[2], D[5], D[0] (D[6] work)."""
+    r = s.shape[0]
+    k = X.shape[1]
+    gram_principal(X, r, k, D[2], D[6])
+    gram_principal(Y, r, k, D[5], D[6])
+    aat_minus_2s(X, Y, s, k, D[0], D[6])
+
+
+@kernel
+def _grad_side(X, Y, s, E, Gc, G, transposed, buf):
+    """||grad f||_F^2 of one side: the rows of X G - [s o Y[:r]; 0] with G = Y^T Y, as
+    (Up Gc - (diag(s) - E) Vp) on the principal rows (E = Up Vp^T; its transpose for the V side)
+    and X[r:] G on the complement rows, so that nothing cancels; buf (k) is work."""
+    r = s.shape[0]
+    rows, k = X.shape
+    total = 0.0
+    for i in range(rows):
+        for b in range(k):
+            buf[b] = 0.0
+        if i < r:
+            for j in range(r):
+                e = (s[i] if i == j else 0.0) - (E[j, i] if transposed else E[i, j])
+                for b in range(k):
+                    buf[b] -= e * Y[j, b]
+            W = Gc
+        else:
+            W = G
+        for a in range(k):
+            x = X[i, a]
+            for b in range(k):
+                buf[b] += x * W[a, b]
+        for b in range(k):
+            total += buf[b] * buf[b]
+    return total
 
 
 @kernel
@@ -122,39 +225,34 @@ def _cheap(X, Y, s, N, GUc, M, GVc, E, row):
 
 
 @kernel(inline="always")
-def _spectral(X, Y, s, GUc, GVc, E, row, D, vecs, valid):
+def _spectral(X, Y, s, N, GUc, M, GVc, E, row, D, vecs, valid):
     """row[N_CHEAP:], the certified extreme eigenvalues (`spectral.extreme_eig`), from E and
     the P and Gram of A that `stages.mark` left in D."""
     r = s.shape[0]
     k = X.shape[1]
     p = min(r, k)
     EE, W, L, T = D[2], D[3], D[4], D[7]
-    for i in range(r):  # diag(s) - E in T, then EE = its Gram
-        for j in range(r):
-            T[i, j] = -E[i, j]
-        T[i, i] += s[i]
-    gram(T, r, r, EE)
+    residual_gram(E, s, T, EE)
     cu = _complement_gram(X, r, GUc, D[5], T)
     cv = _complement_gram(Y, r, GVc, D[6], T)
-    sizes = (p, r, r, k, k, r)
+    sizes = (p, r, r, k, k, r, p, p, r)
     # resolution of the matrices formed from Up Vp^T (rounding ~ eps ||s||); the complement
     # Grams are formed directly and keep their relative accuracy however small they get
-    res = 0.0
-    for i in range(r):
-        res += float(s[i]) ** 2
-    res = 1e3 * 2.220446049250313e-16 * np.sqrt(res)
-    floors = (res, res, res, 0.0, 0.0, res * res)
+    res = resolution(s)
+    floors = (res, res, res, 0.0, 0.0, res * res, res, res, res)
     for slot in range(N_TRACKED):  # one call site: numba compiles extreme_eig once, not per literal slot
-        M = D[_MATRIX[slot]]
+        if slot == _FIRST_PROOF_SLOT:
+            _proof_matrices(X, Y, s, D)
         row[N_CHEAP + slot] = extreme_eig(
-            M, sizes[slot], _LARGEST[slot], floors[slot], vecs[slot], valid, slot, T, W, L
+            D[_MATRIX[slot]], sizes[slot], _LARGEST[slot], floors[slot], vecs[slot], valid, slot, T, W, L
         )
     lo, hi = row[LAMBDA_MIN_P], row[P_OP]  # lambda_min(P), lambda_max(P)
     row[P_OP] = max(abs(lo), abs(hi))
-    for c in (SIGMA_MIN_A, J_OP, K_OP, E_OP):  # eigenvalues of Grams -> singular values
+    for c in (SIGMA_MIN_A, J_OP, K_OP, E_OP, SIGMA_MIN_UP, SIGMA_MIN_VP):  # eigenvalues of Grams -> singular values
         row[c] = np.sqrt(max(row[c], 0.0))
     row[J_OP] *= cu
     row[K_OP] *= cv
+    row[GRAD_FRO] = np.sqrt(_grad_side(X, Y, s, E, GVc, M, False, T[0]) + _grad_side(Y, X, s, E, GUc, N, True, T[0]))
 
 
 @kernel
@@ -170,7 +268,7 @@ def record(X, Y, s, N, GUc, M, GVc, E, t, spectral, row, D, vecs, valid, info):
     loss = _cheap(X, Y, s, N, GUc, M, GVc, E, row)
     mark(X, Y, s, E, t, spectral, D, info)
     if spectral:
-        _spectral(X, Y, s, GUc, GVc, E, row, D, vecs, valid)
+        _spectral(X, Y, s, N, GUc, M, GVc, E, row, D, vecs, valid)
     else:
         for c in range(N_CHEAP, N_KEYS):
             row[c] = np.nan
