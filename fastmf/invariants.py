@@ -11,8 +11,9 @@ Gaussian start, d = r and m' = m - d, n' = n - d:
 * Theorem 3.1 (t <= T0): A A^T <= 2 Sigma, ||B_t||_F <= 2 c d eps, ||J_t||_op <= c eps
   sqrt(max(m', d)) (and K alike);
 * section 3.3 (t >= T0): Delta_t = ||diag(s) - Up Vp^T||_op <= (2/5) sigma_d (1 - eta sigma_d /
-  2)^(t - T0) (condition (2), `fastmf.theory.delta_bound`) and sigma_d(Up), sigma_d(Vp) >=
-  sqrt(sigma_d / 2) (condition (3)).
+  2)^(t - T0) (condition (2), `fastmf.theory.delta_bound`; checked while the bound is above
+  the resolution of Delta, `delta_floor`) and sigma_d(Up), sigma_d(Vp) >= sqrt(sigma_d / 2)
+  (condition (3)).
 
 `COLUMNS` lists what a run reports (`fastmf.SolveResult.invariants`, the columns of
 `fastmf.BatchResult.table` and of `fastmf.sweep` tables). The extremes are taken over the
@@ -45,7 +46,8 @@ COLUMNS = {
     "c_B": "max over the recorded t <= T0 of ||B_t||_F / (d eps)",
     "c_JK": "max over the recorded t <= T0 of ||J_t||_op / (eps sqrt(max(m', d))) and of ||K_t||_op / (eps "
     "sqrt(max(n', d)))",
-    "max_Delta_ratio": "max over the recorded t >= T0 of Delta_t / delta_bound(t) (NaN unless plain constant-step GD)",
+    "max_Delta_ratio": "max over the recorded t >= T0 of Delta_t / delta_bound(t), while delta_bound(t) is above "
+    "Delta's rounding (NaN unless plain constant-step GD)",
     "held_AAt": "A A^T <= 2 Sigma at every checked t <= T0 (max_lambda_AAt_2S <= 0)",
     "held_B": "||B_t||_F <= 2 c0 d eps at every recorded t <= T0 (c_B <= 2 c0)",
     "held_JK": "||J_t||_op, ||K_t||_op within c0 eps sqrt(max(m' or n', d)) at every checked t <= T0 (c_JK <= c0)",
@@ -92,10 +94,17 @@ def _op_norms(L) -> np.ndarray:
     return np.linalg.svd(L, compute_uv=False)[:, 0]
 
 
-def from_history(history: dict, T1, T0, s, lr) -> np.ndarray:
+def delta_floor(s, dtype) -> float:
+    """The resolution of Delta_t, 1e3 eps ||s|| (eps of the dtype): below it Delta_t is rounding,
+    and condition (2) is not checked where its bound is."""
+    return 1e3 * float(np.finfo(dtype).eps) * float(np.linalg.norm(np.asarray(s, np.float64)))
+
+
+def from_history(history: dict, T1, T0, s, lr, dtype) -> np.ndarray:
     """The extremes (`fastmf._kernels.layout` EXT_B ...; NaN where no step is checked) of one
     run from its history (user units, spectral columns NaN off their stride); T1, T0 its
-    stages (None: not reached), s its singular values, lr its constant step (None: no Delta bound)."""
+    stages (None: not reached), s its singular values, lr its constant step (None: no Delta
+    bound), dtype its state's (`delta_floor`)."""
     steps = np.asarray(history["step"], np.float64)
     nan = np.full(steps.shape, np.nan)
     keys = ("B_fro", "sigma_min_A", "lambda_max_AAt_2S", "J_op", "K_op", "sigma_min_Up", "sigma_min_Vp", "E_op")
@@ -112,7 +121,8 @@ def from_history(history: dict, T1, T0, s, lr) -> np.ndarray:
     ext[EXT_K] = _extreme(np.max, col["K_op"], upto0)
     ext[EXT_UV] = _extreme(np.min, np.minimum(col["sigma_min_Up"], col["sigma_min_Vp"]), from0)
     if lr is not None and T0 is not None:
-        ext[EXT_DELTA] = _extreme(np.max, col["E_op"] / theory.delta_bound(s, lr, steps, T0), from0)
+        bound = theory.delta_bound(s, lr, steps, T0)
+        ext[EXT_DELTA] = _extreme(np.max, col["E_op"] / bound, from0 & (bound > delta_floor(s, dtype)))
     return ext
 
 

@@ -185,8 +185,11 @@ class SolveResult(_Split):
     status, message, n_iter, history, stages, k, init_scale, seed, success, loss
         As in `Result`. `history` holds "step" (t), "loss" (f(U_t, V_t)) and "imbalance"
         (||U_t^T U_t - V_t^T V_t||_F) and, on the split engine, the loss's four blocks and
-        the quantities of docs/maths.md section 4 (spectral ones NaN off `spectral_every`),
-        recorded every `options.record_every` steps and at the final step. `stages`: T1
+        the quantities of docs/maths.md section 4 (spectral ones NaN off `spectral_every`:
+        sigma_min_A, lambda_min_P, P_op, J_op, K_op, E_op, and those the proofs of Ye and Du
+        2021 bound: sigma_min_Up, sigma_min_Vp, lambda_max_AAt_2S = lambda_max(A A^T - 2
+        diag(s)), and grad_fro = ||grad f||_F; `fastmf._kernels.diagnostics`), recorded every
+        `options.record_every` steps and at the final step. `stages`: T1
         and T0 need the singular basis (None on the direct path and in a batch without it).
     options : fastmf.Options
         The settings the run used, every default filled in (`Options.resolve`).

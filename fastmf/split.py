@@ -154,7 +154,8 @@ class SplitRun(Recorder):
         level = self.scale.outward(self.level, 2)
         loss = float(history["loss"][-1]) if history["loss"].size else None
         bookkeeping = self.bookkeeping() if status == "running" else self.final_bookkeeping
-        extremes = invariants.from_history(history, T1, T0, problem.s, options.lr if options.plain else None)
+        lr = options.lr if options.plain else None
+        extremes = invariants.from_history(history, T1, T0, problem.s, lr, self.X.dtype)
         proofs = invariants.summarize(extremes, self.start_ratios, options.init_scale, r, problem.shape, problem.s,
                                       self.X.dtype)  # fmt: skip
         return SolveResult(

@@ -362,7 +362,8 @@ def _prove(X, Y, s, E, Nc, Mc, t, spectral, lanes_in, before0, pend1, pend0, sum
     it (so t <= T0)? ||B_t||_F at every record; with `spectral`, the eigenvalues lane by lane
     (`spectral.extreme_eig`, the lane's tracked vectors) of the matrices `diagnostics.record`
     takes them from: sigma_d(A) from T1 on; lambda_max(A A^T - 2 diag(s)), ||J||_op, ||K||_op
-    up to T0; sigma_d(Up), sigma_d(Vp) and Delta_t / delta_bound(t) from T0 on. E = Up Vp^T
+    up to T0; sigma_d(Up), sigma_d(Vp) and Delta_t / delta_bound(t) from T0 on while the bound
+    is above the resolution of Delta, 1e3 eps ||s|| (eps of the state's dtype). E = Up Vp^T
     (r x r x lanes), Nc, Mc the complement Grams; lane q is run lo + q of `proofs`; PW (7, n, n)
     float64 work."""
     ext, vecs, valid, rates = proofs[0], proofs[1], proofs[2], proofs[3]
@@ -370,6 +371,7 @@ def _prove(X, Y, s, E, Nc, Mc, t, spectral, lanes_in, before0, pend1, pend0, sum
     k = X.shape[1]
     p = min(r, k)
     res = resolution(s)
+    floor = res * np.finfo(X.dtype).eps / 2.220446049250313e-16  # Delta's resolution in the state's dtype
     Up, Vp, G, S, W, L, Eq = PW[0], PW[1], PW[2], PW[3], PW[4], PW[5], PW[6]
     for q in range(lanes_in.size):
         if not lanes_in[q]:
@@ -403,10 +405,12 @@ def _prove(X, Y, s, E, Nc, Mc, t, spectral, lanes_in, before0, pend1, pend0, sum
                 gram_principal(Up if slot == 4 else Vp, r, k, G, S)
                 low = min(low, extreme_eig(G, p, False, res, v[slot], ok, slot, S, W, L))
             _lower(e, EXT_UV, np.sqrt(max(low, 0.0)))
-            _lane_copy(E, q, r, r, Eq)
-            residual_gram(Eq, s, W, G)
-            delta = np.sqrt(max(extreme_eig(G, r, True, res * res, v[6], ok, 6, S, W, L), 0.0))
-            _raise(e, EXT_DELTA, delta / (0.4 * s[r - 1] * rates[lo + q] ** (t - summary[q, T0])))
+            bound = 0.4 * s[r - 1] * rates[lo + q] ** (t - summary[q, T0])
+            if bound > floor:  # (below it, Delta_t is rounding: nothing to check)
+                _lane_copy(E, q, r, r, Eq)
+                residual_gram(Eq, s, W, G)
+                delta = np.sqrt(max(extreme_eig(G, r, True, res * res, v[6], ok, 6, S, W, L), 0.0))
+                _raise(e, EXT_DELTA, delta / bound)
 
 
 @kernel
