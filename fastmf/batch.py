@@ -38,9 +38,10 @@ from .status import batch_message, from_kernel
 _ONE_AT_A_TIME = threading.Lock()
 
 # The default spectral stride of a batch, in records: the eigenvalues behind the per-run extremes
-# (`fastmf.invariants`; about 4 per run and spectral record) then cost about 10% of the steps at
-# d = k = 10 with the loss recorded every step (measured: docs of `solve_batch`).
-SPECTRAL_RECORDS = 32
+# (`fastmf.invariants`; 4 per run and spectral record, about 7 us at d = k = 10) then add about 6% to
+# a step (about 1.9 us a run on one core at d = k = 10, the loss recorded every step), and the
+# ||B||_F of every record about 3% (measured on a 2-core AMD EPYC, see `solve_batch`).
+SPECTRAL_RECORDS = 64
 
 
 class BatchRun:
@@ -267,10 +268,11 @@ def solve_batch(
     spectral_every : int, optional
         The stride of the eigenvalues behind the per-run extremes (`BatchResult.invariants`):
         at the recorded steps that are multiples of it (and the last); 0: none (no extremes,
-        and the kernel runs as without them). Default every `SPECTRAL_RECORDS` (32) records,
-        which costs about 10% more than 0 at d = k = 10 with every step recorded. Run i's
-        extremes are then those of ``fastmf.solve(..., spectral_every=spectral_every)`` to
-        rounding; T1 and T0 do not depend on it.
+        and the kernel runs as without them). Default every `SPECTRAL_RECORDS` (64) records,
+        which costs about 10% more than 0 at d = k = 10 with every step recorded (every
+        record: about 4 times as much). Run i's extremes are those of ``fastmf.solve(...,
+        spectral_every=spectral_every)`` to rounding; the runs themselves (losses, stages,
+        states) do not depend on it, bit for bit.
     lr, init_scale : float, "theory", None or array_like
         As in `fastmf.solve`, one for all runs or one per run.
     seeds : sequence of int

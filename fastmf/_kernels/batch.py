@@ -22,7 +22,7 @@ from numba import prange
 
 from ._jit import kernel
 from .blocks import _due
-from .diagnostics import aat_minus_2s, gram_principal, residual_gram, resolution
+from .diagnostics import aat_minus_2s, residual_gram, resolution
 from .fpmode import mode_on, mode_restore
 from .layout import (
     ALTERNATING,
@@ -39,6 +39,7 @@ from .layout import (
     EXT_UV,
     FINAL_LOSS,
     N_ITER,
+    N_PROOF_TRACKED,
     PRECONDITION,
     RUNNING,
     STATUS,
@@ -355,6 +356,14 @@ def _lane_copy(src, q, rows, cols, dst):
             dst[i, j] = src[i, j, q]
 
 
+# the tracked slots of `_prove`: sigma_d(A), lambda_max(A A^T - 2 diag(s)), ||J||_op, ||K||_op, sigma_d(Up),
+# sigma_d(Vp), Delta_t: the extreme each goes to, whether it is the largest eigenvalue, its square root, the least
+_EXTREME = (EXT_SIGMA_A, EXT_AAT, EXT_J, EXT_K, EXT_UV, EXT_UV, EXT_DELTA)
+_LARGEST = (False, True, True, True, False, False, True)
+_ROOT = (True, False, True, True, True, True, True)
+_LOWER = (True, False, False, False, True, True, False)
+
+
 @kernel
 def _prove(X, Y, s, E, Nc, Mc, t, spectral, lanes_in, before0, pend1, pend0, summary, proofs, lo, PW):
     """The extremes (`layout.EXT_B` ...) of the lanes in `lanes_in` at their record of step t,
@@ -364,53 +373,61 @@ def _prove(X, Y, s, E, Nc, Mc, t, spectral, lanes_in, before0, pend1, pend0, sum
     takes them from: sigma_d(A) from T1 on; lambda_max(A A^T - 2 diag(s)), ||J||_op, ||K||_op
     up to T0; sigma_d(Up), sigma_d(Vp) and Delta_t / delta_bound(t) from T0 on while the bound
     is above the resolution of Delta, 1e3 eps ||s|| (eps of the state's dtype). E = Up Vp^T
-    (r x r x lanes), Nc, Mc the complement Grams; lane q is run lo + q of `proofs`; PW (7, n, n)
-    float64 work."""
+    (r x r x lanes), Nc, Mc the complement Grams; lane q is run lo + q of `proofs`; PW (8, n,
+    max(n, lanes)) float64 work."""
     ext, vecs, valid, rates = proofs[0], proofs[1], proofs[2], proofs[3]
     r = s.shape[0]
     k = X.shape[1]
     p = min(r, k)
     res = resolution(s)
     floor = res * np.finfo(X.dtype).eps / 2.220446049250313e-16  # Delta's resolution in the state's dtype
+    sizes = (p, r, k, k, p, p, r)
+    floors = (res, res, 0.0, 0.0, res, res, res * res)
     Up, Vp, G, S, W, L, Eq = PW[0], PW[1], PW[2], PW[3], PW[4], PW[5], PW[6]
+    b2 = PW[7, 0, : lanes_in.size]  # ||B||_F^2 lane by lane
+    b2[:] = 0.0
+    for i in range(r):
+        for c in range(k):
+            for q in range(lanes_in.size):
+                d = 0.5 * (X[i, c, q] - Y[i, c, q])  # as `diagnostics.record` sums it
+                b2[q] += d * d
     for q in range(lanes_in.size):
         if not lanes_in[q]:
             continue
-        _lane_copy(X, q, r, k, Up)
-        _lane_copy(Y, q, r, k, Vp)
-        b2 = 0.0
-        for i in range(r):
-            for c in range(k):
-                d = 0.5 * (Up[i, c] - Vp[i, c])
-                b2 += d * d
         e, v, ok = ext[lo + q], vecs[lo + q], valid[lo + q]
-        _raise(e, EXT_B, np.sqrt(b2))
+        _raise(e, EXT_B, np.sqrt(b2[q]))
         if before0[q]:
-            _raise(e, EXT_B_T0, np.sqrt(b2))
+            _raise(e, EXT_B_T0, np.sqrt(b2[q]))
         if not spectral:
             continue
-        if not pend1[q]:
-            gram_A(Up, Vp, r, k, G, S)
-            _lower(e, EXT_SIGMA_A, np.sqrt(max(extreme_eig(G, p, False, res, v[0], ok, 0, S, W, L), 0.0)))
-        if before0[q]:
-            aat_minus_2s(Up, Vp, s, k, G, S)
-            _raise(e, EXT_AAT, extreme_eig(G, r, True, res, v[1], ok, 1, S, W, L))
-            for slot in range(2, 4):
+        _lane_copy(X, q, r, k, Up)
+        _lane_copy(Y, q, r, k, Vp)
+        bound = 0.4 * s[r - 1] * rates[lo + q] ** (t - summary[q, T0])
+        after0 = not pend0[q]
+        # (below the floor, Delta_t is rounding: nothing to check)
+        wanted = (not pend1[q], before0[q], before0[q], before0[q], after0, after0, after0 and bound > floor)
+        for slot in range(N_PROOF_TRACKED):  # one call site: numba compiles extreme_eig once
+            if not wanted[slot]:
+                continue
+            if slot == 0 or slot >= 4 and slot < 6:  # the Gram of A, Up or Vp (`diagnostics._proof_matrices`)
+                gram_A(Vp if slot == 5 else Up, Up if slot == 4 else Vp, r, k, G, S)
+            elif slot == 1:
+                aat_minus_2s(Up, Vp, s, k, G, S)
+            elif slot < 4:
                 _lane_copy(Nc if slot == 2 else Mc, q, k, k, G)
-                c = EXT_J if slot == 2 else EXT_K
-                _raise(e, c, np.sqrt(max(extreme_eig(G, k, True, 0.0, v[slot], ok, slot, S, W, L), 0.0)))
-        if not pend0[q]:
-            low = np.inf
-            for slot in range(4, 6):
-                gram_principal(Up if slot == 4 else Vp, r, k, G, S)
-                low = min(low, extreme_eig(G, p, False, res, v[slot], ok, slot, S, W, L))
-            _lower(e, EXT_UV, np.sqrt(max(low, 0.0)))
-            bound = 0.4 * s[r - 1] * rates[lo + q] ** (t - summary[q, T0])
-            if bound > floor:  # (below it, Delta_t is rounding: nothing to check)
+            else:
                 _lane_copy(E, q, r, r, Eq)
                 residual_gram(Eq, s, W, G)
-                delta = np.sqrt(max(extreme_eig(G, r, True, res * res, v[6], ok, 6, S, W, L), 0.0))
-                _raise(e, EXT_DELTA, delta / bound)
+            value = extreme_eig(G, sizes[slot], _LARGEST[slot], floors[slot], v[slot], ok, slot, S, W, L)
+            if _ROOT[slot]:
+                value = np.sqrt(max(value, 0.0))
+            if slot == 6:
+                value /= bound
+            c = _EXTREME[slot]
+            if _LOWER[slot]:
+                _lower(e, c, value)
+            else:
+                _raise(e, c, value)
 
 
 @kernel
@@ -455,7 +472,7 @@ def _run_block(Xs, Ys, s, lrs, lr_scale, variant, noise, tol, t_start, t_stop, t
     if proofs is not None:
         was_active = np.empty(lanes, np.bool_)
         before0 = np.empty(lanes, np.bool_)
-        PW = np.empty((7, n, n))
+        PW = np.empty((8, n, max(n, lanes)))
     _grams(X, r, N, Nc)
     _grams(Y, r, M, Mc)
     t = t_start

@@ -55,7 +55,7 @@ from .layout import (
     SIGMA_MIN_VP,
 )
 from .spectral import extreme_eig, gram
-from .stages import mark
+from .stages import gram_A, mark
 
 # the matrix behind each tracked eigenvalue (column N_CHEAP + slot of a row), in the work D:
 # lambda_min(A A^T), lambda_min(P), lambda_max(P), lambda_max(GUc), lambda_max(GVc), lambda_max(E^T E),
@@ -67,7 +67,7 @@ _LARGEST = (False, False, True, True, True, True, False, False, True)
 _FIRST_PROOF_SLOT = SIGMA_MIN_UP - N_CHEAP
 
 
-@kernel
+@kernel(inline="always")
 def resolution(s):
     """The resolution of the r x r matrices formed from Up Vp^T or A A^T: 1e3 eps ||s||."""
     res = 0.0
@@ -76,38 +76,19 @@ def resolution(s):
     return 1e3 * 2.220446049250313e-16 * np.sqrt(res)
 
 
-@kernel
-def gram_principal(X, r, k, G, T):
-    """G = Up Up^T (r <= k) or Up^T Up (k < r) for Up = X[:r], whose eigenvalues are sigma_i(Up)^2
-    (as `stages.gram_A` for A); T is work."""
-    for i in range(r):
-        for c in range(k):
-            if r <= k:
-                T[c, i] = X[i, c]
-            else:
-                T[i, c] = X[i, c]
-    if r <= k:
-        gram(T, k, r, G)
-    else:
-        gram(T, r, k, G)
-
-
-@kernel
+@kernel(inline="always")
 def aat_minus_2s(X, Y, s, k, out, T):
-    """out[:r, :r] = A A^T - 2 diag(s), A = (Up + Vp) / 2 (r x k; summed as `stages.gram_A`); T is work."""
+    """out[:r, :r] = A A^T - 2 diag(s), A = (Up + Vp) / 2 (r x k; A^T in T, summed as `stages.gram_A`)."""
     r = s.shape[0]
     for i in range(r):
         for c in range(k):
-            T[i, c] = 0.5 * (X[i, c] + Y[i, c])
+            T[c, i] = 0.5 * (X[i, c] + Y[i, c])
+    gram(T, k, r, out)
     for i in range(r):
-        for j in range(r):
-            acc = 0.0
-            for c in range(k):
-                acc += T[i, c] * T[j, c]
-            out[i, j] = acc - (2.0 * s[i] if i == j else 0.0)
+        out[i, i] -= 2.0 * s[i]
 
 
-@kernel
+@kernel(inline="always")
 def residual_gram(E, s, T, EE):
     """EE = R^T R for R = diag(s) - E (r x r; E = Up Vp^T), whose largest eigenvalue is Delta^2; R in T."""
     r = s.shape[0]
@@ -118,42 +99,43 @@ def residual_gram(E, s, T, EE):
     gram(T, r, r, EE)
 
 
-@kernel
+@kernel(inline="always")
 def _proof_matrices(X, Y, s, D):
-    """The matrices of the last three tracked slots, formed in D[2], D[5], D[0] (D[6] work)."""
+    """The matrices of the last three tracked slots in D[2], D[5], D[0] (D[6] work): the Grams of
+    Up and Vp (`stages.gram_A` of (X, X) is that of Up exactly: (X + X) / 2 = X) and A A^T - 2 diag(s)."""
     r = s.shape[0]
     k = X.shape[1]
-    gram_principal(X, r, k, D[2], D[6])
-    gram_principal(Y, r, k, D[5], D[6])
+    gram_A(X, X, r, k, D[2], D[6])
+    gram_A(Y, Y, r, k, D[5], D[6])
     aat_minus_2s(X, Y, s, k, D[0], D[6])
 
 
-@kernel
-def _grad_side(X, Y, s, E, Gc, G, transposed, buf):
-    """||grad f||_F^2 of one side: the rows of X G - [s o Y[:r]; 0] with G = Y^T Y, as
-    (Up Gc - (diag(s) - E) Vp) on the principal rows (E = Up Vp^T; its transpose for the V side)
-    and X[r:] G on the complement rows, so that nothing cancels; buf (k) is work."""
+@kernel(inline="always")
+def _grad_fro(X, Y, s, E, N, GUc, M, GVc, buf):
+    """||grad f||_F: the rows of X M - [s o Vp; 0] and Y N - [s o Up; 0], as Up GVc - (diag(s) - E) Vp
+    on the principal rows (E = Up Vp^T; E^T and GUc for the V side) and L_U M on the complement
+    rows, so that nothing cancels; buf (k) is work."""
     r = s.shape[0]
-    rows, k = X.shape
+    k = X.shape[1]
     total = 0.0
-    for i in range(rows):
-        for b in range(k):
-            buf[b] = 0.0
-        if i < r:
-            for j in range(r):
-                e = (s[i] if i == j else 0.0) - (E[j, i] if transposed else E[i, j])
-                for b in range(k):
-                    buf[b] -= e * Y[j, b]
-            W = Gc
-        else:
-            W = G
-        for a in range(k):
-            x = X[i, a]
+    for side in range(2):
+        A, B, Gc, G = (X, Y, GVc, M) if side == 0 else (Y, X, GUc, N)
+        for i in range(A.shape[0]):
             for b in range(k):
-                buf[b] += x * W[a, b]
-        for b in range(k):
-            total += buf[b] * buf[b]
-    return total
+                buf[b] = 0.0
+            if i < r:
+                for j in range(r):
+                    e = (s[i] if i == j else 0.0) - (E[i, j] if side == 0 else E[j, i])
+                    for b in range(k):
+                        buf[b] -= e * B[j, b]
+            W = Gc if i < r else G
+            for a in range(k):
+                x = A[i, a]
+                for b in range(k):
+                    buf[b] += x * W[a, b]
+            for b in range(k):
+                total += buf[b] * buf[b]
+    return np.sqrt(total)
 
 
 @kernel
@@ -252,7 +234,7 @@ def _spectral(X, Y, s, N, GUc, M, GVc, E, row, D, vecs, valid):
         row[c] = np.sqrt(max(row[c], 0.0))
     row[J_OP] *= cu
     row[K_OP] *= cv
-    row[GRAD_FRO] = np.sqrt(_grad_side(X, Y, s, E, GVc, M, False, T[0]) + _grad_side(Y, X, s, E, GUc, N, True, T[0]))
+    row[GRAD_FRO] = _grad_fro(X, Y, s, E, N, GUc, M, GVc, T[0])
 
 
 @kernel
