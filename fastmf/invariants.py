@@ -106,29 +106,33 @@ def from_history(history: dict, T1, T0, s, lr, dtype) -> np.ndarray:
     stages (None: not reached), s its singular values, lr its constant step (None: no Delta
     bound), dtype its state's (`delta_floor`)."""
     steps = np.asarray(history["step"], np.float64)
-    nan = np.full(steps.shape, np.nan)
-    keys = ("B_fro", "sigma_min_A", "lambda_max_AAt_2S", "J_op", "K_op", "sigma_min_Up", "sigma_min_Vp", "E_op")
-    col = {key: np.asarray(history.get(key, nan), np.float64) for key in keys}
-    upto0 = np.ones(steps.shape, bool) if T0 is None else steps <= T0
-    from0 = np.zeros(steps.shape, bool) if T0 is None else steps >= T0
-    from1 = np.zeros(steps.shape, bool) if T1 is None else steps >= T1
+    col = {key: history.get(key) for key in ("B_fro", "sigma_min_A", "lambda_max_AAt_2S", "J_op", "K_op", "E_op")}
+    if "sigma_min_Up" in history:
+        col["UV"] = np.minimum(history["sigma_min_Up"], history["sigma_min_Vp"])
+    upto0 = slice(None) if T0 is None else steps <= T0
+    from0 = None if T0 is None else steps >= T0
+    from1 = None if T1 is None else steps >= T1
     ext = np.full(N_EXTREMES, np.nan)
-    ext[EXT_B] = _extreme(np.max, col["B_fro"], True)
+    ext[EXT_B] = _extreme(np.max, col["B_fro"], slice(None))
     ext[EXT_B_T0] = _extreme(np.max, col["B_fro"], upto0)
     ext[EXT_SIGMA_A] = _extreme(np.min, col["sigma_min_A"], from1)
     ext[EXT_AAT] = _extreme(np.max, col["lambda_max_AAt_2S"], upto0)
     ext[EXT_J] = _extreme(np.max, col["J_op"], upto0)
     ext[EXT_K] = _extreme(np.max, col["K_op"], upto0)
-    ext[EXT_UV] = _extreme(np.min, np.minimum(col["sigma_min_Up"], col["sigma_min_Vp"]), from0)
-    if lr is not None and T0 is not None:
+    ext[EXT_UV] = _extreme(np.min, col.get("UV"), from0)
+    if lr is not None and T0 is not None and col["E_op"] is not None:
         bound = theory.delta_bound(s, lr, steps, T0)
-        ext[EXT_DELTA] = _extreme(np.max, col["E_op"] / bound, from0 & (bound > delta_floor(s, dtype)))
+        checked = from0 & (bound > delta_floor(s, dtype))
+        ext[EXT_DELTA] = _extreme(np.max, np.asarray(col["E_op"])[checked] / bound[checked], slice(None))
     return ext
 
 
-def _extreme(reduce, values, mask):
-    """reduce over the entries of values where mask holds and that are not NaN; NaN if none."""
-    kept = values[mask & ~np.isnan(values)]
+def _extreme(reduce, values, where):
+    """reduce over values[where] that are not NaN; NaN if there is none (or no values, or `where` is None)."""
+    if values is None or where is None:
+        return np.nan
+    kept = np.asarray(values, np.float64)[where]
+    kept = kept[~np.isnan(kept)]
     return float(reduce(kept)) if kept.size else np.nan
 
 

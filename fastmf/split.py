@@ -51,13 +51,13 @@ class SplitRun(Recorder):
 
     def __init__(self, problem: Problem, left: Factor, right: Factor, options):
         scale = Scale.of(problem.sigma_1)
+        self.keys = K.KEYS if options.spectral_every != 0 else K.KEYS[: K.N_CHEAP]  # (a record row holds these)
         super().__init__(options.max_iter, options.record_every, scale)
         self.problem, self.options = problem, options
         self.W = (left.W, right.W)
         X, Y = stack(left), stack(right)
         dtype = X.dtype
         k, r = X.shape[1], problem.rank
-        self.keys = K.KEYS if options.spectral_every != 0 else K.KEYS[: K.N_CHEAP]
         self.spectral_records = spectral_factor(r, k)  # the default spectral_every, in records
         self.X, self.Y, self.s = scale.inward(X, 0.5), scale.inward(Y, 0.5), scale.inward(problem.s, 1)
         tiny = np.finfo(dtype).tiny

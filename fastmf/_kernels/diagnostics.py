@@ -46,7 +46,6 @@ from .layout import (
     LOSS_LU_VP,
     LOSS_UP_LV,
     N_CHEAP,
-    N_KEYS,
     N_TRACKED,
     P_OP,
     Q_FRO,
@@ -245,13 +244,14 @@ def record(X, Y, s, N, GUc, M, GVc, E, t, spectral, row, D, vecs, valid, info):
     and ends up holding Up Vp^T. D is (8, n, n) float64 work with n = max(r, k); vecs
     (N_TRACKED, n) and valid (N_TRACKED,) carry the tracked eigenvectors from record to
     record. The stages pending in info[T1], info[T0] are tested exactly (`stages`); the
-    spectral columns are NaN unless `spectral`.
+    spectral columns are NaN unless `spectral`. `row` has the N_KEYS columns, or only the
+    N_CHEAP cheap ones if `spectral` is never asked.
     """
     loss = _cheap(X, Y, s, N, GUc, M, GVc, E, row)
     mark(X, Y, s, E, t, spectral, D, info)
     if spectral:
         _spectral(X, Y, s, N, GUc, M, GVc, E, row, D, vecs, valid)
     else:
-        for c in range(N_CHEAP, N_KEYS):
+        for c in range(N_CHEAP, row.shape[0]):
             row[c] = np.nan
     return loss
