@@ -109,32 +109,31 @@ def _proof_matrices(X, Y, s, D):
     aat_minus_2s(X, Y, s, k, D[0], D[6])
 
 
-@kernel(inline="always")
-def _grad_fro(X, Y, s, E, N, GUc, M, GVc, buf):
-    """||grad f||_F: the rows of X M - [s o Vp; 0] and Y N - [s o Up; 0], as Up GVc - (diag(s) - E) Vp
-    on the principal rows (E = Up Vp^T; E^T and GUc for the V side) and L_U M on the complement
-    rows, so that nothing cancels; buf (k) is work."""
+@kernel
+def _grad_side(X, Y, s, R, Gc, G, buf):
+    """||.||_F^2 of one side's gradient, X G - [s o Y[:r]; 0] with G = Y^T Y, from its rows in a
+    form that does not cancel: X[:r] Gc - R Y[:r] on the principal rows (R = diag(s) - Up Vp^T for
+    the U side, its transpose for the V side; Gc the other side's complement Gram), X[r:] G on the
+    complement rows; buf (k) is work."""
     r = s.shape[0]
     k = X.shape[1]
     total = 0.0
-    for side in range(2):
-        A, B, Gc, G = (X, Y, GVc, M) if side == 0 else (Y, X, GUc, N)
-        for i in range(A.shape[0]):
-            for b in range(k):
-                buf[b] = 0.0
-            if i < r:
-                for j in range(r):
-                    e = (s[i] if i == j else 0.0) - (E[i, j] if side == 0 else E[j, i])
-                    for b in range(k):
-                        buf[b] -= e * B[j, b]
-            W = Gc if i < r else G
-            for a in range(k):
-                x = A[i, a]
+    for i in range(X.shape[0]):
+        for b in range(k):
+            buf[b] = 0.0
+        if i < r:
+            for j in range(r):
+                e = R[i, j]
                 for b in range(k):
-                    buf[b] += x * W[a, b]
+                    buf[b] -= e * Y[j, b]
+        W = Gc if i < r else G
+        for a in range(k):
+            x = X[i, a]
             for b in range(k):
-                total += buf[b] * buf[b]
-    return np.sqrt(total)
+                buf[b] += x * W[a, b]
+        for b in range(k):
+            total += buf[b] * buf[b]
+    return total
 
 
 @kernel
@@ -233,7 +232,12 @@ def _spectral(X, Y, s, N, GUc, M, GVc, E, row, D, vecs, valid):
         row[c] = np.sqrt(max(row[c], 0.0))
     row[J_OP] *= cu
     row[K_OP] *= cv
-    row[GRAD_FRO] = _grad_fro(X, Y, s, E, N, GUc, M, GVc, T[0])
+    R, Rt = D[3], D[4]  # diag(s) - Up Vp^T and its transpose, for ||grad f||_F (one compiled _grad_side)
+    for i in range(r):
+        for j in range(r):
+            R[i, j] = (s[i] if i == j else 0.0) - E[i, j]
+            Rt[j, i] = R[i, j]
+    row[GRAD_FRO] = np.sqrt(_grad_side(X, Y, s, R, GVc, M, T[0]) + _grad_side(Y, X, s, Rt, GUc, N, T[0]))
 
 
 @kernel
