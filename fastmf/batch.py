@@ -18,8 +18,8 @@ import threading
 import numpy as np
 
 from . import _kernels as K
+from . import invariants, schedules, stages
 from . import options as settings
-from . import schedules, stages
 from ._kernels import layout as S
 from ._kernels.batch import run_batch
 from .driver import Control, drive
@@ -36,6 +36,12 @@ from .status import batch_message, from_kernel
 # available without TBB or OpenMP) aborts the process when two threads launch parallel
 # kernels at once, and each call already uses every Numba thread.
 _ONE_AT_A_TIME = threading.Lock()
+
+# The default spectral stride of a batch, in records: the eigenvalues behind the per-run extremes
+# (`fastmf.invariants`; 4 per run and spectral record, about 7 us at d = k = 10) then add about 6% to
+# a step (about 1.9 us a run on one core at d = k = 10, the loss recorded every step), and the
+# ||B||_F of every record about 3% (measured on a 2-core AMD EPYC, see `solve_batch`).
+SPECTRAL_RECORDS = 64
 
 
 class BatchRun:
@@ -79,6 +85,27 @@ class BatchRun:
         self.auto = options.record_every is None  # the stride follows the step
         self.record_every = settings.record_stride(0) if self.auto else options.record_every
         self.before_final = None
+        # the per-run extremes of the proofs' quantities (`fastmf.invariants`), carried from call to
+        # call like the state (None with spectral_every = 0: then the kernel compiles none of it)
+        r, k = problem.rank, options.k
+        self.proofs = None if options.spectral_every == 0 else {
+            "extremes": np.full((runs, S.N_EXTREMES), np.nan),
+            "proof_vecs": np.zeros((runs, S.N_PROOF_TRACKED, max(r, k))),
+            "proof_valid": np.zeros((runs, S.N_PROOF_TRACKED), np.int64),
+        }  # fmt: skip
+        # condition (2)'s factor 1 - lr sigma_d / 2 (`theory.delta_bound`); NaN: no bound (not plain GD)
+        self.rates = (
+            1.0 - np.asarray(lrs, np.float64) * float(problem.s[-1]) / 2.0 if options.plain else np.full(runs, np.nan)
+        )
+        eps = np.asarray(scales, np.float64)  # (None, for a given start: NaN)
+        self.start_ratios = invariants.start_ratios(Xs, Ys, r, problem.shape, scale.inward(eps, 0.5))
+
+    @property
+    def spectral_every(self) -> int:
+        """The stride of the eigenvalues behind the extremes: the option's, or by default every
+        `SPECTRAL_RECORDS` records."""
+        every = self.options.spectral_every
+        return self.record_every * SPECTRAL_RECORDS if every is None else every
 
     @property
     def work(self) -> int:
@@ -114,9 +141,12 @@ class BatchRun:
                 self.losses = grown
         lr_scale = self._schedule(t_stop)
         noise = self._noise(t_stop)
+        proofs = None
+        if self.proofs is not None:
+            proofs = (*self.proofs.values(), self.rates, self.spectral_every)
         with _ONE_AT_A_TIME:
             run_batch(self.Xs, self.Ys, self.s, self.inner_lrs, lr_scale, self.variant, noise, self.tol, self.step,
-                      t_stop, t_final, every, self.delta, self.summary, self.losses)  # fmt: skip
+                      t_stop, t_final, every, self.delta, self.summary, self.losses, proofs)  # fmt: skip
         self.step = t_stop
 
     def _schedule(self, t_stop: int) -> np.ndarray:
@@ -149,7 +179,7 @@ class BatchRun:
     def finish(self, status: str) -> str:
         """Record the state of the runs still going (`advance` never records the state it
         reaches); the summary before that record is what `fastmf.resume` continues from."""
-        self.before_final = self.summary.copy()
+        self.before_final = self._kernel_state()
         self._call(self.step, self.step)
         return "max_iter" if status == "done" else status
 
@@ -166,9 +196,9 @@ class BatchRun:
             steps, losses = steps[:used], self.scale.outward(self.losses[:, :used], 2)
             if self.schedule is not None:
                 step_lr = schedules.values(self.schedule, steps)
-        kept = self.summary if status == "running" else self.before_final
-        state = {"Xs": self.Xs.copy(), "Ys": self.Ys.copy(), "summary": kept.copy(), "losses": self.losses.copy(),
-                 "step": np.array(self.step)}  # fmt: skip
+        kept = self._kernel_state() if status == "running" else self.before_final
+        state = {"Xs": self.Xs.copy(), "Ys": self.Ys.copy(), "losses": self.losses.copy(), "step": np.array(self.step),
+                 "start_ratios": self.start_ratios.copy()} | kept  # fmt: skip
         if self.streams is not None:
             state["noise"] = np.array([json.dumps(stream.state()) for stream in self.streams])
         if self.schedule is not None:  # what a resume checks a schedule given again against
@@ -179,11 +209,30 @@ class BatchRun:
             status=names, final_loss=self.scale.outward(summary[:, S.FINAL_LOSS], 2), T1=stage[:, 0],
             T0=stage[:, 1], T_delta=stage[:, 2], message=batch_message(status, names, self.step), steps=steps,
             losses=losses, step_lr=step_lr, problem=self.problem, options=self.options, resume_state=state,
+            invariants=self._invariants(),
         )  # fmt: skip
+
+    def _kernel_state(self) -> dict:
+        """Copies of what the kernel carries besides the state: the summary and the extremes' arrays."""
+        return {"summary": self.summary.copy()} | {name: a.copy() for name, a in (self.proofs or {}).items()}
+
+    def _invariants(self) -> dict:
+        """The per-run columns of `fastmf.invariants` (NaN extremes without `proofs`)."""
+        extremes = np.full((self.seeds.size, S.N_EXTREMES), np.nan)
+        if self.proofs is not None:
+            pairs = zip(self.proofs["extremes"].T, invariants.EXTREME_POWERS, strict=True)
+            extremes = np.stack([self.scale.outward(col, p) for col, p in pairs], axis=1)
+        eps = np.asarray(self.scales, np.float64)
+        return invariants.summarize(extremes, self.start_ratios, eps, self.problem.rank, self.problem.shape,
+                                    self.problem.s, self.problem.dtype)  # fmt: skip
 
     def restore(self, saved: BatchResult) -> None:
         state = saved.resume_state
         self.summary[:] = state["summary"]
+        for name, a in (self.proofs or {}).items():  # (a file of an older fastmf has none: they start afresh)
+            if name in state:
+                a[:] = state[name]
+        self.start_ratios = state.get("start_ratios", np.full_like(self.start_ratios, np.nan))
         self.losses = state["losses"].copy()
         self.step = int(state["step"])
         for stream, saved_state in zip(self.streams or [], state.get("noise", []), strict=True):
@@ -197,9 +246,9 @@ class BatchRun:
 
 def solve_batch(
     problem, k=None, lr=None, max_iter=None, *, seeds, init_scale=None, start=None, tol=None, record_every=None,
-    delta=None, balance=None, update=None, precondition=None, noise=None, init=None, history: bool = False,
-    options: Options | None = None, callback=None, progress=None, time_limit=None, checkpoint=None,
-    checkpoint_every=None,
+    spectral_every=None, delta=None, balance=None, update=None, precondition=None, noise=None, init=None,
+    history: bool = False, options: Options | None = None, callback=None, progress=None, time_limit=None,
+    checkpoint=None, checkpoint_every=None,
 ) -> BatchResult:  # fmt: skip
     """GD from one random start per seed (Ye and Du 2021, eqs 6-9, as `fastmf.solve`), all runs
     advanced by one compiled kernel, parallel over runs (numba threads: `numba.set_num_threads`).
@@ -215,8 +264,15 @@ def solve_batch(
     problem : Problem or anything `Problem` accepts
         The target; its basis is computed once for all runs.
     k, max_iter, tol, record_every, delta
-        As in `fastmf.solve` (`fastmf.Options`); the spectral diagnostics are never
-        recorded (T1 and T0 do not need them).
+        As in `fastmf.solve` (`fastmf.Options`).
+    spectral_every : int, optional
+        The stride of the eigenvalues behind the per-run extremes (`BatchResult.invariants`):
+        at the recorded steps that are multiples of it (and the last); 0: none (no extremes,
+        and the kernel runs as without them). Default every `SPECTRAL_RECORDS` (64) records,
+        which costs about 10% more than 0 at d = k = 10 with every step recorded (every
+        record: about 4 times as much). Run i's extremes are those of ``fastmf.solve(...,
+        spectral_every=spectral_every)`` to rounding; the runs themselves (losses, stages,
+        states) do not depend on it, bit for bit.
     lr, init_scale : float, "theory", None or array_like
         As in `fastmf.solve`, one for all runs or one per run.
     seeds : sequence of int
@@ -246,9 +302,9 @@ def solve_batch(
     if seeds.ndim != 1 or seeds.size == 0 or seeds.dtype.kind not in "iu" or np.any(seeds < 0):
         raise ValueError("seeds must be a non-empty 1-D sequence of integers >= 0, one per run, e.g. range(1000)")
     runs = seeds.size
-    given = {"k": k, "max_iter": max_iter, "tol": tol, "record_every": record_every, "delta": delta,
-             "balance": balance, "update": update, "precondition": precondition, "noise": noise,
-             "init": init}  # fmt: skip
+    given = {"k": k, "max_iter": max_iter, "tol": tol, "record_every": record_every,
+             "spectral_every": spectral_every, "delta": delta, "balance": balance, "update": update,
+             "precondition": precondition, "noise": noise, "init": init}  # fmt: skip
     options = merged(Options, options, given)
     if options.seed is not None:
         raise ValueError("solve_batch takes one seed per run in seeds=, not options.seed; leave options.seed None")
@@ -261,7 +317,7 @@ def solve_batch(
     # the settings are resolved once per distinct (lr, init_scale), not once per seed
     resolved = {}
     for pair in dict.fromkeys(zip(lrs, scales, strict=True)):
-        given = dataclasses.replace(options, lr=pair[0], init_scale=pair[1], seed=0, spectral_every=0)
+        given = dataclasses.replace(options, lr=pair[0], init_scale=pair[1], seed=0)
         resolved[pair] = given.resolve(problem.shape, problem.sigma_1, problem.s)
     per_run = [resolved[pair] for pair in zip(lrs, scales, strict=True)]
     scheduled = callable(per_run[0].lr)  # a schedule, shared by the runs, stays in the options

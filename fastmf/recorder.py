@@ -33,7 +33,8 @@ class Recorder:
     ``_call(t_stop, t_final)``, which runs their kernel with the conventions of
     `blocks.run_blocks` (the state at step t is recorded when t % record_every == 0 and
     t < t_stop, or t == t_final) with `lrs`, `variant` and `noise`, ``keys`` (the
-    history's columns) and ``result(status)``.
+    history's columns, the first ones of `fastmf._kernels.layout.KEYS`: a record row holds
+    only those; set before ``__init__``) and ``result(status)``.
     """
 
     keys: tuple = ()
@@ -46,7 +47,7 @@ class Recorder:
         self.info = np.zeros(K.N_INFO, np.int64)
         self.info[K.T1] = self.info[K.T0] = -1
         self.steps = np.zeros(0, np.int64)
-        self.rec = np.zeros((0, K.N_KEYS))
+        self.rec = np.zeros((0, len(self.keys)))
         self.lr_rec = np.zeros(0)  # a schedule's step size at each recorded step, in the user's units
         self.final_bookkeeping = None  # the bookkeeping before the final record, once finished
         self._reserve(min(max_iter, _FIRST_RESERVE))
@@ -137,7 +138,7 @@ class Recorder:
         j = self.n_records - 1
         if j < 0:
             return {}
-        row = dict(zip(K.KEYS, self.rec[j].tolist(), strict=True))
+        row = dict(zip(self.keys, self.rec[j].tolist(), strict=True))
         return self.scale.history_outward({"step": int(self.steps[j])} | row)
 
     def finish(self, status: str) -> str:
@@ -204,7 +205,7 @@ class Recorder:
         self._reserve(0)
         history = self.scale.history_inward(history)
         self.steps[:j] = history["step"][:j]
-        for c, key in enumerate(K.KEYS):
+        for c, key in enumerate(self.keys):
             if key in history:
                 self.rec[:j, c] = history[key][:j]
         if loss is not None:
@@ -220,7 +221,7 @@ class Recorder:
         if need > have:
             size = max(need, 2 * have)
             steps = np.zeros(size, np.int64)
-            rec = np.full((size, K.N_KEYS), np.nan)
+            rec = np.full((size, len(self.keys)), np.nan)
             lr_rec = np.full(size, np.nan)
             steps[:have] = self.steps[:have]
             rec[:have] = self.rec[:have]

@@ -185,8 +185,11 @@ class SolveResult(_Split):
     status, message, n_iter, history, stages, k, init_scale, seed, success, loss
         As in `Result`. `history` holds "step" (t), "loss" (f(U_t, V_t)) and "imbalance"
         (||U_t^T U_t - V_t^T V_t||_F) and, on the split engine, the loss's four blocks and
-        the quantities of docs/maths.md section 4 (spectral ones NaN off `spectral_every`),
-        recorded every `options.record_every` steps and at the final step. `stages`: T1
+        the quantities of docs/maths.md section 4 (spectral ones NaN off `spectral_every`:
+        sigma_min_A, lambda_min_P, P_op, J_op, K_op, E_op, and those the proofs of Ye and Du
+        2021 bound: sigma_min_Up, sigma_min_Vp, lambda_max_AAt_2S = lambda_max(A A^T - 2
+        diag(s)), and grad_fro = ||grad f||_F; `fastmf._kernels.diagnostics`), recorded every
+        `options.record_every` steps and at the final step. `stages`: T1
         and T0 need the singular basis (None on the direct path and in a batch without it).
     options : fastmf.Options
         The settings the run used, every default filled in (`Options.resolve`).
@@ -209,6 +212,11 @@ class SolveResult(_Split):
     resume_state : dict or None
         What `fastmf.resume` needs besides the state: the kernel's bookkeeping before the
         final record.
+    invariants : dict or None
+        The run's extremes of what Ye and Du 2021 bound with high probability, and whether each
+        bound held throughout (`fastmf.invariants.COLUMNS`: the section 3.1 constant c0 of
+        the start, max ||B_t||_F, min sigma_d(A) from T1 on, ...), from the history (the
+        eigenvalue-based ones on the spectral stride); None on the direct path.
     """
 
     options: Options | None = None
@@ -216,6 +224,7 @@ class SolveResult(_Split):
     diverged_at: int | None = None
     resume_state: dict | None = field(default=None, repr=False)
     direct_state: dict | None = field(default=None, repr=False)
+    invariants: dict | None = field(default=None, repr=False)
 
     _options_type = Options
 
@@ -246,12 +255,13 @@ class SolveResult(_Split):
             arrays |= {"direct.U": self.direct_state["U"], "direct.V": self.direct_state["V"]}
             sigma = self.direct_state.get("sigma") or checkpoint.fingerprint(self.direct_state["Sigma"])
             return arrays, {"method": "direct", "diverged_at": self.diverged_at, "sigma": sigma}
-        return arrays, {"method": "split", "diverged_at": self.diverged_at}
+        return arrays, {"method": "split", "diverged_at": self.diverged_at, "invariants": self.invariants}
 
     @staticmethod
     def _loaded_fields(arrays: dict, meta: dict) -> dict:
         state = {key[len("run.") :]: value for key, value in arrays.items() if key.startswith("run.")}
-        fields = {"method": meta["method"], "diverged_at": meta["diverged_at"], "resume_state": state}
+        fields = {"method": meta["method"], "diverged_at": meta["diverged_at"], "resume_state": state,
+                  "invariants": meta.get("invariants")}  # fmt: skip
         if meta["method"] == "direct":
             fields["direct_state"] = {"U": arrays["direct.U"], "V": arrays["direct.V"], "sigma": meta["sigma"]}
         return fields
@@ -349,6 +359,13 @@ class BatchResult(Sequence):
         (the history's "lr"); the lr column is then NaN and ``options.lr`` is the schedule.
     message : str
         How the batch ended, in a sentence.
+    invariants : dict of ndarray
+        Per run, the extremes of what Ye and Du 2021 bound with high probability and whether
+        each bound held throughout (`fastmf.invariants.COLUMNS`): c0 and its five ratios at
+        t = 0; max_B_fro, min_sigma_A, max_lambda_AAt_2S, min_sigma_UV, c_B, c_JK,
+        max_Delta_ratio; held_AAt, held_B, held_JK, held_sigma_UV, held_Delta (bool). The
+        eigenvalue-based ones on the batch's spectral stride (`fastmf.solve_batch`), NaN (and
+        the flags True) where nothing was checked.
     problem : Problem
     options : Options
         The settings shared by the runs, resolved (lr, init_scale and seed are per run, above).
@@ -375,6 +392,7 @@ class BatchResult(Sequence):
     options: Options | None = field(default=None, repr=False)
     resume_state: dict | None = field(default=None, repr=False)
     checkpoint_every: int | None = field(default=None, repr=False)
+    invariants: dict | None = field(default=None, repr=False)
 
     _COLUMNS = ("seed", "lr", "init_scale", "n_iter", "status", "final_loss", "T1", "T0", "T_delta")
 
@@ -427,6 +445,7 @@ class BatchResult(Sequence):
             right=Factor(Y[:r], Y[r:], right.W),
             options=options,
             diverged_at=n_iter + 1 if self.status[i] == "diverged" else None,
+            invariants=None if self.invariants is None else {name: v[i].item() for name, v in self.invariants.items()},
         )
 
     @property
@@ -461,8 +480,8 @@ class BatchResult(Sequence):
         return Stages(self.T1, self.T0, self.T_delta, self.options.delta, None, rate)
 
     def table(self) -> dict:
-        """The per-run summary as columns of equal length."""
-        return {name: getattr(self, name) for name in self._COLUMNS}
+        """The per-run summary as columns of equal length: `seed` ... `T_delta`, then `invariants`."""
+        return {name: getattr(self, name) for name in self._COLUMNS} | (self.invariants or {})
 
     def to_frame(self):
         """`table` as a pandas DataFrame (pandas is an optional extra)."""
@@ -478,6 +497,7 @@ class BatchResult(Sequence):
             arrays |= {"batch.steps": self.steps, "batch.losses": self.losses}
         if self.step_lr is not None:
             arrays["batch.step_lr"] = self.step_lr
+        arrays |= {f"invariants.{name}": value for name, value in (self.invariants or {}).items()}
         meta |= {
             "result": "BatchResult", "message": self.message, "status": self.status.tolist(),
             "seed": [int(s) for s in self.seed], "options": checkpoint.options_to_json(self.options),
@@ -488,6 +508,7 @@ class BatchResult(Sequence):
     @classmethod
     def _load(cls, arrays: dict, meta: dict):
         columns = {key[len("batch.") :]: value for key, value in arrays.items() if key.startswith("batch.")}
+        proofs = {key[len("invariants.") :]: value for key, value in arrays.items() if key.startswith("invariants.")}
         return cls(
             seed=np.array(meta["seed"], dtype=np.int64),
             status=np.array(meta["status"]),
@@ -496,6 +517,7 @@ class BatchResult(Sequence):
             problem=checkpoint.problem_from(arrays, meta),
             options=checkpoint.options_from_json(Options, meta["options"]),
             resume_state={key[len("run.") :]: value for key, value in arrays.items() if key.startswith("run.")},
+            invariants=proofs or None,
             **columns,
         )
 

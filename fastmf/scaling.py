@@ -22,7 +22,7 @@ import numpy as np
 POWERS = {
     "loss": 2, "imbalance": 1, "loss_E": 2, "loss_Up_LV": 2, "loss_LU_Vp": 2, "loss_LU_LV": 2, "B_fro": 0.5,
     "Q_fro": 1, "sigma_min_A": 0.5, "lambda_min_P": 1, "P_op": 1, "J_op": 0.5, "K_op": 0.5, "E_op": 1,
-    "imbalance_drift": 1,
+    "sigma_min_Up": 0.5, "sigma_min_Vp": 0.5, "lambda_max_AAt_2S": 1, "grad_fro": 1.5, "imbalance_drift": 1,
 }  # fmt: skip
 
 

@@ -84,7 +84,8 @@ def solve(
         history (and checkpoint) keeps at most about 2**17 records however long it runs.
     spectral_every : int, optional
         Also record the spectral diagnostics (sigma_min_A, lambda_min_P, P_op, J_op, K_op,
-        E_op) at the recorded steps that are multiples of this (and the last); 0 never.
+        E_op, sigma_min_Up, sigma_min_Vp, lambda_max_AAt_2S, grad_fro) at the recorded steps
+        that are multiples of this (and the last); 0 never.
         Elsewhere they are NaN. Default record_every when the rank r of Sigma is at most
         k; when r > k (a spectral record costs O(r^3), a step O((r + k) k^2)), every
         ceil((r / k)^2) records, so that they cost about what the steps cost.
@@ -132,7 +133,8 @@ def solve(
     SolveResult
         The same type whatever engine ran: `status`, `message`, `success`, `n_iter`,
         `history`, `stages`, the resolved `options`, the final U, V (on the split engine
-        also the small final state, U and V rebuilt on first access), `save` and `to_frame`.
+        also the small final state, U and V rebuilt on first access, and `invariants`, the
+        run's extremes of what the proofs bound), `save` and `to_frame`.
     """
     given = {"k": k, "lr": lr, "max_iter": max_iter, "init_scale": init_scale, "seed": seed, "tol": tol,
              "record_every": record_every, "spectral_every": spectral_every, "delta": delta,

@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 
 from . import _kernels as K
-from . import stages, theory
+from . import invariants, stages, theory
 from .init import Factor, seed_streams, stack
 from .options import spectral_factor
 from .problem import DenseBasis, Problem
@@ -51,13 +51,13 @@ class SplitRun(Recorder):
 
     def __init__(self, problem: Problem, left: Factor, right: Factor, options):
         scale = Scale.of(problem.sigma_1)
+        self.keys = K.KEYS if options.spectral_every != 0 else K.KEYS[: K.N_CHEAP]  # (a record row holds these)
         super().__init__(options.max_iter, options.record_every, scale)
         self.problem, self.options = problem, options
         self.W = (left.W, right.W)
         X, Y = stack(left), stack(right)
         dtype = X.dtype
         k, r = X.shape[1], problem.rank
-        self.keys = K.KEYS if options.spectral_every != 0 else K.KEYS[: K.N_CHEAP]
         self.spectral_records = spectral_factor(r, k)  # the default spectral_every, in records
         self.X, self.Y, self.s = scale.inward(X, 0.5), scale.inward(Y, 0.5), scale.inward(problem.s, 1)
         tiny = np.finfo(dtype).tiny
@@ -90,6 +90,9 @@ class SplitRun(Recorder):
         self.Q = np.zeros((qr_rows, k), dtype)
         self.E, self.D, self.vecs, self.valid = diagnostic_work(r, k)
         self.E = self.E.astype(dtype)  # np.dot into E needs the state's dtype; D stays float64
+        # the section 3.1 ratios of the start (`fastmf.invariants`; restoring, `restore` puts back the saved ones)
+        eps = scale.inward(options.init_scale, 0.5)
+        self.start_ratios = invariants.start_ratios(self.X[None], self.Y[None], r, problem.shape, eps)[0]
 
     @property
     def spectral_every(self) -> int:
@@ -103,12 +106,15 @@ class SplitRun(Recorder):
 
     def bookkeeping(self) -> dict:
         """What `restore` needs beyond the state and the history (copies)."""
-        return super().bookkeeping() | {"vecs": self.vecs.copy(), "valid": self.valid.copy()}
+        return super().bookkeeping() | {
+            "vecs": self.vecs.copy(), "valid": self.valid.copy(), "start_ratios": self.start_ratios.copy()
+        }  # fmt: skip
 
     def restore(self, history: dict, bookkeeping: dict) -> None:
         """Continue a run saved as (history, bookkeeping): the inverse of `history` + `bookkeeping`."""
         self.vecs[:] = bookkeeping["vecs"]
         self.valid[:] = bookkeeping["valid"]
+        self.start_ratios = bookkeeping.get("start_ratios", np.full(len(invariants.RATIOS), np.nan))
         super().restore(history, bookkeeping)
 
     def noise_arrays(self, draws) -> tuple:
@@ -148,6 +154,10 @@ class SplitRun(Recorder):
         level = self.scale.outward(self.level, 2)
         loss = float(history["loss"][-1]) if history["loss"].size else None
         bookkeeping = self.bookkeeping() if status == "running" else self.final_bookkeeping
+        lr = options.lr if options.plain else None
+        extremes = invariants.from_history(history, T1, T0, problem.s, lr, self.X.dtype)
+        proofs = invariants.summarize(extremes, self.start_ratios, options.init_scale, r, problem.shape, problem.s,
+                                      self.X.dtype)  # fmt: skip
         return SolveResult(
             status=status,
             message=gd_message(status, self.step, bad_step, loss, options, problem.sigma_1, level),
@@ -164,6 +174,7 @@ class SplitRun(Recorder):
             method="split",
             diverged_at=bad_step if status == "diverged" else None,
             resume_state=bookkeeping,
+            invariants=proofs,
         )
 
     def _call(self, t_stop, t_final):

@@ -2,10 +2,10 @@
 
 A grid point is a spectrum problem, Sigma = diag(s) of size m x n with d singular values
 from kappa sigma_d down to sigma_d, and the settings of its runs (k, init_scale, lr,
-max_iter, tol, delta, record_every, the GD variants balance, update, precondition, noise and
-the law of the start init: named, checked and defaulted as `fastmf.options.Options` does for
-`solve`; lr may be a built-in schedule, held in the table as its NAME:ARGS text in the
-schedule column, with lr NaN); each seed is one run. The runs of a point
+max_iter, tol, delta, record_every, spectral_every, the GD variants balance, update,
+precondition, noise and the law of the start init: named, checked and defaulted as
+`fastmf.options.Options` does for `solve`; lr may be a built-in schedule, held in the table
+as its NAME:ARGS text in the schedule column, with lr NaN); each seed is one run. The runs of a point
 are split into tasks of at most `batch` seeds, each one `solve_batch` call on a Dask
 worker, and each finished task's rows are appended to the table at once
 (`fastmf.table`): a sweep killed at any moment loses only the tasks in flight, a worker
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import schedules
+from . import invariants, schedules
 from ._validate import finite_float, positive_int
 from .batch import solve_batch
 from .monitor import Monitor
@@ -37,7 +37,8 @@ from .table import open_table
 
 # The grid's parameters: name -> (column type, default), the spectrum's (None: required, or for
 # n, m) and then the settings of its runs, which `Options` checks and resolves; a setting that
-# stays None (delta without tol: no T_delta; record_every: the doubling stride) is NaN in the table.
+# stays None (delta without tol: no T_delta; record_every: the doubling stride; spectral_every: the
+# batch's default) is NaN in the table.
 _SPECTRUM = {
     "m": ("int", None),
     "n": ("int", None),
@@ -47,11 +48,13 @@ _SPECTRUM = {
     "spacing": ("str", "linear"),
 }
 _SETTINGS = {"k": "int", "init_scale": "float", "lr": "float", "max_iter": "int", "tol": "float", "delta": "float",
-             "record_every": "float", "balance": "float", "update": "str", "precondition": "float", "noise": "float",
-             "init": "str"}  # fmt: skip
+             "record_every": "float", "spectral_every": "float", "balance": "float", "update": "str",
+             "precondition": "float", "noise": "float", "init": "str"}  # fmt: skip
 PARAMETERS = {name: kind for name, (kind, _) in _SPECTRUM.items()} | _SETTINGS
 _RESULTS = {"sigma_1": "float", "n_iter": "int", "status": "str", "final_loss": "float", "T1": "float",
             "T0": "float", "T_delta": "float"}  # fmt: skip
+# then the per-run extremes of what the proofs bound (`fastmf.invariants`), the held flags as bools
+_RESULTS |= {name: "bool" if name in invariants.FLAGS else "float" for name in invariants.COLUMNS}
 # The table: what fixes a run (the parameters, the schedule and the seed), then what it gave. An lr
 # schedule's row has lr NaN and the schedule's NAME:ARGS text (`fastmf.schedules.Schedule.spec`),
 # which `fastmf.schedules.parse` reads back; a constant lr's has schedule "".
@@ -106,12 +109,13 @@ def sweep(grid, output, *, resume: bool = False, client=None, workers: int | Non
 
     Run (point, seed) is ``fastmf.solve_batch(Problem.from_spectrum(s, m, n), k, lr,
     max_iter, seeds=[seed], init_scale=init_scale, tol=tol, record_every=record_every,
-    delta=delta, balance=balance, update=update, precondition=precondition, noise=noise,
-    init=init)``, with s the d values from kappa sigma_d down to sigma_d; its row holds
-    the parameters (resolved by `Options.resolve`: defaults and "theory" filled in), the
-    schedule, the seed, sigma_1 and the run's n_iter, status, final_loss, T1, T0 and T_delta
-    (NaN if not reached). The numbers do not depend on the batch, the workers or the order
-    in which runs finish.
+    spectral_every=spectral_every, delta=delta, balance=balance, update=update,
+    precondition=precondition, noise=noise, init=init)``, with s the d values from kappa
+    sigma_d down to sigma_d; its row holds the parameters (resolved by `Options.resolve`:
+    defaults and "theory" filled in), the schedule, the seed, sigma_1 and the run's n_iter,
+    status, final_loss, T1, T0 and T_delta (NaN if not reached), then its per-run extremes
+    and held flags (`fastmf.invariants.COLUMNS`, as `fastmf.BatchResult.invariants`). The
+    numbers do not depend on the batch, the workers or the order in which runs finish.
 
     Parameters
     ----------
@@ -121,8 +125,9 @@ def sweep(grid, output, *, resume: bool = False, client=None, workers: int | Non
         Required: m, d and seeds (a count, for seeds 0, 1, ..., or a list of integers).
         Optional: n (default m), kappa (sigma_1 / sigma_d, default 1), sigma_d (default
         1), spacing ("linear" or "geometric"), and the settings k, init_scale, lr, max_iter,
-        tol, delta, record_every, balance, update, precondition, noise and init, as
-        `fastmf.solve` takes them (the same defaults; init_scale and lr may be "theory"). lr
+        tol, delta, record_every, spectral_every, balance, update, precondition, noise and
+        init, as `fastmf.solve_batch` takes them (the same defaults, NaN in the table where a
+        default follows the step; init_scale and lr may be "theory"). lr
         may also be a schedule: a built-in one (`fastmf.schedules`), its NAME:ARGS text
         ("inverse_sqrt:0.1,100") or its ``to_dict`` mapping; its rows then have lr NaN and
         the NAME:ARGS text in the schedule column ("" for a constant lr). A plain callable
@@ -211,7 +216,8 @@ def run_task(point: dict, seeds: list[int]) -> dict[str, list]:
         _use_worker_threads()
         result = solve_batch(problem, point["k"], lr, point["max_iter"], seeds=seeds,
                              init_scale=point["init_scale"], tol=point["tol"],
-                             record_every=_none(point["record_every"]), delta=_none(point["delta"]),
+                             record_every=_none(point["record_every"]),
+                             spectral_every=_none(point["spectral_every"]), delta=_none(point["delta"]),
                              balance=point["balance"], update=point["update"],
                              precondition=_none(point["precondition"]), noise=point["noise"],
                              init=point["init"])  # fmt: skip

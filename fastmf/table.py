@@ -26,8 +26,8 @@ import uuid
 
 import numpy as np
 
-# column types: "int" (int64), "float" (float64, NaN allowed), "str"
-_NUMPY = {"int": np.int64, "float": np.float64, "str": str}
+# column types: "int" (int64), "float" (float64, NaN allowed), "str", "bool" (written True or False)
+_NUMPY = {"int": np.int64, "float": np.float64, "str": str, "bool": np.bool_}
 
 
 def open_table(path, columns: dict[str, str], *, resume: bool):
@@ -130,7 +130,7 @@ class ParquetTable:
                 "or write a .csv table"
             ) from None
         self.path, self.columns, self._pa, self._pq = path, columns, pa, pq
-        types = {"int": pa.int64(), "float": pa.float64(), "str": pa.string()}
+        types = {"int": pa.int64(), "float": pa.float64(), "str": pa.string(), "bool": pa.bool_()}
         self.schema = pa.schema([(name, types[kind]) for name, kind in columns.items()])
         if not os.path.exists(path):
             return
@@ -216,8 +216,12 @@ def _shown(text) -> str:
 
 
 def _format(values, kind) -> list[str]:
-    return [repr(float(v)) if kind == "float" else str(v) for v in values]
+    return [repr(float(v)) if kind == "float" else str(bool(v)) if kind == "bool" else str(v) for v in values]
 
 
 def _parse(text: str, kind: str):
+    if kind == "bool":
+        if text not in ("True", "False"):
+            raise ValueError(f"not a bool: {text!r}")
+        return text == "True"
     return int(text) if kind == "int" else float(text) if kind == "float" else text

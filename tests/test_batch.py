@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import fastmf
-from fastmf import Problem, solve, solve_batch
+from fastmf import Problem, invariants, solve, solve_batch
 from naive import low_rank
 
 SPECTRUM = Problem.from_spectrum(np.geomspace(3.0, 1.0, 4), 1000, 800)
@@ -82,16 +82,20 @@ def test_threads_and_batch_size_change_nothing():
     for single, i in zip(singles, seeds[::7], strict=True):
         np.testing.assert_array_equal(single.losses[0], whole.losses[i])
         assert single.T1[0] == whole.T1[i] and single.final_loss[0] == whole.final_loss[i]
+        for name, col in single.invariants.items():  # the extremes too, bit for bit
+            np.testing.assert_array_equal(col[0], whole.invariants[name][i], err_msg=name)
 
 
 def test_table_and_frame():
     batch = solve_batch(SPECTRUM, 4, 0.1, 50, seeds=range(3))
     table = batch.table()
-    assert list(table) == ["seed", "lr", "init_scale", "n_iter", "status", "final_loss", "T1", "T0", "T_delta"]
+    summary = ["seed", "lr", "init_scale", "n_iter", "status", "final_loss", "T1", "T0", "T_delta"]
+    assert list(table) == summary + list(invariants.COLUMNS)
     assert all(len(col) == 3 for col in table.values()) and batch.losses is None
+    assert all(table[name].dtype == bool for name in invariants.FLAGS)
     pd = pytest.importorskip("pandas")
     frame = batch.to_frame()
-    assert isinstance(frame, pd.DataFrame) and frame.shape == (3, 9)
+    assert isinstance(frame, pd.DataFrame) and frame.shape == (3, 9 + len(invariants.COLUMNS))
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ LANES = K.LANES
 
 
 def test_every_record_column_has_its_name():
-    assert K.N_KEYS == len(K.KEYS) == K.N_CHEAP + K.N_TRACKED
+    assert K.N_KEYS == len(K.KEYS) == K.N_CHEAP + K.N_TRACKED + 1 and K.KEYS[-1] == "grad_fro"
     for c, key in enumerate(K.KEYS):
         assert getattr(K, key.upper()) == c, key
     info = (K.STEP, K.N_RECORDS, K.STATUS, K.BAD_STEP, K.T1, K.T0)

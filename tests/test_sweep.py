@@ -17,7 +17,7 @@ import fastmf
 import fastmf.options
 import fastmf.sweeps
 import fastmf.table
-from fastmf import schedules, theory
+from fastmf import invariants, schedules, theory
 from fastmf.cli import main
 from fastmf.sweeps import COLUMNS, grid_points, run_task, sweep
 
@@ -53,12 +53,13 @@ def _expected(point, seeds):
     space = np.linspace if point["spacing"] == "linear" else np.geomspace
     s = space(point["kappa"] * point["sigma_d"], point["sigma_d"], point["d"])
     problem = fastmf.Problem.from_spectrum(s, point["m"], point["n"])
-    delta, record_every = (None if np.isnan(point[name]) else point[name] for name in ("delta", "record_every"))
+    delta, record_every, spectral_every = (None if np.isnan(point[name]) else point[name]
+                                           for name in ("delta", "record_every", "spectral_every"))  # fmt: skip
     lr = schedules.parse(point["schedule"]) if point["schedule"] else point["lr"]
     return [
         fastmf.solve(problem, k=point["k"], lr=lr, max_iter=point["max_iter"], seed=seed,
                      init_scale=point["init_scale"], tol=point["tol"], record_every=record_every, delta=delta,
-                     spectral_every=0)
+                     spectral_every=spectral_every or 0)
         for seed in seeds
     ]  # fmt: skip
 
@@ -73,6 +74,9 @@ def _check_rows_against_solve(table, point, seeds):
             assert table[name][i] == value if value is not None else np.isnan(table[name][i])
         np.testing.assert_allclose(table["final_loss"][i], run.loss, rtol=1e-8, atol=1e-12 * run.history["loss"][0])
         assert table["sigma_1"][i] == run.problem.sigma_1
+        if not np.isnan(point["spectral_every"]):  # the per-run extremes, at solve's spectral stride
+            for name, value in run.invariants.items():
+                np.testing.assert_allclose(table[name][i], value, rtol=1e-8, err_msg=name)
 
 
 def test_grid_points_resolve_defaults_theory_and_unions():
@@ -130,10 +134,11 @@ def test_bad_grids_name_the_parameter(grid, error, match, tmp_path):
 def test_rows_are_solves_runs():
     point, _ = grid_points({"m": 300, "n": 200, "d": 4, "kappa": 3, "spacing": "geometric", "k": 6, "lr": 0.08,
                             "init_scale": 1e-5, "max_iter": 900, "tol": 1e-22, "delta": 1e-9, "record_every": 4,
-                            "seeds": 1})[0]  # fmt: skip
+                            "spectral_every": 8, "seeds": 1})[0]  # fmt: skip
     seeds = [11, 3, 5]
     rows = run_task(point, seeds)
     assert list(rows) == list(COLUMNS) and rows["seed"] == seeds
+    assert list(COLUMNS)[-len(invariants.COLUMNS) :] == list(invariants.COLUMNS)
     table = {name: np.array(values) for name, values in rows.items()}
     _check_rows_against_solve(table, point, seeds)
 

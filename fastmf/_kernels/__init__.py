@@ -22,10 +22,12 @@ from .layout import (
     DIVERGED,
     E_OP,
     FINAL_LOSS,
+    GRAD_FRO,
     IMBALANCE,
     J_OP,
     K_OP,
     KEYS,
+    LAMBDA_MAX_AAT_2S,
     LAMBDA_MIN_P,
     LOSS,
     LOSS_E,
@@ -43,6 +45,8 @@ from .layout import (
     Q_FRO,
     RUNNING,
     SIGMA_MIN_A,
+    SIGMA_MIN_UP,
+    SIGMA_MIN_VP,
     STATUS,
     STEP,
     T0,
@@ -54,9 +58,9 @@ from .layout import (
 blas.bind(os.environ.get("FASTMF_BLAS", ""))
 
 __all__ = [
-    "BAD_STEP", "B_FRO", "CONVERGED", "DIVERGED", "E_OP", "FINAL_LOSS", "IMBALANCE", "J_OP", "KEYS", "K_OP",
-    "LAMBDA_MIN_P", "LANES", "LOSS", "LOSS_E", "LOSS_LU_LV", "LOSS_LU_VP", "LOSS_UP_LV", "N_CHEAP", "N_INFO", "N_ITER",
-    "N_KEYS", "N_RECORDS", "N_SUMMARY", "N_TRACKED", "P_OP", "Q_FRO", "RUNNING", "SIGMA_MIN_A", "STATUS", "STEP", "T0",
-    "T1", "T_DELTA", "absmax", "block_rows", "cache_dir", "flow_rhs", "norm2", "run_batch", "run_blocks", "run_direct",
-    "state_record",
+    "BAD_STEP", "B_FRO", "CONVERGED", "DIVERGED", "E_OP", "FINAL_LOSS", "GRAD_FRO", "IMBALANCE", "J_OP", "KEYS",
+    "K_OP", "LAMBDA_MAX_AAT_2S", "LAMBDA_MIN_P", "LANES", "LOSS", "LOSS_E", "LOSS_LU_LV", "LOSS_LU_VP", "LOSS_UP_LV",
+    "N_CHEAP", "N_INFO", "N_ITER", "N_KEYS", "N_RECORDS", "N_SUMMARY", "N_TRACKED", "P_OP", "Q_FRO", "RUNNING",
+    "SIGMA_MIN_A", "SIGMA_MIN_UP", "SIGMA_MIN_VP", "STATUS", "STEP", "T0", "T1", "T_DELTA", "absmax", "block_rows",
+    "cache_dir", "flow_rhs", "norm2", "run_batch", "run_blocks", "run_direct", "state_record",
 ]  # fmt: skip

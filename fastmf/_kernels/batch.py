@@ -10,7 +10,9 @@ threads, the batch size or its place in the batch. They equal `fastmf.solve`'s t
 (its products are BLAS's, summed in another order).
 
 Recorded at each recorded step: the loss (as `diagnostics.record`: the four blocks in the
-split form) and the stage tests (`stages.passes_lanes`, the batch side of `stages.mark`).
+split form) and the stage tests (`stages.passes_lanes`, the batch side of `stages.mark`); with
+`proofs`, the per-run extremes of the quantities the proofs bound (`layout.EXT_B` ...; `_prove`),
+from the same formulas as `diagnostics.record`, lane by lane, on the spectral stride.
 A run advanced in several calls follows exactly the trajectory and records of one call:
 each call starts from the state alone (its Grams are a function of it).
 """
@@ -20,14 +22,24 @@ from numba import prange
 
 from ._jit import kernel
 from .blocks import _due
+from .diagnostics import aat_minus_2s, residual_gram, resolution
 from .fpmode import mode_on, mode_restore
 from .layout import (
     ALTERNATING,
     BALANCE,
     CONVERGED,
     DIVERGED,
+    EXT_AAT,
+    EXT_B,
+    EXT_B_T0,
+    EXT_DELTA,
+    EXT_J,
+    EXT_K,
+    EXT_SIGMA_A,
+    EXT_UV,
     FINAL_LOSS,
     N_ITER,
+    N_PROOF_TRACKED,
     PRECONDITION,
     RUNNING,
     STATUS,
@@ -35,7 +47,8 @@ from .layout import (
     T1,
     T_DELTA,
 )
-from .stages import passes_lanes
+from .spectral import extreme_eig
+from .stages import gram_A, passes_lanes
 
 LANES = 32
 
@@ -321,10 +334,106 @@ def _overflows(N, M, summary, active, diverged, t, unrecorded):
                 summary[q, N_ITER] = t + 1
 
 
+@kernel(inline="always")
+def _raise(e, c, v):
+    """e[c] = max(e[c], v), a NaN e[c] being "nothing yet" and a NaN v no value."""
+    if v > e[c] or e[c] != e[c]:
+        e[c] = v
+
+
+@kernel(inline="always")
+def _lower(e, c, v):
+    """e[c] = min(e[c], v), as `_raise`."""
+    if v < e[c] or e[c] != e[c]:
+        e[c] = v
+
+
+@kernel
+def _lane_copy(src, q, rows, cols, dst):
+    """dst[:rows, :cols] = src[:rows, :cols, q] in float64."""
+    for i in range(rows):
+        for j in range(cols):
+            dst[i, j] = src[i, j, q]
+
+
+# the tracked slots of `_prove`: sigma_d(A), lambda_max(A A^T - 2 diag(s)), ||J||_op, ||K||_op, sigma_d(Up),
+# sigma_d(Vp), Delta_t: the extreme each goes to, whether it is the largest eigenvalue, its square root, the least
+_EXTREME = (EXT_SIGMA_A, EXT_AAT, EXT_J, EXT_K, EXT_UV, EXT_UV, EXT_DELTA)
+_LARGEST = (False, True, True, True, False, False, True)
+_ROOT = (True, False, True, True, True, True, True)
+_LOWER = (True, False, False, False, True, True, False)
+
+
+@kernel
+def _prove(X, Y, s, E, Nc, Mc, t, spectral, lanes_in, before0, pend1, pend0, summary, proofs, lo, PW):
+    """The extremes (`layout.EXT_B` ...) of the lanes in `lanes_in` at their record of step t,
+    with the stages as that record left them (pend1, pend0) and before0: was T0 pending before
+    it (so t <= T0)? ||B_t||_F at every record; with `spectral`, the eigenvalues lane by lane
+    (`spectral.extreme_eig`, the lane's tracked vectors) of the matrices `diagnostics.record`
+    takes them from: sigma_d(A) from T1 on; lambda_max(A A^T - 2 diag(s)), ||J||_op, ||K||_op
+    up to T0; sigma_d(Up), sigma_d(Vp) and Delta_t / delta_bound(t) from T0 on while the bound
+    is above the resolution of Delta, 1e3 eps ||s|| (eps of the state's dtype). E = Up Vp^T
+    (r x r x lanes), Nc, Mc the complement Grams; lane q is run lo + q of `proofs`; PW (8, n,
+    max(n, lanes)) float64 work."""
+    ext, vecs, valid, rates = proofs[0], proofs[1], proofs[2], proofs[3]
+    r = s.shape[0]
+    k = X.shape[1]
+    p = min(r, k)
+    res = resolution(s)
+    floor = res * np.finfo(X.dtype).eps / 2.220446049250313e-16  # Delta's resolution in the state's dtype
+    sizes = (p, r, k, k, p, p, r)
+    floors = (res, res, 0.0, 0.0, res, res, res * res)
+    Up, Vp, G, S, W, L, Eq = PW[0], PW[1], PW[2], PW[3], PW[4], PW[5], PW[6]
+    b2 = PW[7, 0, : lanes_in.size]  # ||B||_F^2 lane by lane
+    b2[:] = 0.0
+    for i in range(r):
+        for c in range(k):
+            for q in range(lanes_in.size):
+                d = 0.5 * (X[i, c, q] - Y[i, c, q])  # as `diagnostics.record` sums it
+                b2[q] += d * d
+    for q in range(lanes_in.size):
+        if not lanes_in[q]:
+            continue
+        e, v, ok = ext[lo + q], vecs[lo + q], valid[lo + q]
+        _raise(e, EXT_B, np.sqrt(b2[q]))
+        if before0[q]:
+            _raise(e, EXT_B_T0, np.sqrt(b2[q]))
+        if not spectral:
+            continue
+        _lane_copy(X, q, r, k, Up)
+        _lane_copy(Y, q, r, k, Vp)
+        bound = 0.4 * s[r - 1] * rates[lo + q] ** (t - summary[q, T0])
+        after0 = not pend0[q]
+        # (below the floor, Delta_t is rounding: nothing to check)
+        wanted = (not pend1[q], before0[q], before0[q], before0[q], after0, after0, after0 and bound > floor)
+        for slot in range(N_PROOF_TRACKED):  # one call site: numba compiles extreme_eig once
+            if not wanted[slot]:
+                continue
+            if slot == 0 or slot >= 4 and slot < 6:  # the Gram of A, Up or Vp (`diagnostics._proof_matrices`)
+                gram_A(Vp if slot == 5 else Up, Up if slot == 4 else Vp, r, k, G, S)
+            elif slot == 1:
+                aat_minus_2s(Up, Vp, s, k, G, S)
+            elif slot < 4:
+                _lane_copy(Nc if slot == 2 else Mc, q, k, k, G)
+            else:
+                _lane_copy(E, q, r, r, Eq)
+                residual_gram(Eq, s, W, G)
+            value = extreme_eig(G, sizes[slot], _LARGEST[slot], floors[slot], v[slot], ok, slot, S, W, L)
+            if _ROOT[slot]:
+                value = np.sqrt(max(value, 0.0))
+            if slot == 6:
+                value /= bound
+            c = _EXTREME[slot]
+            if _LOWER[slot]:
+                _lower(e, c, value)
+            else:
+                _raise(e, c, value)
+
+
 @kernel
 def _run_block(Xs, Ys, s, lrs, lr_scale, variant, noise, tol, t_start, t_stop, t_final, record_every, delta, summary,
-               losses):  # fmt: skip
-    """Runs the runs of one block (at most LANES) as lanes; see run_batch."""
+               losses, proofs, lo):  # fmt: skip
+    """Runs the runs of one block (at most LANES) as lanes, runs lo: of `proofs`; see run_batch."""
     lanes, rows, k = Xs.shape
     active = np.empty(lanes, np.bool_)
     pend1 = np.empty(lanes, np.bool_)
@@ -360,6 +469,10 @@ def _run_block(Xs, Ys, s, lrs, lr_scale, variant, noise, tol, t_start, t_stop, t
     alternating = False
     if variant is not None:
         alternating = variant[ALTERNATING] != 0
+    if proofs is not None:
+        was_active = np.empty(lanes, np.bool_)
+        before0 = np.empty(lanes, np.bool_)
+        PW = np.empty((8, n, max(n, lanes)))
     _grams(X, r, N, Nc)
     _grams(Y, r, M, Mc)
     t = t_start
@@ -367,7 +480,15 @@ def _run_block(Xs, Ys, s, lrs, lr_scale, variant, noise, tol, t_start, t_stop, t
         if _due(t, t_stop, t_final, record_every):
             _record(X, Y, s, N, M, Nc, Mc, W, loss, pend1, pend0, ok1, ok0)
             j = t // record_every if t % record_every == 0 else t_final // record_every + 1
+            if proofs is not None:
+                for q in range(lanes):
+                    was_active[q] = active[q]
+                    before0[q] = pend0[q]
             _note(summary, losses, j, t, loss, active, pend1, pend0, ok1, ok0, delta, tol)
+            if proofs is not None:
+                every = proofs[4]
+                spectral = every > 0 and (t % every == 0 or t == t_final)
+                _prove(X, Y, s, W[0], Nc, Mc, t, spectral, was_active, before0, pend1, pend0, summary, proofs, lo, PW)
         if t >= t_stop or not active.any():
             break
         factor = lr_scale[min(t - t_start, lr_scale.size - 1)]
@@ -386,6 +507,8 @@ def _run_block(Xs, Ys, s, lrs, lr_scale, variant, noise, tol, t_start, t_stop, t
         _overflows(Nn, Mn, summary, active, diverged, t, not _due(t, t_stop, t_final, record_every))
         if diverged.any():  # its loss, as `fastmf.solve` records the state it returns (no stage
             _record(X, Y, s, N, M, Nc, Mc, W, loss, pend1, pend0, ok1, ok0)  # test: it may have exploded)
+            if proofs is not None:  # the extremes take that record, as solve's history does
+                _prove(X, Y, s, W[0], Nc, Mc, t, proofs[4] > 0, diverged, pend0, pend1, pend0, summary, proofs, lo, PW)
             for q in range(lanes):
                 if diverged[q]:
                     summary[q, FINAL_LOSS] = loss[q]
@@ -413,7 +536,7 @@ def _run_block(Xs, Ys, s, lrs, lr_scale, variant, noise, tol, t_start, t_stop, t
 
 @kernel(nogil=False, parallel=True)
 def run_batch(Xs, Ys, s, lrs, lr_scale, variant, noise, tol, t_start, t_stop, t_final, record_every, delta, summary,
-              losses):  # fmt: skip
+              losses, proofs=None):  # fmt: skip
     """Advance run i of GD from step t_start to t_stop, from (Xs[i], Ys[i]) with step sizes
     lrs[i] * lr_scale[...], in blocks of LANES runs; a run split into calls [0, a], [a, b], ...
     records exactly what one call [0, t_final] records.
@@ -442,6 +565,14 @@ def run_batch(Xs, Ys, s, lrs, lr_scale, variant, noise, tol, t_start, t_stop, t_
     losses : (runs, n_cols) float64 out: the record of step t to column t // record_every,
         or t_final // record_every + 1 for an off-stride t_final, where that is < n_cols
         ((runs, 0): keep none).
+    proofs : (extremes, vecs, valid, rates, spectral_every) or None
+        The per-run extremes of the proofs' quantities, in and out (`_prove`): extremes (runs,
+        `layout.N_EXTREMES`) float64, NaN until a step is checked; vecs (runs,
+        `layout.N_PROOF_TRACKED`, max(r, k)) float64 and valid (runs, N_PROOF_TRACKED) int64,
+        the tracked eigenvectors (zeros to start; carried from call to call like the state);
+        rates (runs,) float64, 1 - lr sigma_d / 2 of each run (NaN: no Delta bound); the
+        eigenvalues are taken at the recorded steps that are multiples of spectral_every (and
+        t_final; 0: never, ||B||_F only). None: nothing of it compiled.
     """
     runs = Xs.shape[0]
     n_blocks = (runs + LANES - 1) // LANES
@@ -451,9 +582,9 @@ def run_batch(Xs, Ys, s, lrs, lr_scale, variant, noise, tol, t_start, t_stop, t_
         hi = min(runs, lo + LANES)
         if noise is None:
             _run_block(Xs[lo:hi], Ys[lo:hi], s, lrs[lo:hi], lr_scale, variant, None, tol, t_start, t_stop, t_final,
-                       record_every, delta, summary[lo:hi], losses[lo:hi])  # fmt: skip
+                       record_every, delta, summary[lo:hi], losses[lo:hi], proofs, lo)  # fmt: skip
         else:
             block = (noise[0][lo:hi], noise[1][lo:hi], noise[2][lo:hi], noise[3][lo:hi])
             _run_block(Xs[lo:hi], Ys[lo:hi], s, lrs[lo:hi], lr_scale, variant, block, tol, t_start, t_stop, t_final,
-                       record_every, delta, summary[lo:hi], losses[lo:hi])  # fmt: skip
+                       record_every, delta, summary[lo:hi], losses[lo:hi], proofs, lo)  # fmt: skip
         mode_restore(mode)

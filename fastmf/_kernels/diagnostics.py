@@ -9,15 +9,23 @@ and Q come free with the product Up Vp^T the loss already forms (the work array 
     loss_E, loss_Up_LV, loss_LU_Vp,       the four blocks of the loss, each 1/2 ||.||_F^2
     loss_LU_LV, B_fro, Q_fro              (exact)
     sigma_min_A, lambda_min_P, P_op,      spectral, certified (spectral.py): eigenvalues of
-    J_op, K_op, E_op                      the matrix M behind them to 1e-12 ||M||_F, or to
-                                          2.2e-13 ||s|| for A A^T and P (2.2e-13 ||s|| for
-                                          E_op) when that is larger; NaN off the spectral stride
+    J_op, K_op, E_op, sigma_min_Up,       the matrix M behind them to 1e-12 ||M||_F, or to
+    sigma_min_Vp, lambda_max_AAt_2S       2.2e-13 ||s|| for A A^T, P, the Grams of Up and Vp and
+                                          A A^T - 2 diag(s) (2.2e-13 ||s|| for E_op) when that
+                                          is larger; NaN off the spectral stride
+    grad_fro                              spectral (it costs about a step), exact
 
 sigma_min_A is the smallest of the min(r, k) singular values of A (square root of the
 smallest eigenvalue of A A^T or A^T A), J_op and K_op the largest singular values of
 L_U and L_V (relative accuracy kept down to the smallest doubles for a compressed
 complement; a full one reads 0 once its Gram underflows, below about 1e-154),
-E_op = ||Sigma - U V^T||_op restricted to the principal block.
+E_op = ||Sigma - U V^T||_op restricted to the principal block (Delta_t of Ye and Du 2021,
+section 3.3), sigma_min_Up and sigma_min_Vp the smallest of the min(r, k) singular values of Up
+and Vp (condition (3) there), lambda_max_AAt_2S the largest eigenvalue of A A^T - 2 diag(s)
+(Theorem 3.1 keeps it <= 0 up to T0), and grad_fro = ||grad f||_F = (||grad_U f||_F^2 +
+||grad_V f||_F^2)^(1/2), from the rows of X M - [s o Vp; 0] in a form that does not cancel:
+-(diag(s) - Up Vp^T) Vp + Up GVc on the principal rows, L_U M on the complement ones (an
+orthonormal frame keeps the norms), and alike for V.
 """
 
 import numpy as np
@@ -27,6 +35,7 @@ from .blas import gemm
 from .layout import (
     B_FRO,
     E_OP,
+    GRAD_FRO,
     IMBALANCE,
     J_OP,
     K_OP,
@@ -37,20 +46,94 @@ from .layout import (
     LOSS_LU_VP,
     LOSS_UP_LV,
     N_CHEAP,
-    N_KEYS,
     N_TRACKED,
     P_OP,
     Q_FRO,
     SIGMA_MIN_A,
+    SIGMA_MIN_UP,
+    SIGMA_MIN_VP,
 )
 from .spectral import extreme_eig, gram
-from .stages import mark
+from .stages import gram_A, mark
 
 # the matrix behind each tracked eigenvalue (column N_CHEAP + slot of a row), in the work D:
 # lambda_min(A A^T), lambda_min(P), lambda_max(P), lambda_max(GUc), lambda_max(GVc), lambda_max(E^T E),
-# of D[1], D[0], D[0], D[5], D[6], D[2]
-_MATRIX = (1, 0, 0, 5, 6, 2)
-_LARGEST = (False, False, True, True, True, True)
+# of D[1], D[0], D[0], D[5], D[6], D[2]; then, formed where those were once they are taken
+# (`_proof_matrices`), lambda_min of the Grams of Up and Vp and lambda_max(A A^T - 2 diag(s)),
+# in D[2], D[5], D[0]
+_MATRIX = (1, 0, 0, 5, 6, 2, 2, 5, 0)
+_LARGEST = (False, False, True, True, True, True, False, False, True)
+_FIRST_PROOF_SLOT = SIGMA_MIN_UP - N_CHEAP
+
+
+@kernel(inline="always")
+def resolution(s):
+    """The resolution of the r x r matrices formed from Up Vp^T or A A^T: 1e3 eps ||s||."""
+    res = 0.0
+    for i in range(s.shape[0]):
+        res += float(s[i]) ** 2
+    return 1e3 * 2.220446049250313e-16 * np.sqrt(res)
+
+
+@kernel(inline="always")
+def aat_minus_2s(X, Y, s, k, out, T):
+    """out[:r, :r] = A A^T - 2 diag(s), A = (Up + Vp) / 2 (r x k; A^T in T, summed as `stages.gram_A`)."""
+    r = s.shape[0]
+    for i in range(r):
+        for c in range(k):
+            T[c, i] = 0.5 * (X[i, c] + Y[i, c])
+    gram(T, k, r, out)
+    for i in range(r):
+        out[i, i] -= 2.0 * s[i]
+
+
+@kernel(inline="always")
+def residual_gram(E, s, T, EE):
+    """EE = R^T R for R = diag(s) - E (r x r; E = Up Vp^T), whose largest eigenvalue is Delta^2; R in T."""
+    r = s.shape[0]
+    for i in range(r):
+        for j in range(r):
+            T[i, j] = -E[i, j]
+        T[i, i] += s[i]
+    gram(T, r, r, EE)
+
+
+@kernel(inline="always")
+def _proof_matrices(X, Y, s, D):
+    """The matrices of the last three tracked slots in D[2], D[5], D[0] (D[6] work): the Grams of
+    Up and Vp (`stages.gram_A` of (X, X) is that of Up exactly: (X + X) / 2 = X) and A A^T - 2 diag(s)."""
+    r = s.shape[0]
+    k = X.shape[1]
+    gram_A(X, X, r, k, D[2], D[6])
+    gram_A(Y, Y, r, k, D[5], D[6])
+    aat_minus_2s(X, Y, s, k, D[0], D[6])
+
+
+@kernel
+def _grad_side(X, Y, s, R, Gc, G, buf):
+    """||.||_F^2 of one side's gradient, X G - [s o Y[:r]; 0] with G = Y^T Y, from its rows in a
+    form that does not cancel: X[:r] Gc - R Y[:r] on the principal rows (R = diag(s) - Up Vp^T for
+    the U side, its transpose for the V side; Gc the other side's complement Gram), X[r:] G on the
+    complement rows; buf (k) is work."""
+    r = s.shape[0]
+    k = X.shape[1]
+    total = 0.0
+    for i in range(X.shape[0]):
+        for b in range(k):
+            buf[b] = 0.0
+        if i < r:
+            for j in range(r):
+                e = R[i, j]
+                for b in range(k):
+                    buf[b] -= e * Y[j, b]
+        W = Gc if i < r else G
+        for a in range(k):
+            x = X[i, a]
+            for b in range(k):
+                buf[b] += x * W[a, b]
+        for b in range(k):
+            total += buf[b] * buf[b]
+    return total
 
 
 @kernel
@@ -122,39 +205,39 @@ def _cheap(X, Y, s, N, GUc, M, GVc, E, row):
 
 
 @kernel(inline="always")
-def _spectral(X, Y, s, GUc, GVc, E, row, D, vecs, valid):
+def _spectral(X, Y, s, N, GUc, M, GVc, E, row, D, vecs, valid):
     """row[N_CHEAP:], the certified extreme eigenvalues (`spectral.extreme_eig`), from E and
     the P and Gram of A that `stages.mark` left in D."""
     r = s.shape[0]
     k = X.shape[1]
     p = min(r, k)
     EE, W, L, T = D[2], D[3], D[4], D[7]
-    for i in range(r):  # diag(s) - E in T, then EE = its Gram
-        for j in range(r):
-            T[i, j] = -E[i, j]
-        T[i, i] += s[i]
-    gram(T, r, r, EE)
+    residual_gram(E, s, T, EE)
     cu = _complement_gram(X, r, GUc, D[5], T)
     cv = _complement_gram(Y, r, GVc, D[6], T)
-    sizes = (p, r, r, k, k, r)
+    sizes = (p, r, r, k, k, r, p, p, r)
     # resolution of the matrices formed from Up Vp^T (rounding ~ eps ||s||); the complement
     # Grams are formed directly and keep their relative accuracy however small they get
-    res = 0.0
-    for i in range(r):
-        res += float(s[i]) ** 2
-    res = 1e3 * 2.220446049250313e-16 * np.sqrt(res)
-    floors = (res, res, res, 0.0, 0.0, res * res)
+    res = resolution(s)
+    floors = (res, res, res, 0.0, 0.0, res * res, res, res, res)
     for slot in range(N_TRACKED):  # one call site: numba compiles extreme_eig once, not per literal slot
-        M = D[_MATRIX[slot]]
+        if slot == _FIRST_PROOF_SLOT:
+            _proof_matrices(X, Y, s, D)
         row[N_CHEAP + slot] = extreme_eig(
-            M, sizes[slot], _LARGEST[slot], floors[slot], vecs[slot], valid, slot, T, W, L
+            D[_MATRIX[slot]], sizes[slot], _LARGEST[slot], floors[slot], vecs[slot], valid, slot, T, W, L
         )
     lo, hi = row[LAMBDA_MIN_P], row[P_OP]  # lambda_min(P), lambda_max(P)
     row[P_OP] = max(abs(lo), abs(hi))
-    for c in (SIGMA_MIN_A, J_OP, K_OP, E_OP):  # eigenvalues of Grams -> singular values
+    for c in (SIGMA_MIN_A, J_OP, K_OP, E_OP, SIGMA_MIN_UP, SIGMA_MIN_VP):  # eigenvalues of Grams -> singular values
         row[c] = np.sqrt(max(row[c], 0.0))
     row[J_OP] *= cu
     row[K_OP] *= cv
+    R, Rt = D[3], D[4]  # diag(s) - Up Vp^T and its transpose, for ||grad f||_F (one compiled _grad_side)
+    for i in range(r):
+        for j in range(r):
+            R[i, j] = (s[i] if i == j else 0.0) - E[i, j]
+            Rt[j, i] = R[i, j]
+    row[GRAD_FRO] = np.sqrt(_grad_side(X, Y, s, R, GVc, M, T[0]) + _grad_side(Y, X, s, Rt, GUc, N, T[0]))
 
 
 @kernel
@@ -165,13 +248,14 @@ def record(X, Y, s, N, GUc, M, GVc, E, t, spectral, row, D, vecs, valid, info):
     and ends up holding Up Vp^T. D is (8, n, n) float64 work with n = max(r, k); vecs
     (N_TRACKED, n) and valid (N_TRACKED,) carry the tracked eigenvectors from record to
     record. The stages pending in info[T1], info[T0] are tested exactly (`stages`); the
-    spectral columns are NaN unless `spectral`.
+    spectral columns are NaN unless `spectral`. `row` has the N_KEYS columns, or only the
+    N_CHEAP cheap ones if `spectral` is never asked.
     """
     loss = _cheap(X, Y, s, N, GUc, M, GVc, E, row)
     mark(X, Y, s, E, t, spectral, D, info)
     if spectral:
-        _spectral(X, Y, s, GUc, GVc, E, row, D, vecs, valid)
+        _spectral(X, Y, s, N, GUc, M, GVc, E, row, D, vecs, valid)
     else:
-        for c in range(N_CHEAP, N_KEYS):
+        for c in range(N_CHEAP, row.shape[0]):
             row[c] = np.nan
     return loss

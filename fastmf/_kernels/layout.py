@@ -24,18 +24,32 @@ FINAL_LOSS = 1  # the last recorded loss (a diverged run: the loss of its last f
 T_DELTA = 3  # the first recorded step with loss <= delta, -1 until then
 N_SUMMARY = 6
 
+# extremes[q] of batch run q (batch.run_batch with `proofs`; `fastmf.invariants` for their meaning),
+# in internal units, NaN until a step is checked: max ||B_t||_F over every record and over t <= T0,
+# min sigma_d(A) over t >= T1, max lambda_max(A A^T - 2 diag(s)), ||J||_op, ||K||_op over t <= T0,
+# min of sigma_d(Up), sigma_d(Vp) over t >= T0, max Delta_t / delta_bound(t) over t >= T0 (the last
+# five on the spectral stride)
+EXT_B, EXT_B_T0, EXT_SIGMA_A, EXT_AAT, EXT_J, EXT_K, EXT_UV, EXT_DELTA = range(8)
+N_EXTREMES = 8
+# the batch's tracked eigenvectors, one per eigenvalue behind them: sigma_d(A), lambda_max(A A^T -
+# 2 diag(s)), ||J||_op, ||K||_op, sigma_d(Up), sigma_d(Vp), ||diag(s) - Up Vp^T||_op
+N_PROOF_TRACKED = 7
+
 # the columns of a record row (diagnostics.record; direct.run_direct writes the first two)
 KEYS = (
     "loss", "imbalance", "loss_E", "loss_Up_LV", "loss_LU_Vp", "loss_LU_LV", "B_fro", "Q_fro",
-    "sigma_min_A", "lambda_min_P", "P_op", "J_op", "K_op", "E_op",
+    "sigma_min_A", "lambda_min_P", "P_op", "J_op", "K_op", "E_op", "sigma_min_Up", "sigma_min_Vp",
+    "lambda_max_AAt_2S", "grad_fro",
 )  # fmt: skip
 N_KEYS = len(KEYS)
 (LOSS, IMBALANCE, LOSS_E, LOSS_UP_LV, LOSS_LU_VP, LOSS_LU_LV, B_FRO, Q_FRO,
- SIGMA_MIN_A, LAMBDA_MIN_P, P_OP, J_OP, K_OP, E_OP) = range(N_KEYS)  # fmt: skip
+ SIGMA_MIN_A, LAMBDA_MIN_P, P_OP, J_OP, K_OP, E_OP, SIGMA_MIN_UP, SIGMA_MIN_VP,
+ LAMBDA_MAX_AAT_2S, GRAD_FRO) = range(N_KEYS)  # fmt: skip
 N_CHEAP = SIGMA_MIN_A  # KEYS[:N_CHEAP] need no eigenvalue
-# the spectral columns come from one tracked extreme eigenvalue each (diagnostics.record),
-# whose eigenvectors are carried from record to record
-N_TRACKED = N_KEYS - N_CHEAP
+# the spectral columns KEYS[N_CHEAP:GRAD_FRO] come from one tracked extreme eigenvalue each
+# (diagnostics.record), whose eigenvectors are carried from record to record; grad_fro, the last,
+# is recorded with them (it costs about a step)
+N_TRACKED = GRAD_FRO - N_CHEAP
 
 # variant[] of a run (float64, N_VARIANT slots; `fastmf.options.Options` names the variants),
 # in the run's internal units (`fastmf.scaling`)
