@@ -288,7 +288,7 @@ class FlowResult(_Split):
         diagnostics of `SolveResult.history` (spectral ones at every recorded time) and
         "imbalance_drift" (||D(t) - D(0)||_F for D = U^T U - V^T V, which the flow
         conserves); `stages` as times, the rate per unit time, the theorem's
-        exp(-sigma_d / 2).
+        exp(-sigma_d) (`fastmf.theory.flow_rate`).
     n_iter : int
         Steps of the ODE solver.
     t : float
@@ -428,6 +428,8 @@ class BatchResult(Sequence):
                 history["lr"] = np.append(history["lr"], np.nan)
         T1, T0, T_delta = (None if np.isnan(x) else int(x) for x in (self.T1[i], self.T0[i], self.T_delta[i]))
         rate = None if T0 is None else fit_rate(steps, losses, T0, problem.s)
+        plain = options.plain and T0 is not None and self.status[i] != "diverged"
+        local = theory.local_rate(problem.s, lr, X[:r], Y[:r], X[r:], Y[r:]) if plain else None
         level = converged_level(problem.s, X.shape[1])
         return SolveResult(
             status=str(self.status[i]),
@@ -436,7 +438,7 @@ class BatchResult(Sequence):
             ),  # fmt: skip
             n_iter=n_iter,
             history={"step": steps, "loss": losses} | history,
-            stages=Stages(T1, T0, T_delta, options.delta, rate, theory.rate_bound(problem.s, options)),
+            stages=Stages(T1, T0, T_delta, options.delta, rate, theory.rate_bound(problem.s, options), local),
             k=X.shape[1],
             init_scale=options.init_scale,
             seed=options.seed,

@@ -8,6 +8,7 @@ follows exactly the trajectory and records of one call.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -158,12 +159,16 @@ class SplitRun(Recorder):
         extremes = invariants.from_history(history, T1, T0, problem.s, lr, self.X.dtype)
         proofs = invariants.summarize(extremes, self.start_ratios, options.init_scale, r, problem.shape, problem.s,
                                       self.X.dtype)  # fmt: skip
+        found = stages.detect(history["step"], self.internal_loss(), T1, T0, delta, rate, self.s, options.delta)
+        if options.plain and T0 is not None and status != "diverged":
+            local = theory.local_rate(problem.s, options.lr, X[:r], Y[:r], X[r:], Y[r:])
+            found = dataclasses.replace(found, rate_local=local)
         return SolveResult(
             status=status,
             message=gd_message(status, self.step, bad_step, loss, options, problem.sigma_1, level),
             n_iter=self.step,
             history=history,
-            stages=stages.detect(history["step"], self.internal_loss(), T1, T0, delta, rate, self.s, options.delta),
+            stages=found,
             k=X.shape[1],
             init_scale=options.init_scale,
             seed=options.seed,

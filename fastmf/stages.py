@@ -20,7 +20,11 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Stages:
-    """Stage boundaries and the linear rate after T0; None where not reached or measurable."""
+    """Stage boundaries and the linear rate after T0; None where not reached or measurable.
+
+    `rate` is measured, `rate_theory` the stage-two bound on it, and `rate_local` the factor
+    that linearizing GD at the minimum the run ends near predicts for its tail
+    (`fastmf.theory.local_rate`, from the final state; plain GD that reached T0 only)."""
 
     T1: float | None
     T0: float | None
@@ -28,6 +32,7 @@ class Stages:
     delta: float | None
     rate: float | None
     rate_theory: float | None
+    rate_local: float | None = None
 
 
 def detect(axis, loss, T1, T0, delta, rate_theory, s, delta_reported) -> Stages:

@@ -148,3 +148,31 @@ def test_cli_exit_code_says_whether_every_verdict_agrees(tmp_path, extra_claim, 
     assert main(["reproduce", "holds", "-o", str(tmp_path)]) == 0
     assert main(["reproduce", "differs", "-o", str(tmp_path)]) == 1
     assert "differs: DIFFERS: measured 2; a test: a statement" in capsys.readouterr().out
+
+
+def test_whp_invariants_from_its_table(tmp_path):
+    verdict = fastmf.reproduce("whp-invariants", quick=True, output=tmp_path, figure=False)
+    t, s = verdict.outcome.table, np.geomspace(2.0, 1.0, 5)
+    d, m, eps = 5, 10**4, None
+    # the section 3.1 constant of seed 3's start, from its factors in plain NumPy
+    run = fastmf.solve(fastmf.Problem.from_spectrum(s, m, m), k=d, lr=0.01, max_iter=0, seed=3)
+    eps = run.init_scale
+    A, B = (run.Up + run.Vp) / 2, (run.Up - run.Vp) / 2
+    sv = np.linalg.svd(A, compute_uv=False)
+    ratios = [eps / (np.sqrt(d) * sv[-1]), sv[0] / (eps * np.sqrt(d)), np.linalg.norm(B) / (d * eps)]
+    ratios += [np.linalg.norm(L, 2) / (eps * np.sqrt(m - d)) for L in (run.L_U, run.L_V)]
+    assert t["lr0.02_c0"][3] == pytest.approx(max(ratios), rel=1e-9)
+    # the verdict's numbers, recomputed from the table with the paper's bounds written out
+    c = np.quantile(t["lr0.02_c0"], 0.99)
+    assert verdict.values["c"] == pytest.approx(c)
+    for lr in (0.02, 0.1):
+        broken = (
+            (t[f"lr{lr}_max_lambda_AAt_2S"] > 0)
+            | (t[f"lr{lr}_c_B"] > 2 * c)
+            | (t[f"lr{lr}_c_JK"] > c * (1 + 1e-12))
+            | ~(t[f"lr{lr}_min_sigma_A"] >= np.sqrt(s[-1] / 2))
+            | ~(t[f"lr{lr}_min_sigma_UV"] >= np.sqrt(s[-1] / 2))
+            | ~(t[f"lr{lr}_max_Delta_ratio"] <= 1)
+        )
+        assert broken.mean() <= 0.02  # w.h.p.: the 1% of starts outside the event, and 1% more
+    assert verdict.holds and verdict.values["worst_failure_rate"] <= 0.02

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fastmf import Problem, solve, theory
+from fastmf import Problem, solve, solve_batch, theory
 
 
 def test_prescriptions_match_the_statements():
@@ -155,3 +155,17 @@ def test_local_rate_checks_its_arguments():
         theory.local_rate([2.0, 1.0], 0.1, np.ones((3, 2)), np.ones((3, 2)))
     with pytest.raises(ValueError, match="L_U and L_V must have k = 2 columns"):
         theory.local_rate([2.0, 1.0], 0.1, np.ones((2, 2)), np.ones((2, 2)), np.ones((1, 3)))
+
+
+def test_stages_carry_the_local_rate_of_the_final_state():
+    """result.stages.rate_local is theory.local_rate of the run's final state, the batch's run
+    gives it too, and a variant (no linearization of plain GD applies) has none."""
+    problem = Problem.from_spectrum(np.array([3.0, 2.0, 1.0]), 30, 20)
+    run = solve(problem, k=3, lr=0.05, max_iter=600, init_scale=1e-4, seed=2)
+    assert run.stages.T0 is not None
+    expected = theory.local_rate(problem.s, 0.05, run.Up, run.Vp, run.L_U, run.L_V)
+    assert run.stages.rate_local == pytest.approx(expected, rel=1e-12)
+    assert run.stages.rate_local == pytest.approx((1 - 0.05 * 1.0) ** 2, rel=1e-6)  # the complement's mode, m > d
+    batch = solve_batch(problem, k=3, lr=0.05, max_iter=600, init_scale=1e-4, seeds=[2])
+    assert batch[0].stages.rate_local == pytest.approx(run.stages.rate_local, rel=1e-9)
+    assert solve(problem, k=3, lr=0.05, max_iter=600, init_scale=1e-4, seed=2, balance=1.0).stages.rate_local is None

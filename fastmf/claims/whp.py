@@ -128,17 +128,20 @@ def lemmas(quick: bool) -> Outcome:
     return Outcome(table, measured, bool(holds), values, draw)
 
 
-# the invariants of the w.h.p. statements: (column of `BatchResult.invariants`, label, the test
-# with the common constant c), in the order of the figure
-def _invariant_tests(inv, c, s):
-    sigma_d = float(s[-1])
+def invariant_ratios(inv, c, s) -> dict:
+    """Per run, each invariant of the w.h.p. statements as the ratio of its worst value to its
+    bound (<= 1: it held throughout), with the common constant c where the bound has one.
+    `inv`: `BatchResult.invariants`; the A A^T one is 1 + max_t lambda_max(A A^T - 2 Sigma) / (2 sigma_d)."""
+    root = np.sqrt(float(s[-1]) / 2)
     return {
-        "$AA^T \\preceq 2\\Sigma$ ($t \\leq T_0$)": inv["held_AAt"],
-        "$\\|B_t\\|_F \\leq 2cd\\epsilon$ ($t \\leq T_0$)": ~(inv["c_B"] > 2 * c),
-        "$\\|J_t\\|, \\|K_t\\| \\leq c\\epsilon\\sqrt{\\max(m', d)}$ ($t \\leq T_0$)": ~(inv["c_JK"] > c * (1 + 1e-12)),
-        "$\\sigma_d(A_t) \\geq \\sqrt{\\sigma_d/2}$ ($t \\geq T_1$)": ~(inv["min_sigma_A"] < np.sqrt(sigma_d / 2)),
-        "$\\sigma_d(U_p), \\sigma_d(V_p) \\geq \\sqrt{\\sigma_d/2}$ ($t \\geq T_0$)": inv["held_sigma_UV"],
-        "$\\Delta_t \\leq \\frac{2}{5}\\sigma_d(1 - \\eta\\sigma_d/2)^{t - T_0}$": inv["held_Delta"],
+        "$AA^T \\preceq 2\\Sigma$ ($t \\leq T_0$)": 1 + inv["max_lambda_AAt_2S"] / (2 * float(s[-1])),
+        "$\\|B_t\\|_F \\leq 2cd\\epsilon$ ($t \\leq T_0$)": inv["c_B"] / (2 * c),
+        "$\\|J_t\\|, \\|K_t\\| \\leq c\\epsilon\\sqrt{\\max(m', d)}$ ($t \\leq T_0$)": inv["c_JK"] / c,
+        "$\\sigma_d(A_t) \\geq \\sqrt{\\sigma_d/2}$ ($t \\geq T_1$)": root / inv["min_sigma_A"],
+        "$\\sigma_d(U_p), \\sigma_d(V_p) \\geq \\sqrt{\\sigma_d/2}$ ($t \\geq T_0$)": root / inv["min_sigma_UV"],
+        "$\\Delta_t \\leq \\frac{2}{5}\\sigma_d(1 - \\eta\\sigma_d/2)^{t - T_0}$ ($t \\geq T_0$)": inv[
+            "max_Delta_ratio"
+        ],
     }
 
 
@@ -147,7 +150,7 @@ def _invariant_tests(inv, c, s):
     "Ye and Du 2021, section 3.1, Theorem 3.1 and section 3.3",
     "with high probability over the start, for a constant c, the section 3.1 bounds hold at t = 0 and "
     "A A^T <= 2 Sigma, ||B_t||_F <= 2 c d eps and ||J_t||, ||K_t|| <= c eps sqrt(max(m', d)) hold up to T0, "
-    "then sigma_d(Up), sigma_d(Vp) >= sqrt(sigma_d / 2) and Delta_t under its bound",
+    "then sigma_d(A), sigma_d(Up), sigma_d(Vp) >= sqrt(sigma_d / 2) and Delta_t under its bound",
 )
 def whp_invariants(quick: bool) -> Outcome:
     s = np.geomspace(2.0, 1.0, 5)
@@ -155,52 +158,58 @@ def whp_invariants(quick: bool) -> Outcome:
     problem = Problem.from_spectrum(s, m, n)
     runs = 200 if quick else 10**4
     lrs = (0.02, 0.1)  # times 1 / sigma_1: a small step and a common one
-    share = 0.99  # c is the share-quantile of the runs' c0: the section 3.1 event has this probability
-    table, rates, c_of = {}, {}, {}
+    share = 0.99  # c is the share-quantile of the runs' c0: the section 3.1 event then has this probability
+    table, rates, ratios, c_of, own = {}, {}, {}, {}, {}
     for lr in lrs:
         batch = solve_batch(problem, k=s.size, lr=lr / s[0], max_iter=int(60 / (lr / s[0] * s[-1])),
                             seeds=range(runs), delta=1e-10)  # fmt: skip
         inv = batch.invariants
-        c = float(np.quantile(inv["c0"], share))
-        tests = _invariant_tests(inv, c, s)
-        rates[lr] = {label: float(np.mean(~held)) for label, held in tests.items()}
-        c_of[lr] = c
+        c_of[lr] = c = float(np.quantile(inv["c0"], share))
+        ratios[lr] = invariant_ratios(inv, c, s)
+        # a NaN ratio: never checked (e.g. T0 not reached); it counts as a failure
+        rates[lr] = {label: float(np.mean(~(ratio <= 1 + 1e-12))) for label, ratio in ratios[lr].items()}
+        own[lr] = float(np.mean(~np.all([inv[flag] for flag in ("held_AAt", "held_B", "held_JK", "held_sigma_UV",
+                                                                "held_Delta")], axis=0)))  # fmt: skip
         table |= {f"lr{lr}_{key}": np.asarray(inv[key]) for key in ("c0", "c_B", "c_JK", "min_sigma_A",
                   "max_lambda_AAt_2S", "min_sigma_UV", "max_Delta_ratio")}  # fmt: skip
-        table |= {f"lr{lr}_T0": batch.T0, f"lr{lr}_held_all": np.all(list(tests.values()), axis=0)}
+        table[f"lr{lr}_T0"] = batch.T0
     worst = max(max(r.values()) for r in rates.values())
-    values = {"c": c_of[lrs[0]], "worst_failure_rate": worst, "runs": runs} | {
-        f"failure_{lr}_{i}": rate for lr in lrs for i, rate in enumerate(rates[lr].values())
-    }
+    values = {"c": c_of[lrs[0]], "worst_failure_rate": worst, "runs": runs,
+              "median_c0": float(np.median(table[f"lr{lrs[0]}_c0"]))}  # fmt: skip
+    values |= {f"failure_{lr}_{i}": rate for lr in lrs for i, rate in enumerate(rates[lr].values())}
+    values |= {f"failure_own_c0_{lr}": own[lr] for lr in lrs}
+    values |= {f"worst_ratio_{lr}_{i}": float(np.nanmax(r)) for lr in lrs for i, r in enumerate(ratios[lr].values())}
     holds = worst <= 2 * (1 - share)
     measured = (
-        f"over {runs} seeds (d = 5, m = n = 10^4, eta sigma_1 = {lrs[0]} and {lrs[1]}), c = {c_of[lrs[0]]:.3g} "
-        f"(the {100 * share:g}th percentile of the starts' section 3.1 constant); the invariants fail in at most "
-        f"{100 * worst:.3g}% of the runs"
+        f"over {runs} seeds (d = 5, m = n = 10^4, eta sigma_1 = {lrs[0]} and {lrs[1]}) with c = {c_of[lrs[0]]:.3g}, "
+        f"the {100 * share:g}th percentile of the starts' section 3.1 constant c0 (median {values['median_c0']:.3g}: "
+        f"sigma_min of a square Gaussian A0 has a heavy tail), the invariants fail in at most {100 * worst:.3g}% of "
+        f"the runs; with each run's own c0 in {100 * max(own.values()):.3g}%"
     )
 
     def draw(fig):
-        left, right = fig.subplots(1, 2, width_ratios=(1, 1.3))
-        for i, lr in enumerate(lrs):
-            c0 = np.sort(table[f"lr{lr}_c0"])
-            left.step(c0, 1 - np.arange(c0.size) / c0.size, where="post", color=f"C{i}",
-                      label=f"$\\eta\\sigma_1$ = {lr}")  # fmt: skip
+        left, right = fig.subplots(1, 2, width_ratios=(1, 1.5))
+        c0 = np.sort(table[f"lr{lrs[0]}_c0"])  # the starts do not depend on lr
+        left.step(c0, 1 - np.arange(c0.size) / c0.size, where="post", color="C0", label="seeds")
         left.axvline(c_of[lrs[0]], color="k", ls="--", lw=1, label=f"$c$ = {c_of[lrs[0]]:.3g} ({100 * share:g}%)")
         left.set_xscale("log")
         left.set_yscale("log")
         left.set_xlabel("section 3.1 constant $c_0$ of the start")
         left.set_ylabel("share of seeds with a larger $c_0$")
         left.legend(fontsize=8)
-        labels = list(rates[lrs[0]])
-        y = np.arange(len(labels))
+        labels = list(ratios[lrs[0]])
         for i, lr in enumerate(lrs):
-            right.barh(y + 0.2 * (1 - 2 * i), [100 * rates[lr][label] for label in labels], height=0.4,
-                       color=f"C{i}", label=f"$\\eta\\sigma_1$ = {lr}")  # fmt: skip
-        right.axvline(100 * 2 * (1 - share), color="k", ls="--", lw=1, label="verdict's limit")
-        right.set_yticks(y, labels, fontsize=7)
+            for j, label in enumerate(labels):
+                x = ratios[lr][label]
+                x = x[np.isfinite(x) & (x > 0)]
+                y = j + 0.2 * (1 - 2 * i) + np.linspace(-0.08, 0.08, x.size)
+                right.scatter(x, y, s=2, color=f"C{i}", alpha=0.3, label=f"$\\eta\\sigma_1$ = {lr}" if j == 0 else None)
+        right.axvline(1, color="k", ls="--", lw=1, label="the bound")
+        right.set_xscale("log")
+        right.set_yticks(np.arange(len(labels)), labels, fontsize=7)
         right.invert_yaxis()
-        right.set_xlabel(f"runs that break it (%), with $c$ the {100 * share:g}th percentile of $c_0$")
-        right.legend(fontsize=7, loc="lower right")
+        right.set_xlabel("worst over a run / the bound (a dot per seed)")
+        right.legend(fontsize=7, loc="lower left", markerscale=4)
         fig.suptitle(f"Ye and Du 2021: the w.h.p. invariants over {runs} seeds ($d$ = 5, $m = n = 10^4$)",
                      fontsize=10)  # fmt: skip
 
