@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+import fastmf
 from fastmf import Problem, gradient_flow, solve, theory
 from fastmf._kernels import KEYS
 from naive import gd, low_rank
@@ -173,3 +174,29 @@ def test_to_frame():
     frame = res.to_frame()
     assert isinstance(frame, pd.DataFrame) and list(frame.columns) == list(res.history)
     np.testing.assert_array_equal(frame["loss"].to_numpy(), res.history["loss"])
+
+
+@pytest.mark.parametrize("engine", ["solve", "batch"])
+def test_cross_blocks_keep_their_digits_when_the_factors_are_orthogonal(engine):
+    """Width k > r from a moderate start: Up and L_V end up in orthogonal directions, so the loss's
+    cross blocks are tiny differences of Gram products. They were read as -2e-17 (a negative loss,
+    "converged" at tol = 0); summed as squares they match plain NumPy to 1e-10, and never go negative."""
+    s = np.array([3.0, 2.0, 1.0])
+    problem = fastmf.Problem.from_spectrum(s, 40, 30)
+    if engine == "solve":
+        run = fastmf.solve(problem, k=5, lr=0.1, max_iter=20000, init_scale=0.1, seed=0)
+        losses = run.history["loss"]
+        assert run.status == "max_iter"
+        for key in ("loss_E", "loss_Up_LV", "loss_LU_Vp", "loss_LU_LV"):
+            assert np.all(run.history[key] >= 0), key
+        blocks = {"loss_Up_LV": (run.Up, run.L_V), "loss_LU_Vp": (run.L_U, run.Vp), "loss_LU_LV": (run.L_U, run.L_V)}
+        for key, (left, right) in blocks.items():
+            floor = (1e2 * np.finfo(float).eps * np.linalg.norm(left) * np.linalg.norm(right)) ** 2  # product rounding
+            assert run.history[key][-1] == pytest.approx(0.5 * np.sum((left @ right.T) ** 2), rel=1e-9, abs=floor)
+    else:
+        batch = fastmf.solve_batch(problem, k=5, lr=0.1, max_iter=20000, init_scale=0.1, seeds=[0], history=True)
+        run, losses = batch[0], batch.losses[0]
+    assert np.all(losses[np.isfinite(losses)] > 0)
+    Sigma = np.zeros((40, 30))
+    Sigma[:3, :3] = np.diag(s)
+    assert run.loss == pytest.approx(0.5 * np.sum((Sigma - run.U @ run.V.T) ** 2), rel=1e-10)

@@ -22,7 +22,7 @@ from numba import prange
 
 from ._jit import kernel
 from .blocks import _due
-from .diagnostics import aat_minus_2s, residual_gram, resolution
+from .diagnostics import CANCELLED, aat_minus_2s, residual_gram, resolution
 from .fpmode import mode_on, mode_restore
 from .layout import (
     ALTERNATING,
@@ -242,6 +242,19 @@ def _perturb(X, r, Z, B, j, A, w):
                 X[i, b, q] = A[i - r, b, q]
 
 
+@kernel(inline="always")
+def _cross_lane(X, a0, a1, Y, b0, b1, q):
+    """Lane q's ||X[a0:a1] Y[b0:b1]^T||_F^2 as a sum of squares (`diagnostics.cross_block`)."""
+    total = 0.0
+    for i in range(a0, a1):
+        for j in range(b0, b1):
+            e = 0.0
+            for c in range(X.shape[1]):
+                e += np.float64(X[i, c, q]) * np.float64(Y[j, c, q])
+            total += e * e
+    return total
+
+
 @kernel
 def _record(X, Y, s, N, M, GUc, GVc, W, loss, pend1, pend0, ok1, ok0):
     """loss[q] (float64) for the states X, Y with Grams N, M and complement Grams GUc, GVc;
@@ -262,11 +275,33 @@ def _record(X, Y, s, N, M, GUc, GVc, W, loss, pend1, pend0, ok1, ok0):
             for q in range(lanes):
                 e = (s[i] if i == j else 0.0) - E[i, j, q]
                 loss[q] += 0.5 * np.float64(e) * np.float64(e)
+    # the three cross blocks from the Grams, with the sums of their terms' sizes, each summed again as
+    # the squares of its product's entries where it cancelled (`diagnostics.CANCELLED`)
+    blocks = np.zeros((6, lanes))
     for a in range(k):
         for b in range(k):
             for q in range(lanes):
-                cu, cv = np.float64(GUc[a, b, q]), np.float64(GVc[a, b, q])
-                loss[q] += 0.5 * ((np.float64(N[a, b, q]) - cu) * cv + cu * (np.float64(M[a, b, q]) - cv) + cu * cv)
+                n, cu = np.float64(N[a, b, q]), np.float64(GUc[a, b, q])
+                m, cv = np.float64(M[a, b, q]), np.float64(GVc[a, b, q])
+                blocks[0, q] += (n - cu) * cv
+                blocks[1, q] += cu * (m - cv)
+                blocks[2, q] += cu * cv
+        for q in range(lanes):  # bounds on the sums of the terms' sizes, from the diagonals
+            n, cu = np.float64(N[a, a, q]), np.float64(GUc[a, a, q])
+            m, cv = np.float64(M[a, a, q]), np.float64(GVc[a, a, q])
+            blocks[3, q] += np.sqrt(abs(n + cu) * abs(cv))
+            blocks[4, q] += np.sqrt(abs(cu) * abs(m + cv))
+            blocks[5, q] += np.sqrt(abs(cu) * abs(cv))
+    for q in range(lanes):
+        for block in range(3, 6):
+            blocks[block, q] *= blocks[block, q]
+        if blocks[0, q] < CANCELLED * blocks[3, q]:
+            blocks[0, q] = _cross_lane(X, 0, r, Y, r, rows, q)
+        if blocks[1, q] < CANCELLED * blocks[4, q]:
+            blocks[1, q] = _cross_lane(X, r, rows, Y, 0, r, q)
+        if blocks[2, q] < CANCELLED * blocks[5, q]:
+            blocks[2, q] = _cross_lane(X, r, rows, Y, r, rows, q)
+        loss[q] += 0.5 * (blocks[0, q] + blocks[1, q] + blocks[2, q])
     for q in range(lanes):
         ok1[q] = pend1[q]
         ok0[q] = pend0[q]

@@ -164,6 +164,27 @@ def _complement_gram(X, r, Gc, out, T):
 
 # the parts of `record` (_cheap, stages.mark, _spectral) are inlined into it: as functions of
 # their own they add 1.2 s (14%) to the first compilation of `fastmf.solve`
+# A cross block of the loss from Grams, <GUp, GVc> and alike, is a sum of terms that cancel when
+# the two factors' rows are nearly orthogonal (width k > r: Up and L_V live in different
+# directions). The terms' sizes sum to at most (sum_a sqrt(G_aa H_aa))^2 for Grams G, H (|G_ab| <=
+# sqrt(G_aa G_bb)); below this fraction of that a block has lost more than about six digits, and is
+# summed again as the squares of the entries of the product itself.
+CANCELLED = 1e-10
+
+
+@kernel(inline="always")
+def cross_block(A, a0, a1, B, b0, b1):
+    """||A[a0:a1] B[b0:b1]^T||_F^2 as a sum of squares: no cancellation (`CANCELLED`)."""
+    total = 0.0
+    for i in range(a0, a1):
+        for j in range(b0, b1):
+            e = 0.0
+            for c in range(A.shape[1]):
+                e += A[i, c] * B[j, c]
+            total += float(e) * float(e)
+    return total
+
+
 @kernel(inline="always")
 def _cheap(X, Y, s, N, GUc, M, GVc, E, row):
     """E = Up Vp^T and row[:N_CHEAP], the loss and the diagnostics that need no eigenvalue;
@@ -192,6 +213,24 @@ def _cheap(X, Y, s, N, GUc, M, GVc, E, row):
             lu_lv += GUc[a, b] * GVc[a, b]
             d = N[a, b] - M[a, b]
             imb += d * d
+    size_up_lv = 0.0  # bounds on the sums of the terms' sizes (`CANCELLED`), the Grams' diagonals only
+    size_lu_vp = 0.0
+    size_lu_lv = 0.0
+    for a in range(k):
+        size_up_lv += np.sqrt(abs(N[a, a] + GUc[a, a]) * abs(GVc[a, a]))
+        size_lu_vp += np.sqrt(abs(GUc[a, a]) * abs(M[a, a] + GVc[a, a]))
+        size_lu_lv += np.sqrt(abs(GUc[a, a]) * abs(GVc[a, a]))
+    size_up_lv, size_lu_vp, size_lu_lv = size_up_lv**2, size_lu_vp**2, size_lu_lv**2
+    # the product of a block is at most rows x rows x k: summed again only where that costs no more than
+    # the Grams (always on a compressed complement, which has at most k rows a side)
+    rows_u, rows_v = X.shape[0] - r, Y.shape[0] - r
+    budget = (X.shape[0] + Y.shape[0]) * k
+    if up_lv < CANCELLED * size_up_lv and r * rows_v <= budget:
+        up_lv = cross_block(X, 0, r, Y, r, r + rows_v)
+    if lu_vp < CANCELLED * size_lu_vp and rows_u * r <= budget:
+        lu_vp = cross_block(X, r, r + rows_u, Y, 0, r)
+    if lu_lv < CANCELLED * size_lu_lv and rows_u * rows_v <= budget:
+        lu_lv = cross_block(X, r, r + rows_u, Y, r, r + rows_v)
     b2 = 0.0
     for i in range(r):
         for c in range(k):
