@@ -220,8 +220,7 @@ class BatchRun:
         """The per-run columns of `fastmf.invariants` (NaN extremes without `proofs`)."""
         extremes = np.full((self.seeds.size, S.N_EXTREMES), np.nan)
         if self.proofs is not None:
-            pairs = zip(self.proofs["extremes"].T, invariants.EXTREME_POWERS, strict=True)
-            extremes = np.stack([self.scale.outward(col, p) for col, p in pairs], axis=1)
+            extremes = invariants.outward(self.scale, self.proofs["extremes"])
         eps = np.asarray(self.scales, np.float64)
         return invariants.summarize(extremes, self.start_ratios, eps, self.problem.rank, self.problem.shape,
                                     self.problem.s, self.problem.dtype)  # fmt: skip

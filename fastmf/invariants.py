@@ -102,9 +102,10 @@ def delta_floor(s, dtype) -> float:
 
 def from_history(history: dict, T1, T0, s, lr, dtype) -> np.ndarray:
     """The extremes (`fastmf._kernels.layout` EXT_B ...; NaN where no step is checked) of one
-    run from its history (user units, spectral columns NaN off their stride); T1, T0 its
-    stages (None: not reached), s its singular values, lr its constant step (None: no Delta
-    bound), dtype its state's (`delta_floor`)."""
+    run from its history (spectral columns NaN off their stride); T1, T0 its stages (None: not
+    reached), s its singular values, lr its constant step (None: no Delta bound), all in one
+    system of units (a run's internal units, `fastmf.scaling`: then `outward`), dtype its
+    state's (`delta_floor`)."""
     steps = np.asarray(history["step"], np.float64)
     col = {key: history.get(key) for key in ("B_fro", "sigma_min_A", "lambda_max_AAt_2S", "J_op", "K_op", "E_op")}
     if "sigma_min_Up" in history:
@@ -125,6 +126,14 @@ def from_history(history: dict, T1, T0, s, lr, dtype) -> np.ndarray:
         checked = from0 & (bound > delta_floor(s, dtype))
         ext[EXT_DELTA] = _extreme(np.max, np.asarray(col["E_op"])[checked] / bound[checked], slice(None))
     return ext
+
+
+def outward(scale, extremes) -> np.ndarray:
+    """Extremes (..., N_EXTREMES) from a run's internal units into the user's (`fastmf.scaling.Scale`)."""
+    extremes = np.array(extremes, np.float64)
+    for c, power in enumerate(EXTREME_POWERS):
+        extremes[..., c] = scale.outward(np.ascontiguousarray(extremes[..., c]), power)
+    return extremes
 
 
 def _extreme(reduce, values, where):

@@ -155,8 +155,10 @@ class SplitRun(Recorder):
         level = self.scale.outward(self.level, 2)
         loss = float(history["loss"][-1]) if history["loss"].size else None
         bookkeeping = self.bookkeeping() if status == "running" else self.final_bookkeeping
-        lr = options.lr if options.plain else None
-        extremes = invariants.from_history(history, T1, T0, problem.s, lr, self.X.dtype)
+        j = self.n_records  # the extremes from the history in internal units, which no scale of Sigma leaves
+        internal = {"step": self.steps[:j]} | {key: self.rec[:j, c] for c, key in enumerate(self.keys)}
+        lr = self.scale.inward(options.lr, -1) if options.plain else None
+        extremes = invariants.outward(self.scale, invariants.from_history(internal, T1, T0, self.s, lr, self.X.dtype))
         proofs = invariants.summarize(extremes, self.start_ratios, options.init_scale, r, problem.shape, problem.s,
                                       self.X.dtype)  # fmt: skip
         found = stages.detect(history["step"], self.internal_loss(), T1, T0, delta, rate, self.s, options.delta)

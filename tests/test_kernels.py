@@ -80,7 +80,7 @@ def test_an_edit_of_one_kernel_file_recompiles_the_kernels_that_call_it(tmp_path
     np.testing.assert_allclose(first["recorded"], first["smallest"], rtol=1e-9)
     # run_blocks (blocks.py) compiles diagnostics.record into its own code: edit diagnostics.py alone
     with open(site / "fastmf" / "_kernels" / "diagnostics.py", "a") as f:
-        f.write("\n_LARGEST = (True,) * 6  # every tracked eigenvalue the largest\n")
+        f.write("\n_LARGEST = (True,) * len(_LARGEST)  # every tracked eigenvalue the largest\n")
     second = _probe(site)
     np.testing.assert_allclose(second["recorded"], second["largest"], rtol=1e-9)
     assert Path(second["cache"]).parent == cache.parent and not cache.exists()  # a new folder, the old one gone
