@@ -1,7 +1,8 @@
 """Per-run extremes of what Ye and Du 2021 (arXiv:2106.14289) bound with high probability.
 
 With A = (Up + Vp) / 2, B = (Up - Vp) / 2 (r x k), J = L_U, K = L_V, eps the std of the
-Gaussian start, d = r and m' = m - d, n' = n - d:
+Gaussian start, d = r (the rank of Sigma, also when k != r; sigma_d(.) is the smallest of the
+min(r, k) singular values) and m' = m - d, n' = n - d:
 
 * section 3.1 (t = 0): sigma_min(A_0) >= eps / (c sqrt d), sigma_max(A_0) <= c eps sqrt d,
   ||B_0||_F <= c d eps, ||J_0||_op <= c eps sqrt(max(m', d)), ||K_0||_op <= c eps
