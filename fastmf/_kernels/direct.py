@@ -154,7 +154,7 @@ def run_direct(
     Uw, Vw alike, SV (m, k), STU and T (n, k), G (8, k, k) and B (block_rows(n), n) work;
     P : (SVP, STUP) work alike SV and STU with ScaledGD, else of length 0.
     A recorded row holds the loss (column LOSS) and the imbalance ||U^T U - V^T V||_F
-    (column IMBALANCE); the caller fills the rest with NaN. A new state with (||U||^2 + ||V||^2)^2 not
+    (column IMBALANCE), its only columns (no split diagnostics). A new state with (||U||^2 + ||V||^2)^2 not
     finite stops with DIVERGED, leaving the last finite state in U, V.
     """
     GU, GV, HU, HV, A, C, PU, PV = G[0], G[1], G[2], G[3], G[4], G[5], G[6], G[7]
