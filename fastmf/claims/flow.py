@@ -19,6 +19,7 @@ from . import Outcome, claim, loglog_slope
 RTOL = 1e-10  # the flows' relative tolerance
 TOL = 100 * RTOL  # what a flow's relative deviation from an exact statement may reach (global error)
 SPECTRUM = np.array([3.0, 2.0, 1.0, 0.5])  # Sigma = diag(s), square (the gradient-flow paper's setting)
+RESUMABLE = "DOP853"  # an ODE method every supported SciPy resumes (LSODA only from SciPy 1.17 on)
 ALPHA = 0.5  # stage one of the gradient-flow paper: while A A^T <= ALPHA sigma_d I (its alpha' < 1)
 
 
@@ -29,7 +30,8 @@ def flow_path(problem: Problem, U0, V0, times) -> tuple[np.ndarray, np.ndarray]:
     run = None
     for t in times[1:]:
         if run is None:
-            run = gradient_flow(problem, k=Us[0].shape[1], t_max=t, U0=U0, V0=V0, rtol=RTOL, t_eval=[t])
+            run = gradient_flow(problem, k=Us[0].shape[1], t_max=t, U0=U0, V0=V0, rtol=RTOL, t_eval=[t],
+                                ode_method=RESUMABLE)  # fmt: skip
         else:
             run = resume(run, t_max=t)
         Us.append(run.U)
