@@ -105,21 +105,14 @@ def after_T0(steps, losses, T0, rate: float) -> tuple[np.ndarray, np.ndarray]:
     return factor.max(axis=1), np.where(keep & (since > 0), envelope, 0).max(axis=1)
 
 
-def start_constant(start, d: int, eps: float) -> np.ndarray:
-    """For each run of `start` (a batch stopped at step 0), c: the smallest constant for which section 3.1's
-    bounds on the start hold, sigma_d(A_0) >= eps / (c sqrt d), ||B_0||_F <= c d eps, ||J_0||_op <= c eps
-    sqrt(max(m', d)), ||K_0||_op <= c eps sqrt(max(n', d)) (A, B = (U_p +- V_p) / 2; m' = m - d, n' = n - d)."""
-    m, n = start.problem.shape
-    found = [[eps / np.sqrt(d) / np.linalg.svd((run.Up + run.Vp) / 2, compute_uv=False).min(),
-              np.linalg.norm(run.Up - run.Vp) / 2 / (d * eps),
-              np.linalg.norm(run.L_U, 2) / (eps * np.sqrt(max(m - d, d))),
-              np.linalg.norm(run.L_V, 2) / (eps * np.sqrt(max(n - d, d)))] for run in start]  # fmt: skip
-    return np.max(found, axis=1)
+# section 3.1's bounds on the start that Theorem 3.1 carries through stage one (all but sigma_max(A_0)):
+# the smallest c for which they hold is the largest of these ratios of `fastmf.invariants`
+_START_RATIOS = ("c0_A_min", "c0_B", "c0_J", "c0_K")
 
 
 def theorem_31(run, c: float, d: int, eps: float) -> tuple[np.ndarray, dict]:
     """Theorem 3.1's conditions for 0 < t <= T0 as ratios to their bounds (<= 1 where they hold), with c the
-    start's constant (`start_constant`): the steps and a series for each condition."""
+    start's constant (`_START_RATIOS`): the steps and a series for each condition."""
     h, (m, n) = run.history, run.problem.shape
     upto = (h["step"] > 0) & (h["step"] <= run.stages.T0)
     series = {"A": eps / (c * np.sqrt(d) * h["sigma_min_A"][upto]),  # eps^2 / (c^2 d) I <= A_t A_t^T
@@ -141,8 +134,7 @@ def stage_order(quick: bool) -> Outcome:
     d, runs_n = s.size, 50 if quick else 1000
     batch = solve_batch(problem, k=d, lr=LR, max_iter=4000, seeds=range(runs_n), init_scale=EPS, delta=DELTA,
                         tol=TOL, history=True, progress=False)  # fmt: skip
-    c = start_constant(solve_batch(problem, k=d, lr=LR, max_iter=0, seeds=range(runs_n), init_scale=EPS,
-                                   progress=False), d, EPS)  # fmt: skip
+    c = np.max([batch.invariants[name] for name in _START_RATIOS], axis=0)
     # Theorem 3.1's T0 with the constant 1, from the start's sigma_d(A_0)^2 >= eps^2 / (c^2 d)
     T0_bound = np.array([theory.T0(s, LR, EPS / c_i) for c_i in c])
     without = theory.T0(s, LR, EPS)  # the same without c
