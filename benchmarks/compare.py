@@ -65,6 +65,12 @@
     time; then the cost of a step of each variant against plain GD's (`solve`, compressed, k
     = 10, loss every step; and `solve_batch` per run-step), medians of repeats.
 
+17. Distance to the machine's limit: the FMA peak of one core, measured (a Numba loop of 64
+    independent multiply-adds held in registers, vectorized with FMA contraction), DGEMM's
+    speed (OpenBLAS through NumPy, all threads), and the GF/s each kernel reaches, from its
+    flops counted by hand (below each row) over its median time, against the peak of the
+    threads it ran on.
+
 The machines this runs on are shared: timings are medians of repeats spread over time,
 with the minimum beside them as the quiet-machine figure.
 """
@@ -740,11 +746,71 @@ def _timed(f):
     return time.perf_counter() - t0
 
 
+@njit(fastmath={"contract"})
+def _fma_loop(reps, x, y, acc):
+    """64 independent chains a <- a x + y, `reps` times: 128 reps flops, in registers."""
+    a = acc.copy()
+    for _ in range(reps):
+        for q in range(64):
+            a[q] = a[q] * x + y
+    return a
+
+
+def fma_peak(repeats) -> float:
+    """GF/s of one core's fused multiply-adds (the best of `repeats`)."""
+    reps = 2_000_000
+    _fma_loop(10, 0.999, 1e-3, np.ones(64))
+    return 128 * reps / min(_timed(lambda: _fma_loop(reps, 0.999, 1e-3, np.ones(64))) for _ in range(repeats)) / 1e9
+
+
+def limits(repeats):
+    import numba
+    from threadpoolctl import threadpool_info
+
+    peak = fma_peak(repeats)
+    blas = max((i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"), default=1)
+    threads = numba.get_num_threads()
+    rng = np.random.default_rng(0)
+    A, W = rng.standard_normal((4096, 4096)), rng.standard_normal((4096, 32))
+    t_gemm = np.median([_timed(lambda: A @ W) for _ in range(3 * repeats)])
+    print(f"\n17. distance to the limit: FMA peak {peak:.1f} GF/s per core (measured, float64), "
+          f"medians of {repeats}")  # fmt: skip
+    print(f"   {'kernel':56s}{'flops':>10s}{'time':>12s}{'GF/s':>8s}{'threads':>8s}{'of peak':>9s}")
+
+    def row(name, flops, seconds, used):
+        print(f"   {name:56s}{flops:10.3g}{seconds * 1e6:10.2f}us{flops / seconds / 1e9:8.1f}{used:8d}"
+              f"{flops / seconds / 1e9 / (peak * used):8.0%}")  # fmt: skip
+
+    row("DGEMM 4096 x 4096 times 4096 x 32 (numpy)", 2 * 4096 * 4096 * 32, t_gemm, blas)
+    for k in (10, 16, 32, 64):  # per side: the Gram (rows k (k + 1)) and X H (2 rows k^2), rows = 2k
+        p = fastmf.Problem.from_spectrum(np.geomspace(4.0, 1.0, k), 10**6, 10**6)
+        options = fastmf.Options(k=k, lr=0.1, max_iter=10**9, record_every=10**8, init_scale=1e-3, seed=0)
+        steps = max(200, int(2e5 / k**2))
+        t = _per_step(split_or_direct(p, options), steps, repeats)
+        row(f"compressed step, k = r = {k}, no records", 12 * k**3 + 4 * k**2, t, 1)
+    problem = fastmf.Problem.from_spectrum(np.geomspace(4.0, 1.0, 10), 10**6, 10**6)
+    fastmf.solve_batch(problem, 10, 0.05, 10, seeds=range(2))
+    t = np.median([_timed(lambda: fastmf.solve_batch(problem, 10, 0.05, 500, seeds=range(2048), record_every=500))
+                   for _ in range(repeats)]) / (2048 * 500)  # fmt: skip
+    row("solve_batch run-step, d = k = 10, few records", 12 * 10**3 + 4 * 10**2, t, threads)
+    m = 4096
+    S = rng.standard_normal((m, m))
+    U0, V0 = (1e-3 * np.sqrt(2 / m) * rng.standard_normal((m, 16)) for _ in range(2))
+    run = split_or_direct(S, fastmf.Options(k=16, lr=0.05 / np.sqrt(m), max_iter=10**9, record_every=10**8,
+                                             method="direct"), U0, V0)  # fmt: skip
+    row("direct step, 4096 x 4096, k = 16 (U V^T, R V, R^T U)", 6 * m * m * 16, _per_step(run, 3, repeats), blas)
+    s = np.geomspace(4.0, 1.0, 16)
+    Phi, Psi = (np.linalg.qr(rng.standard_normal((m, 16)))[0] for _ in range(2))
+    dense = (Phi * s) @ Psi.T
+    t = np.median([_timed(lambda: fastmf.Problem(dense)) for _ in range(repeats)])
+    row("basis, dense 4096 x 4096 of rank 16 (2 products)", 2 * 2 * m * m * 32, t, blas)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer repeats and steps")
     ap.add_argument("--numpy-steps", type=int, default=30)
-    ap.add_argument("--only", type=int, choices=range(1, 17), help="run only this measurement")
+    ap.add_argument("--only", type=int, choices=range(1, 18), help="run only this measurement")
     args = ap.parse_args()
     repeats = 3 if args.quick else 7
     try:
@@ -775,6 +841,7 @@ def main():
         lambda: long_runs(10**4 if args.quick else 10**5),
         lambda: estimator(repeats),
         lambda: variants(20 if args.quick else 100, repeats),
+        lambda: limits(repeats),
     ]
     for number, section in enumerate(sections, 1):
         if args.only in (None, number):
