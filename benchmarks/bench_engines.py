@@ -1,17 +1,21 @@
-"""asv benchmarks: the cost of a step of each engine across sizes, and of whole runs.
+"""asv benchmarks: the cost of a step of each engine across sizes, of whole runs, and of a fresh process.
 
 What to look for: per step, the compressed engine is flat in m and
-n, the full complement linear in m + n, the direct path linear in m n. Each class times
-its `steps` steps with the loss recorded every step (the default start, init_scale
-1e-3 sqrt(sigma_1 / (m + n)), so every size follows the same dynamics); the BLAS thread
-count is a parameter, set with threadpoolctl (`track_blas_threads` reports it), and asv's
-environment matrix runs everything once per BLAS backend (FASTMF_BLAS = openblas, mkl,
-loops; asv.conf.json).
+n, the full complement linear in m + n, the direct path linear in m n. Every `time_per_step`
+reports seconds per step: it runs `steps` steps with the loss recorded every step (the default
+start, init_scale 1e-3 sqrt(sigma_1 / (m + n)), so every size follows the same dynamics) and its
+clock divides by `steps`. The BLAS thread count is a parameter, set with threadpoolctl
+(`track_blas_threads` reports it), and asv's environment matrix runs everything once per BLAS
+backend (FASTMF_BLAS = scipy, mkl, loops; asv.conf.json). The `timeraw_` benchmarks run in a new
+interpreter each: `import fastmf`, and the first `solve` / `solve_batch` with an empty Numba cache.
 
-    asv machine --yes                # once per machine
-    asv run --quick                  # from a fresh clone: builds the package in a new env
-    asv run --python=same --quick    # in an environment where fastmf is installed
+    asv machine --yes                                                    # once per machine
+    asv run --python=same --set-commit-hash=$(git rev-parse HEAD) --quick  # the installed fastmf
+    asv run --quick                        # from a clone of main: builds the package in new envs
+    asv publish && asv preview             # the results as a web page
 """
+
+import time
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -28,11 +32,19 @@ def _split_run(m, k, complement):
 
 
 class _Steps:
-    """Time `steps` steps of a run prepared in setup (only the compiled loop is timed)."""
+    """Seconds per step of a run prepared in setup (only the compiled loop is timed).
+
+    A call runs `steps` steps; asv's clock for these benchmarks (`timer`) divides by `steps`,
+    so asv records and shows seconds per step.
+    """
 
     steps = 5
 
-    def time_steps(self, *params):
+    @property
+    def timer(self):
+        return lambda: time.perf_counter() / self.steps
+
+    def time_per_step(self, *params):
         self.run.advance(self.steps)
 
 
@@ -115,3 +127,38 @@ def track_blas_threads():
 
 
 track_blas_threads.unit = "threads"
+
+
+# A new interpreter for each sample (asv's timeraw_): the code returned is timed, the setup code
+# after it is not. NUMBA_CACHE_DIR is a new, empty folder, so the first call compiles every kernel
+# it needs, as in a fresh environment or on a Dask worker without a shared cache.
+EMPTY_CACHE = """
+import os, tempfile
+cache = tempfile.TemporaryDirectory()
+os.environ["NUMBA_CACHE_DIR"] = cache.name
+import numpy as np
+"""
+_SMALL = "fastmf.Problem.from_spectrum(np.array([2.0, 1.0]), 50, 40)"
+
+
+def _compiles(benchmark):
+    """A sample compiles for seconds: a few samples in one round, no warm-up sample."""
+    benchmark.rounds, benchmark.repeat, benchmark.warmup_time, benchmark.timeout = 1, (1, 3, 60.0), 0, 600
+    return benchmark
+
+
+def timeraw_import():
+    """`import fastmf` in a fresh process."""
+    return "import fastmf"
+
+
+@_compiles
+def timeraw_first_solve():
+    """`import fastmf` and a first `solve` (5 steps, k = 2) with an empty Numba cache."""
+    return f"import fastmf; fastmf.solve({_SMALL}, 2, 0.1, 5, seed=0)", EMPTY_CACHE
+
+
+@_compiles
+def timeraw_first_solve_batch():
+    """`import fastmf` and a first `solve_batch` (2 seeds, 5 steps, k = 2) with an empty Numba cache."""
+    return f"import fastmf; fastmf.solve_batch({_SMALL}, 2, 0.1, 5, seeds=[0, 1])", EMPTY_CACHE

@@ -21,8 +21,6 @@ import warnings
 
 import numpy as np
 import scipy
-import scipy.integrate
-import scipy.optimize
 
 from . import _kernels as K
 from . import stages, theory
@@ -253,6 +251,8 @@ class FlowRun:
         self.reason = None  # why the solver failed
         self.intact = True  # False while a step is under way: an exception then loses the solver's state
         self.final = None  # once finished: the bookkeeping before the final record (None once ended)
+        import scipy.integrate  # here, not at the top: `import fastmf` and GD runs never need it
+
         with flushing():
             self.solver = getattr(scipy.integrate, options.ode_method)(
                 state.rhs, 0.0, y0, scale.inward(options.t_max, -1), rtol=options.rtol, atol=self.atol
@@ -352,6 +352,8 @@ class FlowRun:
         sol = solver.dense_output()
         t_stop = solver.t
         if self.target > 0 and state.loss(solver.y) <= self.target:
+            import scipy.optimize
+
             t_stop = scipy.optimize.brentq(
                 lambda s: state.loss(sol(s)) - self.target, solver.t_old, solver.t, xtol=1e-14
             )  # fmt: skip
@@ -618,6 +620,8 @@ def gd_flow_gap(
     state = _State(problem, left, right)  # internal units, as GD's run below (fastmf.scaling)
     y0 = state.y0()
     taus = state.scale.inward(times, -1)
+    import scipy.integrate
+
     with flushing():
         flow = scipy.integrate.solve_ivp(
             state.rhs, (0.0, taus[-1]), y0, method="LSODA", t_eval=taus, rtol=rtol,
