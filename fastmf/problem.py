@@ -24,6 +24,9 @@ from ._validate import check_fits, finite_float, is_dask_array, positive_int, re
 _FULL_SVD_MAX = 128
 # Random probes used to estimate the relative residual ||Sigma - Phi S Psi^T||_F / ||Sigma||_F.
 _N_PROBES = 8
+# Columns a sketch needs beyond the rank it finds to skip the subspace iteration: with fewer, the
+# last singular values of a numerically (not exactly) low-rank Sigma come out less accurate.
+_OVERSAMPLING = 8
 
 
 class DenseBasis:
@@ -81,10 +84,13 @@ class Problem:
     ``rtol * s_1`` are kept (default ``rtol = max(m, n) * eps`` of Sigma's dtype, as
     ``numpy.linalg.matrix_rank``). Small matrices use a dense SVD; larger ones an adaptive
     randomized range finder (Halko, Martinsson & Tropp 2011) that grows its width until
-    it holds a zero singular value, so a 4096 x 4096 matrix of rank 16 costs a few
-    products with 32 vectors, not a full SVD. The residual ||Sigma - Phi S Psi^T||_F /
-    ||Sigma||_F is then estimated from random probes (`basis_residual`); if it is not near
-    rounding error a RuntimeWarning says so and the full spectrum is used instead.
+    it holds a zero singular value, so a 4096 x 4096 matrix of rank 16 costs two passes,
+    not a full SVD: Sigma times 32 random vectors and the 8 random probes of the residual
+    check at once, then Sigma^T times the 32 orthonormalized results. The residual
+    ||Sigma - Phi S Psi^T||_F / ||Sigma||_F is estimated from the probes
+    (`basis_residual`); a basis that fails the check gets one subspace iteration (two more
+    passes), and if the residual is still not near rounding error a RuntimeWarning says so
+    and the full spectrum is used instead.
 
     A dask array (Sigma larger than memory, in chunks) gets its basis from Dask's own
     truncated SVD, ``dask.array.linalg.svd_compressed``, with the same doubling width and
@@ -129,8 +135,7 @@ class Problem:
         elif is_dask_array(Sigma):
             kind, op = "dask", _check_dask(Sigma)
         else:
-            kind = "dense"
-            op = real_array(Sigma, "Sigma", 2)
+            kind, op = "dense", _dense_array(Sigma)
         if len(op.shape) != 2 or min(op.shape) < 1:
             raise ValueError(f"Sigma must be a 2-D matrix with at least one row and column, got shape {op.shape}")
         m, n = op.shape
@@ -142,7 +147,7 @@ class Problem:
     def if_low_rank(cls, Sigma, max_width: int) -> Problem | None:
         """The Problem of a dense Sigma if a sketch of at most max_width columns finds its
         exact basis (a few products with Sigma), else None: what ``method="auto"`` tries."""
-        S = real_array(Sigma, "Sigma", 2)
+        S = _dense_array(Sigma)
         m, n = S.shape
         dtype = _dtype(S.dtype)
         found = _basis(S, "dense", _rtol(None, m, n, dtype), max_width)
@@ -288,6 +293,31 @@ class _DaskOperator(scipy.sparse.linalg.LinearOperator):
         return (self.A @ X).compute()
 
 
+class _DenseOperator(scipy.sparse.linalg.LinearOperator):
+    """Products with a dense float64 Sigma; Sigma^T X is formed as (X^T Sigma)^T, which
+    OpenBLAS runs about twice as fast as Sigma^T X for a C-ordered Sigma."""
+
+    def __init__(self, A):
+        super().__init__(np.float64, A.shape)
+        self.A = A
+
+    def _matmat(self, X):
+        return self.A @ X
+
+    def _rmatmat(self, X):
+        return (X.T @ self.A).T
+
+
+def _dense_array(Sigma) -> np.ndarray:
+    """Sigma checked by `real_array`, except that a float32 or float64 matrix too large for a
+    dense SVD skips its pass over every entry for NaN or Inf: the first product with Sigma
+    shows them (`_basis` then names them)."""
+    if isinstance(Sigma, np.ndarray) and Sigma.dtype in (np.float32, np.float64) and Sigma.ndim == 2:
+        if min(Sigma.shape) > _FULL_SVD_MAX:
+            return np.asarray(Sigma)  # an ndarray, not a subclass
+    return real_array(Sigma, "Sigma", 2)
+
+
 def _dtype(dtype) -> np.dtype:
     """float32 or float64; integer data computes in float64."""
     dtype = np.dtype(np.float64 if dtype is None else dtype)
@@ -315,24 +345,35 @@ def _basis(op, kind, rtol, max_width=None):
     returns None instead (no full SVD).
     """
     m, n = op.shape
+    # no copy of a float64 Sigma; a float32 one gets one, its products as exact as before
+    dense = np.asarray(op, dtype=np.float64) if kind == "dense" else None
     if kind == "operator":
         lin = op
     elif kind == "dask":
         lin = _DaskOperator(op)
+    elif dense is not None:
+        lin = _DenseOperator(dense)
     else:
         lin = scipy.sparse.linalg.aslinearoperator(op)
     rng = np.random.default_rng(0)  # the basis is a property of Sigma, not of a run's seed
-    dense = op if kind == "dense" else None
-    if dense is not None and min(m, n) <= _FULL_SVD_MAX:
-        s, Phi, Psi = _full_svd(dense, rtol)
-    else:
-        found = _dask_svd(op, rtol) if kind == "dask" else _randomized_svd(lin, dense, rtol, rng, max_width)
-        if found is None:
-            return None
-        s, Phi, Psi = found
-    residual = _residual(lin, s, Phi, Psi, rng)
     # what the discarded singular values (each below rtol * s_1) can leave, or rounding
     expected = 10.0 * np.sqrt(min(m, n)) * max(rtol, max(m, n) * np.finfo(np.float64).eps)
+    if dense is not None and min(m, n) <= _FULL_SVD_MAX:
+        s, Phi, Psi = _full_svd(dense, rtol)
+        residual = _residual(s, Phi, Psi, *_probes(lin, rng))
+    elif kind == "dask":
+        s, Phi, Psi = _dask_svd(op, rtol)
+        residual = _residual(s, Phi, Psi, *_probes(lin, rng))
+    else:
+        try:
+            found = _randomized_svd(lin, dense, rtol, expected, rng, max_width)
+        except ValueError:  # a product was not finite: name the cause a dense Sigma was not checked for
+            if dense is not None and not np.all(np.isfinite(dense)):
+                raise ValueError("Sigma contains NaN or Inf; remove or replace the non-finite entries") from None
+            raise
+        if found is None:
+            return None
+        s, Phi, Psi, residual = found
     if residual > expected and max_width is not None:
         return None
     if residual > expected and kind == "dask":
@@ -349,7 +390,7 @@ def _basis(op, kind, rtol, max_width=None):
             stacklevel=3,
         )
         s, Phi, Psi = _full_svd(dense if dense is not None else lin.matmat(np.eye(n)), 0.0)
-        residual = _residual(lin, s, Phi, Psi, rng)
+        residual = _residual(s, Phi, Psi, *_probes(lin, rng))
     return s, Phi, Psi, residual
 
 
@@ -359,9 +400,17 @@ def _full_svd(A, rtol):
     return s[:r], U[:, :r], Vt[:r].T
 
 
-def _randomized_svd(lin, dense, rtol, rng, max_width=None):
-    """Adaptive range finder: double the width until the sketch shows a zero singular value
-    (None once the width would pass max_width)."""
+def _randomized_svd(lin, dense, rtol, expected, rng, max_width=None):
+    """Adaptive range finder (s, Phi, Psi, residual), its residual check built in.
+
+    One product Sigma [Omega, W] gives the sketch Sigma Omega and the probes Sigma W of the
+    check, one product Sigma^T Q the small matrix whose SVD is the basis: two passes over
+    an exactly low-rank Sigma. Only a basis that fails the check, or that leaves fewer than
+    `_OVERSAMPLING` columns of the sketch to spare, gets one subspace iteration (two more
+    products), which sharpens a numerically, not exactly, low-rank spectrum. The width
+    doubles until the sketch shows a zero singular value (None once the width would pass
+    max_width).
+    """
     m, n = lin.shape
     p = min(m, n)
     width = min(p, 32)
@@ -369,17 +418,23 @@ def _randomized_svd(lin, dense, rtol, rng, max_width=None):
         if max_width is not None and width > max_width:
             return None
         if dense is not None and 4 * width > p:  # a dense SVD is now the cheaper way
-            return _full_svd(dense, rtol)
-        Y = _checked(lin.matmat(rng.standard_normal((n, width))))
-        Q = np.linalg.qr(Y, mode="reduced")[0]
-        # one subspace iteration sharpens a numerically (not exactly) low-rank spectrum
-        Q = np.linalg.qr(
-            _checked(lin.matmat(np.linalg.qr(_checked(lin.rmatmat(Q)), mode="reduced")[0])), mode="reduced"
-        )[0]
-        Ub, s, Vt = np.linalg.svd(_checked(lin.rmatmat(Q)).T, full_matrices=False)
-        r = _count_rank(s, rtol)
-        if r < width or width == p:
-            return s[:r], Q @ Ub[:, :r], Vt[:r].T
+            s, Phi, Psi = _full_svd(dense, rtol)
+            return s, Phi, Psi, _residual(s, Phi, Psi, *_probes(lin, rng))
+        Omega = rng.standard_normal((n, width + _N_PROBES))
+        Y = _checked(lin.matmat(Omega))
+        W, SW = Omega[:, width:], Y[:, width:]
+        Q = np.linalg.qr(Y[:, :width])[0]
+        for sweep in range(2):
+            B = _checked(lin.rmatmat(Q))  # Sigma^T Q = Ub diag(s) Vt, so Q Q^T Sigma = (Q Vt^T) diag(s) Ub^T
+            Ub, s, Vt = np.linalg.svd(B, full_matrices=False)
+            r = _count_rank(s, rtol)
+            if r == width < p:
+                break  # no zero singular value in the sketch: widen it
+            s, Phi, Psi = s[:r], Q @ Vt[:r].T, Ub[:, :r]
+            residual = _residual(s, Phi, Psi, W, SW)
+            if sweep or residual <= expected and (r + _OVERSAMPLING <= width or width == p):
+                return s, Phi, Psi, residual
+            Q = np.linalg.qr(_checked(lin.matmat(np.linalg.qr(B)[0])))[0]  # the subspace iteration
         width = min(2 * width, p)
 
 
@@ -414,11 +469,16 @@ def _checked(Y):
     return Y
 
 
-def _residual(lin, s, Phi, Psi, rng) -> float:
-    """||(Sigma - Phi S Psi^T) W||_F / ||Sigma W||_F for Gaussian probes W (n x 8), both norms
-    taken of the matrices divided by max |Sigma W| (no overflow or underflow at any scale)."""
+def _probes(lin, rng):
+    """Gaussian probes W (n x 8) and Sigma W, for `_residual`."""
     W = rng.standard_normal((lin.shape[1], _N_PROBES))
-    SW = _checked(lin.matmat(W))
+    return W, _checked(lin.matmat(W))
+
+
+def _residual(s, Phi, Psi, W, SW) -> float:
+    """||(Sigma - Phi S Psi^T) W||_F / ||Sigma W||_F for Gaussian probes W independent of the
+    basis, both norms taken of the matrices divided by max |Sigma W| (no overflow or
+    underflow at any scale)."""
     top = float(np.max(np.abs(SW)))
     if top == 0:
         return 0.0

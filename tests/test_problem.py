@@ -1,3 +1,5 @@
+import tracemalloc
+
 import numpy as np
 import pytest
 import scipy.sparse
@@ -155,3 +157,104 @@ def test_bad_arguments():
         Problem.from_factors(np.ones((3, 2)), np.ones((4, 3)))
     with pytest.raises(ValueError, match="rtol must be >= 0"):
         Problem(np.eye(3), rtol=-1.0)
+
+
+def _counting(monkeypatch, cls, calls):
+    """Record the width of every product with Sigma (negative: with Sigma^T) that cls makes."""
+    for name, sign in (("_matmat", 1), ("_rmatmat", -1)):
+        real = getattr(cls, name)
+        monkeypatch.setattr(
+            cls, name, lambda self, X, real=real, sign=sign: calls.append(sign * X.shape[1]) or real(self, X)
+        )
+
+
+@pytest.mark.parametrize("kind", ["dense", "operator"])
+def test_an_exactly_low_rank_basis_takes_two_products(monkeypatch, kind):
+    """Sigma [Omega, W] (sketch and residual probes at once), then Sigma^T Q: nothing else."""
+    rng = np.random.default_rng(10)
+    Sigma = low_rank(rng, 600, 500, np.geomspace(10.0, 1.0, 7))
+    calls = []
+    if kind == "dense":
+        _counting(monkeypatch, fastmf.problem._DenseOperator, calls)
+        p = Problem(Sigma)
+    else:
+        op = scipy.sparse.linalg.LinearOperator((600, 500), matvec=lambda x: Sigma @ x, rmatvec=lambda y: Sigma.T @ y,
+                                                matmat=lambda X: Sigma @ X, rmatmat=lambda Y: Sigma.T @ Y)  # fmt: skip
+        _counting(monkeypatch, type(op), calls)
+        p = Problem(op)
+    assert calls == [32 + 8, -32]
+    assert p.rank == 7 and p.basis_residual < 1e-12
+    _check_basis(p, Sigma)
+
+
+def test_a_basis_that_fails_its_check_gets_the_subspace_iteration(monkeypatch):
+    rng = np.random.default_rng(11)
+    Sigma = low_rank(rng, 600, 500, np.geomspace(10.0, 1.0, 7))
+    real, calls, checks = fastmf.problem._residual, [], []
+
+    def fails_first(*args):
+        checks.append(real(*args))
+        return np.inf if len(checks) == 1 else checks[-1]
+
+    monkeypatch.setattr(fastmf.problem, "_residual", fails_first)
+    _counting(monkeypatch, fastmf.problem._DenseOperator, calls)
+    p = Problem(Sigma)  # no warning: the sharpened basis passes
+    assert calls == [32 + 8, -32, 32, -32] and len(checks) == 2
+    assert p.rank == 7 and p.basis_residual == checks[-1] < 1e-12
+    _check_basis(p, Sigma)
+
+
+def test_a_thin_sketch_of_a_slowly_decaying_spectrum_is_sharpened():
+    """29 singular values 0.8^i above rtol fill 29 of the sketch's 32 columns: too few to spare, so
+    the basis gets the subspace iteration, and its singular values are as accurate as those of a
+    plainly written range finder with one (Halko, Martinsson & Tropp 2011, algorithm 4.4)."""
+    Sigma = low_rank(np.random.default_rng(12), 400, 400, 0.8 ** np.arange(200))
+    rtol = 0.8**28.5
+    exact = np.linalg.svd(Sigma, compute_uv=False)[:29]
+    errors = []
+    for seed in range(8):
+        Y = Sigma @ np.random.default_rng(seed).standard_normal((400, 32))
+        Q = np.linalg.qr(Sigma @ np.linalg.qr(Sigma.T @ np.linalg.qr(Y)[0])[0])[0]
+        errors.append(np.max(np.abs(np.linalg.svd(Q.T @ Sigma, compute_uv=False)[:29] - exact)))
+    p = Problem(Sigma, rtol=rtol)
+    assert p.rank == 29
+    assert np.max(np.abs(p.s - exact)) <= 4 * np.median(errors)
+
+
+def test_float32_basis_is_as_accurate_as_a_float64_svd():
+    """A float32 Sigma's basis, rounded to float32, leaves at most twice the residual of NumPy's
+    float64 SVD of it rounded to float32 (products in float32 would leave about ten times)."""
+    Sigma = low_rank(np.random.default_rng(13), 600, 500, np.geomspace(10.0, 1.0, 7)).astype(np.float32)
+    S = Sigma.astype(np.float64)
+    p = Problem(Sigma)
+    assert p.dtype == np.float32 and p.rank == 7
+    U, s, Vt = np.linalg.svd(S)
+    ref = [U[:, :7].astype(np.float32), s[:7].astype(np.float32), Vt[:7].T.astype(np.float32)]
+    eye = np.eye(7, dtype=np.float32)
+    got = [p.left.lift(eye), p.s, p.right.lift(eye)]
+    residual = [np.linalg.norm(S - (Phi.astype(float) * s) @ Psi.astype(float).T) for Phi, s, Psi in (got, ref)]
+    assert residual[0] <= 2 * residual[1]
+
+
+def test_a_large_float64_sigma_is_neither_copied_nor_swept():
+    """No float64 copy of Sigma and no entry-by-entry pass (np.isfinite's boolean array is an
+    eighth of Sigma): what Problem allocates stays below a tenth of Sigma's size."""
+    Sigma = low_rank(np.random.default_rng(14), 3000, 3000, np.geomspace(10.0, 1.0, 7))
+    tracemalloc.start()
+    try:
+        Problem(Sigma)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < Sigma.nbytes / 10
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_or_inf_in_a_large_dense_sigma_is_named(bad):
+    """A matrix past the dense-SVD size gets no entry-by-entry check: the first product shows it."""
+    Sigma = low_rank(np.random.default_rng(15), 300, 200, [3.0, 2.0])
+    Sigma[123, 45] = bad
+    with pytest.raises(ValueError, match="Sigma contains NaN or Inf; remove or replace"):
+        Problem(Sigma)
+    with pytest.raises(ValueError, match="Sigma contains NaN or Inf; remove or replace"):
+        Problem.if_low_rank(Sigma, 64)
