@@ -7,17 +7,25 @@ quotient iteration steps (a pivoted LU solve), then a certificate. The Rayleigh 
 theta of a unit vector always lies inside the spectrum, so for the smallest eigenvalue
 theta >= lambda_min, and a successful Cholesky factorization of M - (theta - delta) I
 proves lambda_min >= theta - delta: the value is certified to within delta (likewise for
-the largest, with (theta + delta) I - M). delta = 1e-12 n max|M_ij| (>= 1e-12 ||M||_F),
-far above the rounding of the factorization (about n eps ||M||), or the resolution of M
-if that is larger. When a certificate fails (first call, or an
-eigenvalue crossing), LAPACK's eigh gives the exact value and a new vector.
+the largest, with (theta + delta) I - M). delta = 1e-12 n 2^e <= 1e-12 n max|M_ij|, 2^e the
+power of two with max|M_ij| / 2 < 2^e <= max|M_ij|, far above the rounding of
+the factorization (about n eps ||M||), or the resolution of M if that is larger. When a
+certificate fails (first call, or an eigenvalue crossing), LAPACK's dsyev gives the exact
+value and a new vector (called directly: numba's eigh would add about 2 s to the first
+compilation of the kernels).
 
 Measured at r = k = 10: about 1 us a value, against 5.7 us for numba's eigvalsh.
 """
 
+import math
+
+import llvmlite.binding as llvm
 import numpy as np
+from numba import carray, types
+from numba.extending import get_cython_function_address, overload
 
 from ._jit import kernel
+from .blas import _ref
 
 REL_TOL = 1e-12
 _RQI_STEPS = 2
@@ -55,7 +63,7 @@ def posdef(M, n, c, sign, L):
     return True
 
 
-@kernel
+@kernel(error_model="numpy")
 def _shifted_solve(M, n, theta, x, W):
     """x[:n] <- (M[:n, :n] - theta I)^{-1} x[:n] by LU with partial pivoting in W; exact zero
     pivots are nudged to eps ||M||, as is usual in inverse iteration."""
@@ -72,7 +80,7 @@ def _shifted_solve(M, n, theta, x, W):
             if abs(W[i, k]) > abs(W[p, k]):
                 p = i
         if p != k:
-            for j in range(n):
+            for j in range(k, n):
                 W[k, j], W[p, j] = W[p, j], W[k, j]
             x[k], x[p] = x[p], x[k]
         if abs(W[k, k]) < tiny:
@@ -114,27 +122,60 @@ def _normalize(v, n):
     return True
 
 
-@kernel
+def _eigh(A, w, work):
+    """Eigenvalues of the symmetric n x n C array A into w (ascending) and their unit
+    eigenvectors into the rows of A; returns LAPACK's info (0: done). Compiled code calls
+    LAPACK's dsyev (`_eigh_lapack`); this body runs only without the JIT."""
+    w[:], V = np.linalg.eigh(A)
+    A[:] = V.T
+    return 0
+
+
+_DSYEV = types.ExternalFunction(
+    "fastmf_dsyev",
+    types.void(*(types.CPointer(t) for t in (types.int8, types.int8, types.intc, types.float64, types.intc,
+                                             types.float64, types.float64, types.intc, types.intc))),
+)  # fmt: skip
+llvm.add_symbol("fastmf_dsyev", get_cython_function_address("scipy.linalg.cython_lapack", "dsyev"))
+
+
+@overload(_eigh)
+def _eigh_lapack(A, w, work):
+    def impl(A, w, work):
+        n = _ref(np.int32(A.shape[0]))
+        info = _ref(np.int32(0))
+        # column-major A is row-major A^T = A: its columns, the eigenvectors, are our rows
+        _DSYEV(_ref(np.int8(ord("V"))), _ref(np.int8(ord("L"))), n, A.ctypes, n, w.ctypes, work.ctypes,
+               _ref(np.int32(work.shape[0])), info)  # fmt: skip
+        return carray(info, 1)[0]
+
+    return impl
+
+
+@kernel(error_model="numpy")
 def extreme_eig(M, n, want_max, floor, v, valid, slot, S, W, L):
     """Smallest (or largest, if want_max) eigenvalue of the symmetric M[:n, :n], certified to
-    within max(REL_TOL n max|M_ij|, floor); v[:n] is the tracked eigenvector, valid[slot]
+    within max(REL_TOL n 2^e, floor) (2^e below); v[:n] is the tracked eigenvector, valid[slot]
     says if it holds one. M, S, W, L are float64 C arrays of at least n x n (one compiled
-    version); the work happens on S = M / max|M_ij|, so that a Gram of a vanishing
-    complement (entries 1e-178 and below) neither underflows nor hits subnormals.
+    version); the work happens on S = M / 2^e, 2^e the power of two with 1 <= max|S_ij| < 2
+    (exact), so that a Gram of a vanishing complement (entries 1e-178 and below)
+    neither underflows nor hits subnormals.
 
     `floor` is the resolution at which M itself is known: a matrix formed by cancellation
     (P = diag(s) - sym(Up Vp^T) near convergence) is rounding noise below it, and its
     eigenvectors change arbitrarily from step to step.
     """
-    scale = 0.0
+    top = 0.0
     for i in range(n):
         for j in range(n):
-            scale = max(scale, abs(M[i, j]))
-    if not scale > 0.0:  # an exactly zero matrix (NaN cannot reach here: the kernels stop first)
+            top = max(top, abs(M[i, j]))
+    if not top > 0.0:  # an exactly zero matrix (NaN cannot reach here: the kernels stop first)
         return 0.0
+    scale = math.ldexp(1.0, math.frexp(top)[1] - 1)  # a power of two: the scaling is exact
+    inv = 1.0 / scale  # (infinite for a subnormal scale, which then divides)
     for i in range(n):
         for j in range(n):
-            S[i, j] = M[i, j] / scale  # not * (1 / scale), which overflows for a subnormal scale
+            S[i, j] = M[i, j] / scale if inv == np.inf else M[i, j] * inv
     delta = max(REL_TOL * n, floor / scale)
     sign = -1.0 if want_max else 1.0
     if valid[slot]:
@@ -147,13 +188,17 @@ def extreme_eig(M, n, want_max, floor, v, valid, slot, S, W, L):
             c = theta + delta if want_max else -(theta - delta)
             if posdef(S, n, c, sign, L):
                 return theta * scale
+    A = np.empty((n, n))
     for i in range(n):
         for j in range(n):
             if not np.isfinite(S[i, j]):  # never raise from inside a run: report the value as unknown
                 return np.nan
-    w, V = np.linalg.eigh(np.ascontiguousarray(S[:n, :n]))
+            A[i, j] = S[i, j]
+    w = np.empty(n)
+    if _eigh(A, w, np.empty(66 * n)) != 0:  # (66 n: dsyev's blocked workspace)
+        return np.nan
     idx = n - 1 if want_max else 0
     for i in range(n):
-        v[i] = V[i, idx]
+        v[i] = A[idx, i]
     valid[slot] = 1
     return w[idx] * scale

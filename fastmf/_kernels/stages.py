@@ -48,16 +48,17 @@ def mark(X, Y, s, E, t, spectral, D, info):
     """The tests at step t of the state (X, Y) with E = Up Vp^T: info[T1] = t if T1 is
     pending and passes, then info[T0] = t if T1 is reached, T0 pending and passes.
 
-    D is (8, n, n) float64 work, n = max(r, k). Leaves P in D[0] and, where T1 is pending
-    or `spectral` asks for it, G in D[1] (used in their top-left r x r and p x p), for the
-    spectral diagnostics (`diagnostics.record`).
+    D is (8, n, n) float64 work, n = max(r, k). Leaves P in D[0] where T0 is pending or
+    `spectral` asks for it, and G in D[1] where T1 is pending or `spectral` asks for it (used in
+    their top-left r x r and p x p), for the spectral diagnostics (`diagnostics.record`).
     """
     r = s.shape[0]
     k = X.shape[1]
     P, G, L = D[0], D[1], D[4]
-    for i in range(r):
-        for j in range(r):
-            P[i, j] = (s[i] if i == j else 0.0) - 0.5 * (E[i, j] + E[j, i])
+    if info[T0] < 0 or spectral:
+        for i in range(r):
+            for j in range(r):
+                P[i, j] = (s[i] if i == j else 0.0) - 0.5 * (E[i, j] + E[j, i])
     if info[T1] < 0 or spectral:
         gram_A(X, Y, r, k, G, D[7])
     sd = s[r - 1]
