@@ -12,12 +12,13 @@ C^T = B^T A^T). `bind` points them, once per process and before any kernel runs,
 * "mkl": Intel MKL's libmkl_rt from this environment (``pip install "fastmf-gd[mkl]"``);
 * "loops": plain compiled loops (`_loop_gemm`), no BLAS at all.
 
-The environment variable FASTMF_BLAS chooses (read when fastmf is imported; any case; empty
+The environment variable FASTMF_BLAS chooses (read when the kernels are first loaded; any case; empty
 means the default). Compiled and cached kernels refer to the symbols by name, so one cache
 serves every backend. A backend that cannot be bound leaves import working: the symbols
 then point at `_refusal`, which marks its call, and `gemm` raises `BackendError` saying
 why. `fastmf.blas_info()` says which library runs and with how many threads. The one LAPACK
-call (the rare eigh fallback of `spectral.py`) is numba's, which also goes through SciPy.
+call (the rare eigh fallback of `spectral.py`) is SciPy's dsyev, bound there the same way
+(symbol ``fastmf_dsyev``) whatever FASTMF_BLAS says.
 """
 
 import ctypes
