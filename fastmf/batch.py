@@ -247,12 +247,13 @@ def solve_batch(
         As in `fastmf.solve` (`fastmf.Options`).
     spectral_every : int, optional
         The stride of the eigenvalues behind the per-run extremes (`BatchResult.invariants`):
-        at the recorded steps that are multiples of it (and the last); 0: none (no extremes,
-        and the kernel runs as without them). Default every `SPECTRAL_RECORDS` (64) records,
-        which costs about 10% more than 0 at d = k = 10 with every step recorded (every
-        record: about 4 times as much). Run i's extremes are those of ``fastmf.solve(...,
-        spectral_every=spectral_every)`` to rounding; the runs themselves (losses, stages,
-        states) do not depend on it, bit for bit.
+        at the recorded steps that are multiples of it (and the last). Default None: none of
+        them (their columns NaN, their held flags True), and ||B||_F's extremes (`max_B_fro`,
+        `c_B`, `held_B`) at every record; 0: no extremes at all. A stride such as
+        64 * record_every costs about 10% more at d = k = 10 with every step recorded, and
+        compiles the eigenvalue code on its first use. Run i's extremes are those of
+        ``fastmf.solve(..., spectral_every=spectral_every)`` to rounding; the runs themselves
+        (losses, stages, states) do not depend on it, bit for bit.
     lr, init_scale : float, "theory", None or array_like
         As in `fastmf.solve`, one for all runs or one per run.
     seeds : sequence of int

@@ -63,12 +63,13 @@ from .spectral import extreme_eig
 from .stages import gram_A, passes_lanes
 
 REGISTER_BYTES = 64  # one AVX-512 register; narrower machines split each operation in two or four
-LANES = REGISTER_BYTES // 8  # runs in a float64 block (`lanes`)
+BLOCK_BYTES = 4 * REGISTER_BYTES  # a block's lanes: four registers, so that the loops over them vectorize
+LANES = BLOCK_BYTES // 8  # runs in a float64 block (`lanes`)
 
 
 def lanes(dtype) -> int:
-    """The runs in a block of states of this dtype: one register's width."""
-    return REGISTER_BYTES // np.dtype(dtype).itemsize
+    """The runs in a block of states of this dtype: four registers."""
+    return BLOCK_BYTES // np.dtype(dtype).itemsize
 
 
 # -- one SIMD register as a numba value: loads and stores of a lane row, fused multiply-add ----------
@@ -89,11 +90,12 @@ class _LanesModel(PrimitiveModel):
         super().__init__(dmm, fe_type, ir.VectorType(element, fe_type.width))
 
 
-def _row_pointer(context, builder, aryty, ary, i, j, vector):
-    """The address of A[i, j, :] (a 3-d array whose last axis is one register wide) as a vector pointer."""
+def _row_pointer(context, builder, aryty, ary, i, j, v, vector):
+    """The address of register v of A[i, j, :] (a 3-d array, its last axis contiguous) as a vector pointer."""
     a = context.make_array(aryty)(context, builder, ary)
     strides = cgutils.unpack_tuple(builder, a.strides)
     offset = builder.add(builder.mul(i, strides[0]), builder.mul(j, strides[1]))
+    offset = builder.add(offset, builder.mul(v, ir.Constant(v.type, REGISTER_BYTES)))
     byte = builder.gep(builder.bitcast(a.data, ir.IntType(8).as_pointer()), [offset])
     return builder.bitcast(byte, vector.as_pointer())
 
@@ -105,27 +107,27 @@ def _vector_intrinsic(builder, name, vector, args):
 
 
 @intrinsic
-def _load(typingctx, A, i, j):
-    """A[i, j, :] as one register."""
+def _load(typingctx, A, i, j, v):
+    """Register v of A[i, j, :]: A[i, j, v * width:(v + 1) * width]."""
     lanes_type = Lanes(A.dtype)
 
     def codegen(context, builder, sig, args):
         vector = context.get_value_type(lanes_type)
-        return builder.load(_row_pointer(context, builder, sig.args[0], args[0], args[1], args[2], vector), align=4)
+        return builder.load(_row_pointer(context, builder, sig.args[0], *args, vector), align=4)
 
-    return lanes_type(A, types.intp, types.intp), codegen
+    return lanes_type(A, types.intp, types.intp, types.intp), codegen
 
 
 @intrinsic
-def _store(typingctx, A, i, j, v):
-    """A[i, j, :] = v."""
+def _store(typingctx, A, i, j, v, x):
+    """Register v of A[i, j, :] = x."""
 
     def codegen(context, builder, sig, args):
-        vector = context.get_value_type(sig.args[3])
-        builder.store(args[3], _row_pointer(context, builder, sig.args[0], args[0], args[1], args[2], vector), align=4)
+        vector = context.get_value_type(sig.args[4])
+        builder.store(args[4], _row_pointer(context, builder, sig.args[0], *args[:4], vector), align=4)
         return context.get_dummy_value()
 
-    return types.void(A, types.intp, types.intp, v), codegen
+    return types.void(A, types.intp, types.intp, types.intp, x), codegen
 
 
 @intrinsic
@@ -167,14 +169,21 @@ def _flush(typingctx, v):
 
 
 @kernel
-def _put(Xn, Y, Se, i, b, b1, c0, c1):
-    """Xn[i, b] = c0 and Xn[i, b1] = c1 plus the principal term Se[i] o Y[i] (i < r), flushed."""
+def _registers(A):
+    """The registers of a lane row A[i, j, :]."""
+    return A.shape[2] * A.itemsize // REGISTER_BYTES
+
+
+@kernel
+def _put(Xn, Y, Se, i, b, b1, v, c0, c1):
+    """Register v of Xn[i, b] = c0 and of Xn[i, b1] = c1, plus the principal term Se[i] o Y[i]
+    (i < r), flushed."""
     if i < Se.shape[0]:
-        e = _load(Se, i, 0)
-        c0 = _fma(e, _load(Y, i, b), c0)
-        c1 = _fma(e, _load(Y, i, b1), c1)
-    _store(Xn, i, b, _flush(c0))
-    _store(Xn, i, b1, _flush(c1))
+        e = _load(Se, i, 0, v)
+        c0 = _fma(e, _load(Y, i, b, v), c0)
+        c1 = _fma(e, _load(Y, i, b1, v), c1)
+    _store(Xn, i, b, v, _flush(c0))
+    _store(Xn, i, b1, v, _flush(c1))
 
 
 @kernel
@@ -183,101 +192,102 @@ def _half_step(X, Y, Se, H, Xn):
     s[i] lane by lane, r = Se.shape[0]), subnormals flushed to zero (`fpmode`). In register tiles of
     4 rows x 2 columns; a tile past the last row or column repeats it (the same numbers stored twice)."""
     rows, k = X.shape[0], X.shape[1]
-    for i in range(0, rows, 4):
-        i1, i2, i3 = min(i + 1, rows - 1), min(i + 2, rows - 1), min(i + 3, rows - 1)
-        for b in range(0, k, 2):
-            b1 = min(b + 1, k - 1)
-            c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = _zero(X)
-            for a in range(k):
-                h0, h1 = _load(H, a, b), _load(H, a, b1)
-                x = _load(X, i, a)
-                c00, c01 = _fma(x, h0, c00), _fma(x, h1, c01)
-                x = _load(X, i1, a)
-                c10, c11 = _fma(x, h0, c10), _fma(x, h1, c11)
-                x = _load(X, i2, a)
-                c20, c21 = _fma(x, h0, c20), _fma(x, h1, c21)
-                x = _load(X, i3, a)
-                c30, c31 = _fma(x, h0, c30), _fma(x, h1, c31)
-            _put(Xn, Y, Se, i, b, b1, c00, c01)
-            _put(Xn, Y, Se, i1, b, b1, c10, c11)
-            _put(Xn, Y, Se, i2, b, b1, c20, c21)
-            _put(Xn, Y, Se, i3, b, b1, c30, c31)
+    for v in range(_registers(X)):
+        for i in range(0, rows, 4):
+            i1, i2, i3 = min(i + 1, rows - 1), min(i + 2, rows - 1), min(i + 3, rows - 1)
+            for b in range(0, k, 2):
+                b1 = min(b + 1, k - 1)
+                c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = _zero(X)
+                for a in range(k):
+                    h0, h1 = _load(H, a, b, v), _load(H, a, b1, v)
+                    x = _load(X, i, a, v)
+                    c00, c01 = _fma(x, h0, c00), _fma(x, h1, c01)
+                    x = _load(X, i1, a, v)
+                    c10, c11 = _fma(x, h0, c10), _fma(x, h1, c11)
+                    x = _load(X, i2, a, v)
+                    c20, c21 = _fma(x, h0, c20), _fma(x, h1, c21)
+                    x = _load(X, i3, a, v)
+                    c30, c31 = _fma(x, h0, c30), _fma(x, h1, c31)
+                _put(Xn, Y, Se, i, b, b1, v, c00, c01)
+                _put(Xn, Y, Se, i1, b, b1, v, c10, c11)
+                _put(Xn, Y, Se, i2, b, b1, v, c20, c21)
+                _put(Xn, Y, Se, i3, b, b1, v, c30, c31)
 
 
 @kernel
-def _gram_rows(X, lo, hi, a, b, c):
-    """c (8 registers) plus the tile rows (a, a + 1) x columns (b .. b + 3) of X[lo:hi]^T X[lo:hi]
-    (indices past k - 1 repeat the last)."""
+def _gram_rows(X, lo, hi, a, b, v, c):
+    """c (8 registers) plus register v of the tile rows (a, a + 1) x columns (b .. b + 3) of
+    X[lo:hi]^T X[lo:hi] (indices past k - 1 repeat the last)."""
     k = X.shape[1]
     a1, b1, b2, b3 = min(a + 1, k - 1), min(b + 1, k - 1), min(b + 2, k - 1), min(b + 3, k - 1)
     c0, c1, c2, c3, c4, c5, c6, c7 = c
     for i in range(lo, hi):
-        x0, x1 = _load(X, i, a), _load(X, i, a1)
-        y = _load(X, i, b)
+        x0, x1 = _load(X, i, a, v), _load(X, i, a1, v)
+        y = _load(X, i, b, v)
         c0, c4 = _fma(x0, y, c0), _fma(x1, y, c4)
-        y = _load(X, i, b1)
+        y = _load(X, i, b1, v)
         c1, c5 = _fma(x0, y, c1), _fma(x1, y, c5)
-        y = _load(X, i, b2)
+        y = _load(X, i, b2, v)
         c2, c6 = _fma(x0, y, c2), _fma(x1, y, c6)
-        y = _load(X, i, b3)
+        y = _load(X, i, b3, v)
         c3, c7 = _fma(x0, y, c3), _fma(x1, y, c7)
     return c0, c1, c2, c3, c4, c5, c6, c7
 
 
 @kernel
-def _put_tile(G, a, b, c):
-    """The 2 x 4 tile c of `_gram_rows` or `_product` into G[a:a + 2, b:b + 4] (repeated indices as there)."""
+def _put_tile(G, a, b, v, c):
+    """Register v of the 2 x 4 tile c of `_gram_rows` or `_product` into G[a:a + 2, b:b + 4]
+    (repeated indices as there)."""
     n, m = G.shape[0], G.shape[1]
     for u in range(2):
-        for v in range(4):
-            _store(G, min(a + u, n - 1), min(b + v, m - 1), c[4 * u + v])
-
-
-@kernel
-def _mirror(G):
-    """G[a, b] = G[b, a] for a > b: the lower triangle of a symmetric G from its upper one."""
-    for a in range(G.shape[0]):
-        for b in range(a):
-            _store(G, a, b, _load(G, b, a))
+        for w in range(4):
+            _store(G, min(a + u, n - 1), min(b + w, m - 1), v, c[4 * u + w])
 
 
 @kernel
 def _grams(X, r, G, Gc):
     """Gc = the Gram of the complement rows r: of X, then G = Gc + that of the principal rows
     :r, i.e. X^T X: the step needs G, the loss both (Gc is not G minus the principal part,
-    which would cancel once the complement is small). The tiles that reach the upper triangle
-    (a tile's lower entries are its mirror's numbers: fma(x, y, c) = fma(y, x, c))."""
+    which would cancel once the complement is small). The tiles that reach the upper triangle,
+    then its mirror (a tile's lower entries are already its mirror's numbers: fma(x, y, c) =
+    fma(y, x, c))."""
     k = X.shape[1]
     z = _zero(X)
-    for a in range(0, k, 2):
-        for b in range(a - a % 4, k, 4):
-            c = _gram_rows(X, r, X.shape[0], a, b, (z, z, z, z, z, z, z, z))
-            _put_tile(Gc, a, b, c)
-            _put_tile(G, a, b, _gram_rows(X, 0, r, a, b, c))
-    _mirror(Gc)
-    _mirror(G)
+    for v in range(_registers(X)):
+        for a in range(0, k, 2):
+            for b in range(a - a % 4, k, 4):
+                c = (z, z, z, z, z, z, z, z)
+                for part in range(2):  # (one call site each: numba compiles them once)
+                    lo, hi = (r, X.shape[0]) if part == 0 else (0, r)
+                    c = _gram_rows(X, lo, hi, a, b, v, c)
+                    _put_tile(Gc if part == 0 else G, a, b, v, c)
+        for a in range(k):
+            for b in range(a):
+                _store(Gc, a, b, v, _load(Gc, b, a, v))
+                _store(G, a, b, v, _load(G, b, a, v))
 
 
 @kernel
 def _product(X, Y, r, E):
     """E = Up Vp^T (r x r, lane by lane) in register tiles of 2 x 4."""
     k = X.shape[1]
-    for i in range(0, r, 2):
-        i1 = min(i + 1, r - 1)
-        for j in range(0, r, 4):
-            j1, j2, j3 = min(j + 1, r - 1), min(j + 2, r - 1), min(j + 3, r - 1)
-            c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = _zero(X)
-            for c in range(k):
-                x0, x1 = _load(X, i, c), _load(X, i1, c)
-                y = _load(Y, j, c)
-                c0, c4 = _fma(x0, y, c0), _fma(x1, y, c4)
-                y = _load(Y, j1, c)
-                c1, c5 = _fma(x0, y, c1), _fma(x1, y, c5)
-                y = _load(Y, j2, c)
-                c2, c6 = _fma(x0, y, c2), _fma(x1, y, c6)
-                y = _load(Y, j3, c)
-                c3, c7 = _fma(x0, y, c3), _fma(x1, y, c7)
-            _put_tile(E, i, j, (c0, c1, c2, c3, c4, c5, c6, c7))
+    for v in range(_registers(X)):
+        for i in range(0, r, 2):
+            i1 = min(i + 1, r - 1)
+            for j in range(0, r, 4):
+                j1, j2, j3 = min(j + 1, r - 1), min(j + 2, r - 1), min(j + 3, r - 1)
+                c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = _zero(X)
+                for c in range(k):
+                    x0, x1 = _load(X, i, c, v), _load(X, i1, c, v)
+                    y = _load(Y, j, c, v)
+                    c0, c4 = _fma(x0, y, c0), _fma(x1, y, c4)
+                    y = _load(Y, j1, c, v)
+                    c1, c5 = _fma(x0, y, c1), _fma(x1, y, c5)
+                    y = _load(Y, j2, c, v)
+                    c2, c6 = _fma(x0, y, c2), _fma(x1, y, c6)
+                    y = _load(Y, j3, c, v)
+                    c3, c7 = _fma(x0, y, c3), _fma(x1, y, c7)
+                _put_tile(E, i, j, v, (c0, c1, c2, c3, c4, c5, c6, c7))
 
 
 @kernel
@@ -440,7 +450,9 @@ def _record(X, Y, s, N, M, GUc, GVc, E, W, blocks, loss, pend1, pend0, ok1, ok0)
                 loss[q] += 0.5 * np.float64(e) * np.float64(e)
     # the three cross blocks from the Grams, with the sums of their terms' sizes, each summed again as
     # the squares of its product's entries where it cancelled (`diagnostics.CANCELLED`)
-    blocks[:] = 0.0
+    for block in range(6):
+        for q in range(lanes):
+            blocks[block, q] = 0.0
     for a in range(k):
         for b in range(k):
             for q in range(lanes):
@@ -458,12 +470,11 @@ def _record(X, Y, s, N, M, GUc, GVc, E, W, blocks, loss, pend1, pend0, ok1, ok0)
     for q in range(lanes):
         for block in range(3, 6):
             blocks[block, q] *= blocks[block, q]
-        if blocks[0, q] < CANCELLED * blocks[3, q]:
-            blocks[0, q] = _cross_lane(X, 0, r, Y, r, rows, q)
-        if blocks[1, q] < CANCELLED * blocks[4, q]:
-            blocks[1, q] = _cross_lane(X, r, rows, Y, 0, r, q)
-        if blocks[2, q] < CANCELLED * blocks[5, q]:
-            blocks[2, q] = _cross_lane(X, r, rows, Y, r, rows, q)
+        for block in range(3):  # Up L_V^T, L_U Vp^T, L_U L_V^T
+            if blocks[block, q] < CANCELLED * blocks[3 + block, q]:
+                a0, a1 = (0, r) if block == 0 else (r, rows)
+                b0, b1 = (0, r) if block == 1 else (r, rows)
+                blocks[block, q] = _cross_lane(X, a0, a1, Y, b0, b1, q)
         loss[q] += 0.5 * (blocks[0, q] + blocks[1, q] + blocks[2, q])
     for q in range(lanes):
         ok1[q] = pend1[q]
@@ -581,10 +592,9 @@ def _prove_b(X, Y, r, lanes_in, before0, extremes, lo, b2):
                 d = 0.5 * (X[i, c, q] - Y[i, c, q])
                 b2[q] += d * d
     for q in range(lanes):
-        if lanes_in[q]:
-            _raise(extremes[lo + q], EXT_B, np.sqrt(b2[q]))
-            if before0[q]:
-                _raise(extremes[lo + q], EXT_B_T0, np.sqrt(b2[q]))
+        for c in (EXT_B, EXT_B_T0):  # (one call site: a literal slot would compile _raise once per slot)
+            if lanes_in[q] and (c == EXT_B or before0[q]):
+                _raise(extremes[lo + q], c, np.sqrt(b2[q]))
 
 
 @kernel
@@ -641,115 +651,10 @@ def _prove_spectral(X, Y, s, E, Nc, Mc, t, lanes_in, before0, pend1, pend0, summ
 
 
 @kernel
-def _run_block(Xs, Ys, lo, s, lrs, lr_scale, variant, noise, tol, t_start, t_stop, t_final, record_every, delta,
-               summary, losses, extremes, spectral):  # fmt: skip
-    """Runs the runs lo: lo + lanes of the batch as the lanes of one block; see run_batch."""
-    lanes = REGISTER_BYTES // Xs.itemsize
-    runs = min(lanes, Xs.shape[0] - lo)
-    active = np.zeros(lanes, np.bool_)
-    pend1 = np.zeros(lanes, np.bool_)
-    pend0 = np.zeros(lanes, np.bool_)
-    for q in range(runs):
-        active[q] = summary[lo + q, STATUS] == RUNNING
-        pend1[q] = summary[lo + q, T1] < 0
-        pend0[q] = summary[lo + q, T0] < 0
-    if not active.any():
-        return
-    rows, k = Xs.shape[1], Xs.shape[2]
-    r = s.shape[0]
-    n = max(r, k)
-    dtype = Xs.dtype
-    X, Y = np.empty((rows, k, lanes), dtype), np.empty((Ys.shape[1], k, lanes), dtype)
-    _lanes_in(Xs, lo, runs, X)
-    _lanes_in(Ys, lo, runs, Y)
-    Xn, Yn = np.empty_like(X), np.empty_like(Y)
-    G = np.empty((10, k, k, lanes), dtype)
-    N, M, Nn, Mn, Nc, Mc, Nnc, Mnc, H, F = G[0], G[1], G[2], G[3], G[4], G[5], G[6], G[7], G[8], G[9]
-    P = np.empty((r, k, lanes), dtype)  # ScaledGD's preconditioned principal rows, and its work
-    B = np.empty((k + r, k, lanes), dtype)
-    if noise is None:
-        AX = AY = np.empty((0, k, lanes), dtype)
-    else:  # perturbed GD's QR
-        AX = np.empty((rows - r + noise[1].shape[2], k, lanes), dtype)
-        AY = np.empty((Y.shape[0] - r + noise[3].shape[2], k, lanes), dtype)
-    eta = np.zeros(lanes, dtype)
-    Se = np.empty((r, 1, lanes), dtype)
-    w = np.empty((3, lanes), dtype)
-    E = np.empty((r, r, lanes), dtype)
-    W = np.empty((2, n, n, lanes), dtype)
-    blocks = np.empty((6, lanes))
-    loss = np.empty(lanes)
-    ok1 = np.zeros(lanes, np.bool_)
-    ok0 = np.zeros(lanes, np.bool_)
-    diverged = np.zeros(lanes, np.bool_)
-    before = np.empty(lanes, np.bool_)
-    before0 = np.empty(lanes, np.bool_)
-    b2 = np.empty(lanes)
-    alternating = False
-    if variant is not None:
-        alternating = variant[ALTERNATING] != 0
-    if spectral is not None:
-        PW = np.empty((7, n, n))
-    _grams(X, r, N, Nc)
-    _grams(Y, r, M, Mc)
-    t = t_start
-    while True:
-        before[:] = active
-        if _due(t, t_stop, t_final, record_every):
-            _record(X, Y, s, N, M, Nc, Mc, E, W, blocks, loss, pend1, pend0, ok1, ok0)
-            j = t // record_every if t % record_every == 0 else t_final // record_every + 1
-            before0[:] = pend0
-            _note(summary, losses, lo, j, t, loss, active, pend1, pend0, ok1, ok0, delta, tol)
-            if extremes is not None:
-                _prove_b(X, Y, r, before, before0, extremes, lo, b2)
-                if spectral is not None:
-                    every = spectral[3]
-                    if every > 0 and (t % every == 0 or t == t_final):
-                        _prove_spectral(X, Y, s, E, Nc, Mc, t, before, before0, pend1, pend0, summary, extremes,
-                                        spectral, lo, PW)  # fmt: skip
-            _retire(X, Y, Xs, Ys, lo, before, active)
-        if t >= t_stop or not active.any():
-            break
-        factor = lr_scale[min(t - t_start, lr_scale.size - 1)]
-        for q in range(runs):
-            eta[q] = lrs[lo + q] * factor
-        for i in range(r):
-            for q in range(lanes):
-                Se[i, 0, q] = eta[q] * s[i]
-        _side(X, Y, M, N, Se, eta, variant, H, F, B, P, Xn)
-        if alternating:  # the Y side steps from the new X
-            _grams(Xn, r, Nn, Nnc)
-        _side(Y, Xn if alternating else X, Nn if alternating else N, M, Se, eta, variant, H, F, B, P, Yn)
-        if noise is not None:
-            _perturb(Xn, r, noise[0], noise[1], t - t_start, AX, w, lo, runs)
-            _perturb(Yn, r, noise[2], noise[3], t - t_start, AY, w, lo, runs)
-        if noise is not None or not alternating:
-            _grams(Xn, r, Nn, Nnc)
-        _grams(Yn, r, Mn, Mnc)
-        before[:] = active
-        _overflows(Nn, Mn, summary, lo, active, diverged, t, not _due(t, t_stop, t_final, record_every))
-        if diverged.any():  # its loss, as `fastmf.solve` records the state it returns (no stage
-            _record(X, Y, s, N, M, Nc, Mc, E, W, blocks, loss, pend1, pend0, ok1, ok0)  # test: it may have exploded)
-            if extremes is not None:  # the extremes take that record, as solve's history does
-                _prove_b(X, Y, r, diverged, pend0, extremes, lo, b2)
-                if spectral is not None and spectral[3] > 0:
-                    _prove_spectral(X, Y, s, E, Nc, Mc, t, diverged, pend0, pend1, pend0, summary, extremes, spectral,
-                                    lo, PW)  # fmt: skip
-            for q in range(lanes):
-                if diverged[q]:
-                    summary[lo + q, FINAL_LOSS] = loss[q]
-                    if summary[lo + q, T_DELTA] < 0 and loss[q] <= delta:
-                        summary[lo + q, T_DELTA] = t
-                    diverged[q] = False
-        _retire(X, Y, Xs, Ys, lo, before, active)  # a diverged lane keeps its last finite state
-        X, Xn = Xn, X
-        Y, Yn = Yn, Y
-        N, Nn = Nn, N
-        M, Mn = Mn, M
-        Nc, Nnc = Nnc, Nc
-        Mc, Mnc = Mnc, Mc
-        t += 1
-    _retire(X, Y, Xs, Ys, lo, active, diverged)  # (diverged: all False here)
+def _copy(src, dst):
+    """dst[q] = src[q] (a loop: slice assignment compiles numba's shape checks and their messages)."""
+    for q in range(src.size):
+        dst[q] = src[q]
 
 
 @kernel
@@ -794,11 +699,117 @@ def run_batch(Xs, Ys, s, lrs, lr_scale, variant, noise, tol, t_start, t_stop, t_
         recorded steps that are multiples of spectral_every (and t_final). None: none of it
         compiled (needs `extremes`).
     """
-    n_blocks = (Xs.shape[0] + REGISTER_BYTES // Xs.itemsize - 1) // (REGISTER_BYTES // Xs.itemsize)
+    lanes = BLOCK_BYTES // Xs.itemsize
+    n_blocks = (Xs.shape[0] + lanes - 1) // lanes
+    rows, k = Xs.shape[1], Xs.shape[2]
+    r = s.shape[0]
+    n = max(r, k)
+    dtype = Xs.dtype
+    X, Y = np.empty((rows, k, lanes), dtype), np.empty((Ys.shape[1], k, lanes), dtype)
+    Xn, Yn = np.empty_like(X), np.empty_like(Y)
+    G = np.empty((10, k, k, lanes), dtype)
+    N, M, Nn, Mn, Nc, Mc, Nnc, Mnc, H, F = G[0], G[1], G[2], G[3], G[4], G[5], G[6], G[7], G[8], G[9]
+    P = np.empty((r, k, lanes), dtype)  # ScaledGD's preconditioned principal rows, and its work
+    B = np.empty((k + r, k, lanes), dtype)
+    if noise is None:
+        AX = AY = np.empty((0, k, lanes), dtype)
+    else:  # perturbed GD's QR
+        AX = np.empty((rows - r + noise[1].shape[2], k, lanes), dtype)
+        AY = np.empty((Y.shape[0] - r + noise[3].shape[2], k, lanes), dtype)
+    eta = np.empty(lanes, dtype)
+    Se = np.empty((r, 1, lanes), dtype)
+    w = np.empty((3, lanes), dtype)
+    E = np.empty((r, r, lanes), dtype)
+    W = np.empty((2, n, n, lanes), dtype)
+    blocks = np.empty((6, lanes))
+    loss = np.empty(lanes)
+    active = np.empty(lanes, np.bool_)
+    pend1 = np.empty(lanes, np.bool_)
+    pend0 = np.empty(lanes, np.bool_)
+    ok1 = np.zeros(lanes, np.bool_)
+    ok0 = np.zeros(lanes, np.bool_)
+    diverged = np.zeros(lanes, np.bool_)
+    before = np.empty(lanes, np.bool_)
+    before0 = np.empty(lanes, np.bool_)
+    b2 = np.empty(lanes)
+    alternating = False
+    if variant is not None:
+        alternating = variant[ALTERNATING] != 0
+    if spectral is not None:
+        PW = np.empty((7, n, n))
     mode = mode_on()  # flush-to-zero on this thread (`fpmode`)
     for blk in range(first, n_blocks if last < 0 else last):
-        _run_block(Xs, Ys, blk * (REGISTER_BYTES // Xs.itemsize), s, lrs, lr_scale, variant, noise, tol, t_start,
-                   t_stop, t_final, record_every, delta, summary, losses, extremes, spectral)  # fmt: skip
+        lo = blk * lanes
+        runs = min(lanes, Xs.shape[0] - lo)
+        for q in range(lanes):  # the padding lanes: a zero state, stopped
+            active[q] = q < runs and summary[lo + q, STATUS] == RUNNING
+            pend1[q] = q < runs and summary[lo + q, T1] < 0
+            pend0[q] = q < runs and summary[lo + q, T0] < 0
+            eta[q] = 0.0
+        if not active.any():
+            continue
+        _lanes_in(Xs, lo, runs, X)
+        _lanes_in(Ys, lo, runs, Y)
+        _grams(X, r, N, Nc)
+        _grams(Y, r, M, Mc)
+        t = t_start
+        while True:
+            _copy(active, before)
+            if _due(t, t_stop, t_final, record_every):
+                _record(X, Y, s, N, M, Nc, Mc, E, W, blocks, loss, pend1, pend0, ok1, ok0)
+                j = t // record_every if t % record_every == 0 else t_final // record_every + 1
+                _copy(pend0, before0)
+                _note(summary, losses, lo, j, t, loss, active, pend1, pend0, ok1, ok0, delta, tol)
+                if extremes is not None:
+                    _prove_b(X, Y, r, before, before0, extremes, lo, b2)
+                    if spectral is not None:
+                        every = spectral[3]
+                        if every > 0 and (t % every == 0 or t == t_final):
+                            _prove_spectral(X, Y, s, E, Nc, Mc, t, before, before0, pend1, pend0, summary, extremes,
+                                            spectral, lo, PW)  # fmt: skip
+                _retire(X, Y, Xs, Ys, lo, before, active)
+            if t >= t_stop or not active.any():
+                break
+            factor = lr_scale[min(t - t_start, lr_scale.size - 1)]
+            for q in range(runs):
+                eta[q] = lrs[lo + q] * factor
+            for i in range(r):
+                for q in range(lanes):
+                    Se[i, 0, q] = eta[q] * s[i]
+            _side(X, Y, M, N, Se, eta, variant, H, F, B, P, Xn)
+            if alternating:  # the Y side steps from the new X
+                _grams(Xn, r, Nn, Nnc)
+            _side(Y, Xn if alternating else X, Nn if alternating else N, M, Se, eta, variant, H, F, B, P, Yn)
+            if noise is not None:
+                _perturb(Xn, r, noise[0], noise[1], t - t_start, AX, w, lo, runs)
+                _perturb(Yn, r, noise[2], noise[3], t - t_start, AY, w, lo, runs)
+            if noise is not None or not alternating:
+                _grams(Xn, r, Nn, Nnc)
+            _grams(Yn, r, Mn, Mnc)
+            _copy(active, before)
+            _overflows(Nn, Mn, summary, lo, active, diverged, t, not _due(t, t_stop, t_final, record_every))
+            if diverged.any():  # its loss, as `fastmf.solve` records the state it returns (no stage test:
+                _record(X, Y, s, N, M, Nc, Mc, E, W, blocks, loss, pend1, pend0, ok1, ok0)  # it may have exploded)
+                if extremes is not None:  # the extremes take that record, as solve's history does
+                    _prove_b(X, Y, r, diverged, pend0, extremes, lo, b2)
+                    if spectral is not None and spectral[3] > 0:
+                        _prove_spectral(X, Y, s, E, Nc, Mc, t, diverged, pend0, pend1, pend0, summary, extremes,
+                                        spectral, lo, PW)  # fmt: skip
+                for q in range(lanes):
+                    if diverged[q]:
+                        summary[lo + q, FINAL_LOSS] = loss[q]
+                        if summary[lo + q, T_DELTA] < 0 and loss[q] <= delta:
+                            summary[lo + q, T_DELTA] = t
+                        diverged[q] = False
+            _retire(X, Y, Xs, Ys, lo, before, active)  # a diverged lane keeps its last finite state
+            X, Xn = Xn, X
+            Y, Yn = Yn, Y
+            N, Nn = Nn, N
+            M, Mn = Mn, M
+            Nc, Nnc = Nnc, Nc
+            Mc, Mnc = Mnc, Mc
+            t += 1
+        _retire(X, Y, Xs, Ys, lo, active, diverged)  # (diverged: all False here)
     mode_restore(mode)
 
 
