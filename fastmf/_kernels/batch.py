@@ -175,22 +175,11 @@ def _registers(A):
 
 
 @kernel
-def _put(Xn, Y, Se, i, b, b1, v, c0, c1):
-    """Register v of Xn[i, b] = c0 and of Xn[i, b1] = c1, plus the principal term Se[i] o Y[i]
-    (i < r), flushed."""
-    if i < Se.shape[0]:
-        e = _load(Se, i, 0, v)
-        c0 = _fma(e, _load(Y, i, b, v), c0)
-        c1 = _fma(e, _load(Y, i, b1, v), c1)
-    _store(Xn, i, b, v, _flush(c0))
-    _store(Xn, i, b1, v, _flush(c1))
-
-
-@kernel
 def _half_step(X, Y, Se, H, Xn):
     """Xn = X H + [Se o Y[:r]; 0] (eqs 6 and 8 with H = I - eta Y^T Y, or 7 and 9; Se[i, 0] = eta
-    s[i] lane by lane, r = Se.shape[0]), subnormals flushed to zero (`fpmode`). In register tiles of
-    4 rows x 2 columns; a tile past the last row or column repeats it (the same numbers stored twice)."""
+    s[i] lane by lane, r = Se.shape[0]), subnormals flushed to zero (`fpmode`). X H in register
+    tiles of 4 rows x 2 columns (a tile past the last row or column repeats it: the same numbers
+    stored twice), then the principal term and the flush, register by register."""
     rows, k = X.shape[0], X.shape[1]
     for v in range(_registers(X)):
         for i in range(0, rows, 4):
@@ -208,59 +197,56 @@ def _half_step(X, Y, Se, H, Xn):
                     c20, c21 = _fma(x, h0, c20), _fma(x, h1, c21)
                     x = _load(X, i3, a, v)
                     c30, c31 = _fma(x, h0, c30), _fma(x, h1, c31)
-                _put(Xn, Y, Se, i, b, b1, v, c00, c01)
-                _put(Xn, Y, Se, i1, b, b1, v, c10, c11)
-                _put(Xn, Y, Se, i2, b, b1, v, c20, c21)
-                _put(Xn, Y, Se, i3, b, b1, v, c30, c31)
-
-
-@kernel
-def _gram_rows(X, lo, hi, a, b, v, c):
-    """c (8 registers) plus register v of the tile rows (a, a + 1) x columns (b .. b + 3) of
-    X[lo:hi]^T X[lo:hi] (indices past k - 1 repeat the last)."""
-    k = X.shape[1]
-    a1, b1, b2, b3 = min(a + 1, k - 1), min(b + 1, k - 1), min(b + 2, k - 1), min(b + 3, k - 1)
-    c0, c1, c2, c3, c4, c5, c6, c7 = c
-    for i in range(lo, hi):
-        x0, x1 = _load(X, i, a, v), _load(X, i, a1, v)
-        y = _load(X, i, b, v)
-        c0, c4 = _fma(x0, y, c0), _fma(x1, y, c4)
-        y = _load(X, i, b1, v)
-        c1, c5 = _fma(x0, y, c1), _fma(x1, y, c5)
-        y = _load(X, i, b2, v)
-        c2, c6 = _fma(x0, y, c2), _fma(x1, y, c6)
-        y = _load(X, i, b3, v)
-        c3, c7 = _fma(x0, y, c3), _fma(x1, y, c7)
-    return c0, c1, c2, c3, c4, c5, c6, c7
-
-
-@kernel
-def _put_tile(G, a, b, v, c):
-    """Register v of the 2 x 4 tile c of `_gram_rows` or `_product` into G[a:a + 2, b:b + 4]
-    (repeated indices as there)."""
-    n, m = G.shape[0], G.shape[1]
-    for u in range(2):
-        for w in range(4):
-            _store(G, min(a + u, n - 1), min(b + w, m - 1), v, c[4 * u + w])
+                _store(Xn, i, b, v, c00)
+                _store(Xn, i, b1, v, c01)
+                _store(Xn, i1, b, v, c10)
+                _store(Xn, i1, b1, v, c11)
+                _store(Xn, i2, b, v, c20)
+                _store(Xn, i2, b1, v, c21)
+                _store(Xn, i3, b, v, c30)
+                _store(Xn, i3, b1, v, c31)
+        for i in range(rows):
+            for b in range(k):
+                x = _load(Xn, i, b, v)
+                if i < Se.shape[0]:
+                    x = _fma(_load(Se, i, 0, v), _load(Y, i, b, v), x)
+                _store(Xn, i, b, v, _flush(x))
 
 
 @kernel
 def _grams(X, r, G, Gc):
     """Gc = the Gram of the complement rows r: of X, then G = Gc + that of the principal rows
     :r, i.e. X^T X: the step needs G, the loss both (Gc is not G minus the principal part,
-    which would cancel once the complement is small). The tiles that reach the upper triangle,
-    then its mirror (a tile's lower entries are already its mirror's numbers: fma(x, y, c) =
-    fma(y, x, c))."""
-    k = X.shape[1]
-    z = _zero(X)
+    which would cancel once the complement is small). In register tiles of 2 x 4 entries over
+    the tiles that reach the upper triangle (indices past k - 1 repeat the last), then its
+    mirror (a tile's lower entries are already its mirror's numbers: fma(x, y, c) = fma(y, x, c))."""
+    k, rows = X.shape[1], X.shape[0]
     for v in range(_registers(X)):
         for a in range(0, k, 2):
+            a1 = min(a + 1, k - 1)
             for b in range(a - a % 4, k, 4):
-                c = (z, z, z, z, z, z, z, z)
-                for part in range(2):  # (one call site each: numba compiles them once)
-                    lo, hi = (r, X.shape[0]) if part == 0 else (0, r)
-                    c = _gram_rows(X, lo, hi, a, b, v, c)
-                    _put_tile(Gc if part == 0 else G, a, b, v, c)
+                b1, b2, b3 = min(b + 1, k - 1), min(b + 2, k - 1), min(b + 3, k - 1)
+                c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = _zero(X)
+                for part in range(2):
+                    lo, hi, out = (r, rows, Gc) if part == 0 else (0, r, G)
+                    for i in range(lo, hi):
+                        x0, x1 = _load(X, i, a, v), _load(X, i, a1, v)
+                        y = _load(X, i, b, v)
+                        c0, c4 = _fma(x0, y, c0), _fma(x1, y, c4)
+                        y = _load(X, i, b1, v)
+                        c1, c5 = _fma(x0, y, c1), _fma(x1, y, c5)
+                        y = _load(X, i, b2, v)
+                        c2, c6 = _fma(x0, y, c2), _fma(x1, y, c6)
+                        y = _load(X, i, b3, v)
+                        c3, c7 = _fma(x0, y, c3), _fma(x1, y, c7)
+                    _store(out, a, b, v, c0)
+                    _store(out, a, b1, v, c1)
+                    _store(out, a, b2, v, c2)
+                    _store(out, a, b3, v, c3)
+                    _store(out, a1, b, v, c4)
+                    _store(out, a1, b1, v, c5)
+                    _store(out, a1, b2, v, c6)
+                    _store(out, a1, b3, v, c7)
         for a in range(k):
             for b in range(a):
                 _store(Gc, a, b, v, _load(Gc, b, a, v))
@@ -269,7 +255,7 @@ def _grams(X, r, G, Gc):
 
 @kernel
 def _product(X, Y, r, E):
-    """E = Up Vp^T (r x r, lane by lane) in register tiles of 2 x 4."""
+    """E = Up Vp^T (r x r, lane by lane) in register tiles of 2 x 4 (indices past r - 1 repeat the last)."""
     k = X.shape[1]
     for v in range(_registers(X)):
         for i in range(0, r, 2):
@@ -287,7 +273,14 @@ def _product(X, Y, r, E):
                     c2, c6 = _fma(x0, y, c2), _fma(x1, y, c6)
                     y = _load(Y, j3, c, v)
                     c3, c7 = _fma(x0, y, c3), _fma(x1, y, c7)
-                _put_tile(E, i, j, v, (c0, c1, c2, c3, c4, c5, c6, c7))
+                _store(E, i, j, v, c0)
+                _store(E, i, j1, v, c1)
+                _store(E, i, j2, v, c2)
+                _store(E, i, j3, v, c3)
+                _store(E, i1, j, v, c4)
+                _store(E, i1, j1, v, c5)
+                _store(E, i1, j2, v, c6)
+                _store(E, i1, j3, v, c7)
 
 
 @kernel
