@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import threading
 
 import numpy as np
 
@@ -21,7 +20,7 @@ from . import _kernels as K
 from . import invariants, schedules, stages
 from . import options as settings
 from ._kernels import layout as S
-from ._kernels.batch import run_batch
+from ._kernels.batch import run_threads
 from .driver import Control, drive
 from .init import given_start, initial_factors, stack
 from .noise import NoiseStream
@@ -31,17 +30,6 @@ from .recorder import internal_lr, lr_power, noise_steps, plain_update, schedule
 from .result import BatchResult
 from .scaling import Scale
 from .status import batch_message, from_kernel
-
-# One batch kernel at a time in this process: Numba's workqueue threading layer (the one
-# available without TBB or OpenMP) aborts the process when two threads launch parallel
-# kernels at once, and each call already uses every Numba thread.
-_ONE_AT_A_TIME = threading.Lock()
-
-# The default spectral stride of a batch, in records: the eigenvalues behind the per-run extremes
-# (`fastmf.invariants`; 4 per run and spectral record, about 7 us at d = k = 10) then add about 6% to
-# a step (about 1.9 us a run on one core at d = k = 10, the loss recorded every step), and the
-# ||B||_F of every record about 3% (measured on a 2-core AMD EPYC, see `solve_batch`).
-SPECTRAL_RECORDS = 64
 
 
 class BatchRun:
@@ -86,26 +74,20 @@ class BatchRun:
         self.record_every = settings.record_stride(0) if self.auto else options.record_every
         self.before_final = None
         # the per-run extremes of the proofs' quantities (`fastmf.invariants`), carried from call to
-        # call like the state (None with spectral_every = 0: then the kernel compiles none of it)
+        # call like the state: ||B||_F's unless spectral_every = 0, the eigenvalue-based ones when
+        # spectral_every > 0 (the kernel compiles only what is asked)
         r, k = problem.rank, options.k
-        self.proofs = None if options.spectral_every == 0 else {
-            "extremes": np.full((runs, S.N_EXTREMES), np.nan),
-            "proof_vecs": np.zeros((runs, S.N_PROOF_TRACKED, max(r, k))),
-            "proof_valid": np.zeros((runs, S.N_PROOF_TRACKED), np.int64),
-        }  # fmt: skip
+        every = options.spectral_every
+        self.proofs = {} if every == 0 else {"extremes": np.full((runs, S.N_EXTREMES), np.nan)}
+        if every:
+            self.proofs |= {"proof_vecs": np.zeros((runs, S.N_PROOF_TRACKED, max(r, k))),
+                            "proof_valid": np.zeros((runs, S.N_PROOF_TRACKED), np.int64)}  # fmt: skip
         # condition (2)'s factor 1 - lr sigma_d / 2 (`theory.delta_bound`); NaN: no bound (not plain GD)
         self.rates = (
             1.0 - np.asarray(lrs, np.float64) * float(problem.s[-1]) / 2.0 if options.plain else np.full(runs, np.nan)
         )
         eps = np.asarray(scales, np.float64)  # (None, for a given start: NaN)
         self.start_ratios = invariants.start_ratios(Xs, Ys, r, problem.shape, scale.inward(eps, 0.5))
-
-    @property
-    def spectral_every(self) -> int:
-        """The stride of the eigenvalues behind the extremes: the option's, or by default every
-        `SPECTRAL_RECORDS` records."""
-        every = self.options.spectral_every
-        return self.record_every * SPECTRAL_RECORDS if every is None else every
 
     @property
     def work(self) -> int:
@@ -141,12 +123,11 @@ class BatchRun:
                 self.losses = grown
         lr_scale = self._schedule(t_stop)
         noise = self._noise(t_stop)
-        proofs = None
-        if self.proofs is not None:
-            proofs = (*self.proofs.values(), self.rates, self.spectral_every)
-        with _ONE_AT_A_TIME:
-            run_batch(self.Xs, self.Ys, self.s, self.inner_lrs, lr_scale, self.variant, noise, self.tol, self.step,
-                      t_stop, t_final, every, self.delta, self.summary, self.losses, proofs)  # fmt: skip
+        extremes, spectral = self.proofs.get("extremes"), None
+        if "proof_vecs" in self.proofs:
+            spectral = (self.proofs["proof_vecs"], self.proofs["proof_valid"], self.rates, self.options.spectral_every)
+        run_threads(self.Xs, self.Ys, self.s, self.inner_lrs, lr_scale, self.variant, noise, self.tol, self.step,
+                    t_stop, t_final, every, self.delta, self.summary, self.losses, extremes, spectral)  # fmt: skip
         self.step = t_stop
 
     def _schedule(self, t_stop: int) -> np.ndarray:
@@ -214,12 +195,12 @@ class BatchRun:
 
     def _kernel_state(self) -> dict:
         """Copies of what the kernel carries besides the state: the summary and the extremes' arrays."""
-        return {"summary": self.summary.copy()} | {name: a.copy() for name, a in (self.proofs or {}).items()}
+        return {"summary": self.summary.copy()} | {name: a.copy() for name, a in self.proofs.items()}
 
     def _invariants(self) -> dict:
-        """The per-run columns of `fastmf.invariants` (NaN extremes without `proofs`)."""
+        """The per-run columns of `fastmf.invariants` (NaN: the extremes not taken)."""
         extremes = np.full((self.seeds.size, S.N_EXTREMES), np.nan)
-        if self.proofs is not None:
+        if "extremes" in self.proofs:
             extremes = invariants.outward(self.scale, self.proofs["extremes"])
         eps = np.asarray(self.scales, np.float64)
         return invariants.summarize(extremes, self.start_ratios, eps, self.problem.rank, self.problem.shape,
@@ -228,7 +209,7 @@ class BatchRun:
     def restore(self, saved: BatchResult) -> None:
         state = saved.resume_state
         self.summary[:] = state["summary"]
-        for name, a in (self.proofs or {}).items():  # (a file of an older fastmf has none: they start afresh)
+        for name, a in self.proofs.items():  # (a file of an older fastmf has none: they start afresh)
             if name in state:
                 a[:] = state[name]
         self.start_ratios = state.get("start_ratios", np.full_like(self.start_ratios, np.nan))
@@ -266,12 +247,13 @@ def solve_batch(
         As in `fastmf.solve` (`fastmf.Options`).
     spectral_every : int, optional
         The stride of the eigenvalues behind the per-run extremes (`BatchResult.invariants`):
-        at the recorded steps that are multiples of it (and the last); 0: none (no extremes,
-        and the kernel runs as without them). Default every `SPECTRAL_RECORDS` (64) records,
-        which costs about 10% more than 0 at d = k = 10 with every step recorded (every
-        record: about 4 times as much). Run i's extremes are those of ``fastmf.solve(...,
-        spectral_every=spectral_every)`` to rounding; the runs themselves (losses, stages,
-        states) do not depend on it, bit for bit.
+        at the recorded steps that are multiples of it (and the last). Default None: none of
+        them (their columns NaN, their held flags True), and ||B||_F's extremes (`max_B_fro`,
+        `c_B`, `held_B`) at every record; 0: no extremes at all. A stride such as
+        64 * record_every costs about 10% more at d = k = 10 with every step recorded, and
+        compiles the eigenvalue code on its first use. Run i's extremes are those of
+        ``fastmf.solve(..., spectral_every=spectral_every)`` to rounding; the runs themselves
+        (losses, stages, states) do not depend on it, bit for bit.
     lr, init_scale : float, "theory", None or array_like
         As in `fastmf.solve`, one for all runs or one per run.
     seeds : sequence of int

@@ -136,3 +136,17 @@ def test_concurrent_calls_under_the_workqueue_layer(tmp_path):
     env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue", NUMBA_NUM_THREADS="2")
     proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-2000:]
+
+
+def test_default_extremes_are_the_cheap_ones():
+    """By default a batch takes ||B||_F's extremes at every record and no eigenvalue (their columns
+    NaN); spectral_every asks for those; the runs are the same bit for bit either way."""
+    default = solve_batch(SPECTRUM, 4, 0.1, 200, seeds=[0, 1], history=True)
+    asked = solve_batch(SPECTRUM, 4, 0.1, 200, seeds=[0, 1], spectral_every=10, history=True)
+    np.testing.assert_array_equal(default.losses, asked.losses)
+    for i in range(2):
+        run = solve(SPECTRUM, 4, 0.1, 200, seed=i)
+        np.testing.assert_allclose(default.invariants["max_B_fro"][i], run.history["B_fro"].max(), rtol=1e-9)
+        np.testing.assert_allclose(asked.invariants["max_B_fro"][i], default.invariants["max_B_fro"][i], rtol=0)
+    for name in ("min_sigma_A", "max_lambda_AAt_2S", "min_sigma_UV", "c_JK"):
+        assert np.all(np.isnan(default.invariants[name])) and np.all(np.isfinite(asked.invariants[name])), name

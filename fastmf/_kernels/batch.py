@@ -1,24 +1,36 @@
-"""Many GD runs in one compiled call (`fastmf.solve_batch`), parallel over runs.
+"""Many GD runs in one compiled call (`fastmf.solve_batch`), in blocks of runs advanced as SIMD lanes.
 
-The runs go in blocks of `LANES`, each block's states stored with the run index innermost
-(rows x k x lanes), so every operation of the stacked step (docs/maths.md section 3, eqs 6-9) is a
-vector operation across runs with no BLAS call (a small product costs BLAS more in call
-overhead than in arithmetic, and concurrent calls contend inside OpenBLAS). Blocks run in
-parallel (prange). A run's arithmetic never mixes with another's and has the same order in
-every lane, so its numbers depend only on its start and settings: not on the number of
-threads, the batch size or its place in the batch. They equal `fastmf.solve`'s to rounding
-(its products are BLAS's, summed in another order).
+The runs go in blocks of one SIMD register's width (`lanes`: 8 float64 or 16 float32 runs,
+one AVX-512 register), each block's states stored with the run index innermost (rows x k x
+lanes), so every operation of the stacked step (docs/maths.md section 3, eqs 6-9) is a vector
+operation across runs with no BLAS call. The products (X H, the Grams, Up Vp^T) run in register
+tiles (`_half_step`, `_grams`, `_product`): a tile's sums stay in registers across the k terms,
+one fused multiply-add (`_fma`, rounded once) per term, so they run at FMA speed, not at the
+speed of loads and stores. A block's padding lanes (past the last run) hold a zero state and are
+never read back. A run's arithmetic never mixes with another's and has the same order in every
+lane, so its numbers depend only on its start and settings: not on the number of threads, the
+batch size or its place in the batch. They equal `fastmf.solve`'s to rounding (its products are
+BLAS's, summed in another order). Blocks run on Python threads (`run_threads`; the kernel
+releases the GIL), which costs no parallel compilation.
 
 Recorded at each recorded step: the loss (as `diagnostics.record`: the four blocks in the
 split form) and the stage tests (`stages.passes_lanes`, the batch side of `stages.mark`); with
-`proofs`, the per-run extremes of the quantities the proofs bound (`layout.EXT_B` ...; `_prove`),
-from the same formulas as `diagnostics.record`, lane by lane, on the spectral stride.
-A run advanced in several calls follows exactly the trajectory and records of one call:
-each call starts from the state alone (its Grams are a function of it).
+`extremes`, the per-run extremes of the quantities the proofs bound (`layout.EXT_B` ...): ||B||_F
+at every record (`_prove_b`), and with `spectral` the eigenvalue-based ones lane by lane on the
+spectral stride (`_prove_spectral`), from the same formulas as `diagnostics.record`. A run
+advanced in several calls follows exactly the trajectory and records of one call: each call
+starts from the state alone (its Grams are a function of it).
 """
 
+import concurrent.futures
+
+import numba
 import numpy as np
-from numba import prange
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.core.datamodel.models import PrimitiveModel
+from numba.extending import intrinsic, register_model
 
 from ._jit import kernel
 from .blocks import _due
@@ -50,47 +62,225 @@ from .layout import (
 from .spectral import extreme_eig
 from .stages import gram_A, passes_lanes
 
-LANES = 32
+REGISTER_BYTES = 64  # one AVX-512 register; narrower machines split each operation in two or four
+BLOCK_BYTES = 4 * REGISTER_BYTES  # a block's lanes: four registers, so that the loops over them vectorize
+LANES = BLOCK_BYTES // 8  # runs in a float64 block (`lanes`)
+
+
+def lanes(dtype) -> int:
+    """The runs in a block of states of this dtype: four registers."""
+    return BLOCK_BYTES // np.dtype(dtype).itemsize
+
+
+# -- one SIMD register as a numba value: loads and stores of a lane row, fused multiply-add ----------
+
+
+class Lanes(types.Type):
+    """One register of `dtype` values, one per lane (an LLVM vector)."""
+
+    def __init__(self, dtype):
+        self.dtype, self.width = dtype, REGISTER_BYTES * 8 // dtype.bitwidth
+        super().__init__(name=f"Lanes({dtype})")
+
+
+@register_model(Lanes)
+class _LanesModel(PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        element = dmm.lookup(fe_type.dtype).get_value_type()
+        super().__init__(dmm, fe_type, ir.VectorType(element, fe_type.width))
+
+
+def _row_pointer(context, builder, aryty, ary, i, j, v, vector):
+    """The address of register v of A[i, j, :] (a 3-d array, its last axis contiguous) as a vector pointer."""
+    a = context.make_array(aryty)(context, builder, ary)
+    strides = cgutils.unpack_tuple(builder, a.strides)
+    offset = builder.add(builder.mul(i, strides[0]), builder.mul(j, strides[1]))
+    offset = builder.add(offset, builder.mul(v, ir.Constant(v.type, REGISTER_BYTES)))
+    byte = builder.gep(builder.bitcast(a.data, ir.IntType(8).as_pointer()), [offset])
+    return builder.bitcast(byte, vector.as_pointer())
+
+
+def _vector_intrinsic(builder, name, vector, args):
+    suffix = f"v{vector.count}f{64 if isinstance(vector.element, ir.DoubleType) else 32}"
+    signature = ir.FunctionType(vector, [vector] * len(args))
+    return builder.call(cgutils.get_or_insert_function(builder.module, signature, f"{name}.{suffix}"), args)
+
+
+@intrinsic
+def _load(typingctx, A, i, j, v):
+    """Register v of A[i, j, :]: A[i, j, v * width:(v + 1) * width]."""
+    lanes_type = Lanes(A.dtype)
+
+    def codegen(context, builder, sig, args):
+        vector = context.get_value_type(lanes_type)
+        return builder.load(_row_pointer(context, builder, sig.args[0], *args, vector), align=4)
+
+    return lanes_type(A, types.intp, types.intp, types.intp), codegen
+
+
+@intrinsic
+def _store(typingctx, A, i, j, v, x):
+    """Register v of A[i, j, :] = x."""
+
+    def codegen(context, builder, sig, args):
+        vector = context.get_value_type(sig.args[4])
+        builder.store(args[4], _row_pointer(context, builder, sig.args[0], *args[:4], vector), align=4)
+        return context.get_dummy_value()
+
+    return types.void(A, types.intp, types.intp, types.intp, x), codegen
+
+
+@intrinsic
+def _fma(typingctx, a, b, c):
+    """a * b + c, rounded once, lane by lane."""
+
+    def codegen(context, builder, sig, args):
+        return _vector_intrinsic(builder, "llvm.fma", context.get_value_type(sig.return_type), list(args))
+
+    return a(a, a, a), codegen
+
+
+@intrinsic
+def _zero(typingctx, A):
+    """A register of zeros of A's dtype."""
+    lanes_type = Lanes(A.dtype)
+
+    def codegen(context, builder, sig, args):
+        return ir.Constant(context.get_value_type(lanes_type), None)
+
+    return lanes_type(A), codegen
+
+
+@intrinsic
+def _flush(typingctx, v):
+    """v with its entries below the smallest normal number in size set to 0 (`fpmode`)."""
+
+    def codegen(context, builder, sig, args):
+        vector = context.get_value_type(sig.return_type)
+        tiny = float(np.finfo(np.float64 if sig.return_type.dtype.bitwidth == 64 else np.float32).tiny)
+        size = _vector_intrinsic(builder, "llvm.fabs", vector, [args[0]])
+        small = builder.fcmp_ordered("<", size, ir.Constant(vector, [tiny] * vector.count))
+        return builder.select(small, ir.Constant(vector, None), args[0])
+
+    return v(v), codegen
+
+
+# -- the products, in register tiles ------------------------------------------------------------------
 
 
 @kernel
-def _accumulate(X, lo, hi, G):
-    """G[a, b] += sum over rows i in [lo, hi) of X[i, a] X[i, b], lane by lane, for a <= b."""
-    k, lanes = X.shape[1], X.shape[2]
-    for i in range(lo, hi):
-        for a in range(k):
-            for b in range(a, k):
-                for q in range(lanes):
-                    G[a, b, q] += X[i, a, q] * X[i, b, q]
+def _registers(A):
+    """The registers of a lane row A[i, j, :]."""
+    return A.shape[2] * A.itemsize // REGISTER_BYTES
 
 
 @kernel
-def _mirror(G):
-    """G[b, a] = G[a, b] for a < b: the lower triangle of a symmetric G from its upper one."""
-    for a in range(G.shape[0]):
-        for b in range(a):
-            for q in range(G.shape[2]):
-                G[a, b, q] = G[b, a, q]
+def _half_step(X, Y, Se, H, Xn):
+    """Xn = X H + [Se o Y[:r]; 0] (eqs 6 and 8 with H = I - eta Y^T Y, or 7 and 9; Se[i, 0] = eta
+    s[i] lane by lane, r = Se.shape[0]), subnormals flushed to zero (`fpmode`). X H in register
+    tiles of 4 rows x 2 columns (a tile past the last row or column repeats it: the same numbers
+    stored twice), then the principal term and the flush, register by register."""
+    rows, k = X.shape[0], X.shape[1]
+    for v in range(_registers(X)):
+        for i in range(0, rows, 4):
+            i1, i2, i3 = min(i + 1, rows - 1), min(i + 2, rows - 1), min(i + 3, rows - 1)
+            for b in range(0, k, 2):
+                b1 = min(b + 1, k - 1)
+                c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = _zero(X)
+                for a in range(k):
+                    h0, h1 = _load(H, a, b, v), _load(H, a, b1, v)
+                    x = _load(X, i, a, v)
+                    c00, c01 = _fma(x, h0, c00), _fma(x, h1, c01)
+                    x = _load(X, i1, a, v)
+                    c10, c11 = _fma(x, h0, c10), _fma(x, h1, c11)
+                    x = _load(X, i2, a, v)
+                    c20, c21 = _fma(x, h0, c20), _fma(x, h1, c21)
+                    x = _load(X, i3, a, v)
+                    c30, c31 = _fma(x, h0, c30), _fma(x, h1, c31)
+                _store(Xn, i, b, v, c00)
+                _store(Xn, i, b1, v, c01)
+                _store(Xn, i1, b, v, c10)
+                _store(Xn, i1, b1, v, c11)
+                _store(Xn, i2, b, v, c20)
+                _store(Xn, i2, b1, v, c21)
+                _store(Xn, i3, b, v, c30)
+                _store(Xn, i3, b1, v, c31)
+        for i in range(rows):
+            for b in range(k):
+                x = _load(Xn, i, b, v)
+                if i < Se.shape[0]:
+                    x = _fma(_load(Se, i, 0, v), _load(Y, i, b, v), x)
+                _store(Xn, i, b, v, _flush(x))
 
 
 @kernel
 def _grams(X, r, G, Gc):
     """Gc = the Gram of the complement rows r: of X, then G = Gc + that of the principal rows
     :r, i.e. X^T X: the step needs G, the loss both (Gc is not G minus the principal part,
-    which would cancel once the complement is small)."""
-    k, lanes = X.shape[1], X.shape[2]
-    for a in range(k):
-        for b in range(k):
-            for q in range(lanes):
-                Gc[a, b, q] = 0.0
-    _accumulate(X, r, X.shape[0], Gc)
-    for a in range(k):
-        for b in range(k):
-            for q in range(lanes):
-                G[a, b, q] = Gc[a, b, q]
-    _accumulate(X, 0, r, G)
-    _mirror(Gc)
-    _mirror(G)
+    which would cancel once the complement is small). In register tiles of 2 x 4 entries over
+    the tiles that reach the upper triangle (indices past k - 1 repeat the last), then its
+    mirror (a tile's lower entries are already its mirror's numbers: fma(x, y, c) = fma(y, x, c))."""
+    k, rows = X.shape[1], X.shape[0]
+    for v in range(_registers(X)):
+        for a in range(0, k, 2):
+            a1 = min(a + 1, k - 1)
+            for b in range(a - a % 4, k, 4):
+                b1, b2, b3 = min(b + 1, k - 1), min(b + 2, k - 1), min(b + 3, k - 1)
+                c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = _zero(X)
+                for part in range(2):
+                    lo, hi, out = (r, rows, Gc) if part == 0 else (0, r, G)
+                    for i in range(lo, hi):
+                        x0, x1 = _load(X, i, a, v), _load(X, i, a1, v)
+                        y = _load(X, i, b, v)
+                        c0, c4 = _fma(x0, y, c0), _fma(x1, y, c4)
+                        y = _load(X, i, b1, v)
+                        c1, c5 = _fma(x0, y, c1), _fma(x1, y, c5)
+                        y = _load(X, i, b2, v)
+                        c2, c6 = _fma(x0, y, c2), _fma(x1, y, c6)
+                        y = _load(X, i, b3, v)
+                        c3, c7 = _fma(x0, y, c3), _fma(x1, y, c7)
+                    _store(out, a, b, v, c0)
+                    _store(out, a, b1, v, c1)
+                    _store(out, a, b2, v, c2)
+                    _store(out, a, b3, v, c3)
+                    _store(out, a1, b, v, c4)
+                    _store(out, a1, b1, v, c5)
+                    _store(out, a1, b2, v, c6)
+                    _store(out, a1, b3, v, c7)
+        for a in range(k):
+            for b in range(a):
+                _store(Gc, a, b, v, _load(Gc, b, a, v))
+                _store(G, a, b, v, _load(G, b, a, v))
+
+
+@kernel
+def _product(X, Y, r, E):
+    """E = Up Vp^T (r x r, lane by lane) in register tiles of 2 x 4 (indices past r - 1 repeat the last)."""
+    k = X.shape[1]
+    for v in range(_registers(X)):
+        for i in range(0, r, 2):
+            i1 = min(i + 1, r - 1)
+            for j in range(0, r, 4):
+                j1, j2, j3 = min(j + 1, r - 1), min(j + 2, r - 1), min(j + 3, r - 1)
+                c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = _zero(X)
+                for c in range(k):
+                    x0, x1 = _load(X, i, c, v), _load(X, i1, c, v)
+                    y = _load(Y, j, c, v)
+                    c0, c4 = _fma(x0, y, c0), _fma(x1, y, c4)
+                    y = _load(Y, j1, c, v)
+                    c1, c5 = _fma(x0, y, c1), _fma(x1, y, c5)
+                    y = _load(Y, j2, c, v)
+                    c2, c6 = _fma(x0, y, c2), _fma(x1, y, c6)
+                    y = _load(Y, j3, c, v)
+                    c3, c7 = _fma(x0, y, c3), _fma(x1, y, c7)
+                _store(E, i, j, v, c0)
+                _store(E, i, j1, v, c1)
+                _store(E, i, j2, v, c2)
+                _store(E, i, j3, v, c3)
+                _store(E, i1, j, v, c4)
+                _store(E, i1, j1, v, c5)
+                _store(E, i1, j2, v, c6)
+                _store(E, i1, j3, v, c7)
 
 
 @kernel
@@ -146,64 +336,44 @@ def _variant_factor(G, Go, Y, half_bal, lamp, eta, H, F, B, Yp):
 
 
 @kernel
-def _half_step(X, Y, s, eta, H, Xn):
-    """Xn = X H + eta [s o Y[:r]; 0] (eqs 6 and 8 with H = I - eta Y^T Y, or 7 and 9),
-    subnormals flushed to zero (`fpmode`)."""
-    rows, k, lanes = X.shape
-    tiny = np.finfo(X.dtype).tiny
-    for i in range(rows):
-        for b in range(k):
-            for q in range(lanes):
-                Xn[i, b, q] = 0.0
-            for a in range(k):
-                for q in range(lanes):
-                    Xn[i, b, q] += X[i, a, q] * H[a, b, q]
-            if i < s.shape[0]:
-                for q in range(lanes):
-                    Xn[i, b, q] += eta[q] * s[i] * Y[i, b, q]
-            for q in range(lanes):
-                if abs(Xn[i, b, q]) < tiny:
-                    Xn[i, b, q] = 0.0
-
-
-@kernel
-def _side(X, Y, G, Go, s, eta, variant, H, F, B, Yp, Xn):
+def _side(X, Y, G, Go, Se, eta, variant, H, F, B, Yp, Xn):
     """Xn: X after one GD step of the variant (`layout` BALANCE, PRECONDITION) with G = Y^T Y
-    and Go = X^T X (docs/maths.md section 6): X H + eta [(s o Y[:r]) P^-1; 0]."""
+    and Go = X^T X (docs/maths.md section 6): X H + [(Se o Y[:r]) P^-1; 0], Se = eta s."""
     if variant is not None:  # (None: plain GD, whose code alone is then compiled)
         half_bal, lamp = 0.5 * variant[BALANCE], variant[PRECONDITION]
         if half_bal != 0 or lamp >= 0:
             _variant_factor(G, Go, Y, half_bal, lamp, eta, H, F, B, Yp)
-            _half_step(X, Yp if lamp >= 0 else Y, s, eta, H, Xn)
+            _half_step(X, Yp if lamp >= 0 else Y, Se, H, Xn)
             return
     k, lanes = G.shape[1], G.shape[2]  # plain GD: H = I - eta G
     for a in range(k):
         for b in range(k):
             for q in range(lanes):
                 H[a, b, q] = (1.0 if a == b else 0.0) - eta[q] * G[a, b, q]
-    _half_step(X, Y, s, eta, H, Xn)
+    _half_step(X, Y, Se, H, Xn)
 
 
 @kernel
-def _perturb(X, r, Z, B, j, A, w):
+def _perturb(X, r, Z, B, j, A, w, lo, runs):
     """Perturbed GD's noise of step j of the call (`fastmf.noise`, compressed form), lane by
-    lane: X[:r] += Z[q, j, :r]; the complement L = X[r:] becomes the R of the QR of
-    [L + Z[q, j, r:]; B[q, j]] (Householder reflections), or L + Z[q, j, r:] when B has no
-    rows (the frame is then the whole complement: exact path by path). A is
+    lane: lane q is run lo + q of Z and B (the first `runs` lanes; the padding lanes take none);
+    X[:r] += Z[lo + q, j, :r]; the complement L = X[r:] becomes the R of the QR of
+    [L + Z[lo + q, j, r:]; B[lo + q, j]] (Householder reflections), or L + Z[lo + q, j, r:] when
+    B has no rows (the frame is then the whole complement: exact path by path). A is
     ((rows - r) + p, k, lanes) work, w (3, lanes)."""
-    rows, k, lanes = X.shape
+    rows, k, lanes = X.shape[0], X.shape[1], runs
     p = B.shape[2]
     for i in range(rows):
         for b in range(k):
             for q in range(lanes):
-                X[i, b, q] += Z[q, j, i, b]
+                X[i, b, q] += Z[lo + q, j, i, b]
     if p == 0:
         return
     n = rows - r + p
     for i in range(n):
         for b in range(k):
             for q in range(lanes):
-                A[i, b, q] = X[r + i, b, q] if i < rows - r else B[q, j, i - rows + r, b]
+                A[i, b, q] = X[r + i, b, q] if i < rows - r else B[lo + q, j, i - rows + r, b]
     half, alpha, dot = w[0], w[1], w[2]
     for c in range(min(n, k)):  # A[c:, c] becomes v = A[c:, c] - alpha e_c, v^T v = 2 half
         for q in range(lanes):
@@ -242,7 +412,7 @@ def _perturb(X, r, Z, B, j, A, w):
                 X[i, b, q] = A[i - r, b, q]
 
 
-@kernel(inline="always")
+@kernel
 def _cross_lane(X, a0, a1, Y, b0, b1, q):
     """Lane q's ||X[a0:a1] Y[b0:b1]^T||_F^2 as a sum of squares (`diagnostics.cross_block`)."""
     total = 0.0
@@ -256,28 +426,26 @@ def _cross_lane(X, a0, a1, Y, b0, b1, q):
 
 
 @kernel
-def _record(X, Y, s, N, M, GUc, GVc, W, loss, pend1, pend0, ok1, ok0):
+def _record(X, Y, s, N, M, GUc, GVc, E, W, blocks, loss, pend1, pend0, ok1, ok0):
     """loss[q] (float64) for the states X, Y with Grams N, M and complement Grams GUc, GVc;
     ok1[q] / ok0[q]: does the state pass the T1 / T0 test (`stages.passes_lanes`, where T1 /
-    T0 is pending: pend1 / pend0). W is (3, n, n, lanes) work."""
+    T0 is pending: pend1 / pend0). E (r, r, lanes) gets Up Vp^T; W (2, n, n, lanes) and blocks
+    (6, lanes) float64 are work."""
     rows, k, lanes = X.shape
     r = s.shape[0]
-    E, A, L = W[0], W[1], W[2]
+    _product(X, Y, r, E)
     for q in range(lanes):
         loss[q] = 0.0
     for i in range(r):
         for j in range(r):
             for q in range(lanes):
-                E[i, j, q] = 0.0
-            for c in range(k):
-                for q in range(lanes):
-                    E[i, j, q] += X[i, c, q] * Y[j, c, q]
-            for q in range(lanes):
                 e = (s[i] if i == j else 0.0) - E[i, j, q]
                 loss[q] += 0.5 * np.float64(e) * np.float64(e)
     # the three cross blocks from the Grams, with the sums of their terms' sizes, each summed again as
     # the squares of its product's entries where it cancelled (`diagnostics.CANCELLED`)
-    blocks = np.zeros((6, lanes))
+    for block in range(6):
+        for q in range(lanes):
+            blocks[block, q] = 0.0
     for a in range(k):
         for b in range(k):
             for q in range(lanes):
@@ -295,64 +463,68 @@ def _record(X, Y, s, N, M, GUc, GVc, W, loss, pend1, pend0, ok1, ok0):
     for q in range(lanes):
         for block in range(3, 6):
             blocks[block, q] *= blocks[block, q]
-        if blocks[0, q] < CANCELLED * blocks[3, q]:
-            blocks[0, q] = _cross_lane(X, 0, r, Y, r, rows, q)
-        if blocks[1, q] < CANCELLED * blocks[4, q]:
-            blocks[1, q] = _cross_lane(X, r, rows, Y, 0, r, q)
-        if blocks[2, q] < CANCELLED * blocks[5, q]:
-            blocks[2, q] = _cross_lane(X, r, rows, Y, r, rows, q)
+        for block in range(3):  # Up L_V^T, L_U Vp^T, L_U L_V^T
+            if blocks[block, q] < CANCELLED * blocks[3 + block, q]:
+                a0, a1 = (0, r) if block == 0 else (r, rows)
+                b0, b1 = (0, r) if block == 1 else (r, rows)
+                blocks[block, q] = _cross_lane(X, a0, a1, Y, b0, b1, q)
         loss[q] += 0.5 * (blocks[0, q] + blocks[1, q] + blocks[2, q])
     for q in range(lanes):
         ok1[q] = pend1[q]
         ok0[q] = pend0[q]
-    passes_lanes(X, Y, s, E, A, L, ok1, ok0)
+    passes_lanes(X, Y, s, E, W[0], W[1], ok1, ok0)
 
 
 @kernel
-def _freeze(src, dst, q):
-    """dst[..., q] = src[..., q]: a finished lane keeps its state."""
-    for i in range(src.shape[0]):
-        for j in range(src.shape[1]):
-            dst[i, j, q] = src[i, j, q]
+def _lanes_in(Xs, lo, runs, X):
+    """X[i, a, q] = Xs[lo + q, i, a] for the block's runs (q < runs), 0 in its padding lanes."""
+    for i in range(X.shape[0]):
+        for a in range(X.shape[1]):
+            for q in range(X.shape[2]):
+                X[i, a, q] = Xs[lo + q, i, a] if q < runs else 0.0
 
 
 @kernel
-def _transpose(Xs, X, to_lanes):
-    """X[i, a, q] = Xs[q, i, a] (runs to lanes), or the reverse."""
-    for q in range(Xs.shape[0]):
-        for i in range(Xs.shape[1]):
-            for a in range(Xs.shape[2]):
-                if to_lanes:
-                    X[i, a, q] = Xs[q, i, a]
-                else:
-                    Xs[q, i, a] = X[i, a, q]
+def _retire(X, Y, Xs, Ys, lo, before, after):
+    """Xs[lo + q], Ys[lo + q] = lane q of X, Y for the lanes that stopped: before[q] and not after[q]
+    (a stopped lane keeps computing on, unread)."""
+    for q in range(before.size):
+        if before[q] and not after[q]:
+            for i in range(X.shape[0]):
+                for a in range(X.shape[1]):
+                    Xs[lo + q, i, a] = X[i, a, q]
+            for i in range(Y.shape[0]):
+                for a in range(Y.shape[1]):
+                    Ys[lo + q, i, a] = Y[i, a, q]
 
 
-@kernel(inline="always")
-def _note(summary, losses, j, t, loss, active, pend1, pend0, ok1, ok0, delta, tol):
-    """The record of step t (column j of `losses`) in each active lane's summary: its loss, the
-    stages it reaches (T0 only once T1 is reached, as `diagnostics.record`), T_delta, convergence."""
+@kernel
+def _note(summary, losses, lo, j, t, loss, active, pend1, pend0, ok1, ok0, delta, tol):
+    """The record of step t (column j of `losses`) in each active lane's summary (lane q: run
+    lo + q): its loss, the stages it reaches (T0 only once T1 is reached, as `diagnostics.record`),
+    T_delta, convergence."""
     for q in range(active.size):
         if not active[q]:
             continue
-        summary[q, FINAL_LOSS] = loss[q]
+        row = summary[lo + q]
+        row[FINAL_LOSS] = loss[q]
         if j < losses.shape[1]:
-            losses[q, j] = loss[q]
+            losses[lo + q, j] = loss[q]
         if pend1[q] and ok1[q]:
-            summary[q, T1] = t
+            row[T1] = t
             pend1[q] = False
         if not pend1[q] and pend0[q] and ok0[q]:
-            summary[q, T0] = t
+            row[T0] = t
             pend0[q] = False
-        if summary[q, T_DELTA] < 0 and loss[q] <= delta:
-            summary[q, T_DELTA] = t
+        if row[T_DELTA] < 0 and loss[q] <= delta:
+            row[T_DELTA] = t
         if loss[q] <= tol:
-            summary[q, STATUS] = CONVERGED
+            row[STATUS] = CONVERGED
             active[q] = False
 
 
-@kernel(inline="always")
-def _overflows(N, M, summary, active, diverged, t, unrecorded):
+@kernel
+def _overflows(N, M, summary, lo, active, diverged, t, unrecorded):
     """Stop the active lanes whose new state has (||X||^2 + ||Y||^2)^2 not finite in float64
     (`blocks.overflows`), marking in `diverged` those whose last finite state, at step t, is
     `unrecorded`; the others reach step t + 1."""
@@ -362,21 +534,21 @@ def _overflows(N, M, summary, active, diverged, t, unrecorded):
             for a in range(N.shape[0]):
                 mass += np.float64(N[a, a, q]) + np.float64(M[a, a, q])
             if not np.isfinite(mass * mass):
-                summary[q, STATUS] = DIVERGED
+                summary[lo + q, STATUS] = DIVERGED
                 active[q] = False
                 diverged[q] = unrecorded
             else:
-                summary[q, N_ITER] = t + 1
+                summary[lo + q, N_ITER] = t + 1
 
 
-@kernel(inline="always")
+@kernel
 def _raise(e, c, v):
     """e[c] = max(e[c], v), a NaN e[c] being "nothing yet" and a NaN v no value."""
     if v > e[c] or e[c] != e[c]:
         e[c] = v
 
 
-@kernel(inline="always")
+@kernel
 def _lower(e, c, v):
     """e[c] = min(e[c], v), as `_raise`."""
     if v < e[c] or e[c] != e[c]:
@@ -391,7 +563,7 @@ def _lane_copy(src, q, rows, cols, dst):
             dst[i, j] = src[i, j, q]
 
 
-# the tracked slots of `_prove`: sigma_d(A), lambda_max(A A^T - 2 diag(s)), ||J||_op, ||K||_op, sigma_d(Up),
+# the tracked slots of `_prove_spectral`: sigma_d(A), lambda_max(A A^T - 2 diag(s)), ||J||_op, ||K||_op, sigma_d(Up),
 # sigma_d(Vp), Delta_t: the extreme each goes to, whether it is the largest eigenvalue, its square root, the least
 _EXTREME = (EXT_SIGMA_A, EXT_AAT, EXT_J, EXT_K, EXT_UV, EXT_UV, EXT_DELTA)
 _LARGEST = (False, True, True, True, False, False, True)
@@ -400,17 +572,35 @@ _LOWER = (True, False, False, False, True, True, False)
 
 
 @kernel
-def _prove(X, Y, s, E, Nc, Mc, t, spectral, lanes_in, before0, pend1, pend0, summary, proofs, lo, PW):
-    """The extremes (`layout.EXT_B` ...) of the lanes in `lanes_in` at their record of step t,
-    with the stages as that record left them (pend1, pend0) and before0: was T0 pending before
-    it (so t <= T0)? ||B_t||_F at every record; with `spectral`, the eigenvalues lane by lane
-    (`spectral.extreme_eig`, the lane's tracked vectors) of the matrices `diagnostics.record`
-    takes them from: sigma_d(A) from T1 on; lambda_max(A A^T - 2 diag(s)), ||J||_op, ||K||_op
-    up to T0; sigma_d(Up), sigma_d(Vp) and Delta_t / delta_bound(t) from T0 on while the bound
-    is above the resolution of Delta, 1e3 eps ||s|| (eps of the state's dtype). E = Up Vp^T
-    (r x r x lanes), Nc, Mc the complement Grams; lane q is run lo + q of `proofs`; PW (8, n,
-    max(n, lanes)) float64 work."""
-    ext, vecs, valid, rates = proofs[0], proofs[1], proofs[2], proofs[3]
+def _prove_b(X, Y, r, lanes_in, before0, extremes, lo, b2):
+    """The ||B||_F extremes (`layout.EXT_B`, and `EXT_B_T0` where before0: T0 was pending before
+    this record) of the lanes in `lanes_in` (lane q: run lo + q) at a record, as
+    `diagnostics.record` sums it; b2 (lanes) float64 work."""
+    k, lanes = X.shape[1], X.shape[2]
+    for q in range(lanes):
+        b2[q] = 0.0
+    for i in range(r):
+        for c in range(k):
+            for q in range(lanes):
+                d = 0.5 * (X[i, c, q] - Y[i, c, q])
+                b2[q] += d * d
+    for q in range(lanes):
+        for c in (EXT_B, EXT_B_T0):  # (one call site: a literal slot would compile _raise once per slot)
+            if lanes_in[q] and (c == EXT_B or before0[q]):
+                _raise(extremes[lo + q], c, np.sqrt(b2[q]))
+
+
+@kernel
+def _prove_spectral(X, Y, s, E, Nc, Mc, t, lanes_in, before0, pend1, pend0, summary, extremes, spectral, lo, PW):
+    """The eigenvalue-based extremes of the lanes in `lanes_in` at their record of step t, with the
+    stages as that record left them (pend1, pend0) and before0: was T0 pending before it (so t <=
+    T0)? Lane by lane (`spectral.extreme_eig`, the lane's tracked vectors) from the matrices
+    `diagnostics.record` takes them from: sigma_d(A) from T1 on; lambda_max(A A^T - 2 diag(s)),
+    ||J||_op, ||K||_op up to T0; sigma_d(Up), sigma_d(Vp) and Delta_t / delta_bound(t) from T0 on
+    while the bound is above the resolution of Delta, 1e3 eps ||s|| (eps of the state's dtype).
+    E = Up Vp^T (r x r x lanes), Nc, Mc the complement Grams; lane q is run lo + q of `summary`,
+    `extremes` and `spectral` (`run_batch`); PW (7, n, n) float64 work."""
+    vecs, valid, rates = spectral[0], spectral[1], spectral[2]
     r = s.shape[0]
     k = X.shape[1]
     p = min(r, k)
@@ -419,25 +609,13 @@ def _prove(X, Y, s, E, Nc, Mc, t, spectral, lanes_in, before0, pend1, pend0, sum
     sizes = (p, r, k, k, p, p, r)
     floors = (res, res, 0.0, 0.0, res, res, res * res)
     Up, Vp, G, S, W, L, Eq = PW[0], PW[1], PW[2], PW[3], PW[4], PW[5], PW[6]
-    b2 = PW[7, 0, : lanes_in.size]  # ||B||_F^2 lane by lane
-    b2[:] = 0.0
-    for i in range(r):
-        for c in range(k):
-            for q in range(lanes_in.size):
-                d = 0.5 * (X[i, c, q] - Y[i, c, q])  # as `diagnostics.record` sums it
-                b2[q] += d * d
     for q in range(lanes_in.size):
         if not lanes_in[q]:
             continue
-        e, v, ok = ext[lo + q], vecs[lo + q], valid[lo + q]
-        _raise(e, EXT_B, np.sqrt(b2[q]))
-        if before0[q]:
-            _raise(e, EXT_B_T0, np.sqrt(b2[q]))
-        if not spectral:
-            continue
+        e, v, ok = extremes[lo + q], vecs[lo + q], valid[lo + q]
         _lane_copy(X, q, r, k, Up)
         _lane_copy(Y, q, r, k, Vp)
-        bound = 0.4 * s[r - 1] * rates[lo + q] ** (t - summary[q, T0])
+        bound = 0.4 * s[r - 1] * rates[lo + q] ** (t - summary[lo + q, T0])
         after0 = not pend0[q]
         # (below the floor, Delta_t is rounding: nothing to check)
         wanted = (not pend1[q], before0[q], before0[q], before0[q], after0, after0, after0 and bound > floor)
@@ -466,115 +644,18 @@ def _prove(X, Y, s, E, Nc, Mc, t, spectral, lanes_in, before0, pend1, pend0, sum
 
 
 @kernel
-def _run_block(Xs, Ys, s, lrs, lr_scale, variant, noise, tol, t_start, t_stop, t_final, record_every, delta, summary,
-               losses, proofs, lo):  # fmt: skip
-    """Runs the runs of one block (at most LANES) as lanes, runs lo: of `proofs`; see run_batch."""
-    lanes, rows, k = Xs.shape
-    active = np.empty(lanes, np.bool_)
-    pend1 = np.empty(lanes, np.bool_)
-    pend0 = np.empty(lanes, np.bool_)
-    for q in range(lanes):
-        active[q] = summary[q, STATUS] == RUNNING
-        pend1[q] = summary[q, T1] < 0
-        pend0[q] = summary[q, T0] < 0
-    if not active.any():
-        return
-    r = s.shape[0]
-    n = max(r, k)
-    X, Y = np.empty((rows, k, lanes), Xs.dtype), np.empty((Ys.shape[1], k, lanes), Ys.dtype)
-    _transpose(Xs, X, True)
-    _transpose(Ys, Y, True)
-    Xn, Yn = np.empty_like(X), np.empty_like(Y)
-    G = np.empty((10, k, k, lanes), X.dtype)
-    N, M, Nn, Mn, Nc, Mc, Nnc, Mnc, H, F = G[0], G[1], G[2], G[3], G[4], G[5], G[6], G[7], G[8], G[9]
-    P = np.empty((r, k, lanes), X.dtype)  # ScaledGD's preconditioned principal rows, and its work
-    B = np.empty((k + r, k, lanes), X.dtype)
-    if noise is None:
-        AX = AY = np.empty((0, k, lanes), X.dtype)
-    else:  # perturbed GD's QR
-        AX = np.empty((rows - r + noise[1].shape[2], k, lanes), X.dtype)
-        AY = np.empty((Y.shape[0] - r + noise[3].shape[2], k, lanes), X.dtype)
-    eta = np.empty(lanes, X.dtype)
-    w = np.empty((3, lanes), X.dtype)
-    W = np.empty((3, n, n, lanes), X.dtype)
-    loss = np.empty(lanes)
-    ok1 = np.zeros(lanes, np.bool_)
-    ok0 = np.zeros(lanes, np.bool_)
-    diverged = np.zeros(lanes, np.bool_)
-    alternating = False
-    if variant is not None:
-        alternating = variant[ALTERNATING] != 0
-    if proofs is not None:
-        was_active = np.empty(lanes, np.bool_)
-        before0 = np.empty(lanes, np.bool_)
-        PW = np.empty((8, n, max(n, lanes)))
-    _grams(X, r, N, Nc)
-    _grams(Y, r, M, Mc)
-    t = t_start
-    while True:
-        if _due(t, t_stop, t_final, record_every):
-            _record(X, Y, s, N, M, Nc, Mc, W, loss, pend1, pend0, ok1, ok0)
-            j = t // record_every if t % record_every == 0 else t_final // record_every + 1
-            if proofs is not None:
-                for q in range(lanes):
-                    was_active[q] = active[q]
-                    before0[q] = pend0[q]
-            _note(summary, losses, j, t, loss, active, pend1, pend0, ok1, ok0, delta, tol)
-            if proofs is not None:
-                every = proofs[4]
-                spectral = every > 0 and (t % every == 0 or t == t_final)
-                _prove(X, Y, s, W[0], Nc, Mc, t, spectral, was_active, before0, pend1, pend0, summary, proofs, lo, PW)
-        if t >= t_stop or not active.any():
-            break
-        factor = lr_scale[min(t - t_start, lr_scale.size - 1)]
-        for q in range(lanes):
-            eta[q] = lrs[q] * factor
-        _side(X, Y, M, N, s, eta, variant, H, F, B, P, Xn)
-        if alternating:  # the Y side steps from the new X
-            _grams(Xn, r, Nn, Nnc)
-        _side(Y, Xn if alternating else X, Nn if alternating else N, M, s, eta, variant, H, F, B, P, Yn)
-        if noise is not None:
-            _perturb(Xn, r, noise[0], noise[1], t - t_start, AX, w)
-            _perturb(Yn, r, noise[2], noise[3], t - t_start, AY, w)
-        if noise is not None or not alternating:
-            _grams(Xn, r, Nn, Nnc)
-        _grams(Yn, r, Mn, Mnc)
-        _overflows(Nn, Mn, summary, active, diverged, t, not _due(t, t_stop, t_final, record_every))
-        if diverged.any():  # its loss, as `fastmf.solve` records the state it returns (no stage
-            _record(X, Y, s, N, M, Nc, Mc, W, loss, pend1, pend0, ok1, ok0)  # test: it may have exploded)
-            if proofs is not None:  # the extremes take that record, as solve's history does
-                _prove(X, Y, s, W[0], Nc, Mc, t, proofs[4] > 0, diverged, pend0, pend1, pend0, summary, proofs, lo, PW)
-            for q in range(lanes):
-                if diverged[q]:
-                    summary[q, FINAL_LOSS] = loss[q]
-                    if summary[q, T_DELTA] < 0 and loss[q] <= delta:
-                        summary[q, T_DELTA] = t
-                    diverged[q] = False
-        for q in range(lanes):
-            if not active[q]:
-                _freeze(X, Xn, q)
-                _freeze(Y, Yn, q)
-                _freeze(N, Nn, q)
-                _freeze(M, Mn, q)
-                _freeze(Nc, Nnc, q)
-                _freeze(Mc, Mnc, q)
-        X, Xn = Xn, X
-        Y, Yn = Yn, Y
-        N, Nn = Nn, N
-        M, Mn = Mn, M
-        Nc, Nnc = Nnc, Nc
-        Mc, Mnc = Mnc, Mc
-        t += 1
-    _transpose(Xs, X, False)
-    _transpose(Ys, Y, False)
+def _copy(src, dst):
+    """dst[q] = src[q] (a loop: slice assignment compiles numba's shape checks and their messages)."""
+    for q in range(src.size):
+        dst[q] = src[q]
 
 
-@kernel(nogil=False, parallel=True)
+@kernel
 def run_batch(Xs, Ys, s, lrs, lr_scale, variant, noise, tol, t_start, t_stop, t_final, record_every, delta, summary,
-              losses, proofs=None):  # fmt: skip
+              losses, extremes=None, spectral=None, first=0, last=-1):  # fmt: skip
     """Advance run i of GD from step t_start to t_stop, from (Xs[i], Ys[i]) with step sizes
-    lrs[i] * lr_scale[...], in blocks of LANES runs; a run split into calls [0, a], [a, b], ...
-    records exactly what one call [0, t_final] records.
+    lrs[i] * lr_scale[...], in blocks of `lanes` runs: the blocks first to last (-1: every block);
+    a run split into calls [0, a], [a, b], ... records exactly what one call [0, t_final] records.
 
     Xs, Ys : (runs, rows, k), (runs, rows2, k) C-contiguous states, updated in place: after
         the call run i's state is the one at step summary[i, N_ITER].
@@ -600,26 +681,142 @@ def run_batch(Xs, Ys, s, lrs, lr_scale, variant, noise, tol, t_start, t_stop, t_
     losses : (runs, n_cols) float64 out: the record of step t to column t // record_every,
         or t_final // record_every + 1 for an off-stride t_final, where that is < n_cols
         ((runs, 0): keep none).
-    proofs : (extremes, vecs, valid, rates, spectral_every) or None
-        The per-run extremes of the proofs' quantities, in and out (`_prove`): extremes (runs,
-        `layout.N_EXTREMES`) float64, NaN until a step is checked; vecs (runs,
-        `layout.N_PROOF_TRACKED`, max(r, k)) float64 and valid (runs, N_PROOF_TRACKED) int64,
-        the tracked eigenvectors (zeros to start; carried from call to call like the state);
-        rates (runs,) float64, 1 - lr sigma_d / 2 of each run (NaN: no Delta bound); the
-        eigenvalues are taken at the recorded steps that are multiples of spectral_every (and
-        t_final; 0: never, ||B||_F only). None: nothing of it compiled.
+    extremes : (runs, `layout.N_EXTREMES`) float64 or None
+        The per-run extremes of the proofs' quantities, in and out, NaN until a step is checked:
+        ||B||_F at every record (`_prove_b`), the others with `spectral`. None: none of it compiled.
+    spectral : (vecs, valid, rates, spectral_every) or None
+        The eigenvalue-based extremes (`_prove_spectral`): vecs (runs, `layout.N_PROOF_TRACKED`,
+        max(r, k)) float64 and valid (runs, N_PROOF_TRACKED) int64, the tracked eigenvectors
+        (zeros to start; carried from call to call like the state); rates (runs,) float64,
+        1 - lr sigma_d / 2 of each run (NaN: no Delta bound); the eigenvalues are taken at the
+        recorded steps that are multiples of spectral_every (and t_final). None: none of it
+        compiled (needs `extremes`).
     """
-    runs = Xs.shape[0]
-    n_blocks = (runs + LANES - 1) // LANES
-    for blk in prange(n_blocks):
-        mode = mode_on()  # flush-to-zero in each worker thread (`fpmode`)
-        lo = blk * LANES
-        hi = min(runs, lo + LANES)
-        if noise is None:
-            _run_block(Xs[lo:hi], Ys[lo:hi], s, lrs[lo:hi], lr_scale, variant, None, tol, t_start, t_stop, t_final,
-                       record_every, delta, summary[lo:hi], losses[lo:hi], proofs, lo)  # fmt: skip
-        else:
-            block = (noise[0][lo:hi], noise[1][lo:hi], noise[2][lo:hi], noise[3][lo:hi])
-            _run_block(Xs[lo:hi], Ys[lo:hi], s, lrs[lo:hi], lr_scale, variant, block, tol, t_start, t_stop, t_final,
-                       record_every, delta, summary[lo:hi], losses[lo:hi], proofs, lo)  # fmt: skip
-        mode_restore(mode)
+    lanes = BLOCK_BYTES // Xs.itemsize
+    n_blocks = (Xs.shape[0] + lanes - 1) // lanes
+    rows, k = Xs.shape[1], Xs.shape[2]
+    r = s.shape[0]
+    n = max(r, k)
+    dtype = Xs.dtype
+    X, Y = np.empty((rows, k, lanes), dtype), np.empty((Ys.shape[1], k, lanes), dtype)
+    Xn, Yn = np.empty_like(X), np.empty_like(Y)
+    G = np.empty((10, k, k, lanes), dtype)
+    N, M, Nn, Mn, Nc, Mc, Nnc, Mnc, H, F = G[0], G[1], G[2], G[3], G[4], G[5], G[6], G[7], G[8], G[9]
+    P = np.empty((r, k, lanes), dtype)  # ScaledGD's preconditioned principal rows, and its work
+    B = np.empty((k + r, k, lanes), dtype)
+    if noise is None:
+        AX = AY = np.empty((0, k, lanes), dtype)
+    else:  # perturbed GD's QR
+        AX = np.empty((rows - r + noise[1].shape[2], k, lanes), dtype)
+        AY = np.empty((Y.shape[0] - r + noise[3].shape[2], k, lanes), dtype)
+    eta = np.empty(lanes, dtype)
+    Se = np.empty((r, 1, lanes), dtype)
+    w = np.empty((3, lanes), dtype)
+    E = np.empty((r, r, lanes), dtype)
+    W = np.empty((2, n, n, lanes), dtype)
+    blocks = np.empty((6, lanes))
+    loss = np.empty(lanes)
+    active = np.empty(lanes, np.bool_)
+    pend1 = np.empty(lanes, np.bool_)
+    pend0 = np.empty(lanes, np.bool_)
+    ok1 = np.zeros(lanes, np.bool_)
+    ok0 = np.zeros(lanes, np.bool_)
+    diverged = np.zeros(lanes, np.bool_)
+    before = np.empty(lanes, np.bool_)
+    before0 = np.empty(lanes, np.bool_)
+    b2 = np.empty(lanes)
+    alternating = False
+    if variant is not None:
+        alternating = variant[ALTERNATING] != 0
+    if spectral is not None:
+        PW = np.empty((7, n, n))
+    mode = mode_on()  # flush-to-zero on this thread (`fpmode`)
+    for blk in range(first, n_blocks if last < 0 else last):
+        lo = blk * lanes
+        runs = min(lanes, Xs.shape[0] - lo)
+        for q in range(lanes):  # the padding lanes: a zero state, stopped
+            active[q] = q < runs and summary[lo + q, STATUS] == RUNNING
+            pend1[q] = q < runs and summary[lo + q, T1] < 0
+            pend0[q] = q < runs and summary[lo + q, T0] < 0
+            eta[q] = 0.0
+        if not active.any():
+            continue
+        _lanes_in(Xs, lo, runs, X)
+        _lanes_in(Ys, lo, runs, Y)
+        _grams(X, r, N, Nc)
+        _grams(Y, r, M, Mc)
+        t = t_start
+        while True:
+            _copy(active, before)
+            if _due(t, t_stop, t_final, record_every):
+                _record(X, Y, s, N, M, Nc, Mc, E, W, blocks, loss, pend1, pend0, ok1, ok0)
+                j = t // record_every if t % record_every == 0 else t_final // record_every + 1
+                _copy(pend0, before0)
+                _note(summary, losses, lo, j, t, loss, active, pend1, pend0, ok1, ok0, delta, tol)
+                if extremes is not None:
+                    _prove_b(X, Y, r, before, before0, extremes, lo, b2)
+                    if spectral is not None:
+                        every = spectral[3]
+                        if every > 0 and (t % every == 0 or t == t_final):
+                            _prove_spectral(X, Y, s, E, Nc, Mc, t, before, before0, pend1, pend0, summary, extremes,
+                                            spectral, lo, PW)  # fmt: skip
+                _retire(X, Y, Xs, Ys, lo, before, active)
+            if t >= t_stop or not active.any():
+                break
+            factor = lr_scale[min(t - t_start, lr_scale.size - 1)]
+            for q in range(runs):
+                eta[q] = lrs[lo + q] * factor
+            for i in range(r):
+                for q in range(lanes):
+                    Se[i, 0, q] = eta[q] * s[i]
+            _side(X, Y, M, N, Se, eta, variant, H, F, B, P, Xn)
+            if alternating:  # the Y side steps from the new X
+                _grams(Xn, r, Nn, Nnc)
+            _side(Y, Xn if alternating else X, Nn if alternating else N, M, Se, eta, variant, H, F, B, P, Yn)
+            if noise is not None:
+                _perturb(Xn, r, noise[0], noise[1], t - t_start, AX, w, lo, runs)
+                _perturb(Yn, r, noise[2], noise[3], t - t_start, AY, w, lo, runs)
+            if noise is not None or not alternating:
+                _grams(Xn, r, Nn, Nnc)
+            _grams(Yn, r, Mn, Mnc)
+            _copy(active, before)
+            _overflows(Nn, Mn, summary, lo, active, diverged, t, not _due(t, t_stop, t_final, record_every))
+            if diverged.any():  # its loss, as `fastmf.solve` records the state it returns (no stage test:
+                _record(X, Y, s, N, M, Nc, Mc, E, W, blocks, loss, pend1, pend0, ok1, ok0)  # it may have exploded)
+                if extremes is not None:  # the extremes take that record, as solve's history does
+                    _prove_b(X, Y, r, diverged, pend0, extremes, lo, b2)
+                    if spectral is not None and spectral[3] > 0:
+                        _prove_spectral(X, Y, s, E, Nc, Mc, t, diverged, pend0, pend1, pend0, summary, extremes,
+                                        spectral, lo, PW)  # fmt: skip
+                for q in range(lanes):
+                    if diverged[q]:
+                        summary[lo + q, FINAL_LOSS] = loss[q]
+                        if summary[lo + q, T_DELTA] < 0 and loss[q] <= delta:
+                            summary[lo + q, T_DELTA] = t
+                        diverged[q] = False
+            _retire(X, Y, Xs, Ys, lo, before, active)  # a diverged lane keeps its last finite state
+            X, Xn = Xn, X
+            Y, Yn = Yn, Y
+            N, Nn = Nn, N
+            M, Mn = Mn, M
+            Nc, Nnc = Nnc, Nc
+            Mc, Mnc = Mnc, Mc
+            t += 1
+        _retire(X, Y, Xs, Ys, lo, active, diverged)  # (diverged: all False here)
+    mode_restore(mode)
+
+
+def run_threads(*args, threads=None):
+    """`run_batch(*args)` with its blocks shared among `threads` Python threads (default: numba's
+    thread count, `numba.set_num_threads`), in turns of a few blocks: the kernel releases the GIL,
+    and the runs' numbers do not depend on how the blocks are shared."""
+    Xs = args[0]
+    n_blocks = -(-Xs.shape[0] // lanes(Xs.dtype))
+    threads = min(numba.get_num_threads() if threads is None else threads, n_blocks)
+    if threads <= 1:
+        run_batch(*args, 0, n_blocks)
+        return
+    cuts = np.linspace(0, n_blocks, min(n_blocks, 4 * threads) + 1).astype(np.int64)
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        for done in [pool.submit(run_batch, *args, int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]:
+            done.result()
