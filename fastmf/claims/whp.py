@@ -162,7 +162,7 @@ def whp_invariants(quick: bool) -> Outcome:
     table, rates, ratios, c_of, own = {}, {}, {}, {}, {}
     for lr in lrs:
         batch = solve_batch(problem, k=s.size, lr=lr / s[0], max_iter=int(60 / (lr / s[0] * s[-1])),
-                            seeds=range(runs), delta=1e-10)  # fmt: skip
+                            seeds=range(runs), delta=1e-10, spectral_every=64)  # fmt: skip
         inv = batch.invariants
         c_of[lr] = c = float(np.quantile(inv["c0"], share))
         ratios[lr] = invariant_ratios(inv, c, s)
