@@ -170,6 +170,32 @@ def test_random_states_near_the_T1_threshold(dtype, r, k):
     assert 10 < sum(t1 for t1, _ in got) < len(states) - 10
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("r, k", [(3, 5), (5, 3)])
+def test_a_failing_diagonal_pivot_answers_as_the_cholesky_does(dtype, r, k):
+    # The single-run T1 test skips its Gram and Cholesky where a diagonal pivot shift + G_jj already fails: that
+    # must be the factorization's own answer to the last bit. G = A A^T (A^T A for r > k) is exactly diagonal here
+    # (disjoint supports), so the Cholesky passes by one ulp of G's smallest entry and fails on it.
+    from fastmf._kernels.spectral import posdef
+    from fastmf._kernels.stages import _diagonal_fails, gram_A
+
+    rng = np.random.default_rng(3)
+    A = np.zeros((r, k))
+    for c in range(max(r, k)):  # entry c of the longer side in row / column c % p of the shorter one
+        i, j = (c % r, c) if r <= k else (c, c % k)
+        A[i, j] = rng.uniform(0.5, 1.5)
+    X = Y = _stacked(A, rng, dtype)  # (X + Y) / 2 = X exactly
+    n = max(r, k)
+    G, T, L = np.zeros((n, n)), np.zeros((n, n)), np.zeros((n, n))
+    gram_A(X, Y, r, k, G, T)
+    p = min(r, k)
+    assert np.count_nonzero(G[:p, :p] - np.diag(np.diag(G[:p, :p]))) == 0
+    low = np.min(np.diag(G[:p, :p]))
+    for shift, passes in ((-np.nextafter(low, 0.0), True), (-low, False), (-np.nextafter(low, 2 * low), False)):
+        assert posdef(G, p, shift, 1.0, L) == passes
+        assert _diagonal_fails(X, Y, r, k, shift) == (not passes)
+
+
 # -- a batch in several calls ---------------------------------------------------------------------------
 
 

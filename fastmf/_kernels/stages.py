@@ -43,29 +43,57 @@ def gram_A(X, Y, r, k, G, T):
         gram(T, r, k, G)
 
 
+@kernel
+def _diagonal_fails(X, Y, r, k, shift):
+    """Does some diagonal pivot shift + G_jj of the T1 test fail (not > 0), G = `gram_A`'s? Each
+    G_jj is summed as `spectral.gram` sums it (bitwise the same), and a Cholesky pivot is
+    shift + G_jj less non-negative terms: where one fails, so does `posdef`, whose O(p^3) test
+    (and the O(p^2 max(r, k)) Gram) this O(r k) sweep then spares."""
+    p, depth = min(r, k), max(r, k)
+    for j in range(p):
+        g = 0.0
+        for c in range(depth):
+            i, col = (j, c) if r <= k else (c, j)
+            a = 0.5 * (X[i, col] + Y[i, col])
+            g += a * a
+        if not shift + g > 0.0:
+            return True
+    return False
+
+
 @kernel(inline="always")
 def mark(X, Y, s, E, t, spectral, D, info):
     """The tests at step t of the state (X, Y) with E = Up Vp^T: info[T1] = t if T1 is
     pending and passes, then info[T0] = t if T1 is reached, T0 pending and passes.
 
-    D is (8, n, n) float64 work, n = max(r, k). Leaves P in D[0] where T0 is pending or
-    `spectral` asks for it, and G in D[1] where T1 is pending or `spectral` asks for it (used in
-    their top-left r x r and p x p), for the spectral diagnostics (`diagnostics.record`).
+    D is (8, n, n) float64 work, n = max(r, k). Leaves P in D[0] and G in D[1] where `spectral`
+    asks for them (used in their top-left r x r and p x p), for the spectral diagnostics
+    (`diagnostics.record`). A test whose diagonal already fails (a pivot c + M_jj not > 0, which
+    no Cholesky passes) forms no matrix and factors nothing: the answer is the same, bit for bit.
     """
     r = s.shape[0]
     k = X.shape[1]
     P, G, L = D[0], D[1], D[4]
-    if info[T0] < 0 or spectral:
+    sd = s[r - 1]
+    formed = info[T1] < 0 and not _diagonal_fails(X, Y, r, k, -0.5 * sd)
+    if formed:  # T1
+        gram_A(X, Y, r, k, G, D[7])
+        if posdef(G, min(r, k), -0.5 * sd, 1.0, L):
+            info[T1] = t
+    t0_due = info[T1] >= 0 and info[T0] < 0
+    if t0_due:  # the diagonal pivots of T0's two tests, sd / 4 -+ P_jj
+        for j in range(r):
+            pjj = s[j] - 0.5 * (E[j, j] + E[j, j])
+            if not (0.25 * sd - pjj > 0.0 and 0.25 * sd + pjj > 0.0):
+                t0_due = False
+    if t0_due or spectral:
         for i in range(r):
             for j in range(r):
                 P[i, j] = (s[i] if i == j else 0.0) - 0.5 * (E[i, j] + E[j, i])
-    if info[T1] < 0 or spectral:
-        gram_A(X, Y, r, k, G, D[7])
-    sd = s[r - 1]
-    if info[T1] < 0 and posdef(G, min(r, k), -0.5 * sd, 1.0, L):  # T1
-        info[T1] = t
-    if info[T1] >= 0 and info[T0] < 0 and posdef(P, r, 0.25 * sd, -1.0, L) and posdef(P, r, 0.25 * sd, 1.0, L):  # T0
+    if t0_due and posdef(P, r, 0.25 * sd, -1.0, L) and posdef(P, r, 0.25 * sd, 1.0, L):  # T0
         info[T0] = t
+    if spectral and not formed:
+        gram_A(X, Y, r, k, G, D[7])
 
 
 # the batch kernel: one state per lane (the last index), work in the state's dtype
