@@ -61,7 +61,7 @@ _RESULTS |= {name: "bool" if name in invariants.FLAGS else "float" for name in i
 COLUMNS = PARAMETERS | {"schedule": "str", "seed": "int"} | _RESULTS
 _KEY = (*PARAMETERS, "schedule", "seed")
 
-_ONE_KERNEL = threading.Lock()  # Numba's workqueue threading layer runs one parallel call at a time
+_ONE_KERNEL = threading.Lock()  # one batch at a time per worker: each already uses the worker's threads
 
 
 @dataclass(frozen=True)

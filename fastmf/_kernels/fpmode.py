@@ -12,7 +12,8 @@ Intel ones) take 30-80 times longer per operation. Two mechanisms, used together
   state flush above covers what it writes):
   `flushing()` sets them around a kernel call from Python and restores them after
   (the flow's ODE solver runs inside it too); `mode_on`/`mode_restore` do the same
-  inside a parallel kernel, once per worker thread. Elsewhere they do nothing.
+  inside a kernel, for a call made on another thread (the batch's worker threads). Elsewhere
+  they do nothing.
 
 Neither changes a single bit of a run that never meets a subnormal number.
 """
