@@ -469,10 +469,7 @@ def _record(X, Y, s, N, M, GUc, GVc, E, W, blocks, loss, pend1, pend0, ok1, ok0)
                 b0, b1 = (0, r) if block == 1 else (r, rows)
                 blocks[block, q] = _cross_lane(X, a0, a1, Y, b0, b1, q)
         loss[q] += 0.5 * (blocks[0, q] + blocks[1, q] + blocks[2, q])
-    for q in range(lanes):
-        ok1[q] = pend1[q]
-        ok0[q] = pend0[q]
-    passes_lanes(X, Y, s, E, W[0], W[1], ok1, ok0)
+    passes_lanes(X, Y, s, E, W[0], W[1], pend1, pend0, ok1, ok0)
 
 
 @kernel
@@ -713,7 +710,7 @@ def run_batch(Xs, Ys, s, lrs, lr_scale, variant, noise, tol, t_start, t_stop, t_
     Se = np.empty((r, 1, lanes), dtype)
     w = np.empty((3, lanes), dtype)
     E = np.empty((r, r, lanes), dtype)
-    W = np.empty((2, n, n, lanes), dtype)
+    W = np.empty((2, n, n, lanes))
     blocks = np.empty((6, lanes))
     loss = np.empty(lanes)
     active = np.empty(lanes, np.bool_)
