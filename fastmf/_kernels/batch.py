@@ -174,7 +174,7 @@ def _registers(A):
     return A.shape[2] * A.itemsize // REGISTER_BYTES
 
 
-@kernel
+@kernel(inline="always")
 def _half_step(X, Y, Se, H, Xn):
     """Xn = X H + [Se o Y[:r]; 0] (eqs 6 and 8 with H = I - eta Y^T Y, or 7 and 9; Se[i, 0] = eta
     s[i] lane by lane, r = Se.shape[0]), subnormals flushed to zero (`fpmode`). X H in register
@@ -412,7 +412,7 @@ def _perturb(X, r, Z, B, j, A, w, lo, runs):
                 X[i, b, q] = A[i - r, b, q]
 
 
-@kernel
+@kernel(inline="always")
 def _cross_lane(X, a0, a1, Y, b0, b1, q):
     """Lane q's ||X[a0:a1] Y[b0:b1]^T||_F^2 as a sum of squares (`diagnostics.cross_block`)."""
     total = 0.0
@@ -492,7 +492,7 @@ def _retire(X, Y, Xs, Ys, lo, before, after):
                     Ys[lo + q, i, a] = Y[i, a, q]
 
 
-@kernel
+@kernel(inline="always")
 def _note(summary, losses, lo, j, t, loss, active, pend1, pend0, ok1, ok0, delta, tol):
     """The record of step t (column j of `losses`) in each active lane's summary (lane q: run
     lo + q): its loss, the stages it reaches (T0 only once T1 is reached, as `diagnostics.record`),
@@ -517,7 +517,7 @@ def _note(summary, losses, lo, j, t, loss, active, pend1, pend0, ok1, ok0, delta
             active[q] = False
 
 
-@kernel
+@kernel(inline="always")
 def _overflows(N, M, summary, lo, active, diverged, t, unrecorded):
     """Stop the active lanes whose new state has (||X||^2 + ||Y||^2)^2 not finite in float64
     (`blocks.overflows`), marking in `diverged` those whose last finite state, at step t, is
@@ -535,14 +535,14 @@ def _overflows(N, M, summary, lo, active, diverged, t, unrecorded):
                 summary[lo + q, N_ITER] = t + 1
 
 
-@kernel
+@kernel(inline="always")
 def _raise(e, c, v):
     """e[c] = max(e[c], v), a NaN e[c] being "nothing yet" and a NaN v no value."""
     if v > e[c] or e[c] != e[c]:
         e[c] = v
 
 
-@kernel
+@kernel(inline="always")
 def _lower(e, c, v):
     """e[c] = min(e[c], v), as `_raise`."""
     if v < e[c] or e[c] != e[c]:
@@ -637,7 +637,7 @@ def _prove_spectral(X, Y, s, E, Nc, Mc, t, lanes_in, before0, pend1, pend0, summ
                 _raise(e, c, value)
 
 
-@kernel
+@kernel(inline="always")
 def _copy(src, dst):
     """dst[q] = src[q] (a loop: slice assignment compiles numba's shape checks and their messages)."""
     for q in range(src.size):

@@ -71,7 +71,7 @@ def mark(X, Y, s, E, t, spectral, D, info):
 # the batch kernel: one state per lane (the last index), work in the state's dtype
 
 
-@kernel
+@kernel(inline="always")
 def passes_lanes(X, Y, s, E, A, L, pend1, pend0, ok1, ok0):
     """ok1[q] / ok0[q]: is T1 / T0 pending (pend1 / pend0) and passed by lane q's state, with
     E = Up Vp^T; T0 is tested only where T1 is reached (before or by this state), as `mark`.
