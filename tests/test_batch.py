@@ -90,6 +90,17 @@ def test_stage_tests_decide_as_the_single_run_within_rounding_of_the_thresholds(
         assert 0 < np.count_nonzero(got) < len(states)  # both answers
 
 
+@pytest.mark.parametrize("shape", [(3, 5, 32), (1, 1, 16), (7, 16)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_work_arrays_start_on_a_register_boundary(shape, dtype):
+    from fastmf._kernels.batch import REGISTER_BYTES, aligned_empty
+
+    for _ in range(5):
+        A = aligned_empty(shape, dtype)
+        assert A.shape == shape and A.dtype == dtype and A.flags.c_contiguous and A.flags.writeable
+        assert A.ctypes.data % REGISTER_BYTES == 0
+
+
 def test_threads_and_batch_size_change_nothing():
     seeds = np.arange(70)  # three blocks of lanes, the last one partial
     whole = solve_batch(SPECTRUM, 4, 0.1, 300, seeds=seeds, history=True)

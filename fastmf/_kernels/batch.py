@@ -72,6 +72,15 @@ def lanes(dtype) -> int:
     return BLOCK_BYTES // np.dtype(dtype).itemsize
 
 
+def aligned_empty(shape, dtype):
+    """np.empty(shape, dtype) starting on a register's boundary (`REGISTER_BYTES`): no register
+    load of a lane row then straddles two cache lines (NumPy aligns to 16 bytes only)."""
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    raw = np.empty(size + REGISTER_BYTES, np.uint8)
+    start = -raw.ctypes.data % REGISTER_BYTES
+    return raw[start : start + size].view(dtype).reshape(shape)
+
+
 # -- one SIMD register as a numba value: loads and stores of a lane row, fused multiply-add ----------
 
 
@@ -174,7 +183,7 @@ def _registers(A):
     return A.shape[2] * A.itemsize // REGISTER_BYTES
 
 
-@kernel(inline="always")
+@kernel
 def _half_step(X, Y, Se, H, Xn):
     """Xn = X H + [Se o Y[:r]; 0] (eqs 6 and 8 with H = I - eta Y^T Y, or 7 and 9; Se[i, 0] = eta
     s[i] lane by lane, r = Se.shape[0]), subnormals flushed to zero (`fpmode`). X H in register
@@ -689,7 +698,7 @@ def run_batch(Xs, Ys, s, lrs, lr_scale, variant, noise, tol, t_start, t_stop, t_
     n, dtype = max(r, k), Xs.dtype
 
     def empty(*shape, dtype=dtype):
-        return np.empty(shape + (lanes_,), dtype)
+        return aligned_empty(shape + (lanes_,), dtype)
 
     if noise is None:
         AX = AY = empty(0, k)
