@@ -8,9 +8,11 @@ import sys
 import numba
 import numpy as np
 import pytest
+from test_layout_stages import _batch, _single, _stacked, _target_P
 
 import fastmf
 from fastmf import Problem, invariants, solve, solve_batch
+from fastmf import _kernels as K
 from naive import low_rank
 
 SPECTRUM = Problem.from_spectrum(np.geomspace(3.0, 1.0, 4), 1000, 800)
@@ -63,6 +65,40 @@ def test_float32_runs_in_float32_and_tracks_float64():
     b64 = solve_batch(SPECTRUM, 4, 0.1, 200, seeds=range(3), history=True)
     np.testing.assert_allclose(b32.losses, b64.losses, rtol=1e-3, atol=1e-6 * b64.losses[:, 0].max())
     np.testing.assert_array_equal(b32.T1, b64.T1)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_stage_tests_decide_as_the_single_run_within_rounding_of_the_thresholds(dtype):
+    # states whose T1 / T0 margins are a few units of rounding: NumPy's eigenvalues cannot
+    # decide them, but the batch does the single run's arithmetic, so the two agree on each
+    rng = np.random.default_rng(4)
+    eps = np.finfo(dtype).eps
+    r, k = 3, 4
+    s = np.geomspace(2.0, 1.0, r)
+    t1_states, t0_states = [], []
+    for _ in range(K.LANES + 9):
+        Up, Vp = rng.standard_normal((r, k)), rng.standard_normal((r, k))
+        g = np.linalg.eigvalsh((Up + Vp) @ (Up + Vp).T / 4)[0]
+        c = np.sqrt(s[-1] / 2 * (1 + 4 * eps * rng.uniform(-1, 1)) / g)
+        t1_states.append((_stacked(c * Up, rng, dtype), _stacked(c * Vp, rng, dtype)))
+        t0_states.append(_target_P(rng, r, s, dtype, 4 * eps * rng.uniform(-1, 1)))
+    for states, T1_reached, stage in ((t1_states, False, 0), (t0_states, True, 1)):
+        Xs, Ys = np.stack([X for X, _ in states]), np.stack([Y for _, Y in states])
+        got = np.array(_batch(Xs, Ys, s.astype(dtype), T1_reached))[stage]
+        want = [_single(X, Y, s.astype(dtype), T1_reached)[stage] for X, Y in states]
+        np.testing.assert_array_equal(got, want)
+        assert 0 < np.count_nonzero(got) < len(states)  # both answers
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 32), (1, 1, 16), (7, 16)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_work_arrays_start_on_a_register_boundary(shape, dtype):
+    from fastmf._kernels.batch import REGISTER_BYTES, aligned_empty
+
+    for _ in range(5):
+        A = aligned_empty(shape, dtype)
+        assert A.shape == shape and A.dtype == dtype and A.flags.c_contiguous and A.flags.writeable
+        assert A.ctypes.data % REGISTER_BYTES == 0
 
 
 def test_threads_and_batch_size_change_nothing():

@@ -72,6 +72,15 @@ def lanes(dtype) -> int:
     return BLOCK_BYTES // np.dtype(dtype).itemsize
 
 
+def aligned_empty(shape, dtype):
+    """np.empty(shape, dtype) starting on a register's boundary (`REGISTER_BYTES`): no register
+    load of a lane row then straddles two cache lines (NumPy aligns to 16 bytes only)."""
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    raw = np.empty(size + REGISTER_BYTES, np.uint8)
+    start = -raw.ctypes.data % REGISTER_BYTES
+    return raw[start : start + size].view(dtype).reshape(shape)
+
+
 # -- one SIMD register as a numba value: loads and stores of a lane row, fused multiply-add ----------
 
 
@@ -412,7 +421,7 @@ def _perturb(X, r, Z, B, j, A, w, lo, runs):
                 X[i, b, q] = A[i - r, b, q]
 
 
-@kernel
+@kernel(inline="always")
 def _cross_lane(X, a0, a1, Y, b0, b1, q):
     """Lane q's ||X[a0:a1] Y[b0:b1]^T||_F^2 as a sum of squares (`diagnostics.cross_block`)."""
     total = 0.0
@@ -426,14 +435,12 @@ def _cross_lane(X, a0, a1, Y, b0, b1, q):
 
 
 @kernel
-def _record(X, Y, s, N, M, GUc, GVc, E, W, blocks, loss, pend1, pend0, ok1, ok0):
-    """loss[q] (float64) for the states X, Y with Grams N, M and complement Grams GUc, GVc;
-    ok1[q] / ok0[q]: does the state pass the T1 / T0 test (`stages.passes_lanes`, where T1 /
-    T0 is pending: pend1 / pend0). E (r, r, lanes) gets Up Vp^T; W (2, n, n, lanes) and blocks
-    (6, lanes) float64 are work."""
+def _record(X, Y, s, N, M, GUc, GVc, E, blocks, loss):
+    """loss[q] (float64) for the states X, Y with Grams N, M, complement Grams GUc, GVc and
+    E = Up Vp^T (`_product`); blocks (6, lanes) float64 is work. (The kernels it calls are
+    called by `run_batch` itself: numba optimizes a function's code again in every caller.)"""
     rows, k, lanes = X.shape
     r = s.shape[0]
-    _product(X, Y, r, E)
     for q in range(lanes):
         loss[q] = 0.0
     for i in range(r):
@@ -469,10 +476,6 @@ def _record(X, Y, s, N, M, GUc, GVc, E, W, blocks, loss, pend1, pend0, ok1, ok0)
                 b0, b1 = (0, r) if block == 1 else (r, rows)
                 blocks[block, q] = _cross_lane(X, a0, a1, Y, b0, b1, q)
         loss[q] += 0.5 * (blocks[0, q] + blocks[1, q] + blocks[2, q])
-    for q in range(lanes):
-        ok1[q] = pend1[q]
-        ok0[q] = pend0[q]
-    passes_lanes(X, Y, s, E, W[0], W[1], ok1, ok0)
 
 
 @kernel
@@ -498,7 +501,7 @@ def _retire(X, Y, Xs, Ys, lo, before, after):
                     Ys[lo + q, i, a] = Y[i, a, q]
 
 
-@kernel
+@kernel(inline="always")
 def _note(summary, losses, lo, j, t, loss, active, pend1, pend0, ok1, ok0, delta, tol):
     """The record of step t (column j of `losses`) in each active lane's summary (lane q: run
     lo + q): its loss, the stages it reaches (T0 only once T1 is reached, as `diagnostics.record`),
@@ -523,7 +526,7 @@ def _note(summary, losses, lo, j, t, loss, active, pend1, pend0, ok1, ok0, delta
             active[q] = False
 
 
-@kernel
+@kernel(inline="always")
 def _overflows(N, M, summary, lo, active, diverged, t, unrecorded):
     """Stop the active lanes whose new state has (||X||^2 + ||Y||^2)^2 not finite in float64
     (`blocks.overflows`), marking in `diverged` those whose last finite state, at step t, is
@@ -541,14 +544,14 @@ def _overflows(N, M, summary, lo, active, diverged, t, unrecorded):
                 summary[lo + q, N_ITER] = t + 1
 
 
-@kernel
+@kernel(inline="always")
 def _raise(e, c, v):
     """e[c] = max(e[c], v), a NaN e[c] being "nothing yet" and a NaN v no value."""
     if v > e[c] or e[c] != e[c]:
         e[c] = v
 
 
-@kernel
+@kernel(inline="always")
 def _lower(e, c, v):
     """e[c] = min(e[c], v), as `_raise`."""
     if v < e[c] or e[c] != e[c]:
@@ -643,14 +646,13 @@ def _prove_spectral(X, Y, s, E, Nc, Mc, t, lanes_in, before0, pend1, pend0, summ
                 _raise(e, c, value)
 
 
-@kernel
+@kernel(inline="always")
 def _copy(src, dst):
     """dst[q] = src[q] (a loop: slice assignment compiles numba's shape checks and their messages)."""
     for q in range(src.size):
         dst[q] = src[q]
 
 
-@kernel
 def run_batch(Xs, Ys, s, lrs, lr_scale, variant, noise, tol, t_start, t_stop, t_final, record_every, delta, summary,
               losses, extremes=None, spectral=None, first=0, last=-1):  # fmt: skip
     """Advance run i of GD from step t_start to t_stop, from (Xs[i], Ys[i]) with step sizes
@@ -692,44 +694,40 @@ def run_batch(Xs, Ys, s, lrs, lr_scale, variant, noise, tol, t_start, t_stop, t_
         recorded steps that are multiples of spectral_every (and t_final). None: none of it
         compiled (needs `extremes`).
     """
+    lanes_, (rows, k), r = lanes(Xs.dtype), Xs.shape[1:], s.shape[0]
+    n, dtype = max(r, k), Xs.dtype
+
+    def empty(*shape, dtype=dtype):
+        return aligned_empty(shape + (lanes_,), dtype)
+
+    if noise is None:
+        AX = AY = empty(0, k)
+    else:  # perturbed GD's QR
+        AX, AY = empty(rows - r + noise[1].shape[2], k), empty(Ys.shape[1] - r + noise[3].shape[2], k)
+    work = (empty(rows, k), empty(Ys.shape[1], k), empty(rows, k), empty(Ys.shape[1], k), empty(10, k, k),
+            empty(r, k), empty(k + r, k), AX, AY, empty(), empty(r, 1), empty(3), empty(r, r))  # fmt: skip
+    work64 = (empty(2, n, n, dtype=np.float64), empty(6, dtype=np.float64), empty(dtype=np.float64),
+              empty(dtype=np.float64), np.empty((7, n, n)))  # fmt: skip
+    _run_blocks(Xs, Ys, s, lrs, lr_scale, variant, noise, tol, t_start, t_stop, t_final, record_every, delta, summary,
+                losses, extremes, spectral, first, last, work, work64, np.zeros((8, lanes_), np.bool_))  # fmt: skip
+
+
+@kernel
+def _run_blocks(Xs, Ys, s, lrs, lr_scale, variant, noise, tol, t_start, t_stop, t_final, record_every, delta, summary,
+                losses, extremes, spectral, first, last, work, work64, flags):  # fmt: skip
+    """`run_batch` with its work arrays allocated by the caller (numba's allocations are slow to compile):
+    work the state's dtype, work64 float64, flags (8, lanes) bool, zero."""
     lanes = BLOCK_BYTES // Xs.itemsize
     n_blocks = (Xs.shape[0] + lanes - 1) // lanes
-    rows, k = Xs.shape[1], Xs.shape[2]
     r = s.shape[0]
-    n = max(r, k)
-    dtype = Xs.dtype
-    X, Y = np.empty((rows, k, lanes), dtype), np.empty((Ys.shape[1], k, lanes), dtype)
-    Xn, Yn = np.empty_like(X), np.empty_like(Y)
-    G = np.empty((10, k, k, lanes), dtype)
+    X, Y, Xn, Yn, G, P, B, AX, AY, eta, Se, w, E = work
     N, M, Nn, Mn, Nc, Mc, Nnc, Mnc, H, F = G[0], G[1], G[2], G[3], G[4], G[5], G[6], G[7], G[8], G[9]
-    P = np.empty((r, k, lanes), dtype)  # ScaledGD's preconditioned principal rows, and its work
-    B = np.empty((k + r, k, lanes), dtype)
-    if noise is None:
-        AX = AY = np.empty((0, k, lanes), dtype)
-    else:  # perturbed GD's QR
-        AX = np.empty((rows - r + noise[1].shape[2], k, lanes), dtype)
-        AY = np.empty((Y.shape[0] - r + noise[3].shape[2], k, lanes), dtype)
-    eta = np.empty(lanes, dtype)
-    Se = np.empty((r, 1, lanes), dtype)
-    w = np.empty((3, lanes), dtype)
-    E = np.empty((r, r, lanes), dtype)
-    W = np.empty((2, n, n, lanes), dtype)
-    blocks = np.empty((6, lanes))
-    loss = np.empty(lanes)
-    active = np.empty(lanes, np.bool_)
-    pend1 = np.empty(lanes, np.bool_)
-    pend0 = np.empty(lanes, np.bool_)
-    ok1 = np.zeros(lanes, np.bool_)
-    ok0 = np.zeros(lanes, np.bool_)
-    diverged = np.zeros(lanes, np.bool_)
-    before = np.empty(lanes, np.bool_)
-    before0 = np.empty(lanes, np.bool_)
-    b2 = np.empty(lanes)
+    W, blocks, loss, b2, PW = work64
+    active, pend1, pend0, ok1, ok0 = flags[0], flags[1], flags[2], flags[3], flags[4]
+    diverged, before, before0 = flags[5], flags[6], flags[7]
     alternating = False
     if variant is not None:
         alternating = variant[ALTERNATING] != 0
-    if spectral is not None:
-        PW = np.empty((7, n, n))
     mode = mode_on()  # flush-to-zero on this thread (`fpmode`)
     for blk in range(first, n_blocks if last < 0 else last):
         lo = blk * lanes
@@ -749,7 +747,9 @@ def run_batch(Xs, Ys, s, lrs, lr_scale, variant, noise, tol, t_start, t_stop, t_
         while True:
             _copy(active, before)
             if _due(t, t_stop, t_final, record_every):
-                _record(X, Y, s, N, M, Nc, Mc, E, W, blocks, loss, pend1, pend0, ok1, ok0)
+                _product(X, Y, r, E)
+                _record(X, Y, s, N, M, Nc, Mc, E, blocks, loss)
+                passes_lanes(X, Y, s, E, W[0], W[1], pend1, pend0, ok1, ok0)
                 j = t // record_every if t % record_every == 0 else t_final // record_every + 1
                 _copy(pend0, before0)
                 _note(summary, losses, lo, j, t, loss, active, pend1, pend0, ok1, ok0, delta, tol)
@@ -782,7 +782,8 @@ def run_batch(Xs, Ys, s, lrs, lr_scale, variant, noise, tol, t_start, t_stop, t_
             _copy(active, before)
             _overflows(Nn, Mn, summary, lo, active, diverged, t, not _due(t, t_stop, t_final, record_every))
             if diverged.any():  # its loss, as `fastmf.solve` records the state it returns (no stage test:
-                _record(X, Y, s, N, M, Nc, Mc, E, W, blocks, loss, pend1, pend0, ok1, ok0)  # it may have exploded)
+                _product(X, Y, r, E)  # it may have exploded)
+                _record(X, Y, s, N, M, Nc, Mc, E, blocks, loss)
                 if extremes is not None:  # the extremes take that record, as solve's history does
                     _prove_b(X, Y, r, diverged, pend0, extremes, lo, b2)
                     if spectral is not None and spectral[3] > 0:
