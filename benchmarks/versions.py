@@ -92,8 +92,11 @@ def section_10(pkg, every, runs, timed):
 
 
 def _difference(a, b) -> float:
-    """max |a - b| / max |b| (0 for equal arrays; NaN where only one is NaN)."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    """max |a - b| / max |b| (0 for equal arrays; inf for unequal ones that are not numbers)."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.dtype.kind not in "biuf" or b.dtype.kind not in "biuf":
+        return 0.0 if np.array_equal(a, b) else np.inf
+    a, b = a.astype(np.float64), b.astype(np.float64)
     if a.shape != b.shape:
         return np.inf
     if np.array_equal(a, b, equal_nan=True):

@@ -231,7 +231,8 @@ def solve_batch(
     checkpoint=None, checkpoint_every=None,
 ) -> BatchResult:  # fmt: skip
     """GD from one random start per seed (Ye and Du 2021, eqs 6-9, as `fastmf.solve`), all runs
-    advanced by one compiled kernel, parallel over runs (numba threads: `numba.set_num_threads`).
+    advanced by one compiled kernel, its blocks of runs on `numba.get_num_threads()` threads of
+    the calling thread (`numba.set_num_threads`).
 
     Run i is ``fastmf.solve(problem, k, lr[i], max_iter, seed=seeds[i],
     init_scale=init_scale[i], tol=tol, record_every=record_every, delta=delta)``: the same
@@ -264,8 +265,8 @@ def solve_batch(
         The GD variants and the law of the random start, for all runs: see `fastmf.Options`.
     history : bool
         Keep each run's recorded losses: 8 bytes per record and run. Without it a run
-        keeps only its summary and final state, and the working memory is that of one run
-        per thread.
+        keeps only its summary and final state, and the working memory is that of one block
+        of runs (32 float64 or 64 float32) per thread.
     options : Options, optional
         Settings to start from; the arguments above that are given replace its fields.
     callback, progress, time_limit, checkpoint, checkpoint_every

@@ -155,9 +155,9 @@ def test_exported():
     assert fastmf.solve_batch is solve_batch and "BatchResult" in fastmf.__all__
 
 
-def test_concurrent_calls_under_the_workqueue_layer(tmp_path):
-    """Four threads calling solve_batch at once aborted the process under Numba's workqueue
-    threading layer (the default where neither TBB nor OpenMP is installed)."""
+def test_concurrent_calls_from_threads(tmp_path):
+    """Four threads calling solve_batch at once each get what a call alone gets (they once aborted
+    the process under Numba's workqueue threading layer, the default without TBB or OpenMP)."""
     script = tmp_path / "threads.py"
     script.write_text(
         "import concurrent.futures, numpy as np, numba, fastmf\n"
@@ -186,3 +186,28 @@ def test_default_extremes_are_the_cheap_ones():
         np.testing.assert_allclose(asked.invariants["max_B_fro"][i], default.invariants["max_B_fro"][i], rtol=0)
     for name in ("min_sigma_A", "max_lambda_AAt_2S", "min_sigma_UV", "c_JK"):
         assert np.all(np.isnan(default.invariants[name])) and np.all(np.isfinite(asked.invariants[name])), name
+
+
+@pytest.mark.parametrize("poison", [0.0, 1e3])
+def test_the_loss_reads_only_the_rows_of_each_side(poison):
+    """X with more compressed rows than Y (m - r > n - r, k > n - r) and a cross block that
+    cancels, so the loss sums it again from the rows: whatever lies past Y's rows stays out."""
+    from fastmf._kernels import batch as kb
+
+    s, r, k, lanes = np.array([3.0, 2.0, 1.0]), 3, 4, kb.lanes(np.float64)
+    Xd, Yd = np.zeros((7, k)), np.zeros((5, k))
+    Xd[:3, :3], Yd[:3, :3] = 0.1 * np.eye(3), 0.1 * np.eye(3)
+    Xd[3, 3], Yd[3, 3] = 0.3, 0.2  # Up L_V^T = 0, but not its Gram bound: the block is summed again
+    X = np.repeat(Xd[:, :, None], lanes, axis=2)
+    buffer = np.full((7, k, lanes), poison)
+    buffer[:5] = Yd[:, :, None]
+    Y = buffer[:5]
+    N, Nc, M, Mc = (np.empty((k, k, lanes)) for _ in range(4))
+    kb._grams(X, r, N, Nc)
+    kb._grams(Y, r, M, Mc)
+    E, blocks, loss = np.empty((r, r, lanes)), np.empty((6, lanes)), np.empty(lanes)
+    kb._product(X, Y, r, E)
+    kb._record(X, Y, s, N, M, Nc, Mc, E, blocks, loss)
+    Sigma = np.zeros((7, 5))
+    Sigma[:3, :3] = np.diag(s)
+    np.testing.assert_allclose(loss, 0.5 * np.sum((Xd @ Yd.T - Sigma) ** 2), rtol=1e-14)

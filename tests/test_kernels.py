@@ -17,6 +17,7 @@ import fastmf
 SUBSET = (
     "test_matches_plain_gd and (30-50-3-3 or 12-12-12-12 or 9-14-3-8) or test_divergence or test_record_every"
     " or test_diagnostics_match_numpy_on_rebuilt_matrices and 20-35-2-4-compressed or test_stages_are_exact"
+    " or test_each_run_is_solves_run"
 )
 
 
@@ -31,6 +32,7 @@ def test_kernels_without_jit_match_plain_gd():
             "pytest",
             str(here / "test_solver.py"),
             str(here / "test_direct.py"),
+            str(here / "test_batch.py"),
             "-q",
             "-p",
             "no:cacheprovider",
@@ -39,6 +41,8 @@ def test_kernels_without_jit_match_plain_gd():
             # the divergence test overflows on purpose; interpreted numpy warns where compiled code does not
             "-W",
             "ignore:overflow encountered:RuntimeWarning",
+            "-W",
+            "ignore:invalid value encountered:RuntimeWarning",
         ],
         env=env,
         capture_output=True,

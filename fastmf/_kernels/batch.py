@@ -1,7 +1,7 @@
 """Many GD runs in one compiled call (`fastmf.solve_batch`), in blocks of runs advanced as SIMD lanes.
 
-The runs go in blocks of one SIMD register's width (`lanes`: 8 float64 or 16 float32 runs,
-one AVX-512 register), each block's states stored with the run index innermost (rows x k x
+The runs go in blocks of four SIMD registers' width (`lanes`: 32 float64 or 64 float32 runs,
+four AVX-512 registers), each block's states stored with the run index innermost (rows x k x
 lanes), so every operation of the stacked step (docs/maths.md section 3, eqs 6-9) is a vector
 operation across runs with no BLAS call. The products (X H, the Grams, Up Vp^T) run in register
 tiles (`_half_step`, `_grams`, `_product`): a tile's sums stay in registers across the k terms,
@@ -173,6 +173,25 @@ def _flush(typingctx, v):
 
     return v(v), codegen
 
+
+if numba.config.DISABLE_JIT:  # plain Python (NUMBA_DISABLE_JIT=1, for coverage): a register is a NumPy slice
+
+    def _load(A, i, j, v):
+        width = REGISTER_BYTES // A.itemsize
+        return A[i, j, v * width : (v + 1) * width].copy()
+
+    def _store(A, i, j, v, x):
+        width = REGISTER_BYTES // A.itemsize
+        A[i, j, v * width : (v + 1) * width] = x
+
+    def _fma(a, b, c):
+        return a * b + c  # rounded twice: the interpreted batch matches the compiled one to rounding
+
+    def _zero(A):
+        return np.zeros(REGISTER_BYTES // A.itemsize, A.dtype)
+
+    def _flush(v):
+        return np.where(np.abs(v) < np.finfo(v.dtype).tiny, v.dtype.type(0), v)
 
 # -- the products, in register tiles ------------------------------------------------------------------
 
@@ -473,7 +492,7 @@ def _record(X, Y, s, N, M, GUc, GVc, E, blocks, loss):
         for block in range(3):  # Up L_V^T, L_U Vp^T, L_U L_V^T
             if blocks[block, q] < CANCELLED * blocks[3 + block, q]:
                 a0, a1 = (0, r) if block == 0 else (r, rows)
-                b0, b1 = (0, r) if block == 1 else (r, rows)
+                b0, b1 = (0, r) if block == 1 else (r, Y.shape[0])
                 blocks[block, q] = _cross_lane(X, a0, a1, Y, b0, b1, q)
         loss[q] += 0.5 * (blocks[0, q] + blocks[1, q] + blocks[2, q])
 
