@@ -10,6 +10,7 @@ import fastmf
 from fastmf import Problem, gradient_flow, solve, solve_batch
 from fastmf._kernels import fpmode
 from fastmf._kernels.batch import _half_step
+from fastmf._kernels.batch import lanes as batch_lanes
 from fastmf._kernels.spectral import extreme_eig
 from naive import gd, low_rank
 
@@ -72,12 +73,15 @@ def test_the_flow_integrates_in_flush_to_zero_mode(monkeypatch):
 
 def test_batch_half_step_flushes_subnormals():
     rng = np.random.default_rng(0)
-    X = rng.standard_normal((5, 3, 4))
+    lanes = batch_lanes(np.float64)
+    X = rng.standard_normal((5, 3, lanes))
     X[3:] = 1e-310  # subnormal complement rows
-    Y = rng.standard_normal((5, 3, 4))
-    H, Xn = np.broadcast_to(np.eye(3)[:, :, None], (3, 3, 4)).copy(), np.empty_like(X)  # H = I - lr G, G = 0
-    _half_step(X, Y, np.array([2.0, 1.0]), np.full(4, 0.1), H, Xn)
+    Y = rng.standard_normal((5, 3, lanes))
+    H, Xn = np.broadcast_to(np.eye(3)[:, :, None], (3, 3, lanes)).copy(), np.empty_like(X)  # H = I - lr G, G = 0
+    Se = np.repeat(0.1 * np.array([2.0, 1.0])[:, None, None], lanes, axis=2)  # lr s_i, lane by lane
+    _half_step(X, Y, Se, H, Xn)
     assert _subnormals(Xn) == 0 and np.all(Xn[3:] == 0)
+    np.testing.assert_allclose(Xn[:2], X[:2] + Se * Y[:2], rtol=1e-15)  # eq 6 with G = 0
 
 
 def test_flush_and_the_processor_mode():
