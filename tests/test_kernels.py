@@ -97,3 +97,23 @@ def test_numba_cache_dir_holds_the_kernels_cache(tmp_path):
     where = Path(_probe(Path(fastmf.__file__).parent.parent, code, NUMBA_CACHE_DIR=str(tmp_path)))
     assert where.parent.parent == tmp_path and re.fullmatch("[0-9a-f]{16}", where.name)
     assert any(where.glob("direct.absmax-*.nbi"))
+
+
+@pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT") == "1" or os.name != "posix", reason="compiled code, libc")
+def test_a_kernel_numba_cannot_cache_warns_and_runs(tmp_path):
+    # a ctypes call embeds its address in the code ("dynamic globals"): Numba warns that it cannot
+    # cache the function, and the warning reads the cache locator's source file
+    site = tmp_path / "site"
+    shutil.copytree(Path(fastmf.__file__).parent, site / "fastmf", ignore=shutil.ignore_patterns("__pycache__"))
+    (site / "fastmf" / "_kernels" / "probe.py").write_text(
+        "import ctypes\nfrom ._jit import kernel\n_labs = ctypes.CDLL(None).labs\n"
+        "_labs.restype, _labs.argtypes = ctypes.c_long, [ctypes.c_long]\n\n\n"
+        "@kernel\ndef probe(x):\n    return _labs(x)\n"
+    )
+    code = "import warnings; from fastmf._kernels.probe import probe\n"
+    code += "with warnings.catch_warnings(record=True) as seen:\n    warnings.simplefilter('always')\n"
+    code += "    print(probe(-5), any('Cannot cache' in str(w.message) for w in seen))"
+    proc = subprocess.run([sys.executable, "-c", code], env=os.environ | {"PYTHONPATH": str(site)}, cwd=site,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["5", "True"]

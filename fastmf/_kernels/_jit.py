@@ -54,7 +54,8 @@ class _KernelLocator(caching._CacheLocator):
     """Numba's cache locator for the functions defined in this folder: the first writable
     of Numba's folders, in the subfolder of `sources_hash`, which is also the source stamp."""
 
-    def __init__(self, py_func, path):
+    def __init__(self, py_func, py_file, path):
+        self._py_file = py_file  # (Numba's own code reads it: where it warns that a function cannot be cached)
         self._lineno = py_func.__code__.co_firstlineno
         self._path = path
 
@@ -75,7 +76,7 @@ class _KernelLocator(caching._CacheLocator):
         for place in places:
             path = os.path.join(place, sources_hash()[:16])
             fresh = not os.path.isdir(path)
-            self = cls(py_func, path)
+            self = cls(py_func, py_file, path)
             try:
                 self.ensure_cache_path()
             except OSError:
@@ -125,7 +126,7 @@ def _compile(decorator, fn, options):
 
 def kernel(fn=None, **options):
     """``numba.njit(cache=True, nogil=True, **options)``, without the cache where it cannot be written."""
-    options = {"cache": True, "nogil": True} | options
+    options = {"cache": True, "nogil": True, "no_cfunc_wrapper": True} | options
 
     def decorate(fn):
         return _compile(njit, fn, options)
