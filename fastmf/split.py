@@ -185,11 +185,12 @@ class SplitRun(Recorder):
         )
 
     def _call(self, t_stop, t_final):
-        K.run_blocks(
-            self.X, self.Y, self.s, self.lrs, self.variant, self.tol, t_stop, t_final, self.record_every,
-            self.spectral_every, self.Xw, self.Yw, self.G, self.P, self.noise, self.Q, self.E, self.D, self.vecs,
-            self.valid, self.steps, self.rec, self.info,
-        )  # fmt: skip
+        with K.blas.one_thread():  # the products are L2-sized blocks
+            K.run_blocks(
+                self.X, self.Y, self.s, self.lrs, self.variant, self.tol, t_stop, t_final, self.record_every,
+                self.spectral_every, self.Xw, self.Yw, self.G, self.P, self.noise, self.Q, self.E, self.D,
+                self.vecs, self.valid, self.steps, self.rec, self.info,
+            )  # fmt: skip
 
 
 def plain_work(X: np.ndarray, Y: np.ndarray) -> tuple:

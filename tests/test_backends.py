@@ -203,3 +203,25 @@ def test_import_and_solve_without_a_writable_cache(tmp_path):
     assert where == str(site / "fastmf" / "__init__.py")
     assert proc.stderr.count("RuntimeWarning: fastmf: Numba cannot write its cache here") == 1, proc.stderr
     np.testing.assert_allclose(json.loads(losses), gd(Sigma, U0, V0, 0.1, 20)[0], rtol=1e-9)
+
+
+def test_mkl_runs_the_split_engine_on_one_thread():
+    # MKL would spread the split engine's L2-sized products over its threads, at a loss: the kernel
+    # runs with MKL's thread-local count at 1, and the caller's setting comes back afterwards
+    _needs_mkl("mkl")
+    code = """
+import ctypes, json, fastmf
+from fastmf import _kernels as K
+mkl = ctypes.CDLL(K.blas._bound["path"])
+seen, run_blocks = [], K.run_blocks
+def probe(*args):
+    seen.append(mkl.mkl_get_max_threads())
+    return run_blocks(*args)
+K.run_blocks = probe
+fastmf.solve(fastmf.Problem.from_spectrum([2.0, 1.0], 6, 5), 2, 0.1, 20, seed=0)
+print(json.dumps([seen, mkl.mkl_get_max_threads()]))
+"""
+    proc = _python(code, "mkl", env=_env("mkl", MKL_NUM_THREADS="2"))
+    assert proc.returncode == 0, proc.stderr
+    seen, after = json.loads(proc.stdout)
+    assert seen and set(seen) == {1} and after == 2
