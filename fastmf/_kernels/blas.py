@@ -30,9 +30,10 @@ import sys
 
 import llvmlite.binding as llvm
 import numpy as np
+from llvmlite import ir
 from numba import carray, types
 from numba.core import cgutils
-from numba.extending import get_cython_function_address, intrinsic, overload
+from numba.extending import get_cython_function_address, intrinsic, lower_builtin, type_callable
 
 from ._jit import callback, kernel
 
@@ -60,7 +61,7 @@ def _signature(real):
 def gemm(A, B, C):
     """C = A B (float32 or float64, C C-contiguous, A and B each C- or F-contiguous).
 
-    Compiled code calls the bound backend (`_gemm`); this body runs only without the JIT
+    Compiled code calls the bound backend (`_gemm_lower`); this body runs only without the JIT
     (NUMBA_DISABLE_JIT=1).
     """
     np.dot(A, B, out=C)
@@ -76,32 +77,65 @@ def _ref(typingctx, value):
     return types.CPointer(value)(value), codegen
 
 
-@kernel
-def _fortran_view(X):
-    """(op, leading dimension) of row-major X's memory read as a column-major matrix: that
-    matrix is X^T ('N' gives it) when X's rows are contiguous, else X itself ('T')."""
-    it = X.itemsize
-    if X.strides[1] == it:
-        return np.int8(_N), np.int32(max(X.strides[0] // it, X.shape[1], 1))
-    return np.int8(_T), np.int32(max(X.strides[1] // it, X.shape[0], 1))
+def _fortran_view(builder, array, itemsize):
+    """(op, leading dimension) of row-major `array`'s memory read as a column-major matrix, as
+    int8 and int32 values: that matrix is X^T ('N' gives it) when X's rows are contiguous, else X
+    itself ('T'). `array` is the struct of a 2-D array (`cgutils.create_struct_proxy`)."""
+    i32, i8 = ir.IntType(32), ir.IntType(8)
+    (n0, n1), (s0, s1) = cgutils.unpack_tuple(builder, array.shape), cgutils.unpack_tuple(builder, array.strides)
+    size = ir.Constant(s0.type, itemsize)
+
+    def largest(*values):
+        top = values[0]
+        for value in values[1:]:
+            top = builder.select(builder.icmp_signed(">", value, top), value, top)
+        return top
+
+    one = ir.Constant(n0.type, 1)
+    rows_contiguous = builder.icmp_signed("==", s1, size)
+    ld = builder.select(rows_contiguous, largest(builder.sdiv(s0, size), n1, one),
+                        largest(builder.sdiv(s1, size), n0, one))  # fmt: skip
+    op = builder.select(rows_contiguous, ir.Constant(i8, _N), ir.Constant(i8, _T))
+    return op, builder.trunc(ld, i32)
 
 
-@overload(gemm)
-def _gemm(A, B, C):
-    external = types.ExternalFunction("fastmf_" + _GEMM[C.dtype], _signature(C.dtype))
-    real = np.float32 if C.dtype == types.float32 else np.float64
+@type_callable(gemm)
+def _gemm_type(context):
+    def typer(A, B, C):
+        arrays = (A, B, C)
+        if all(isinstance(X, types.Array) and X.ndim == 2 for X in arrays) and A.dtype == B.dtype == C.dtype in _GEMM:
+            return types.none
 
-    def impl(A, B, C):
-        tb, ldb = _fortran_view(B)
-        ta, lda = _fortran_view(A)
-        rows = _ref(np.int32(C.shape[1]))
-        external(_ref(tb), _ref(ta), rows, _ref(np.int32(C.shape[0])), _ref(np.int32(A.shape[1])), _ref(real(1)),
-                 B.ctypes, _ref(ldb), A.ctypes, _ref(lda), _ref(real(0)), C.ctypes,
-                 _ref(np.int32(max(C.strides[0] // C.itemsize, C.shape[1], 1))))  # fmt: skip
-        if carray(rows, 1)[0] < 0:
-            raise BackendError
+    return typer
 
-    return impl
+
+@lower_builtin(gemm, types.Array, types.Array, types.Array)
+def _gemm_lower(context, builder, signature, args):
+    """`gemm` in compiled code: a call of fastmf_?gemm (C^T = B^T A^T in Fortran's terms),
+    emitted in place: no function of its own to compile for each layout of A, B and C."""
+    proxies = zip(signature.args, args, strict=True)
+    A, B, C = (cgutils.create_struct_proxy(ty)(context, builder, value=value) for ty, value in proxies)
+    real = signature.args[2].dtype
+    itemsize = context.get_abi_sizeof(context.get_data_type(real))
+    i32, fp = ir.IntType(32), context.get_value_type(real)
+    ta, lda = _fortran_view(builder, A, itemsize)
+    tb, ldb = _fortran_view(builder, B, itemsize)
+    (c0, c1), (cs0, _) = cgutils.unpack_tuple(builder, C.shape), cgutils.unpack_tuple(builder, C.strides)
+    ldc = builder.select(builder.icmp_signed(">", c1, ir.Constant(c1.type, 1)), c1, ir.Constant(c1.type, 1))
+    ldc = builder.select(builder.icmp_signed(">", builder.sdiv(cs0, ir.Constant(cs0.type, itemsize)), ldc),
+                         builder.sdiv(cs0, ir.Constant(cs0.type, itemsize)), ldc)  # fmt: skip
+    inner = cgutils.unpack_tuple(builder, A.shape)[1]
+    values = (tb, ta, builder.trunc(c1, i32), builder.trunc(c0, i32), builder.trunc(inner, i32), ir.Constant(fp, 1.0))
+    slots = [cgutils.alloca_once_value(builder, v) for v in values]
+    rows = slots[2]
+    args = [*slots, B.data, cgutils.alloca_once_value(builder, ldb), A.data, cgutils.alloca_once_value(builder, lda),
+            cgutils.alloca_once_value(builder, ir.Constant(fp, 0.0)), C.data,
+            cgutils.alloca_once_value(builder, builder.trunc(ldc, i32))]  # fmt: skip
+    fnty = ir.FunctionType(ir.VoidType(), [arg.type for arg in args])
+    builder.call(cgutils.get_or_insert_function(builder.module, fnty, "fastmf_" + _GEMM[real]), args)
+    with cgutils.if_unlikely(builder, builder.icmp_signed("<", builder.load(rows), ir.Constant(i32, 0))):
+        context.call_conv.return_user_exc(builder, BackendError, ())
+    return context.get_dummy_value()
 
 
 @kernel
