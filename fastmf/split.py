@@ -15,6 +15,7 @@ import numpy as np
 
 from . import _kernels as K
 from . import invariants, stages, theory
+from ._kernels import blas
 from .init import Factor, seed_streams, stack
 from .options import spectral_factor
 from .problem import DenseBasis, Problem
@@ -185,7 +186,7 @@ class SplitRun(Recorder):
         )
 
     def _call(self, t_stop, t_final):
-        with K.blas.one_thread():  # the products are L2-sized blocks
+        with blas.one_thread():  # the products are L2-sized blocks
             K.run_blocks(
                 self.X, self.Y, self.s, self.lrs, self.variant, self.tol, t_stop, t_final, self.record_every,
                 self.spectral_every, self.Xw, self.Yw, self.G, self.P, self.noise, self.Q, self.E, self.D,

@@ -212,7 +212,8 @@ def test_mkl_runs_the_split_engine_on_one_thread():
     code = """
 import ctypes, json, fastmf
 from fastmf import _kernels as K
-mkl = ctypes.CDLL(K.blas._bound["path"])
+from fastmf._kernels import blas
+mkl = ctypes.CDLL(blas._bound["path"])
 seen, run_blocks = [], K.run_blocks
 def probe(*args):
     seen.append(mkl.mkl_get_max_threads())

@@ -1,5 +1,6 @@
-"""`import fastmf` loads no Numba, llvmlite or SciPy's ODE solvers; every public name still resolves,
-as an attribute, through ``from fastmf import ...`` and for type checkers."""
+"""`import fastmf` loads no Numba, llvmlite or SciPy's ODE solvers (nor does the command line before it
+computes); every public name still resolves, as an attribute, through ``from fastmf import ...`` and for
+type checkers."""
 
 import ast
 import json
@@ -26,6 +27,22 @@ def _fresh(code):
 def test_import_loads_nothing_heavy():
     loaded = _fresh(f"import json, sys; import fastmf; print(json.dumps([m for m in {HEAVY} if m in sys.modules]))")
     assert loaded == []
+
+
+def test_the_command_line_and_the_kernels_layout_load_no_numba():
+    # `fastmf --help` and the like need only the names of the kernels' slots, not the kernels
+    code = "import json, sys; import fastmf.cli; from fastmf._kernels import KEYS, layout; "
+    code += "print(json.dumps([m for m in ['numba', 'llvmlite'] if m in sys.modules]))"
+    assert _fresh(code) == []
+
+
+def test_kernels_resolve_on_first_use():
+    from fastmf import _kernels as K
+    from fastmf._kernels import batch, blocks, direct
+
+    assert (K.run_blocks, K.run_batch, K.absmax) == (blocks.run_blocks, batch.run_batch, direct.absmax)
+    with pytest.raises(AttributeError, match="no attribute 'run_block'"):
+        K.run_block  # noqa: B018
 
 
 def test_gd_solvers_load_no_ode_solver():

@@ -8,13 +8,8 @@ code, so the cache is keyed by a hash of every file of this folder (`_jit`): aft
 here the kernels compile afresh, in a new subfolder of the cache (`cache_dir()`).
 """
 
-import os
+from importlib import import_module as _import_module
 
-from . import blas
-from ._jit import cache_dir
-from .batch import LANES, run_batch
-from .blocks import flow_rhs, run_blocks, state_record
-from .direct import absmax, block_rows, norm2, run_direct
 from .layout import (
     B_FRO,
     BAD_STEP,
@@ -54,8 +49,29 @@ from .layout import (
     T_DELTA,
 )
 
-# kernels compile or load on their first call, so binding their BLAS here comes first
-blas.bind(os.environ.get("FASTMF_BLAS", ""))
+# the kernels, by module: imported (and numba with them) on first use, so that what needs only
+# `layout` (the command line's --help, say) loads no numba; `blas` binds the BLAS when imported
+_LAZY = {
+    "cache_dir": "._jit",
+    "LANES": ".batch",
+    "run_batch": ".batch",
+    "flow_rhs": ".blocks",
+    "run_blocks": ".blocks",
+    "state_record": ".blocks",
+    "absmax": ".direct",
+    "block_rows": ".direct",
+    "norm2": ".direct",
+    "run_direct": ".direct",
+}
+
+
+def __getattr__(name):
+    """Import a kernel's module on first use of the kernel, and keep the name here for the next."""
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = globals()[name] = getattr(_import_module(_LAZY[name], __name__), name)
+    return value
+
 
 __all__ = [
     "BAD_STEP", "B_FRO", "CONVERGED", "DIVERGED", "E_OP", "FINAL_LOSS", "GRAD_FRO", "IMBALANCE", "J_OP", "KEYS",

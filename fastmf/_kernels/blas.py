@@ -324,3 +324,8 @@ def info() -> dict:
         if path is not None and os.path.realpath(lib["filepath"]) == os.path.realpath(path):
             return out | {"version": lib["version"], "threads": lib["num_threads"]}
     return out
+
+
+# kernels compile or load on their first call, and each module that calls `gemm` imports this one
+# first: the BLAS is bound before any of them runs
+bind(os.environ.get("FASTMF_BLAS", ""))
