@@ -125,8 +125,13 @@ def _compile(decorator, fn, options):
 
 
 def kernel(fn=None, **options):
-    """``numba.njit(cache=True, nogil=True, **options)``, without the cache where it cannot be written."""
-    options = {"cache": True, "nogil": True, "no_cfunc_wrapper": True} | options
+    """``numba.njit(cache=True, nogil=True, **options)``, without the cache where it cannot be written.
+
+    Two more defaults keep the compiled code small: no cfunc wrapper (no kernel is called through
+    one), and NumPy's error model (a float division by zero gives inf or NaN, which the kernels'
+    finiteness tests catch, instead of raising from inside a run).
+    """
+    options = {"cache": True, "nogil": True, "no_cfunc_wrapper": True, "error_model": "numpy"} | options
 
     def decorate(fn):
         return _compile(njit, fn, options)
