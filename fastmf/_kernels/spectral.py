@@ -2,8 +2,9 @@
 
 The diagnostics the proofs track (sigma_d(A), lambda_d(P), ||P||_op, ||J||_op, ...) are
 extreme eigenvalues of r x r or k x k matrices that change little from one record to the
-next. Each is tracked by its eigenvector: from the previous vector, one or two Rayleigh
-quotient iteration steps (a pivoted LU solve), then a certificate. The Rayleigh quotient
+next. Each is tracked by its eigenvector: the previous vector's Rayleigh quotient is
+certified as it is where it can be (mostly: the matrices move little), else after one or two
+Rayleigh quotient iteration steps (a pivoted LU solve) from it. The Rayleigh quotient
 theta of a unit vector always lies inside the spectrum, so for the smallest eigenvalue
 theta >= lambda_min, and a successful Cholesky factorization of M - (theta - delta) I
 proves lambda_min >= theta - delta: the value is certified to within delta (likewise for
@@ -14,7 +15,8 @@ certificate fails (first call, or an eigenvalue crossing), LAPACK's dsyev gives 
 value and a new vector (called directly: numba's eigh would add about 2 s to the first
 compilation of the kernels).
 
-Measured at r = k = 10: about 1 us a value, against 5.7 us for numba's eigvalsh.
+Measured at r = k = 16 on a 2-core AMD EPYC (Zen 4): about 0.8 us a value where the previous
+vector certifies as it is, 2.2 us after an iteration step (numba's eigvalsh: about 10 us).
 """
 
 import math
@@ -180,11 +182,12 @@ def extreme_eig(M, n, want_max, floor, v, valid, slot, S, W, L):
     sign = -1.0 if want_max else 1.0
     if valid[slot]:
         theta = _rayleigh(S, n, v)
-        for _ in range(_RQI_STEPS):
-            _shifted_solve(S, n, theta, v, W)
-            if not _normalize(v, n):
-                break
-            theta = _rayleigh(S, n, v)
+        for steps in range(_RQI_STEPS + 1):  # the tracked vector itself first: mostly it is already close enough
+            if steps > 0:
+                _shifted_solve(S, n, theta, v, W)
+                if not _normalize(v, n):
+                    break
+                theta = _rayleigh(S, n, v)
             c = theta + delta if want_max else -(theta - delta)
             if posdef(S, n, c, sign, L):
                 return theta * scale
