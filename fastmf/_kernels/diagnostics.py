@@ -110,29 +110,48 @@ def _proof_matrices(X, Y, s, D):
 
 
 @kernel
-def _grad_side(X, Y, s, R, Gc, G, buf):
+def _grad_side(X, Y, s, E, transpose, Gc, G, D):
     """||.||_F^2 of one side's gradient, X G - [s o Y[:r]; 0] with G = Y^T Y, from its rows in a
-    form that does not cancel: X[:r] Gc - R Y[:r] on the principal rows (R = diag(s) - Up Vp^T for
-    the U side, its transpose for the V side; Gc the other side's complement Gram), X[r:] G on the
-    complement rows; buf (k) is work."""
+    form that does not cancel: X[:r] Gc - R Y[:r] = [X[:r], -R] [Gc; Y[:r]] on the principal rows
+    (R = diag(s) - E, E = Up Vp^T, for the U side; R^T, `transpose`, for the V side; Gc the other
+    side's complement Gram), X[r:] G on the complement rows, n at a time. D is (8, n, n) work, n =
+    max(r, k): the factors are copied into it in float64 and multiplied by `gemm`."""
     r = s.shape[0]
-    k = X.shape[1]
-    total = 0.0
-    for i in range(X.shape[0]):
-        for b in range(k):
-            buf[b] = 0.0
-        if i < r:
-            for j in range(r):
-                e = R[i, j]
-                for b in range(k):
-                    buf[b] -= e * Y[j, b]
-        W = Gc if i < r else G
+    rows, k = X.shape
+    n = D.shape[1]
+    work = D.reshape(8 * n * n)
+    A = work[: r * (k + r)].reshape((r, k + r))
+    B = work[2 * n * n : 2 * n * n + (k + r) * k].reshape((k + r, k))
+    C = work[4 * n * n : 4 * n * n + n * k].reshape((n, k))
+    H = work[5 * n * n : 5 * n * n + k * k].reshape((k, k))
+    Xb = work[6 * n * n : 6 * n * n + n * k].reshape((n, k))
+    for i in range(r):
         for a in range(k):
-            x = X[i, a]
-            for b in range(k):
-                buf[b] += x * W[a, b]
+            A[i, a] = X[i, a]
+        for j in range(r):
+            e = E[j, i] if transpose else E[i, j]
+            A[i, k + j] = e - s[i] if i == j else e
+    for a in range(k):
         for b in range(k):
-            total += buf[b] * buf[b]
+            B[a, b] = Gc[a, b]
+            H[a, b] = G[a, b]
+    for j in range(r):
+        for b in range(k):
+            B[k + j, b] = Y[j, b]
+    total = 0.0
+    lo, hi = 0, r  # rows lo:hi, the principal ones first, then the complement's, n at a time
+    while lo < rows:
+        if lo == 0:
+            gemm(A, B, C[:r])
+        else:
+            for i in range(hi - lo):
+                for a in range(k):
+                    Xb[i, a] = X[lo + i, a]
+            gemm(Xb[: hi - lo], H, C[: hi - lo])
+        for i in range(hi - lo):
+            for b in range(k):
+                total += C[i, b] * C[i, b]
+        lo, hi = hi, min(hi + n, rows)
     return total
 
 
@@ -287,12 +306,7 @@ def _spectral(X, Y, s, N, GUc, M, GVc, E, row, D, vecs, valid):
         row[c] = np.sqrt(max(row[c], 0.0))
     row[J_OP] *= cu
     row[K_OP] *= cv
-    R, Rt = D[3], D[4]  # diag(s) - Up Vp^T and its transpose, for ||grad f||_F (one compiled _grad_side)
-    for i in range(r):
-        for j in range(r):
-            R[i, j] = (s[i] if i == j else 0.0) - E[i, j]
-            Rt[j, i] = R[i, j]
-    row[GRAD_FRO] = np.sqrt(_grad_side(X, Y, s, R, GVc, M, T[0]) + _grad_side(Y, X, s, Rt, GUc, N, T[0]))
+    row[GRAD_FRO] = np.sqrt(_grad_side(X, Y, s, E, False, GVc, M, D) + _grad_side(Y, X, s, E, True, GUc, N, D))
 
 
 # `record` itself is inlined into its callers (run_blocks, state_record): compiled on its own, its code is optimized
