@@ -77,12 +77,12 @@ def resolution(s):
 
 @kernel(inline="always")
 def aat_minus_2s(X, Y, s, k, out, T):
-    """out[:r, :r] = A A^T - 2 diag(s), A = (Up + Vp) / 2 (r x k; A^T in T, summed as `stages.gram_A`)."""
+    """out[:r, :r] = A A^T - 2 diag(s), A = (Up + Vp) / 2 (r x k; A^T in T, as in `stages.gram_A`)."""
     r = s.shape[0]
     for i in range(r):
         for c in range(k):
             T[c, i] = 0.5 * (X[i, c] + Y[i, c])
-    gram(T, k, r, out)
+    gram(T, k, r, out, False)
     for i in range(r):
         out[i, i] -= 2.0 * s[i]
 
@@ -95,7 +95,7 @@ def residual_gram(E, s, T, EE):
         for j in range(r):
             T[i, j] = -E[i, j]
         T[i, i] += s[i]
-    gram(T, r, r, EE)
+    gram(T, r, r, EE, False)
 
 
 @kernel(inline="always")
@@ -104,8 +104,8 @@ def _proof_matrices(X, Y, s, D):
     Up and Vp (`stages.gram_A` of (X, X) is that of Up exactly: (X + X) / 2 = X) and A A^T - 2 diag(s)."""
     r = s.shape[0]
     k = X.shape[1]
-    gram_A(X, X, r, k, D[2], D[6])
-    gram_A(Y, Y, r, k, D[5], D[6])
+    gram_A(X, X, r, k, D[2], D[6], False)
+    gram_A(Y, Y, r, k, D[5], D[6], False)
     aat_minus_2s(X, Y, s, k, D[0], D[6])
 
 
@@ -177,7 +177,7 @@ def _complement_gram(X, r, Gc, out, T):
     for i in range(rows):
         for c in range(k):
             T[i, c] = X[r + i, c] / scale
-    gram(T, rows, k, out)
+    gram(T, rows, k, out, False)
     return scale
 
 

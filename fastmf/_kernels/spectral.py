@@ -27,15 +27,23 @@ from numba import carray, types
 from numba.extending import get_cython_function_address, overload
 
 from ._jit import kernel
-from .blas import _ref
+from .blas import _ref, gemm
 
 REL_TOL = 1e-12
 _RQI_STEPS = 2
 
 
 @kernel
-def gram(T, rows, cols, G):
-    """G[:cols, :cols] = T[:rows, :cols]^T T[:rows, :cols] (axpy order: contiguous inner loop)."""
+def gram(T, rows, cols, G, ordered):
+    """G[:cols, :cols] = T[:rows, :cols]^T T[:rows, :cols] (float64): by `gemm`, then made exactly
+    symmetric, or where `ordered` by loops that sum every entry over the rows in order (axpy
+    order: contiguous inner loop), as the stage tests need (`stages`)."""
+    if not ordered:
+        gemm(T[:rows, :cols].T, T[:rows, :cols], G[:cols, :cols])
+        for i in range(cols):
+            for j in range(i):
+                G[j, i] = G[i, j]
+        return
     for i in range(cols):
         for j in range(cols):
             G[i, j] = 0.0
