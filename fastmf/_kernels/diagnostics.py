@@ -148,9 +148,11 @@ def _grad_side(X, Y, s, E, transpose, Gc, G, D):
                 for a in range(k):
                     Xb[i, a] = X[lo + i, a]
             gemm(Xb[: hi - lo], H, C[: hi - lo])
-        for i in range(hi - lo):
+        for i in range(hi - lo):  # (row sums: independent chains)
+            total_i = 0.0
             for b in range(k):
-                total += C[i, b] * C[i, b]
+                total_i += C[i, b] * C[i, b]
+            total += total_i
         lo, hi = hi, min(hi + n, rows)
     return total
 

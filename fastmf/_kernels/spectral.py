@@ -176,9 +176,11 @@ def extreme_eig(M, n, want_max, floor, v, valid, slot, S, W, L):
     eigenvectors change arbitrarily from step to step.
     """
     top = 0.0
-    for i in range(n):
+    for i in range(n):  # (row by row: the rows' maxima are independent chains, which overlap)
+        top_i = 0.0
         for j in range(n):
-            top = max(top, abs(M[i, j]))
+            top_i = max(top_i, abs(M[i, j]))
+        top = max(top, top_i)
     if not top > 0.0:  # an exactly zero matrix (NaN cannot reach here: the kernels stop first)
         return 0.0
     scale = math.ldexp(1.0, math.frexp(top)[1] - 1)  # a power of two: the scaling is exact
