@@ -53,7 +53,7 @@ from .layout import (
     SIGMA_MIN_UP,
     SIGMA_MIN_VP,
 )
-from .spectral import extreme_eig, gram
+from .spectral import blas_gram, extreme_eig
 from .stages import gram_A, mark
 
 # the matrix behind each tracked eigenvalue (column N_CHEAP + slot of a row), in the work D:
@@ -82,7 +82,7 @@ def aat_minus_2s(X, Y, s, k, out, T):
     for i in range(r):
         for c in range(k):
             T[c, i] = 0.5 * (X[i, c] + Y[i, c])
-    gram(T, k, r, out, False)
+    blas_gram(T, k, r, out)
     for i in range(r):
         out[i, i] -= 2.0 * s[i]
 
@@ -95,7 +95,7 @@ def residual_gram(E, s, T, EE):
         for j in range(r):
             T[i, j] = -E[i, j]
         T[i, i] += s[i]
-    gram(T, r, r, EE, False)
+    blas_gram(T, r, r, EE)
 
 
 @kernel(inline="always")
@@ -104,56 +104,37 @@ def _proof_matrices(X, Y, s, D):
     Up and Vp (`stages.gram_A` of (X, X) is that of Up exactly: (X + X) / 2 = X) and A A^T - 2 diag(s)."""
     r = s.shape[0]
     k = X.shape[1]
-    gram_A(X, X, r, k, D[2], D[6], False)
-    gram_A(Y, Y, r, k, D[5], D[6], False)
+    gram_A(X, X, r, k, D[2], D[6])
+    gram_A(Y, Y, r, k, D[5], D[6])
     aat_minus_2s(X, Y, s, k, D[0], D[6])
 
 
 @kernel
-def _grad_side(X, Y, s, E, transpose, Gc, G, D):
+def _grad_side(X, Y, s, R, Gc, G, buf):
     """||.||_F^2 of one side's gradient, X G - [s o Y[:r]; 0] with G = Y^T Y, from its rows in a
-    form that does not cancel: X[:r] Gc - R Y[:r] = [X[:r], -R] [Gc; Y[:r]] on the principal rows
-    (R = diag(s) - E, E = Up Vp^T, for the U side; R^T, `transpose`, for the V side; Gc the other
-    side's complement Gram), X[r:] G on the complement rows, n at a time. D is (8, n, n) work, n =
-    max(r, k): the factors are copied into it in float64 and multiplied by `gemm`."""
+    form that does not cancel: X[:r] Gc - R Y[:r] on the principal rows (R = diag(s) - Up Vp^T for
+    the U side, its transpose for the V side; Gc the other side's complement Gram), X[r:] G on the
+    complement rows; buf (k) is work."""
     r = s.shape[0]
-    rows, k = X.shape
-    n = D.shape[1]
-    work = D.reshape(8 * n * n)
-    A = work[: r * (k + r)].reshape((r, k + r))
-    B = work[2 * n * n : 2 * n * n + (k + r) * k].reshape((k + r, k))
-    C = work[4 * n * n : 4 * n * n + n * k].reshape((n, k))
-    H = work[5 * n * n : 5 * n * n + k * k].reshape((k, k))
-    Xb = work[6 * n * n : 6 * n * n + n * k].reshape((n, k))
-    for i in range(r):
-        for a in range(k):
-            A[i, a] = X[i, a]
-        for j in range(r):
-            e = E[j, i] if transpose else E[i, j]
-            A[i, k + j] = e - s[i] if i == j else e
-    for a in range(k):
-        for b in range(k):
-            B[a, b] = Gc[a, b]
-            H[a, b] = G[a, b]
-    for j in range(r):
-        for b in range(k):
-            B[k + j, b] = Y[j, b]
+    k = X.shape[1]
     total = 0.0
-    lo, hi = 0, r  # rows lo:hi, the principal ones first, then the complement's, n at a time
-    while lo < rows:
-        if lo == 0:
-            gemm(A, B, C[:r])
-        else:
-            for i in range(hi - lo):
-                for a in range(k):
-                    Xb[i, a] = X[lo + i, a]
-            gemm(Xb[: hi - lo], H, C[: hi - lo])
-        for i in range(hi - lo):  # (row sums: independent chains)
-            total_i = 0.0
+    for i in range(X.shape[0]):
+        for b in range(k):
+            buf[b] = 0.0
+        if i < r:
+            for j in range(r):
+                e = R[i, j]
+                for b in range(k):
+                    buf[b] -= e * Y[j, b]
+        W = Gc if i < r else G
+        for a in range(k):
+            x = X[i, a]
             for b in range(k):
-                total_i += C[i, b] * C[i, b]
-            total += total_i
-        lo, hi = hi, min(hi + n, rows)
+                buf[b] += x * W[a, b]
+        total_i = 0.0  # (row sums: the rows' chains are independent and overlap)
+        for b in range(k):
+            total_i += buf[b] * buf[b]
+        total += total_i
     return total
 
 
@@ -179,7 +160,7 @@ def _complement_gram(X, r, Gc, out, T):
     for i in range(rows):
         for c in range(k):
             T[i, c] = X[r + i, c] / scale
-    gram(T, rows, k, out, False)
+    blas_gram(T, rows, k, out)
     return scale
 
 
@@ -308,7 +289,12 @@ def _spectral(X, Y, s, N, GUc, M, GVc, E, row, D, vecs, valid):
         row[c] = np.sqrt(max(row[c], 0.0))
     row[J_OP] *= cu
     row[K_OP] *= cv
-    row[GRAD_FRO] = np.sqrt(_grad_side(X, Y, s, E, False, GVc, M, D) + _grad_side(Y, X, s, E, True, GUc, N, D))
+    R, Rt = D[3], D[4]  # diag(s) - Up Vp^T and its transpose, for ||grad f||_F (one compiled _grad_side)
+    for i in range(r):
+        for j in range(r):
+            R[i, j] = (s[i] if i == j else 0.0) - E[i, j]
+            Rt[j, i] = R[i, j]
+    row[GRAD_FRO] = np.sqrt(_grad_side(X, Y, s, R, GVc, M, T[0]) + _grad_side(Y, X, s, Rt, GUc, N, T[0]))
 
 
 # `record` itself is inlined into its callers (run_blocks, state_record): compiled on its own, its code is optimized

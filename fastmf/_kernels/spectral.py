@@ -34,16 +34,9 @@ _RQI_STEPS = 2
 
 
 @kernel
-def gram(T, rows, cols, G, ordered):
-    """G[:cols, :cols] = T[:rows, :cols]^T T[:rows, :cols] (float64): by `gemm`, then made exactly
-    symmetric, or where `ordered` by loops that sum every entry over the rows in order (axpy
-    order: contiguous inner loop), as the stage tests need (`stages`)."""
-    if not ordered:
-        gemm(T[:rows, :cols].T, T[:rows, :cols], G[:cols, :cols])
-        for i in range(cols):
-            for j in range(i):
-                G[j, i] = G[i, j]
-        return
+def gram(T, rows, cols, G):
+    """G[:cols, :cols] = T[:rows, :cols]^T T[:rows, :cols], every entry summed over the rows in order
+    (axpy order: contiguous inner loop), as the stage tests need (`stages`)."""
     for i in range(cols):
         for j in range(cols):
             G[i, j] = 0.0
@@ -52,6 +45,20 @@ def gram(T, rows, cols, G, ordered):
             t = T[c, i]
             for j in range(cols):
                 G[i, j] += t * T[c, j]
+
+
+@kernel
+def blas_gram(T, rows, cols, G):
+    """`gram` by `gemm` (float64), made exactly symmetric: T's columns from cols on are set to 0
+    and G (n x n, n = T's columns) gets the Gram padded with zeros (whole rows of T: one compiled
+    kind of `gemm` call)."""
+    for c in range(rows):
+        for j in range(cols, T.shape[1]):
+            T[c, j] = 0.0
+    gemm(T[:rows].T, T[:rows], G)
+    for i in range(cols):
+        for j in range(i):
+            G[j, i] = G[i, j]
 
 
 @kernel

@@ -29,19 +29,18 @@ from .spectral import gram, posdef
 
 
 @kernel
-def gram_A(X, Y, r, k, G, T, ordered=True):
-    """G = A A^T (r <= k) or A^T A (k < r), whose eigenvalues are sigma_i(A)^2; T is work. Summed
-    in order (`spectral.gram`) unless `ordered` is False (then by BLAS: the spectral diagnostics)."""
+def gram_A(X, Y, r, k, G, T):
+    """G = A A^T (r <= k) or A^T A (k < r), whose eigenvalues are sigma_i(A)^2; T is work."""
     if r <= k:  # A^T stored in T (k x r)
         for i in range(r):
             for c in range(k):
                 T[c, i] = 0.5 * (X[i, c] + Y[i, c])
-        gram(T, k, r, G, ordered)
+        gram(T, k, r, G)
     else:
         for i in range(r):
             for c in range(k):
                 T[i, c] = 0.5 * (X[i, c] + Y[i, c])
-        gram(T, r, k, G, ordered)
+        gram(T, r, k, G)
 
 
 @kernel
@@ -94,7 +93,7 @@ def mark(X, Y, s, E, t, spectral, D, info):
     if t0_due and posdef(P, r, 0.25 * sd, -1.0, L) and posdef(P, r, 0.25 * sd, 1.0, L):  # T0
         info[T0] = t
     if spectral and not formed:
-        gram_A(X, Y, r, k, G, D[7], False)
+        gram_A(X, Y, r, k, G, D[7])
 
 
 # the batch kernel: one state per lane (the last index), work in the state's dtype
