@@ -2,9 +2,9 @@
 
 The diagnostics the proofs track (sigma_d(A), lambda_d(P), ||P||_op, ||J||_op, ...) are
 extreme eigenvalues of r x r or k x k matrices that change little from one record to the
-next. Each is tracked by its eigenvector: the previous vector's Rayleigh quotient is
-certified as it is where it can be (mostly: the matrices move little), else after one or two
-Rayleigh quotient iteration steps (a pivoted LU solve) from it. The Rayleigh quotient
+next. Each is tracked by its eigenvector: the previous vector's Rayleigh quotient is taken
+as it is where it is certified to 1e-14 n 2^e (mostly: the matrices move little), else one or
+two Rayleigh quotient iteration steps (a pivoted LU solve) from it. The Rayleigh quotient
 theta of a unit vector always lies inside the spectrum, so for the smallest eigenvalue
 theta >= lambda_min, and a successful Cholesky factorization of M - (theta - delta) I
 proves lambda_min >= theta - delta: the value is certified to within delta (likewise for
@@ -30,6 +30,9 @@ from ._jit import kernel
 from .blas import _ref, gemm
 
 REL_TOL = 1e-12
+# the tracked vector's own Rayleigh quotient is taken only where certified to within AS_IS_TOL n 2^e (or
+# the floor): about what an iteration step gives, so that a value does not depend on whether one was taken
+AS_IS_TOL = 1e-14
 _RQI_STEPS = 2
 
 
@@ -205,7 +208,8 @@ def extreme_eig(M, n, want_max, floor, v, valid, slot, S, W, L):
                 if not _normalize(v, n):
                     break
                 theta = _rayleigh(S, n, v)
-            c = theta + delta if want_max else -(theta - delta)
+            tol = delta if steps > 0 else max(AS_IS_TOL * n, floor / scale)
+            c = theta + tol if want_max else -(theta - tol)
             if posdef(S, n, c, sign, L):
                 return theta * scale
     A = np.empty((n, n))
