@@ -99,13 +99,14 @@ def residual_gram(E, s, T, EE):
 
 
 @kernel(inline="always")
-def _proof_matrices(X, Y, s, D):
+def _proof_matrices(X, Y, s, D, ordered):
     """The matrices of the last three tracked slots in D[2], D[5], D[0] (D[6] work): the Grams of
-    Up and Vp (`stages.gram_A` of (X, X) is that of Up exactly: (X + X) / 2 = X) and A A^T - 2 diag(s)."""
+    Up and Vp (`stages.gram_A` of (X, X) is that of Up exactly: (X + X) / 2 = X) and A A^T - 2 diag(s).
+    `ordered` (False, but a runtime value: one compiled gram_A) is gram_A's."""
     r = s.shape[0]
     k = X.shape[1]
-    gram_A(X, X, r, k, D[2], D[6])
-    gram_A(Y, Y, r, k, D[5], D[6])
+    gram_A(X, X, r, k, D[2], D[6], ordered)
+    gram_A(Y, Y, r, k, D[5], D[6], ordered)
     aat_minus_2s(X, Y, s, k, D[0], D[6])
 
 
@@ -279,7 +280,7 @@ def _spectral(X, Y, s, N, GUc, M, GVc, E, row, D, vecs, valid):
     floors = (res, res, res, 0.0, 0.0, res * res, res, res, res)
     for slot in range(N_TRACKED):  # one call site: numba compiles extreme_eig once, not per literal slot
         if slot == _FIRST_PROOF_SLOT:
-            _proof_matrices(X, Y, s, D)
+            _proof_matrices(X, Y, s, D, slot < _FIRST_PROOF_SLOT)
         row[N_CHEAP + slot] = extreme_eig(
             D[_MATRIX[slot]], sizes[slot], _LARGEST[slot], floors[slot], vecs[slot], valid, slot, T, W, L
         )
