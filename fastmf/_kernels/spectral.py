@@ -202,16 +202,18 @@ def extreme_eig(M, n, want_max, floor, v, valid, slot, S, W, L):
     sign = -1.0 if want_max else 1.0
     if valid[slot]:
         theta = _rayleigh(S, n, v)
-        for steps in range(_RQI_STEPS + 1):  # the tracked vector itself first: mostly it is already close enough
-            if steps > 0:
-                _shifted_solve(S, n, theta, v, W)
-                if not _normalize(v, n):
-                    break
-                theta = _rayleigh(S, n, v)
-            tol = delta if steps > 0 else max(AS_IS_TOL * n, floor / scale)
+        tol = max(AS_IS_TOL * n, floor / scale)  # the tracked vector itself first: mostly it is already close enough
+        for steps in range(_RQI_STEPS + 1):
             c = theta + tol if want_max else -(theta - tol)
             if posdef(S, n, c, sign, L):
                 return theta * scale
+            if steps == _RQI_STEPS:
+                break
+            _shifted_solve(S, n, theta, v, W)
+            if not _normalize(v, n):
+                break
+            theta = _rayleigh(S, n, v)
+            tol = delta
     A = np.empty((n, n))
     for i in range(n):
         for j in range(n):
