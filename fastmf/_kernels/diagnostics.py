@@ -53,7 +53,7 @@ from .layout import (
     SIGMA_MIN_UP,
     SIGMA_MIN_VP,
 )
-from .spectral import extreme_eig, gram
+from .spectral import blas_gram, extreme_eig
 from .stages import gram_A, mark
 
 # the matrix behind each tracked eigenvalue (column N_CHEAP + slot of a row), in the work D:
@@ -77,12 +77,12 @@ def resolution(s):
 
 @kernel(inline="always")
 def aat_minus_2s(X, Y, s, k, out, T):
-    """out[:r, :r] = A A^T - 2 diag(s), A = (Up + Vp) / 2 (r x k; A^T in T, summed as `stages.gram_A`)."""
+    """out[:r, :r] = A A^T - 2 diag(s), A = (Up + Vp) / 2 (r x k; A^T in T, as in `stages.gram_A`)."""
     r = s.shape[0]
     for i in range(r):
         for c in range(k):
             T[c, i] = 0.5 * (X[i, c] + Y[i, c])
-    gram(T, k, r, out)
+    blas_gram(T, k, r, out)
     for i in range(r):
         out[i, i] -= 2.0 * s[i]
 
@@ -95,17 +95,18 @@ def residual_gram(E, s, T, EE):
         for j in range(r):
             T[i, j] = -E[i, j]
         T[i, i] += s[i]
-    gram(T, r, r, EE)
+    blas_gram(T, r, r, EE)
 
 
 @kernel(inline="always")
-def _proof_matrices(X, Y, s, D):
+def _proof_matrices(X, Y, s, D, ordered):
     """The matrices of the last three tracked slots in D[2], D[5], D[0] (D[6] work): the Grams of
-    Up and Vp (`stages.gram_A` of (X, X) is that of Up exactly: (X + X) / 2 = X) and A A^T - 2 diag(s)."""
+    Up and Vp (`stages.gram_A` of (X, X) is that of Up exactly: (X + X) / 2 = X) and A A^T - 2 diag(s).
+    `ordered` (False, but a runtime value: one compiled gram_A) is gram_A's."""
     r = s.shape[0]
     k = X.shape[1]
-    gram_A(X, X, r, k, D[2], D[6])
-    gram_A(Y, Y, r, k, D[5], D[6])
+    gram_A(X, X, r, k, D[2], D[6], ordered)
+    gram_A(Y, Y, r, k, D[5], D[6], ordered)
     aat_minus_2s(X, Y, s, k, D[0], D[6])
 
 
@@ -131,8 +132,10 @@ def _grad_side(X, Y, s, R, Gc, G, buf):
             x = X[i, a]
             for b in range(k):
                 buf[b] += x * W[a, b]
+        total_i = 0.0  # (row sums: the rows' chains are independent and overlap)
         for b in range(k):
-            total += buf[b] * buf[b]
+            total_i += buf[b] * buf[b]
+        total += total_i
     return total
 
 
@@ -158,7 +161,7 @@ def _complement_gram(X, r, Gc, out, T):
     for i in range(rows):
         for c in range(k):
             T[i, c] = X[r + i, c] / scale
-    gram(T, rows, k, out)
+    blas_gram(T, rows, k, out)
     return scale
 
 
@@ -277,7 +280,7 @@ def _spectral(X, Y, s, N, GUc, M, GVc, E, row, D, vecs, valid):
     floors = (res, res, res, 0.0, 0.0, res * res, res, res, res)
     for slot in range(N_TRACKED):  # one call site: numba compiles extreme_eig once, not per literal slot
         if slot == _FIRST_PROOF_SLOT:
-            _proof_matrices(X, Y, s, D)
+            _proof_matrices(X, Y, s, D, slot < _FIRST_PROOF_SLOT)
         row[N_CHEAP + slot] = extreme_eig(
             D[_MATRIX[slot]], sizes[slot], _LARGEST[slot], floors[slot], vecs[slot], valid, slot, T, W, L
         )

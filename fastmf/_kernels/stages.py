@@ -23,24 +23,23 @@ import numpy as np
 
 from ._jit import kernel
 from .layout import T0, T1
-from .spectral import gram, posdef
+from .spectral import blas_gram, gram, posdef
 
 # the single-run kernel: one state, float64 work matrices
 
 
 @kernel
-def gram_A(X, Y, r, k, G, T):
-    """G = A A^T (r <= k) or A^T A (k < r), whose eigenvalues are sigma_i(A)^2; T is work."""
-    if r <= k:  # A^T stored in T (k x r)
-        for i in range(r):
-            for c in range(k):
-                T[c, i] = 0.5 * (X[i, c] + Y[i, c])
-        gram(T, k, r, G)
+def gram_A(X, Y, r, k, G, T, ordered=True):
+    """G = A A^T (r <= k) or A^T A (k < r), whose eigenvalues are sigma_i(A)^2; T is work. Summed in
+    order (`spectral.gram`) for the T1 test, else (the spectral diagnostics) by `spectral.blas_gram`."""
+    rows, cols = (k, r) if r <= k else (r, k)
+    for i in range(r):
+        for c in range(k):
+            T[c if r <= k else i, i if r <= k else c] = 0.5 * (X[i, c] + Y[i, c])  # A^T (k x r) or A (r x k)
+    if ordered:
+        gram(T, rows, cols, G)
     else:
-        for i in range(r):
-            for c in range(k):
-                T[i, c] = 0.5 * (X[i, c] + Y[i, c])
-        gram(T, r, k, G)
+        blas_gram(T, rows, cols, G)
 
 
 @kernel
@@ -76,8 +75,8 @@ def mark(X, Y, s, E, t, spectral, D, info):
     P, G, L = D[0], D[1], D[4]
     sd = s[r - 1]
     formed = info[T1] < 0 and not _diagonal_fails(X, Y, r, k, -0.5 * sd)
-    if formed:  # T1
-        gram_A(X, Y, r, k, G, D[7])
+    if formed:  # T1 (`formed` is the ordered flag of both calls of gram_A: a runtime value, one compiled version)
+        gram_A(X, Y, r, k, G, D[7], formed)
         if posdef(G, min(r, k), -0.5 * sd, 1.0, L):
             info[T1] = t
     t0_due = info[T1] >= 0 and info[T0] < 0
@@ -93,7 +92,7 @@ def mark(X, Y, s, E, t, spectral, D, info):
     if t0_due and posdef(P, r, 0.25 * sd, -1.0, L) and posdef(P, r, 0.25 * sd, 1.0, L):  # T0
         info[T0] = t
     if spectral and not formed:
-        gram_A(X, Y, r, k, G, D[7])
+        gram_A(X, Y, r, k, G, D[7], formed)
 
 
 # the batch kernel: one state per lane (the last index), work in the state's dtype
