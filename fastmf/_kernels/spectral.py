@@ -83,7 +83,7 @@ def posdef(M, n, c, sign, L):
     return True
 
 
-@kernel(error_model="numpy")
+@kernel
 def _shifted_solve(M, n, theta, x, W):
     """x[:n] <- (M[:n, :n] - theta I)^{-1} x[:n] by LU with partial pivoting in W; exact zero
     pivots are nudged to eps ||M||, as is usual in inverse iteration."""
@@ -159,20 +159,23 @@ _DSYEV = types.ExternalFunction(
 llvm.add_symbol("fastmf_dsyev", get_cython_function_address("scipy.linalg.cython_lapack", "dsyev"))
 
 
+_JOBZ, _UPLO = ord("V"), ord("L")  # eigenvectors too, from the lower triangle (constants: no string code compiled)
+
+
 @overload(_eigh)
 def _eigh_lapack(A, w, work):
     def impl(A, w, work):
         n = _ref(np.int32(A.shape[0]))
         info = _ref(np.int32(0))
         # column-major A is row-major A^T = A: its columns, the eigenvectors, are our rows
-        _DSYEV(_ref(np.int8(ord("V"))), _ref(np.int8(ord("L"))), n, A.ctypes, n, w.ctypes, work.ctypes,
+        _DSYEV(_ref(np.int8(_JOBZ)), _ref(np.int8(_UPLO)), n, A.ctypes, n, w.ctypes, work.ctypes,
                _ref(np.int32(work.shape[0])), info)  # fmt: skip
         return carray(info, 1)[0]
 
     return impl
 
 
-@kernel(error_model="numpy")
+@kernel
 def extreme_eig(M, n, want_max, floor, v, valid, slot, S, W, L):
     """Smallest (or largest, if want_max) eigenvalue of the symmetric M[:n, :n], certified to
     within max(REL_TOL n 2^e, floor) (2^e below); v[:n] is the tracked eigenvector, valid[slot]
