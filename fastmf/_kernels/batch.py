@@ -100,11 +100,13 @@ class _LanesModel(PrimitiveModel):
 
 
 def _row_pointer(context, builder, aryty, ary, i, j, v, vector):
-    """The address of register v of A[i, j, :] (a 3-d array, its last axis contiguous) as a vector pointer."""
+    """The address of register v of A[i, j, :] as a vector pointer, A a block array: C-contiguous,
+    (rows, cols, lanes) with a lane row of `BLOCK_BYTES` (as `run_batch` allocates them). The
+    constant row size lets the compiler address A[i, j + 1, :] from A[i, j, :] by a fixed offset."""
     a = context.make_array(aryty)(context, builder, ary)
-    strides = cgutils.unpack_tuple(builder, a.strides)
-    offset = builder.add(builder.mul(i, strides[0]), builder.mul(j, strides[1]))
-    offset = builder.add(offset, builder.mul(v, ir.Constant(v.type, REGISTER_BYTES)))
+    cols = cgutils.unpack_tuple(builder, a.shape)[1]
+    row = builder.add(builder.mul(i, cols), j)
+    offset = builder.add(builder.mul(row, ir.Constant(v.type, BLOCK_BYTES)), builder.mul(v, ir.Constant(v.type, REGISTER_BYTES)))
     byte = builder.gep(builder.bitcast(a.data, ir.IntType(8).as_pointer()), [offset])
     return builder.bitcast(byte, vector.as_pointer())
 
@@ -203,9 +205,10 @@ def _registers(A):
 
 
 @kernel
-def _half_step(X, Y, Se, H, Xn):
+def _half_step(X, Y, Se, Ht, Xn):
     """Xn = X H + [Se o Y[:r]; 0] (eqs 6 and 8 with H = I - eta Y^T Y, or 7 and 9; Se[i, 0] = eta
-    s[i] lane by lane, r = Se.shape[0]), subnormals flushed to zero (`fpmode`). X H in register
+    s[i] lane by lane, r = Se.shape[0]), subnormals flushed to zero (`fpmode`), from Ht = H^T (so
+    that both factors' rows run along the sum's index, a fixed offset apart). X H in register
     tiles of 4 rows x 2 columns (a tile past the last row or column repeats it: the same numbers
     stored twice), then the principal term and the flush, register by register."""
     rows, k = X.shape[0], X.shape[1]
@@ -216,7 +219,7 @@ def _half_step(X, Y, Se, H, Xn):
                 b1 = min(b + 1, k - 1)
                 c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = _zero(X)
                 for a in range(k):
-                    h0, h1 = _load(H, a, b, v), _load(H, a, b1, v)
+                    h0, h1 = _load(Ht, b, a, v), _load(Ht, b1, a, v)
                     x = _load(X, i, a, v)
                     c00, c01 = _fma(x, h0, c00), _fma(x, h1, c01)
                     x = _load(X, i1, a, v)
@@ -312,8 +315,8 @@ def _product(X, Y, r, E):
 
 
 @kernel
-def _variant_factor(G, Go, Y, half_bal, lamp, eta, H, F, B, Yp):
-    """H = I - eta (G + half_bal (Go - G)) P^-1 and Yp = Y[:r] P^-1, with P = G + lamp I
+def _variant_factor(G, Go, Y, half_bal, lamp, eta, Ht, F, B, Yp):
+    """Ht = H^T, H = I - eta (G + half_bal (Go - G)) P^-1, and Yp = Y[:r] P^-1, with P = G + lamp I
     (ScaledGD), or P = I when lamp < 0 (Yp is then left alone: the step reads Y). F (k, k,
     lanes) and B (k + r, k, lanes) are work: P = F F^T (Cholesky; a non-positive pivot gives
     NaN, which stops the run as diverged), B = [G + half_bal (Go - G); Y[:r]] solved row by row."""
@@ -360,7 +363,7 @@ def _variant_factor(G, Go, Y, half_bal, lamp, eta, H, F, B, Yp):
     for a in range(k):
         for b in range(k):
             for q in range(lanes):
-                H[a, b, q] = (1.0 if a == b else 0.0) - eta[q] * B[a, b, q]
+                Ht[b, a, q] = (1.0 if a == b else 0.0) - eta[q] * B[a, b, q]
 
 
 @kernel
@@ -373,7 +376,7 @@ def _side(X, Y, G, Go, Se, eta, variant, H, F, B, Yp, Xn):
             _variant_factor(G, Go, Y, half_bal, lamp, eta, H, F, B, Yp)
             _half_step(X, Yp if lamp >= 0 else Y, Se, H, Xn)
             return
-    k, lanes = G.shape[1], G.shape[2]  # plain GD: H = I - eta G
+    k, lanes = G.shape[1], G.shape[2]  # plain GD: H = I - eta G (= H^T: G is symmetric, bit for bit)
     for a in range(k):
         for b in range(k):
             for q in range(lanes):
