@@ -99,14 +99,20 @@ class _LanesModel(PrimitiveModel):
         super().__init__(dmm, fe_type, ir.VectorType(element, fe_type.width))
 
 
-def _row_pointer(context, builder, aryty, ary, i, j, v, vector):
-    """The address of register v of A[i, j, :] as a vector pointer, A a block array: C-contiguous,
-    (rows, cols, lanes) with a lane row of `BLOCK_BYTES` (as `run_batch` allocates them). The
-    constant row size lets the compiler address A[i, j + 1, :] from A[i, j, :] by a fixed offset."""
+def _row_pointer(context, builder, aryty, ary, i, j, v, vector, fixed=True):
+    """The address of register v (a `vector`'s width) of A[i, j, :] as a vector pointer (of A[i, :]
+    or A[:] for a 2-d or 1-d A, the last axis contiguous). `fixed`: A is a block array, C-contiguous
+    (rows, cols, lanes) with a lane row of `BLOCK_BYTES` (as `run_batch` allocates its states), so
+    that the compiler addresses A[i, j + 1, :] from A[i, j, :] at a fixed offset."""
     a = context.make_array(aryty)(context, builder, ary)
-    cols = cgutils.unpack_tuple(builder, a.shape)[1]
-    row = builder.add(builder.mul(i, cols), j)
-    offset = builder.add(builder.mul(row, ir.Constant(v.type, BLOCK_BYTES)), builder.mul(v, ir.Constant(v.type, REGISTER_BYTES)))
+    size = ir.Constant(v.type, vector.count * (8 if isinstance(vector.element, ir.DoubleType) else 4))
+    offset = builder.mul(v, size)
+    if fixed:
+        row = builder.add(builder.mul(i, cgutils.unpack_tuple(builder, a.shape)[1]), j)
+        offset = builder.add(offset, builder.mul(row, ir.Constant(v.type, BLOCK_BYTES)))
+    else:
+        for index, stride in zip((i, j), cgutils.unpack_tuple(builder, a.strides)[:-1], strict=False):
+            offset = builder.add(offset, builder.mul(index, stride))
     byte = builder.gep(builder.bitcast(a.data, ir.IntType(8).as_pointer()), [offset])
     return builder.bitcast(byte, vector.as_pointer())
 
@@ -245,6 +251,22 @@ def _half_step(X, Y, Se, Ht, Xn):
 
 
 @kernel
+def _store_tile(A, i, i1, j, j1, j2, j3, wide, v, c):
+    """Register v of A[i, j:j3 + 1] and A[i1, j:j3 + 1] = c (8 registers, row by row), or of the
+    first two columns only where not `wide`."""
+    c0, c1, c2, c3, c4, c5, c6, c7 = c
+    _store(A, i, j, v, c0)
+    _store(A, i, j1, v, c1)
+    _store(A, i1, j, v, c4)
+    _store(A, i1, j1, v, c5)
+    if wide:
+        _store(A, i, j2, v, c2)
+        _store(A, i, j3, v, c3)
+        _store(A, i1, j2, v, c6)
+        _store(A, i1, j3, v, c7)
+
+
+@kernel
 def _grams(X, r, G, Gc):
     """Gc = the Gram of the complement rows r: of X, then G = Gc + that of the principal rows
     :r, i.e. X^T X: the step needs G, the loss both (Gc is not G minus the principal part,
@@ -255,29 +277,28 @@ def _grams(X, r, G, Gc):
     for v in range(_registers(X)):
         for a in range(0, k, 2):
             a1 = min(a + 1, k - 1)
-            for b in range(a - a % 4, k, 4):
+            for b in range(a, k, 4):
                 b1, b2, b3 = min(b + 1, k - 1), min(b + 2, k - 1), min(b + 3, k - 1)
+                wide = b + 2 < k
                 c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = _zero(X)
                 for part in range(2):
-                    lo, hi, out = (r, rows, Gc) if part == 0 else (0, r, G)
+                    lo, hi = (r, rows) if part == 0 else (0, r)
                     for i in range(lo, hi):
                         x0, x1 = _load(X, i, a, v), _load(X, i, a1, v)
                         y = _load(X, i, b, v)
                         c0, c4 = _fma(x0, y, c0), _fma(x1, y, c4)
                         y = _load(X, i, b1, v)
                         c1, c5 = _fma(x0, y, c1), _fma(x1, y, c5)
-                        y = _load(X, i, b2, v)
-                        c2, c6 = _fma(x0, y, c2), _fma(x1, y, c6)
-                        y = _load(X, i, b3, v)
-                        c3, c7 = _fma(x0, y, c3), _fma(x1, y, c7)
-                    _store(out, a, b, v, c0)
-                    _store(out, a, b1, v, c1)
-                    _store(out, a, b2, v, c2)
-                    _store(out, a, b3, v, c3)
-                    _store(out, a1, b, v, c4)
-                    _store(out, a1, b1, v, c5)
-                    _store(out, a1, b2, v, c6)
-                    _store(out, a1, b3, v, c7)
+                        if wide:
+                            y = _load(X, i, b2, v)
+                            c2, c6 = _fma(x0, y, c2), _fma(x1, y, c6)
+                            y = _load(X, i, b3, v)
+                            c3, c7 = _fma(x0, y, c3), _fma(x1, y, c7)
+                    c = (c0, c1, c2, c3, c4, c5, c6, c7)
+                    if part == 0:
+                        _store_tile(Gc, a, a1, b, b1, b2, b3, wide, v, c)
+                    else:
+                        _store_tile(G, a, a1, b, b1, b2, b3, wide, v, c)
         for a in range(k):
             for b in range(a):
                 _store(Gc, a, b, v, _load(Gc, b, a, v))
@@ -286,13 +307,15 @@ def _grams(X, r, G, Gc):
 
 @kernel
 def _product(X, Y, r, E):
-    """E = Up Vp^T (r x r, lane by lane) in register tiles of 2 x 4 (indices past r - 1 repeat the last)."""
+    """E = Up Vp^T (r x r, lane by lane) in register tiles of 2 x 4, the last of a row pair 2 x 2
+    where at most two columns remain (indices past r - 1 repeat the last)."""
     k = X.shape[1]
     for v in range(_registers(X)):
         for i in range(0, r, 2):
             i1 = min(i + 1, r - 1)
             for j in range(0, r, 4):
                 j1, j2, j3 = min(j + 1, r - 1), min(j + 2, r - 1), min(j + 3, r - 1)
+                wide = j + 2 < r
                 c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = _zero(X)
                 for c in range(k):
                     x0, x1 = _load(X, i, c, v), _load(X, i1, c, v)
@@ -300,18 +323,12 @@ def _product(X, Y, r, E):
                     c0, c4 = _fma(x0, y, c0), _fma(x1, y, c4)
                     y = _load(Y, j1, c, v)
                     c1, c5 = _fma(x0, y, c1), _fma(x1, y, c5)
-                    y = _load(Y, j2, c, v)
-                    c2, c6 = _fma(x0, y, c2), _fma(x1, y, c6)
-                    y = _load(Y, j3, c, v)
-                    c3, c7 = _fma(x0, y, c3), _fma(x1, y, c7)
-                _store(E, i, j, v, c0)
-                _store(E, i, j1, v, c1)
-                _store(E, i, j2, v, c2)
-                _store(E, i, j3, v, c3)
-                _store(E, i1, j, v, c4)
-                _store(E, i1, j1, v, c5)
-                _store(E, i1, j2, v, c6)
-                _store(E, i1, j3, v, c7)
+                    if wide:
+                        y = _load(Y, j2, c, v)
+                        c2, c6 = _fma(x0, y, c2), _fma(x1, y, c6)
+                        y = _load(Y, j3, c, v)
+                        c3, c7 = _fma(x0, y, c3), _fma(x1, y, c7)
+                _store_tile(E, i, i1, j, j1, j2, j3, wide, v, (c0, c1, c2, c3, c4, c5, c6, c7))
 
 
 @kernel
