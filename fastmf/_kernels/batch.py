@@ -182,6 +182,89 @@ def _flush(typingctx, v):
     return v(v), codegen
 
 
+# -- float64 registers of any lane array (8 lanes; a float32 one's widened, exactly), for the record ---------
+
+
+@intrinsic
+def _load64(typingctx, A, i, j, v):
+    """Lanes 8 v to 8 v + 7 of A[i, j, :] (of A[i, :] for a 2-d A, of A for a 1-d one) in float64."""
+    wide = Lanes(types.float64)
+
+    def codegen(context, builder, sig, args):
+        source = ir.VectorType(context.get_value_type(sig.args[0].dtype), wide.width)
+        x = builder.load(_row_pointer(context, builder, sig.args[0], *args, source, fixed=False), align=4)
+        return x if sig.args[0].dtype == types.float64 else builder.fpext(x, context.get_value_type(wide))
+
+    return wide(A, types.intp, types.intp, types.intp), codegen
+
+
+@intrinsic
+def _store64(typingctx, A, i, j, v, x):
+    """Lanes 8 v to 8 v + 7 of A[i, j, :] (as `_load64`; A float64) = x."""
+
+    def codegen(context, builder, sig, args):
+        vector = context.get_value_type(sig.args[4])
+        builder.store(args[4], _row_pointer(context, builder, sig.args[0], *args[:4], vector, fixed=False), align=4)
+        return context.get_dummy_value()
+
+    return types.void(A, types.intp, types.intp, types.intp, x), codegen
+
+
+@intrinsic
+def _splat64(typingctx, x):
+    """A float64 register of x in every lane."""
+    wide = Lanes(types.float64)
+
+    def codegen(context, builder, sig, args):
+        vector = context.get_value_type(wide)
+        value = context.cast(builder, args[0], sig.args[0], types.float64)
+        return builder.shuffle_vector(
+            builder.insert_element(ir.Constant(vector, ir.Undefined), value, ir.Constant(ir.IntType(32), 0)),
+            ir.Constant(vector, ir.Undefined), ir.Constant(ir.VectorType(ir.IntType(32), wide.width), None),
+        )  # fmt: skip
+
+    return wide(x), codegen
+
+
+def _arithmetic(instruction):
+    def codegen(context, builder, sig, args):
+        if instruction in ("fadd", "fsub", "fmul"):
+            return getattr(builder, instruction)(*args)
+        return _vector_intrinsic(builder, instruction, context.get_value_type(sig.return_type), list(args))
+
+    return codegen
+
+
+@intrinsic
+def _add(typingctx, a, b):
+    """a + b, lane by lane."""
+    return a(a, a), _arithmetic("fadd")
+
+
+@intrinsic
+def _sub(typingctx, a, b):
+    """a - b, lane by lane."""
+    return a(a, a), _arithmetic("fsub")
+
+
+@intrinsic
+def _mul(typingctx, a, b):
+    """a * b, lane by lane."""
+    return a(a, a), _arithmetic("fmul")
+
+
+@intrinsic
+def _sqrt(typingctx, a):
+    """The square root of a, lane by lane."""
+    return a(a), _arithmetic("llvm.sqrt")
+
+
+@intrinsic
+def _abs(typingctx, a):
+    """|a|, lane by lane."""
+    return a(a), _arithmetic("llvm.fabs")
+
+
 if numba.config.DISABLE_JIT:  # plain Python (NUMBA_DISABLE_JIT=1, for coverage): a register is a NumPy slice
 
     def _load(A, i, j, v):
@@ -200,6 +283,17 @@ if numba.config.DISABLE_JIT:  # plain Python (NUMBA_DISABLE_JIT=1, for coverage)
 
     def _flush(v):
         return np.where(np.abs(v) < np.finfo(v.dtype).tiny, v.dtype.type(0), v)
+
+    def _load64(A, i, j, v):
+        return A[(i, j)[: A.ndim - 1]][8 * v : 8 * v + 8].astype(np.float64)
+
+    def _store64(A, i, j, v, x):
+        A[(i, j)[: A.ndim - 1]][8 * v : 8 * v + 8] = x
+
+    def _splat64(x):
+        return np.full(8, x, np.float64)
+
+    _add, _sub, _mul, _sqrt, _abs = np.add, np.subtract, np.multiply, np.sqrt, np.abs
 
 # -- the products, in register tiles ------------------------------------------------------------------
 
@@ -476,44 +570,47 @@ def _cross_lane(X, a0, a1, Y, b0, b1, q):
 @kernel
 def _record(X, Y, s, N, M, GUc, GVc, E, blocks, loss):
     """loss[q] (float64) for the states X, Y with Grams N, M, complement Grams GUc, GVc and
-    E = Up Vp^T (`_product`); blocks (6, lanes) float64 is work. (The kernels it calls are
+    E = Up Vp^T (`_product`); blocks (6, lanes) float64 is work. In float64 registers of 8
+    lanes (`_load64`), then lane by lane where a cross block cancelled. (The kernels it calls are
     called by `run_batch` itself: numba optimizes a function's code again in every caller.)"""
     rows, k, lanes = X.shape
     r = s.shape[0]
+    half, zero = _splat64(0.5), _splat64(0.0)
+    for v in range(lanes // 8):
+        total = zero
+        for i in range(r):
+            for j in range(r):
+                e = _sub(_splat64(s[i]) if i == j else zero, _load64(E, i, j, v))
+                total = _add(total, _mul(_mul(half, e), e))
+        _store64(loss, 0, 0, v, total)
+        # the three cross blocks from the Grams, with the sums of their terms' sizes (bounds from the
+        # diagonals), each summed again as the squares of its product's entries where it cancelled
+        # (`diagnostics.CANCELLED`)
+        b0 = b1 = b2 = b3 = b4 = b5 = zero
+        for a in range(k):
+            for b in range(k):
+                n, cu = _load64(N, a, b, v), _load64(GUc, a, b, v)
+                m, cv = _load64(M, a, b, v), _load64(GVc, a, b, v)
+                b0 = _add(b0, _mul(_sub(n, cu), cv))
+                b1 = _add(b1, _mul(cu, _sub(m, cv)))
+                b2 = _add(b2, _mul(cu, cv))
+            n, cu = _load64(N, a, a, v), _load64(GUc, a, a, v)
+            m, cv = _load64(M, a, a, v), _load64(GVc, a, a, v)
+            b3 = _add(b3, _sqrt(_mul(_abs(_add(n, cu)), _abs(cv))))
+            b4 = _add(b4, _sqrt(_mul(_abs(cu), _abs(_add(m, cv)))))
+            b5 = _add(b5, _sqrt(_mul(_abs(cu), _abs(cv))))
+        _store64(blocks, 0, 0, v, b0)
+        _store64(blocks, 1, 0, v, b1)
+        _store64(blocks, 2, 0, v, b2)
+        _store64(blocks, 3, 0, v, _mul(b3, b3))
+        _store64(blocks, 4, 0, v, _mul(b4, b4))
+        _store64(blocks, 5, 0, v, _mul(b5, b5))
     for q in range(lanes):
-        loss[q] = 0.0
-    for i in range(r):
-        for j in range(r):
-            for q in range(lanes):
-                e = (s[i] if i == j else 0.0) - E[i, j, q]
-                loss[q] += 0.5 * np.float64(e) * np.float64(e)
-    # the three cross blocks from the Grams, with the sums of their terms' sizes, each summed again as
-    # the squares of its product's entries where it cancelled (`diagnostics.CANCELLED`)
-    for block in range(6):
-        for q in range(lanes):
-            blocks[block, q] = 0.0
-    for a in range(k):
-        for b in range(k):
-            for q in range(lanes):
-                n, cu = np.float64(N[a, b, q]), np.float64(GUc[a, b, q])
-                m, cv = np.float64(M[a, b, q]), np.float64(GVc[a, b, q])
-                blocks[0, q] += (n - cu) * cv
-                blocks[1, q] += cu * (m - cv)
-                blocks[2, q] += cu * cv
-        for q in range(lanes):  # bounds on the sums of the terms' sizes, from the diagonals
-            n, cu = np.float64(N[a, a, q]), np.float64(GUc[a, a, q])
-            m, cv = np.float64(M[a, a, q]), np.float64(GVc[a, a, q])
-            blocks[3, q] += np.sqrt(abs(n + cu) * abs(cv))
-            blocks[4, q] += np.sqrt(abs(cu) * abs(m + cv))
-            blocks[5, q] += np.sqrt(abs(cu) * abs(cv))
-    for q in range(lanes):
-        for block in range(3, 6):
-            blocks[block, q] *= blocks[block, q]
         for block in range(3):  # Up L_V^T, L_U Vp^T, L_U L_V^T
             if blocks[block, q] < CANCELLED * blocks[3 + block, q]:
                 a0, a1 = (0, r) if block == 0 else (r, rows)
-                b0, b1 = (0, r) if block == 1 else (r, Y.shape[0])
-                blocks[block, q] = _cross_lane(X, a0, a1, Y, b0, b1, q)
+                c0, c1 = (0, r) if block == 1 else (r, Y.shape[0])
+                blocks[block, q] = _cross_lane(X, a0, a1, Y, c0, c1, q)
         loss[q] += 0.5 * (blocks[0, q] + blocks[1, q] + blocks[2, q])
 
 
