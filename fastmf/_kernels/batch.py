@@ -199,6 +199,21 @@ def _load64(typingctx, A, i, j, v):
 
 
 @intrinsic
+def _difference64(typingctx, X, Y, i, j, v):
+    """Lanes 8 v to 8 v + 7 of X[i, j, :] - Y[i, j, :] (as `_load64`), subtracted in X's dtype, in float64."""
+    wide = Lanes(types.float64)
+
+    def codegen(context, builder, sig, args):
+        source = ir.VectorType(context.get_value_type(sig.args[0].dtype), wide.width)
+        x, y = (builder.load(_row_pointer(context, builder, sig.args[at], args[at], *args[2:], source, fixed=False),
+                             align=4) for at in (0, 1))  # fmt: skip
+        d = builder.fsub(x, y)
+        return d if sig.args[0].dtype == types.float64 else builder.fpext(d, context.get_value_type(wide))
+
+    return wide(X, X, types.intp, types.intp, types.intp), codegen
+
+
+@intrinsic
 def _store64(typingctx, A, i, j, v, x):
     """Lanes 8 v to 8 v + 7 of A[i, j, :] (as `_load64`; A float64) = x."""
 
@@ -289,6 +304,9 @@ if numba.config.DISABLE_JIT:  # plain Python (NUMBA_DISABLE_JIT=1, for coverage)
 
     def _store64(A, i, j, v, x):
         A[(i, j)[: A.ndim - 1]][8 * v : 8 * v + 8] = x
+
+    def _difference64(X, Y, i, j, v):
+        return (X[i, j, 8 * v : 8 * v + 8] - Y[i, j, 8 * v : 8 * v + 8]).astype(np.float64)
 
     def _splat64(x):
         return np.full(8, x, np.float64)
@@ -714,15 +732,16 @@ _LOWER = (True, False, False, False, True, True, False)
 def _prove_b(X, Y, r, lanes_in, before0, extremes, lo, b2):
     """The ||B||_F extremes (`layout.EXT_B`, and `EXT_B_T0` where before0: T0 was pending before
     this record) of the lanes in `lanes_in` (lane q: run lo + q) at a record, as
-    `diagnostics.record` sums it; b2 (lanes) float64 work."""
+    `diagnostics.record` sums it, in float64 registers (`_record`); b2 (lanes) float64 work."""
     k, lanes = X.shape[1], X.shape[2]
-    for q in range(lanes):
-        b2[q] = 0.0
-    for i in range(r):
-        for c in range(k):
-            for q in range(lanes):
-                d = 0.5 * (X[i, c, q] - Y[i, c, q])
-                b2[q] += d * d
+    half = _splat64(0.5)
+    for v in range(lanes // 8):
+        total = _splat64(0.0)
+        for i in range(r):
+            for c in range(k):
+                d = _mul(half, _difference64(X, Y, i, c, v))
+                total = _add(total, _mul(d, d))
+        _store64(b2, 0, 0, v, total)
     for q in range(lanes):
         for c in (EXT_B, EXT_B_T0):  # (one call site: a literal slot would compile _raise once per slot)
             if lanes_in[q] and (c == EXT_B or before0[q]):
@@ -885,7 +904,7 @@ def _run_blocks(Xs, Ys, s, lrs, lr_scale, variant, noise, tol, t_start, t_stop, 
             if _due(t, t_stop, t_final, record_every):
                 _product(X, Y, r, E)
                 _record(X, Y, s, N, M, Nc, Mc, E, blocks, loss)
-                passes_lanes(X, Y, s, E, W[0], W[1], pend1, pend0, ok1, ok0)
+                passes_lanes(X, Y, s, E, W[0], W[1], active, pend1, pend0, ok1, ok0)
                 j = t // record_every if t % record_every == 0 else t_final // record_every + 1
                 _copy(pend0, before0)
                 _note(summary, losses, lo, j, t, loss, active, pend1, pend0, ok1, ok0, delta, tol)
