@@ -64,6 +64,7 @@ from .stages import gram_A, passes_lanes
 
 REGISTER_BYTES = 64  # one AVX-512 register; narrower machines split each operation in two or four
 BLOCK_BYTES = 4 * REGISTER_BYTES  # a block's lanes: four registers, so that the loops over them vectorize
+TILE_BYTES = 2 * REGISTER_BYTES  # a value of the register tiles (`Lanes`): two registers, half the tiles' overhead
 LANES = BLOCK_BYTES // 8  # runs in a float64 block (`lanes`)
 
 
@@ -81,15 +82,15 @@ def aligned_empty(shape, dtype):
     return raw[start : start + size].view(dtype).reshape(shape)
 
 
-# -- one SIMD register as a numba value: loads and stores of a lane row, fused multiply-add ----------
+# -- SIMD registers as a numba value: loads and stores of a lane row, fused multiply-add --------------
 
 
 class Lanes(types.Type):
-    """One register of `dtype` values, one per lane (an LLVM vector)."""
+    """`size` bytes of `dtype` values, one per lane (an LLVM vector; the compiler splits it into registers)."""
 
-    def __init__(self, dtype):
-        self.dtype, self.width = dtype, REGISTER_BYTES * 8 // dtype.bitwidth
-        super().__init__(name=f"Lanes({dtype})")
+    def __init__(self, dtype, size=TILE_BYTES):
+        self.dtype, self.width = dtype, size * 8 // dtype.bitwidth
+        super().__init__(name=f"Lanes({dtype}, {self.width})")
 
 
 @register_model(Lanes)
@@ -125,7 +126,7 @@ def _vector_intrinsic(builder, name, vector, args):
 
 @intrinsic
 def _load(typingctx, A, i, j, v):
-    """Register v of A[i, j, :]: A[i, j, v * width:(v + 1) * width]."""
+    """Value v (`Lanes`) of A[i, j, :]: A[i, j, v * width:(v + 1) * width]."""
     lanes_type = Lanes(A.dtype)
 
     def codegen(context, builder, sig, args):
@@ -137,7 +138,7 @@ def _load(typingctx, A, i, j, v):
 
 @intrinsic
 def _store(typingctx, A, i, j, v, x):
-    """Register v of A[i, j, :] = x."""
+    """Value v (`Lanes`) of A[i, j, :] = x."""
 
     def codegen(context, builder, sig, args):
         vector = context.get_value_type(sig.args[4])
@@ -188,7 +189,7 @@ def _flush(typingctx, v):
 @intrinsic
 def _load64(typingctx, A, i, j, v):
     """Lanes 8 v to 8 v + 7 of A[i, j, :] (of A[i, :] for a 2-d A, of A for a 1-d one) in float64."""
-    wide = Lanes(types.float64)
+    wide = Lanes(types.float64, REGISTER_BYTES)
 
     def codegen(context, builder, sig, args):
         source = ir.VectorType(context.get_value_type(sig.args[0].dtype), wide.width)
@@ -201,7 +202,7 @@ def _load64(typingctx, A, i, j, v):
 @intrinsic
 def _difference64(typingctx, X, Y, i, j, v):
     """Lanes 8 v to 8 v + 7 of X[i, j, :] - Y[i, j, :] (as `_load64`), subtracted in X's dtype, in float64."""
-    wide = Lanes(types.float64)
+    wide = Lanes(types.float64, REGISTER_BYTES)
 
     def codegen(context, builder, sig, args):
         source = ir.VectorType(context.get_value_type(sig.args[0].dtype), wide.width)
@@ -228,7 +229,7 @@ def _store64(typingctx, A, i, j, v, x):
 @intrinsic
 def _splat64(typingctx, x):
     """A float64 register of x in every lane."""
-    wide = Lanes(types.float64)
+    wide = Lanes(types.float64, REGISTER_BYTES)
 
     def codegen(context, builder, sig, args):
         vector = context.get_value_type(wide)
@@ -283,18 +284,18 @@ def _abs(typingctx, a):
 if numba.config.DISABLE_JIT:  # plain Python (NUMBA_DISABLE_JIT=1, for coverage): a register is a NumPy slice
 
     def _load(A, i, j, v):
-        width = REGISTER_BYTES // A.itemsize
+        width = TILE_BYTES // A.itemsize
         return A[i, j, v * width : (v + 1) * width].copy()
 
     def _store(A, i, j, v, x):
-        width = REGISTER_BYTES // A.itemsize
+        width = TILE_BYTES // A.itemsize
         A[i, j, v * width : (v + 1) * width] = x
 
     def _fma(a, b, c):
         return a * b + c  # rounded twice: the interpreted batch matches the compiled one to rounding
 
     def _zero(A):
-        return np.zeros(REGISTER_BYTES // A.itemsize, A.dtype)
+        return np.zeros(TILE_BYTES // A.itemsize, A.dtype)
 
     def _flush(v):
         return np.where(np.abs(v) < np.finfo(v.dtype).tiny, v.dtype.type(0), v)
@@ -318,8 +319,8 @@ if numba.config.DISABLE_JIT:  # plain Python (NUMBA_DISABLE_JIT=1, for coverage)
 
 @kernel
 def _registers(A):
-    """The registers of a lane row A[i, j, :]."""
-    return A.shape[2] * A.itemsize // REGISTER_BYTES
+    """The tile values (`Lanes`, `TILE_BYTES`) of a lane row A[i, j, :]."""
+    return A.shape[2] * A.itemsize // TILE_BYTES
 
 
 @kernel
