@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fastmf._kernels import batch as kb
-from fastmf._kernels.stages import passes_lanes
+from fastmf._kernels.batch import passes_lanes
 
 
 def _lanes_state(rng, rows, k, dtype):

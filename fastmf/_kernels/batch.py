@@ -14,7 +14,7 @@ BLAS's, summed in another order). Blocks run on Python threads (`run_threads`; t
 releases the GIL), which costs no parallel compilation.
 
 Recorded at each recorded step: the loss (as `diagnostics.record`: the four blocks in the
-split form) and the stage tests (`stages.passes_lanes`, the batch side of `stages.mark`); with
+split form) and the stage tests (`passes_lanes`, the batch side of `stages.mark`); with
 `extremes`, the per-run extremes of the quantities the proofs bound (`layout.EXT_B` ...): ||B||_F
 at every record (`_prove_b`), and with `spectral` the eigenvalue-based ones lane by lane on the
 spectral stride (`_prove_spectral`), from the same formulas as `diagnostics.record`. A run
@@ -60,12 +60,13 @@ from .layout import (
     T_DELTA,
 )
 from .spectral import extreme_eig
-from .stages import gram_A, passes_lanes
+from .stages import gram_A
 
 REGISTER_BYTES = 64  # one AVX-512 register; narrower machines split each operation in two or four
 BLOCK_BYTES = 4 * REGISTER_BYTES  # a block's lanes: four registers, so that the loops over them vectorize
 TILE_BYTES = 2 * REGISTER_BYTES  # a value of the register tiles (`Lanes`): two registers, half the tiles' overhead
 LANES = BLOCK_BYTES // 8  # runs in a float64 block (`lanes`)
+WIDE = TILE_BYTES // 8  # the lanes of a float64 value of the record and the stage tests (`_load64`)
 
 
 def lanes(dtype) -> int:
@@ -183,13 +184,13 @@ def _flush(typingctx, v):
     return v(v), codegen
 
 
-# -- float64 registers of any lane array (8 lanes; a float32 one's widened, exactly), for the record ---------
+# -- float64 values of any lane array (WIDE lanes; a float32 one's widened, exactly), for the record -------
 
 
 @intrinsic
 def _load64(typingctx, A, i, j, v):
-    """Lanes 8 v to 8 v + 7 of A[i, j, :] (of A[i, :] for a 2-d A, of A for a 1-d one) in float64."""
-    wide = Lanes(types.float64, REGISTER_BYTES)
+    """Lanes WIDE v to WIDE (v + 1) - 1 of A[i, j, :] (of A[i, :] for a 2-d A, of A for a 1-d one) in float64."""
+    wide = Lanes(types.float64, 8 * WIDE)
 
     def codegen(context, builder, sig, args):
         source = ir.VectorType(context.get_value_type(sig.args[0].dtype), wide.width)
@@ -199,24 +200,41 @@ def _load64(typingctx, A, i, j, v):
     return wide(A, types.intp, types.intp, types.intp), codegen
 
 
+def _pair64(context, builder, sig, args, first, second, instruction):
+    """x op y (fadd or fsub) of the source lanes at first = (array, i, j) and second, in their dtype, in float64."""
+    wide = sig.return_type
+    source = ir.VectorType(context.get_value_type(sig.args[first[0]].dtype), wide.width)
+    x, y = (builder.load(_row_pointer(context, builder, sig.args[at[0]], *(args[n] for n in at), args[-1], source,
+                                      fixed=False), align=4) for at in (first, second))  # fmt: skip
+    d = getattr(builder, instruction)(x, y)
+    return d if sig.args[first[0]].dtype == types.float64 else builder.fpext(d, context.get_value_type(wide))
+
+
 @intrinsic
 def _difference64(typingctx, X, Y, i, j, v):
-    """Lanes 8 v to 8 v + 7 of X[i, j, :] - Y[i, j, :] (as `_load64`), subtracted in X's dtype, in float64."""
-    wide = Lanes(types.float64, REGISTER_BYTES)
+    """Lanes WIDE v to WIDE (v + 1) - 1 of X[i, j, :] - Y[i, j, :] (as `_load64`), subtracted in X's dtype,
+    in float64."""
 
     def codegen(context, builder, sig, args):
-        source = ir.VectorType(context.get_value_type(sig.args[0].dtype), wide.width)
-        x, y = (builder.load(_row_pointer(context, builder, sig.args[at], args[at], *args[2:], source, fixed=False),
-                             align=4) for at in (0, 1))  # fmt: skip
-        d = builder.fsub(x, y)
-        return d if sig.args[0].dtype == types.float64 else builder.fpext(d, context.get_value_type(wide))
+        return _pair64(context, builder, sig, args, (0, 2, 3), (1, 2, 3), "fsub")
 
-    return wide(X, X, types.intp, types.intp, types.intp), codegen
+    return Lanes(types.float64, 8 * WIDE)(X, X, types.intp, types.intp, types.intp), codegen
+
+
+@intrinsic
+def _sum64(typingctx, X, i, j, Y, i2, j2, v):
+    """Lanes WIDE v to WIDE (v + 1) - 1 of X[i, j, :] + Y[i2, j2, :] (as `_load64`), added in X's dtype,
+    in float64."""
+
+    def codegen(context, builder, sig, args):
+        return _pair64(context, builder, sig, args, (0, 1, 2), (3, 4, 5), "fadd")
+
+    return Lanes(types.float64, 8 * WIDE)(X, types.intp, types.intp, X, types.intp, types.intp, types.intp), codegen
 
 
 @intrinsic
 def _store64(typingctx, A, i, j, v, x):
-    """Lanes 8 v to 8 v + 7 of A[i, j, :] (as `_load64`; A float64) = x."""
+    """Lanes WIDE v to WIDE (v + 1) - 1 of A[i, j, :] (as `_load64`; A float64) = x."""
 
     def codegen(context, builder, sig, args):
         vector = context.get_value_type(sig.args[4])
@@ -229,7 +247,7 @@ def _store64(typingctx, A, i, j, v, x):
 @intrinsic
 def _splat64(typingctx, x):
     """A float64 register of x in every lane."""
-    wide = Lanes(types.float64, REGISTER_BYTES)
+    wide = Lanes(types.float64, 8 * WIDE)
 
     def codegen(context, builder, sig, args):
         vector = context.get_value_type(wide)
@@ -276,6 +294,21 @@ def _sqrt(typingctx, a):
 
 
 @intrinsic
+def _inverse_root(typingctx, a):
+    """1 / sqrt(a) where a > 0, else 1, lane by lane (each rounded once, as 1.0 / np.sqrt(a))."""
+
+    def codegen(context, builder, sig, args):
+        vector = context.get_value_type(sig.return_type)
+        one = ir.Constant(vector, [1.0] * vector.count)
+        positive = builder.fcmp_ordered(">", args[0], ir.Constant(vector, None))
+        return builder.fdiv(
+            one, _vector_intrinsic(builder, "llvm.sqrt", vector, [builder.select(positive, args[0], one)])
+        )
+
+    return a(a), codegen
+
+
+@intrinsic
 def _abs(typingctx, a):
     """|a|, lane by lane."""
     return a(a), _arithmetic("llvm.fabs")
@@ -301,18 +334,24 @@ if numba.config.DISABLE_JIT:  # plain Python (NUMBA_DISABLE_JIT=1, for coverage)
         return np.where(np.abs(v) < np.finfo(v.dtype).tiny, v.dtype.type(0), v)
 
     def _load64(A, i, j, v):
-        return A[(i, j)[: A.ndim - 1]][8 * v : 8 * v + 8].astype(np.float64)
+        return A[(i, j)[: A.ndim - 1]][WIDE * v : WIDE * (v + 1)].astype(np.float64)
 
     def _store64(A, i, j, v, x):
-        A[(i, j)[: A.ndim - 1]][8 * v : 8 * v + 8] = x
+        A[(i, j)[: A.ndim - 1]][WIDE * v : WIDE * (v + 1)] = x
 
     def _difference64(X, Y, i, j, v):
-        return (X[i, j, 8 * v : 8 * v + 8] - Y[i, j, 8 * v : 8 * v + 8]).astype(np.float64)
+        return (X[i, j, WIDE * v : WIDE * (v + 1)] - Y[i, j, WIDE * v : WIDE * (v + 1)]).astype(np.float64)
+
+    def _sum64(X, i, j, Y, i2, j2, v):
+        return (X[i, j, WIDE * v : WIDE * (v + 1)] + Y[i2, j2, WIDE * v : WIDE * (v + 1)]).astype(np.float64)
 
     def _splat64(x):
-        return np.full(8, x, np.float64)
+        return np.full(WIDE, x, np.float64)
 
     _add, _sub, _mul, _sqrt, _abs = np.add, np.subtract, np.multiply, np.sqrt, np.abs
+
+    def _inverse_root(a):
+        return 1.0 / np.sqrt(np.where(a > 0, a, 1.0))
 
 # -- the products, in register tiles ------------------------------------------------------------------
 
@@ -595,7 +634,7 @@ def _record(X, Y, s, N, M, GUc, GVc, E, blocks, loss):
     rows, k, lanes = X.shape
     r = s.shape[0]
     half, zero = _splat64(0.5), _splat64(0.0)
-    for v in range(lanes // 8):
+    for v in range(lanes // WIDE):
         total = zero
         for i in range(r):
             for j in range(r):
@@ -631,6 +670,94 @@ def _record(X, Y, s, N, M, GUc, GVc, E, blocks, loss):
                 c0, c1 = (0, r) if block == 1 else (r, Y.shape[0])
                 blocks[block, q] = _cross_lane(X, a0, a1, Y, c0, c1, q)
         loss[q] += 0.5 * (blocks[0, q] + blocks[1, q] + blocks[2, q])
+
+
+# -- the stage tests, lane by lane (the batch side of `stages.mark`) ----------------------------------
+
+
+@kernel
+def _lanes_dot(L, rows, i, j, v):
+    """Value v (`_load64`) of the sum over b < rows of L[b, i, :] L[b, j, :], summed in order (L float64)."""
+    x = _splat64(0.0)
+    for b in range(rows):
+        x = _add(x, _mul(_load64(L, b, i, v), _load64(L, b, j, v)))
+    return x
+
+
+@kernel(inline="always")
+def passes_lanes(X, Y, s, E, A, L, active, pend1, pend0, ok1, ok0):
+    """ok1[q] / ok0[q]: is T1 / T0 pending (pend1 / pend0) and passed by the state of lane q, an
+    `active` lane, with E = Up Vp^T; T0 is tested only where T1 is reached (before or by this
+    state), as `stages.mark` does for a single run. A and L are (n, n, lanes) float64 work, n = max(r, k).
+    The arithmetic of `mark` (G and P in float64 from the state's sums and products, `spectral.posdef`'s
+    Cholesky) lane by lane, the factorization in float64 registers (`_load64`): a state gets the same
+    answers from both. As in `mark`, a lane whose diagonal already fails (a pivot c + sign M_jj
+    not > 0: the Cholesky's pivots are that less squares) is answered no before the factorization,
+    and the matrix is neither completed nor factored where no lane is left: the same answers."""
+    r, k, lanes = s.shape[0], X.shape[1], X.shape[2]
+    p = min(r, k)
+    sd = s[r - 1]
+    half = _splat64(0.5)
+    for q in range(lanes):
+        ok1[q] = pend1[q] and active[q]
+    for test in range(3):  # T1: G - sigma_d / 2 I > 0, then T0: sigma_d / 4 I -+ P > 0
+        ok = ok1 if test == 0 else ok0
+        n, c, sign = (p, -0.5 * sd, 1.0) if test == 0 else (r, 0.25 * sd, -1.0 if test == 1 else 1.0)
+        if test == 0:  # G = A A^T (r <= k) or A^T A (k < r), A^T or A stored in L
+            if not ok1.any():
+                continue
+            rows, cols = (k, r) if r <= k else (r, k)
+            for v in range(lanes // WIDE):
+                for i in range(r):
+                    for b in range(k):
+                        _store64(L, b if r <= k else i, i if r <= k else b, v, _mul(half, _sum64(X, i, b, Y, i, b, v)))
+                for i in range(cols):  # the diagonal first: where no lane passes it, nothing more
+                    _store64(A, i, i, v, _lanes_dot(L, rows, i, i, v))
+            for i in range(cols):
+                for q in range(lanes):
+                    ok1[q] &= A[i, i, q] + c > 0.0
+            if not ok1.any():
+                continue
+            for v in range(lanes // WIDE):
+                for i in range(cols):
+                    for j in range(i + 1, cols):
+                        x = _lanes_dot(L, rows, i, j, v)
+                        _store64(A, i, j, v, x)
+                        _store64(A, j, i, v, x)
+        elif test == 1:  # P, where T1 is reached and both diagonals pass
+            for q in range(lanes):
+                ok0[q] = pend0[q] and active[q] and not (pend1[q] and not ok1[q])
+            if not ok0.any():
+                return
+            for v in range(lanes // WIDE):
+                for j in range(r):
+                    _store64(A, j, j, v, _sub(_splat64(s[j]), _mul(half, _sum64(E, j, j, E, j, j, v))))
+            for j in range(r):
+                for q in range(lanes):
+                    ok0[q] &= (-A[j, j, q] + c > 0.0) & (A[j, j, q] + c > 0.0)
+            if not ok0.any():
+                return
+            for v in range(lanes // WIDE):
+                for i in range(r):
+                    for j in range(r):
+                        if i != j:
+                            _store64(A, i, j, v, _sub(_splat64(0.0), _mul(half, _sum64(E, i, j, E, j, i, v))))
+        for j in range(n):  # c I + sign A = L L^T, L[j, j] holding 1 / L's diagonal entry
+            for v in range(lanes // WIDE):  # column j, in float64 registers
+                for i in range(j, n):
+                    x = _mul(_splat64(sign), _load64(A, i, j, v))
+                    if i == j:
+                        x = _add(x, _splat64(c))
+                    for b in range(j):
+                        x = _sub(x, _mul(_load64(L, i, b, v), _load64(L, j, b, v)))
+                    _store64(L, i, j, v, x)
+            for q in range(lanes):
+                ok[q] &= L[j, j, q] > 0.0
+            for v in range(lanes // WIDE):
+                root = _inverse_root(_load64(L, j, j, v))  # (a lane answered no stays finite)
+                _store64(L, j, j, v, root)
+                for i in range(j + 1, n):
+                    _store64(L, i, j, v, _mul(_load64(L, i, j, v), root))
 
 
 @kernel
@@ -700,17 +827,17 @@ def _overflows(N, M, summary, lo, active, diverged, t, unrecorded):
 
 
 @kernel(inline="always")
-def _raise(e, c, v):
-    """e[c] = max(e[c], v), a NaN e[c] being "nothing yet" and a NaN v no value."""
-    if v > e[c] or e[c] != e[c]:
-        e[c] = v
+def _raise(e, row, c, v):
+    """e[row, c] = max(e[row, c], v), a NaN e[row, c] being "nothing yet" and a NaN v no value."""
+    if v > e[row, c] or e[row, c] != e[row, c]:
+        e[row, c] = v
 
 
 @kernel(inline="always")
-def _lower(e, c, v):
-    """e[c] = min(e[c], v), as `_raise`."""
-    if v < e[c] or e[c] != e[c]:
-        e[c] = v
+def _lower(e, row, c, v):
+    """e[row, c] = min(e[row, c], v), as `_raise`."""
+    if v < e[row, c] or e[row, c] != e[row, c]:
+        e[row, c] = v
 
 
 @kernel
@@ -736,17 +863,17 @@ def _prove_b(X, Y, r, lanes_in, before0, extremes, lo, b2):
     `diagnostics.record` sums it, in float64 registers (`_record`); b2 (lanes) float64 work."""
     k, lanes = X.shape[1], X.shape[2]
     half = _splat64(0.5)
-    for v in range(lanes // 8):
+    for v in range(lanes // WIDE):
         total = _splat64(0.0)
         for i in range(r):
             for c in range(k):
                 d = _mul(half, _difference64(X, Y, i, c, v))
                 total = _add(total, _mul(d, d))
-        _store64(b2, 0, 0, v, total)
+        _store64(b2, 0, 0, v, _sqrt(total))
     for q in range(lanes):
         for c in (EXT_B, EXT_B_T0):  # (one call site: a literal slot would compile _raise once per slot)
             if lanes_in[q] and (c == EXT_B or before0[q]):
-                _raise(extremes[lo + q], c, np.sqrt(b2[q]))
+                _raise(extremes, lo + q, c, b2[q])
 
 
 @kernel
@@ -771,7 +898,7 @@ def _prove_spectral(X, Y, s, E, Nc, Mc, t, lanes_in, before0, pend1, pend0, summ
     for q in range(lanes_in.size):
         if not lanes_in[q]:
             continue
-        e, v, ok = extremes[lo + q], vecs[lo + q], valid[lo + q]
+        v, ok = vecs[lo + q], valid[lo + q]
         _lane_copy(X, q, r, k, Up)
         _lane_copy(Y, q, r, k, Vp)
         bound = 0.4 * s[r - 1] * rates[lo + q] ** (t - summary[lo + q, T0])
@@ -797,9 +924,9 @@ def _prove_spectral(X, Y, s, E, Nc, Mc, t, lanes_in, before0, pend1, pend0, summ
                 value /= bound
             c = _EXTREME[slot]
             if _LOWER[slot]:
-                _lower(e, c, value)
+                _lower(extremes, lo + q, c, value)
             else:
-                _raise(e, c, value)
+                _raise(extremes, lo + q, c, value)
 
 
 @kernel(inline="always")
