@@ -17,7 +17,9 @@ Recorded at each recorded step: the loss (as `diagnostics.record`: the four bloc
 split form) and the stage tests (`passes_lanes`, the batch side of `stages.mark`); with
 `extremes`, the per-run extremes of the quantities the proofs bound (`layout.EXT_B` ...): ||B||_F
 at every record (`_prove_b`), and with `spectral` the eigenvalue-based ones lane by lane on the
-spectral stride (`_prove_spectral`), from the same formulas as `diagnostics.record`. A run
+spectral stride (`_prove_spectral`), from the same formulas as `diagnostics.record`. The loss,
+||B||_F and the stage tests run in float64 registers (`_load64`: a float32 state's lanes widened
+exactly), each lane's operations in the order of a plain per-lane loop. A run
 advanced in several calls follows exactly the trajectory and records of one call: each call
 starts from the state alone (its Grams are a function of it).
 """
