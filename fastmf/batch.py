@@ -51,7 +51,8 @@ class BatchRun:
         if self.schedule is not None:
             self.inner_lrs = np.ones(seeds.size, dtype)
         elif self.lr_power:
-            self.inner_lrs = np.array([internal_lr(scale, lr, self.s[0], dtype) for lr in lrs], dtype)
+            inner = {lr: internal_lr(scale, lr, self.s[0], dtype) for lr in dict.fromkeys(lrs)}  # once per value
+            self.inner_lrs = np.array([inner[lr] for lr in lrs], dtype)
         else:
             self.inner_lrs = np.asarray(lrs, dtype)
         self.variant = None if plain_update(options) else variant_array(options, scale)  # None: plain code only

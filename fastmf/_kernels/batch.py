@@ -14,10 +14,12 @@ BLAS's, summed in another order). Blocks run on Python threads (`run_threads`; t
 releases the GIL), which costs no parallel compilation.
 
 Recorded at each recorded step: the loss (as `diagnostics.record`: the four blocks in the
-split form) and the stage tests (`stages.passes_lanes`, the batch side of `stages.mark`); with
+split form) and the stage tests (`passes_lanes`, the batch side of `stages.mark`); with
 `extremes`, the per-run extremes of the quantities the proofs bound (`layout.EXT_B` ...): ||B||_F
 at every record (`_prove_b`), and with `spectral` the eigenvalue-based ones lane by lane on the
-spectral stride (`_prove_spectral`), from the same formulas as `diagnostics.record`. A run
+spectral stride (`_prove_spectral`), from the same formulas as `diagnostics.record`. The loss,
+||B||_F and the stage tests run in float64 registers (`_load64`: a float32 state's lanes widened
+exactly), each lane's operations in the order of a plain per-lane loop. A run
 advanced in several calls follows exactly the trajectory and records of one call: each call
 starts from the state alone (its Grams are a function of it).
 """
@@ -60,11 +62,13 @@ from .layout import (
     T_DELTA,
 )
 from .spectral import extreme_eig
-from .stages import gram_A, passes_lanes
+from .stages import gram_A
 
 REGISTER_BYTES = 64  # one AVX-512 register; narrower machines split each operation in two or four
 BLOCK_BYTES = 4 * REGISTER_BYTES  # a block's lanes: four registers, so that the loops over them vectorize
+TILE_BYTES = 2 * REGISTER_BYTES  # a value of the register tiles (`Lanes`): two registers, half the tiles' overhead
 LANES = BLOCK_BYTES // 8  # runs in a float64 block (`lanes`)
+WIDE = TILE_BYTES // 8  # the lanes of a float64 value of the record and the stage tests (`_load64`)
 
 
 def lanes(dtype) -> int:
@@ -81,15 +85,15 @@ def aligned_empty(shape, dtype):
     return raw[start : start + size].view(dtype).reshape(shape)
 
 
-# -- one SIMD register as a numba value: loads and stores of a lane row, fused multiply-add ----------
+# -- SIMD registers as a numba value: loads and stores of a lane row, fused multiply-add --------------
 
 
 class Lanes(types.Type):
-    """One register of `dtype` values, one per lane (an LLVM vector)."""
+    """`size` bytes of `dtype` values, one per lane (an LLVM vector; the compiler splits it into registers)."""
 
-    def __init__(self, dtype):
-        self.dtype, self.width = dtype, REGISTER_BYTES * 8 // dtype.bitwidth
-        super().__init__(name=f"Lanes({dtype})")
+    def __init__(self, dtype, size=TILE_BYTES):
+        self.dtype, self.width = dtype, size * 8 // dtype.bitwidth
+        super().__init__(name=f"Lanes({dtype}, {self.width})")
 
 
 @register_model(Lanes)
@@ -99,12 +103,20 @@ class _LanesModel(PrimitiveModel):
         super().__init__(dmm, fe_type, ir.VectorType(element, fe_type.width))
 
 
-def _row_pointer(context, builder, aryty, ary, i, j, v, vector):
-    """The address of register v of A[i, j, :] (a 3-d array, its last axis contiguous) as a vector pointer."""
+def _row_pointer(context, builder, aryty, ary, i, j, v, vector, fixed=True):
+    """The address of register v (a `vector`'s width) of A[i, j, :] as a vector pointer (of A[i, :]
+    or A[:] for a 2-d or 1-d A, the last axis contiguous). `fixed`: A is a block array, C-contiguous
+    (rows, cols, lanes) with a lane row of `BLOCK_BYTES` (as `run_batch` allocates its states), so
+    that the compiler addresses A[i, j + 1, :] from A[i, j, :] at a fixed offset."""
     a = context.make_array(aryty)(context, builder, ary)
-    strides = cgutils.unpack_tuple(builder, a.strides)
-    offset = builder.add(builder.mul(i, strides[0]), builder.mul(j, strides[1]))
-    offset = builder.add(offset, builder.mul(v, ir.Constant(v.type, REGISTER_BYTES)))
+    size = ir.Constant(v.type, vector.count * (8 if isinstance(vector.element, ir.DoubleType) else 4))
+    offset = builder.mul(v, size)
+    if fixed:
+        row = builder.add(builder.mul(i, cgutils.unpack_tuple(builder, a.shape)[1]), j)
+        offset = builder.add(offset, builder.mul(row, ir.Constant(v.type, BLOCK_BYTES)))
+    else:
+        for index, stride in zip((i, j), cgutils.unpack_tuple(builder, a.strides)[:-1], strict=False):
+            offset = builder.add(offset, builder.mul(index, stride))
     byte = builder.gep(builder.bitcast(a.data, ir.IntType(8).as_pointer()), [offset])
     return builder.bitcast(byte, vector.as_pointer())
 
@@ -117,7 +129,7 @@ def _vector_intrinsic(builder, name, vector, args):
 
 @intrinsic
 def _load(typingctx, A, i, j, v):
-    """Register v of A[i, j, :]: A[i, j, v * width:(v + 1) * width]."""
+    """Value v (`Lanes`) of A[i, j, :]: A[i, j, v * width:(v + 1) * width]."""
     lanes_type = Lanes(A.dtype)
 
     def codegen(context, builder, sig, args):
@@ -129,7 +141,7 @@ def _load(typingctx, A, i, j, v):
 
 @intrinsic
 def _store(typingctx, A, i, j, v, x):
-    """Register v of A[i, j, :] = x."""
+    """Value v (`Lanes`) of A[i, j, :] = x."""
 
     def codegen(context, builder, sig, args):
         vector = context.get_value_type(sig.args[4])
@@ -174,38 +186,189 @@ def _flush(typingctx, v):
     return v(v), codegen
 
 
+# -- float64 values of any lane array (WIDE lanes; a float32 one's widened, exactly), for the record -------
+
+
+@intrinsic
+def _load64(typingctx, A, i, j, v):
+    """Lanes WIDE v to WIDE (v + 1) - 1 of A[i, j, :] (of A[i, :] for a 2-d A, of A for a 1-d one) in float64."""
+    wide = Lanes(types.float64, 8 * WIDE)
+
+    def codegen(context, builder, sig, args):
+        source = ir.VectorType(context.get_value_type(sig.args[0].dtype), wide.width)
+        x = builder.load(_row_pointer(context, builder, sig.args[0], *args, source, fixed=False), align=4)
+        return x if sig.args[0].dtype == types.float64 else builder.fpext(x, context.get_value_type(wide))
+
+    return wide(A, types.intp, types.intp, types.intp), codegen
+
+
+def _pair64(context, builder, sig, args, first, second, instruction):
+    """x op y (fadd or fsub) of the source lanes at first = (array, i, j) and second, in their dtype, in float64."""
+    wide = sig.return_type
+    source = ir.VectorType(context.get_value_type(sig.args[first[0]].dtype), wide.width)
+    x, y = (builder.load(_row_pointer(context, builder, sig.args[at[0]], *(args[n] for n in at), args[-1], source,
+                                      fixed=False), align=4) for at in (first, second))  # fmt: skip
+    d = getattr(builder, instruction)(x, y)
+    return d if sig.args[first[0]].dtype == types.float64 else builder.fpext(d, context.get_value_type(wide))
+
+
+@intrinsic
+def _difference64(typingctx, X, Y, i, j, v):
+    """Lanes WIDE v to WIDE (v + 1) - 1 of X[i, j, :] - Y[i, j, :] (as `_load64`), subtracted in X's dtype,
+    in float64."""
+
+    def codegen(context, builder, sig, args):
+        return _pair64(context, builder, sig, args, (0, 2, 3), (1, 2, 3), "fsub")
+
+    return Lanes(types.float64, 8 * WIDE)(X, X, types.intp, types.intp, types.intp), codegen
+
+
+@intrinsic
+def _sum64(typingctx, X, i, j, Y, i2, j2, v):
+    """Lanes WIDE v to WIDE (v + 1) - 1 of X[i, j, :] + Y[i2, j2, :] (as `_load64`), added in X's dtype,
+    in float64."""
+
+    def codegen(context, builder, sig, args):
+        return _pair64(context, builder, sig, args, (0, 1, 2), (3, 4, 5), "fadd")
+
+    return Lanes(types.float64, 8 * WIDE)(X, types.intp, types.intp, X, types.intp, types.intp, types.intp), codegen
+
+
+@intrinsic
+def _store64(typingctx, A, i, j, v, x):
+    """Lanes WIDE v to WIDE (v + 1) - 1 of A[i, j, :] (as `_load64`; A float64) = x."""
+
+    def codegen(context, builder, sig, args):
+        vector = context.get_value_type(sig.args[4])
+        builder.store(args[4], _row_pointer(context, builder, sig.args[0], *args[:4], vector, fixed=False), align=4)
+        return context.get_dummy_value()
+
+    return types.void(A, types.intp, types.intp, types.intp, x), codegen
+
+
+@intrinsic
+def _splat64(typingctx, x):
+    """A float64 register of x in every lane."""
+    wide = Lanes(types.float64, 8 * WIDE)
+
+    def codegen(context, builder, sig, args):
+        vector = context.get_value_type(wide)
+        value = context.cast(builder, args[0], sig.args[0], types.float64)
+        return builder.shuffle_vector(
+            builder.insert_element(ir.Constant(vector, ir.Undefined), value, ir.Constant(ir.IntType(32), 0)),
+            ir.Constant(vector, ir.Undefined), ir.Constant(ir.VectorType(ir.IntType(32), wide.width), None),
+        )  # fmt: skip
+
+    return wide(x), codegen
+
+
+def _arithmetic(instruction):
+    def codegen(context, builder, sig, args):
+        if instruction in ("fadd", "fsub", "fmul"):
+            return getattr(builder, instruction)(*args)
+        return _vector_intrinsic(builder, instruction, context.get_value_type(sig.return_type), list(args))
+
+    return codegen
+
+
+@intrinsic
+def _add(typingctx, a, b):
+    """a + b, lane by lane."""
+    return a(a, a), _arithmetic("fadd")
+
+
+@intrinsic
+def _sub(typingctx, a, b):
+    """a - b, lane by lane."""
+    return a(a, a), _arithmetic("fsub")
+
+
+@intrinsic
+def _mul(typingctx, a, b):
+    """a * b, lane by lane."""
+    return a(a, a), _arithmetic("fmul")
+
+
+@intrinsic
+def _sqrt(typingctx, a):
+    """The square root of a, lane by lane."""
+    return a(a), _arithmetic("llvm.sqrt")
+
+
+@intrinsic
+def _inverse_root(typingctx, a):
+    """1 / sqrt(a) where a > 0, else 1, lane by lane (each rounded once, as 1.0 / np.sqrt(a))."""
+
+    def codegen(context, builder, sig, args):
+        vector = context.get_value_type(sig.return_type)
+        one = ir.Constant(vector, [1.0] * vector.count)
+        positive = builder.fcmp_ordered(">", args[0], ir.Constant(vector, None))
+        return builder.fdiv(
+            one, _vector_intrinsic(builder, "llvm.sqrt", vector, [builder.select(positive, args[0], one)])
+        )
+
+    return a(a), codegen
+
+
+@intrinsic
+def _abs(typingctx, a):
+    """|a|, lane by lane."""
+    return a(a), _arithmetic("llvm.fabs")
+
+
 if numba.config.DISABLE_JIT:  # plain Python (NUMBA_DISABLE_JIT=1, for coverage): a register is a NumPy slice
 
     def _load(A, i, j, v):
-        width = REGISTER_BYTES // A.itemsize
+        width = TILE_BYTES // A.itemsize
         return A[i, j, v * width : (v + 1) * width].copy()
 
     def _store(A, i, j, v, x):
-        width = REGISTER_BYTES // A.itemsize
+        width = TILE_BYTES // A.itemsize
         A[i, j, v * width : (v + 1) * width] = x
 
     def _fma(a, b, c):
         return a * b + c  # rounded twice: the interpreted batch matches the compiled one to rounding
 
     def _zero(A):
-        return np.zeros(REGISTER_BYTES // A.itemsize, A.dtype)
+        return np.zeros(TILE_BYTES // A.itemsize, A.dtype)
 
     def _flush(v):
         return np.where(np.abs(v) < np.finfo(v.dtype).tiny, v.dtype.type(0), v)
+
+    def _load64(A, i, j, v):
+        return A[(i, j)[: A.ndim - 1]][WIDE * v : WIDE * (v + 1)].astype(np.float64)
+
+    def _store64(A, i, j, v, x):
+        A[(i, j)[: A.ndim - 1]][WIDE * v : WIDE * (v + 1)] = x
+
+    def _difference64(X, Y, i, j, v):
+        return (X[i, j, WIDE * v : WIDE * (v + 1)] - Y[i, j, WIDE * v : WIDE * (v + 1)]).astype(np.float64)
+
+    def _sum64(X, i, j, Y, i2, j2, v):
+        return (X[i, j, WIDE * v : WIDE * (v + 1)] + Y[i2, j2, WIDE * v : WIDE * (v + 1)]).astype(np.float64)
+
+    def _splat64(x):
+        return np.full(WIDE, x, np.float64)
+
+    _add, _sub, _mul, _sqrt, _abs = np.add, np.subtract, np.multiply, np.sqrt, np.abs
+
+    def _inverse_root(a):
+        return 1.0 / np.sqrt(np.where(a > 0, a, 1.0))
 
 # -- the products, in register tiles ------------------------------------------------------------------
 
 
 @kernel
 def _registers(A):
-    """The registers of a lane row A[i, j, :]."""
-    return A.shape[2] * A.itemsize // REGISTER_BYTES
+    """The tile values (`Lanes`, `TILE_BYTES`) of a lane row A[i, j, :]."""
+    return A.shape[2] * A.itemsize // TILE_BYTES
 
 
 @kernel
-def _half_step(X, Y, Se, H, Xn):
+def _half_step(X, Y, Se, Ht, Xn):
     """Xn = X H + [Se o Y[:r]; 0] (eqs 6 and 8 with H = I - eta Y^T Y, or 7 and 9; Se[i, 0] = eta
-    s[i] lane by lane, r = Se.shape[0]), subnormals flushed to zero (`fpmode`). X H in register
+    s[i] lane by lane, r = Se.shape[0]), subnormals flushed to zero (`fpmode`), from Ht = H^T (so
+    that both factors' rows run along the sum's index, a fixed offset apart). X H in register
     tiles of 4 rows x 2 columns (a tile past the last row or column repeats it: the same numbers
     stored twice), then the principal term and the flush, register by register."""
     rows, k = X.shape[0], X.shape[1]
@@ -216,7 +379,7 @@ def _half_step(X, Y, Se, H, Xn):
                 b1 = min(b + 1, k - 1)
                 c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = _zero(X)
                 for a in range(k):
-                    h0, h1 = _load(H, a, b, v), _load(H, a, b1, v)
+                    h0, h1 = _load(Ht, b, a, v), _load(Ht, b1, a, v)
                     x = _load(X, i, a, v)
                     c00, c01 = _fma(x, h0, c00), _fma(x, h1, c01)
                     x = _load(X, i1, a, v)
@@ -242,6 +405,22 @@ def _half_step(X, Y, Se, H, Xn):
 
 
 @kernel
+def _store_tile(A, i, i1, j, j1, j2, j3, wide, v, c):
+    """Register v of A[i, j:j3 + 1] and A[i1, j:j3 + 1] = c (8 registers, row by row), or of the
+    first two columns only where not `wide`."""
+    c0, c1, c2, c3, c4, c5, c6, c7 = c
+    _store(A, i, j, v, c0)
+    _store(A, i, j1, v, c1)
+    _store(A, i1, j, v, c4)
+    _store(A, i1, j1, v, c5)
+    if wide:
+        _store(A, i, j2, v, c2)
+        _store(A, i, j3, v, c3)
+        _store(A, i1, j2, v, c6)
+        _store(A, i1, j3, v, c7)
+
+
+@kernel
 def _grams(X, r, G, Gc):
     """Gc = the Gram of the complement rows r: of X, then G = Gc + that of the principal rows
     :r, i.e. X^T X: the step needs G, the loss both (Gc is not G minus the principal part,
@@ -252,29 +431,28 @@ def _grams(X, r, G, Gc):
     for v in range(_registers(X)):
         for a in range(0, k, 2):
             a1 = min(a + 1, k - 1)
-            for b in range(a - a % 4, k, 4):
+            for b in range(a, k, 4):
                 b1, b2, b3 = min(b + 1, k - 1), min(b + 2, k - 1), min(b + 3, k - 1)
+                wide = b + 2 < k
                 c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = _zero(X)
                 for part in range(2):
-                    lo, hi, out = (r, rows, Gc) if part == 0 else (0, r, G)
+                    lo, hi = (r, rows) if part == 0 else (0, r)
                     for i in range(lo, hi):
                         x0, x1 = _load(X, i, a, v), _load(X, i, a1, v)
                         y = _load(X, i, b, v)
                         c0, c4 = _fma(x0, y, c0), _fma(x1, y, c4)
                         y = _load(X, i, b1, v)
                         c1, c5 = _fma(x0, y, c1), _fma(x1, y, c5)
-                        y = _load(X, i, b2, v)
-                        c2, c6 = _fma(x0, y, c2), _fma(x1, y, c6)
-                        y = _load(X, i, b3, v)
-                        c3, c7 = _fma(x0, y, c3), _fma(x1, y, c7)
-                    _store(out, a, b, v, c0)
-                    _store(out, a, b1, v, c1)
-                    _store(out, a, b2, v, c2)
-                    _store(out, a, b3, v, c3)
-                    _store(out, a1, b, v, c4)
-                    _store(out, a1, b1, v, c5)
-                    _store(out, a1, b2, v, c6)
-                    _store(out, a1, b3, v, c7)
+                        if wide:
+                            y = _load(X, i, b2, v)
+                            c2, c6 = _fma(x0, y, c2), _fma(x1, y, c6)
+                            y = _load(X, i, b3, v)
+                            c3, c7 = _fma(x0, y, c3), _fma(x1, y, c7)
+                    c = (c0, c1, c2, c3, c4, c5, c6, c7)
+                    if part == 0:
+                        _store_tile(Gc, a, a1, b, b1, b2, b3, wide, v, c)
+                    else:
+                        _store_tile(G, a, a1, b, b1, b2, b3, wide, v, c)
         for a in range(k):
             for b in range(a):
                 _store(Gc, a, b, v, _load(Gc, b, a, v))
@@ -283,13 +461,15 @@ def _grams(X, r, G, Gc):
 
 @kernel
 def _product(X, Y, r, E):
-    """E = Up Vp^T (r x r, lane by lane) in register tiles of 2 x 4 (indices past r - 1 repeat the last)."""
+    """E = Up Vp^T (r x r, lane by lane) in register tiles of 2 x 4, the last of a row pair 2 x 2
+    where at most two columns remain (indices past r - 1 repeat the last)."""
     k = X.shape[1]
     for v in range(_registers(X)):
         for i in range(0, r, 2):
             i1 = min(i + 1, r - 1)
             for j in range(0, r, 4):
                 j1, j2, j3 = min(j + 1, r - 1), min(j + 2, r - 1), min(j + 3, r - 1)
+                wide = j + 2 < r
                 c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = _zero(X)
                 for c in range(k):
                     x0, x1 = _load(X, i, c, v), _load(X, i1, c, v)
@@ -297,23 +477,17 @@ def _product(X, Y, r, E):
                     c0, c4 = _fma(x0, y, c0), _fma(x1, y, c4)
                     y = _load(Y, j1, c, v)
                     c1, c5 = _fma(x0, y, c1), _fma(x1, y, c5)
-                    y = _load(Y, j2, c, v)
-                    c2, c6 = _fma(x0, y, c2), _fma(x1, y, c6)
-                    y = _load(Y, j3, c, v)
-                    c3, c7 = _fma(x0, y, c3), _fma(x1, y, c7)
-                _store(E, i, j, v, c0)
-                _store(E, i, j1, v, c1)
-                _store(E, i, j2, v, c2)
-                _store(E, i, j3, v, c3)
-                _store(E, i1, j, v, c4)
-                _store(E, i1, j1, v, c5)
-                _store(E, i1, j2, v, c6)
-                _store(E, i1, j3, v, c7)
+                    if wide:
+                        y = _load(Y, j2, c, v)
+                        c2, c6 = _fma(x0, y, c2), _fma(x1, y, c6)
+                        y = _load(Y, j3, c, v)
+                        c3, c7 = _fma(x0, y, c3), _fma(x1, y, c7)
+                _store_tile(E, i, i1, j, j1, j2, j3, wide, v, (c0, c1, c2, c3, c4, c5, c6, c7))
 
 
 @kernel
-def _variant_factor(G, Go, Y, half_bal, lamp, eta, H, F, B, Yp):
-    """H = I - eta (G + half_bal (Go - G)) P^-1 and Yp = Y[:r] P^-1, with P = G + lamp I
+def _variant_factor(G, Go, Y, half_bal, lamp, eta, Ht, F, B, Yp):
+    """Ht = H^T, H = I - eta (G + half_bal (Go - G)) P^-1, and Yp = Y[:r] P^-1, with P = G + lamp I
     (ScaledGD), or P = I when lamp < 0 (Yp is then left alone: the step reads Y). F (k, k,
     lanes) and B (k + r, k, lanes) are work: P = F F^T (Cholesky; a non-positive pivot gives
     NaN, which stops the run as diverged), B = [G + half_bal (Go - G); Y[:r]] solved row by row."""
@@ -360,7 +534,7 @@ def _variant_factor(G, Go, Y, half_bal, lamp, eta, H, F, B, Yp):
     for a in range(k):
         for b in range(k):
             for q in range(lanes):
-                H[a, b, q] = (1.0 if a == b else 0.0) - eta[q] * B[a, b, q]
+                Ht[b, a, q] = (1.0 if a == b else 0.0) - eta[q] * B[a, b, q]
 
 
 @kernel
@@ -373,7 +547,7 @@ def _side(X, Y, G, Go, Se, eta, variant, H, F, B, Yp, Xn):
             _variant_factor(G, Go, Y, half_bal, lamp, eta, H, F, B, Yp)
             _half_step(X, Yp if lamp >= 0 else Y, Se, H, Xn)
             return
-    k, lanes = G.shape[1], G.shape[2]  # plain GD: H = I - eta G
+    k, lanes = G.shape[1], G.shape[2]  # plain GD: H = I - eta G (= H^T: G is symmetric, bit for bit)
     for a in range(k):
         for b in range(k):
             for q in range(lanes):
@@ -456,45 +630,136 @@ def _cross_lane(X, a0, a1, Y, b0, b1, q):
 @kernel
 def _record(X, Y, s, N, M, GUc, GVc, E, blocks, loss):
     """loss[q] (float64) for the states X, Y with Grams N, M, complement Grams GUc, GVc and
-    E = Up Vp^T (`_product`); blocks (6, lanes) float64 is work. (The kernels it calls are
+    E = Up Vp^T (`_product`); blocks (6, lanes) float64 is work. In float64 registers of 8
+    lanes (`_load64`), then lane by lane where a cross block cancelled. (The kernels it calls are
     called by `run_batch` itself: numba optimizes a function's code again in every caller.)"""
     rows, k, lanes = X.shape
     r = s.shape[0]
+    half, zero = _splat64(0.5), _splat64(0.0)
+    for v in range(lanes // WIDE):
+        total = zero
+        for i in range(r):
+            for j in range(r):
+                e = _sub(_splat64(s[i]) if i == j else zero, _load64(E, i, j, v))
+                total = _add(total, _mul(_mul(half, e), e))
+        _store64(loss, 0, 0, v, total)
+        # the three cross blocks from the Grams, with the sums of their terms' sizes (bounds from the
+        # diagonals), each summed again as the squares of its product's entries where it cancelled
+        # (`diagnostics.CANCELLED`)
+        b0 = b1 = b2 = b3 = b4 = b5 = zero
+        for a in range(k):
+            for b in range(k):
+                n, cu = _load64(N, a, b, v), _load64(GUc, a, b, v)
+                m, cv = _load64(M, a, b, v), _load64(GVc, a, b, v)
+                b0 = _add(b0, _mul(_sub(n, cu), cv))
+                b1 = _add(b1, _mul(cu, _sub(m, cv)))
+                b2 = _add(b2, _mul(cu, cv))
+            n, cu = _load64(N, a, a, v), _load64(GUc, a, a, v)
+            m, cv = _load64(M, a, a, v), _load64(GVc, a, a, v)
+            b3 = _add(b3, _sqrt(_mul(_abs(_add(n, cu)), _abs(cv))))
+            b4 = _add(b4, _sqrt(_mul(_abs(cu), _abs(_add(m, cv)))))
+            b5 = _add(b5, _sqrt(_mul(_abs(cu), _abs(cv))))
+        _store64(blocks, 0, 0, v, b0)
+        _store64(blocks, 1, 0, v, b1)
+        _store64(blocks, 2, 0, v, b2)
+        _store64(blocks, 3, 0, v, _mul(b3, b3))
+        _store64(blocks, 4, 0, v, _mul(b4, b4))
+        _store64(blocks, 5, 0, v, _mul(b5, b5))
     for q in range(lanes):
-        loss[q] = 0.0
-    for i in range(r):
-        for j in range(r):
-            for q in range(lanes):
-                e = (s[i] if i == j else 0.0) - E[i, j, q]
-                loss[q] += 0.5 * np.float64(e) * np.float64(e)
-    # the three cross blocks from the Grams, with the sums of their terms' sizes, each summed again as
-    # the squares of its product's entries where it cancelled (`diagnostics.CANCELLED`)
-    for block in range(6):
-        for q in range(lanes):
-            blocks[block, q] = 0.0
-    for a in range(k):
-        for b in range(k):
-            for q in range(lanes):
-                n, cu = np.float64(N[a, b, q]), np.float64(GUc[a, b, q])
-                m, cv = np.float64(M[a, b, q]), np.float64(GVc[a, b, q])
-                blocks[0, q] += (n - cu) * cv
-                blocks[1, q] += cu * (m - cv)
-                blocks[2, q] += cu * cv
-        for q in range(lanes):  # bounds on the sums of the terms' sizes, from the diagonals
-            n, cu = np.float64(N[a, a, q]), np.float64(GUc[a, a, q])
-            m, cv = np.float64(M[a, a, q]), np.float64(GVc[a, a, q])
-            blocks[3, q] += np.sqrt(abs(n + cu) * abs(cv))
-            blocks[4, q] += np.sqrt(abs(cu) * abs(m + cv))
-            blocks[5, q] += np.sqrt(abs(cu) * abs(cv))
-    for q in range(lanes):
-        for block in range(3, 6):
-            blocks[block, q] *= blocks[block, q]
         for block in range(3):  # Up L_V^T, L_U Vp^T, L_U L_V^T
             if blocks[block, q] < CANCELLED * blocks[3 + block, q]:
                 a0, a1 = (0, r) if block == 0 else (r, rows)
-                b0, b1 = (0, r) if block == 1 else (r, Y.shape[0])
-                blocks[block, q] = _cross_lane(X, a0, a1, Y, b0, b1, q)
+                c0, c1 = (0, r) if block == 1 else (r, Y.shape[0])
+                blocks[block, q] = _cross_lane(X, a0, a1, Y, c0, c1, q)
         loss[q] += 0.5 * (blocks[0, q] + blocks[1, q] + blocks[2, q])
+
+
+# -- the stage tests, lane by lane (the batch side of `stages.mark`) ----------------------------------
+
+
+@kernel
+def _lanes_dot(L, rows, i, j, v):
+    """Value v (`_load64`) of the sum over b < rows of L[b, i, :] L[b, j, :], summed in order (L float64)."""
+    x = _splat64(0.0)
+    for b in range(rows):
+        x = _add(x, _mul(_load64(L, b, i, v), _load64(L, b, j, v)))
+    return x
+
+
+@kernel(inline="always")
+def passes_lanes(X, Y, s, E, A, L, active, pend1, pend0, ok1, ok0):
+    """ok1[q] / ok0[q]: is T1 / T0 pending (pend1 / pend0) and passed by the state of lane q, an
+    `active` lane, with E = Up Vp^T; T0 is tested only where T1 is reached (before or by this
+    state), as `stages.mark` does for a single run. A and L are (n, n, lanes) float64 work, n = max(r, k).
+    The arithmetic of `mark` (G and P in float64 from the state's sums and products, `spectral.posdef`'s
+    Cholesky) lane by lane, the factorization in float64 registers (`_load64`): a state gets the same
+    answers from both. As in `mark`, a lane whose diagonal already fails (a pivot c + sign M_jj
+    not > 0: the Cholesky's pivots are that less squares) is answered no before the factorization,
+    and the matrix is neither completed nor factored where no lane is left: the same answers."""
+    r, k, lanes = s.shape[0], X.shape[1], X.shape[2]
+    p = min(r, k)
+    sd = s[r - 1]
+    half = _splat64(0.5)
+    for q in range(lanes):
+        ok1[q] = pend1[q] and active[q]
+    for test in range(3):  # T1: G - sigma_d / 2 I > 0, then T0: sigma_d / 4 I -+ P > 0
+        ok = ok1 if test == 0 else ok0
+        n, c, sign = (p, -0.5 * sd, 1.0) if test == 0 else (r, 0.25 * sd, -1.0 if test == 1 else 1.0)
+        if test == 0:  # G = A A^T (r <= k) or A^T A (k < r), A^T or A stored in L
+            if not ok1.any():
+                continue
+            rows, cols = (k, r) if r <= k else (r, k)
+            for v in range(lanes // WIDE):
+                for i in range(r):
+                    for b in range(k):
+                        _store64(L, b if r <= k else i, i if r <= k else b, v, _mul(half, _sum64(X, i, b, Y, i, b, v)))
+                for i in range(cols):  # the diagonal first: where no lane passes it, nothing more
+                    _store64(A, i, i, v, _lanes_dot(L, rows, i, i, v))
+            for i in range(cols):
+                for q in range(lanes):
+                    ok1[q] &= A[i, i, q] + c > 0.0
+            if not ok1.any():
+                continue
+            for v in range(lanes // WIDE):
+                for i in range(cols):
+                    for j in range(i + 1, cols):
+                        x = _lanes_dot(L, rows, i, j, v)
+                        _store64(A, i, j, v, x)
+                        _store64(A, j, i, v, x)
+        elif test == 1:  # P, where T1 is reached and both diagonals pass
+            for q in range(lanes):
+                ok0[q] = pend0[q] and active[q] and not (pend1[q] and not ok1[q])
+            if not ok0.any():
+                return
+            for v in range(lanes // WIDE):
+                for j in range(r):
+                    _store64(A, j, j, v, _sub(_splat64(s[j]), _mul(half, _sum64(E, j, j, E, j, j, v))))
+            for j in range(r):
+                for q in range(lanes):
+                    ok0[q] &= (-A[j, j, q] + c > 0.0) & (A[j, j, q] + c > 0.0)
+            if not ok0.any():
+                return
+            for v in range(lanes // WIDE):
+                for i in range(r):
+                    for j in range(r):
+                        if i != j:
+                            _store64(A, i, j, v, _sub(_splat64(0.0), _mul(half, _sum64(E, i, j, E, j, i, v))))
+        for j in range(n):  # c I + sign A = L L^T, L[j, j] holding 1 / L's diagonal entry
+            for v in range(lanes // WIDE):  # column j, in float64 registers
+                for i in range(j, n):
+                    x = _mul(_splat64(sign), _load64(A, i, j, v))
+                    if i == j:
+                        x = _add(x, _splat64(c))
+                    for b in range(j):
+                        x = _sub(x, _mul(_load64(L, i, b, v), _load64(L, j, b, v)))
+                    _store64(L, i, j, v, x)
+            for q in range(lanes):
+                ok[q] &= L[j, j, q] > 0.0
+            for v in range(lanes // WIDE):
+                root = _inverse_root(_load64(L, j, j, v))  # (a lane answered no stays finite)
+                _store64(L, j, j, v, root)
+                for i in range(j + 1, n):
+                    _store64(L, i, j, v, _mul(_load64(L, i, j, v), root))
 
 
 @kernel
@@ -564,17 +829,17 @@ def _overflows(N, M, summary, lo, active, diverged, t, unrecorded):
 
 
 @kernel(inline="always")
-def _raise(e, c, v):
-    """e[c] = max(e[c], v), a NaN e[c] being "nothing yet" and a NaN v no value."""
-    if v > e[c] or e[c] != e[c]:
-        e[c] = v
+def _raise(e, row, c, v):
+    """e[row, c] = max(e[row, c], v), a NaN e[row, c] being "nothing yet" and a NaN v no value."""
+    if v > e[row, c] or e[row, c] != e[row, c]:
+        e[row, c] = v
 
 
 @kernel(inline="always")
-def _lower(e, c, v):
-    """e[c] = min(e[c], v), as `_raise`."""
-    if v < e[c] or e[c] != e[c]:
-        e[c] = v
+def _lower(e, row, c, v):
+    """e[row, c] = min(e[row, c], v), as `_raise`."""
+    if v < e[row, c] or e[row, c] != e[row, c]:
+        e[row, c] = v
 
 
 @kernel
@@ -597,19 +862,20 @@ _LOWER = (True, False, False, False, True, True, False)
 def _prove_b(X, Y, r, lanes_in, before0, extremes, lo, b2):
     """The ||B||_F extremes (`layout.EXT_B`, and `EXT_B_T0` where before0: T0 was pending before
     this record) of the lanes in `lanes_in` (lane q: run lo + q) at a record, as
-    `diagnostics.record` sums it; b2 (lanes) float64 work."""
+    `diagnostics.record` sums it, in float64 registers (`_record`); b2 (lanes) float64 work."""
     k, lanes = X.shape[1], X.shape[2]
-    for q in range(lanes):
-        b2[q] = 0.0
-    for i in range(r):
-        for c in range(k):
-            for q in range(lanes):
-                d = 0.5 * (X[i, c, q] - Y[i, c, q])
-                b2[q] += d * d
+    half = _splat64(0.5)
+    for v in range(lanes // WIDE):
+        total = _splat64(0.0)
+        for i in range(r):
+            for c in range(k):
+                d = _mul(half, _difference64(X, Y, i, c, v))
+                total = _add(total, _mul(d, d))
+        _store64(b2, 0, 0, v, _sqrt(total))
     for q in range(lanes):
         for c in (EXT_B, EXT_B_T0):  # (one call site: a literal slot would compile _raise once per slot)
             if lanes_in[q] and (c == EXT_B or before0[q]):
-                _raise(extremes[lo + q], c, np.sqrt(b2[q]))
+                _raise(extremes, lo + q, c, b2[q])
 
 
 @kernel
@@ -634,7 +900,7 @@ def _prove_spectral(X, Y, s, E, Nc, Mc, t, lanes_in, before0, pend1, pend0, summ
     for q in range(lanes_in.size):
         if not lanes_in[q]:
             continue
-        e, v, ok = extremes[lo + q], vecs[lo + q], valid[lo + q]
+        v, ok = vecs[lo + q], valid[lo + q]
         _lane_copy(X, q, r, k, Up)
         _lane_copy(Y, q, r, k, Vp)
         bound = 0.4 * s[r - 1] * rates[lo + q] ** (t - summary[lo + q, T0])
@@ -660,9 +926,9 @@ def _prove_spectral(X, Y, s, E, Nc, Mc, t, lanes_in, before0, pend1, pend0, summ
                 value /= bound
             c = _EXTREME[slot]
             if _LOWER[slot]:
-                _lower(e, c, value)
+                _lower(extremes, lo + q, c, value)
             else:
-                _raise(e, c, value)
+                _raise(extremes, lo + q, c, value)
 
 
 @kernel(inline="always")
@@ -768,7 +1034,7 @@ def _run_blocks(Xs, Ys, s, lrs, lr_scale, variant, noise, tol, t_start, t_stop, 
             if _due(t, t_stop, t_final, record_every):
                 _product(X, Y, r, E)
                 _record(X, Y, s, N, M, Nc, Mc, E, blocks, loss)
-                passes_lanes(X, Y, s, E, W[0], W[1], pend1, pend0, ok1, ok0)
+                passes_lanes(X, Y, s, E, W[0], W[1], active, pend1, pend0, ok1, ok0)
                 j = t // record_every if t % record_every == 0 else t_final // record_every + 1
                 _copy(pend0, before0)
                 _note(summary, losses, lo, j, t, loss, active, pend1, pend0, ok1, ok0, delta, tol)

@@ -14,12 +14,10 @@ passed it.
 
 The single-run kernel (`diagnostics.record`, from `mark`) forms G and P in float64 (for a
 float32 state the sums Up + Vp and the product Up Vp^T are float32); the batch kernel
-(`batch`, from `passes_lanes`) forms them lane by lane in the state's dtype, with its own
+(`batch.passes_lanes`) forms them lane by lane in the state's dtype, with its own
 Cholesky. The two agree but within rounding of a threshold: for float32, within its
 relative 6e-8.
 """
-
-import numpy as np
 
 from ._jit import kernel
 from .layout import T0, T1
@@ -93,64 +91,3 @@ def mark(X, Y, s, E, t, spectral, D, info):
         info[T0] = t
     if spectral and not formed:
         gram_A(X, Y, r, k, G, D[7], formed)
-
-
-# the batch kernel: one state per lane (the last index), work in the state's dtype
-
-
-@kernel(inline="always")
-def passes_lanes(X, Y, s, E, A, L, pend1, pend0, ok1, ok0):
-    """ok1[q] / ok0[q]: is T1 / T0 pending (pend1 / pend0) and passed by lane q's state, with
-    E = Up Vp^T; T0 is tested only where T1 is reached (before or by this state), as `mark`.
-    A and L are (n, n, lanes) float64 work, n = max(r, k). The arithmetic of `mark` (G and P in
-    float64 from the state's sums and products, `spectral.posdef`'s Cholesky) lane by lane,
-    the lanes innermost so that every loop vectorizes: a state gets the same answers from both."""
-    r, k, lanes = s.shape[0], X.shape[1], X.shape[2]
-    p = min(r, k)
-    sd = s[r - 1]
-    for q in range(lanes):
-        ok1[q] = pend1[q]
-    for test in range(3):  # T1: G - sigma_d / 2 I > 0, then T0: sigma_d / 4 I -+ P > 0
-        ok = ok1 if test == 0 else ok0
-        n, c, sign = (p, -0.5 * sd, 1.0) if test == 0 else (r, 0.25 * sd, -1.0 if test == 1 else 1.0)
-        if test == 0:  # G = A A^T (r <= k) or A^T A (k < r), A^T or A stored in L
-            if not ok1.any():
-                continue
-            rows, cols = (k, r) if r <= k else (r, k)
-            for i in range(r):
-                for b in range(k):
-                    for q in range(lanes):
-                        L[b if r <= k else i, i if r <= k else b, q] = 0.5 * (X[i, b, q] + Y[i, b, q])
-            for i in range(cols):
-                for j in range(i, cols):
-                    for q in range(lanes):
-                        A[i, j, q] = 0.0
-                    for b in range(rows):
-                        for q in range(lanes):
-                            A[i, j, q] += L[b, i, q] * L[b, j, q]
-                    for q in range(lanes):
-                        A[j, i, q] = A[i, j, q]
-        elif test == 1:  # P, where T1 is reached
-            for q in range(lanes):
-                ok0[q] = pend0[q] and not (pend1[q] and not ok1[q])
-            if not ok0.any():
-                return
-            for i in range(r):
-                for j in range(r):
-                    for q in range(lanes):
-                        A[i, j, q] = (s[i] if i == j else 0.0) - 0.5 * (E[i, j, q] + E[j, i, q])
-        for j in range(n):  # c I + sign A = L L^T, L[j, j] holding 1 / L's diagonal entry
-            for i in range(j, n):
-                for q in range(lanes):
-                    L[i, j, q] = sign * A[i, j, q] + c if i == j else sign * A[i, j, q]
-                for b in range(j):
-                    for q in range(lanes):
-                        L[i, j, q] -= L[i, b, q] * L[j, b, q]
-            for q in range(lanes):
-                if not L[j, j, q] > 0.0:
-                    ok[q] = False
-                    L[j, j, q] = 1.0  # keep this lane's arithmetic finite; its answer is already no
-                L[j, j, q] = 1.0 / np.sqrt(L[j, j, q])
-            for i in range(j + 1, n):
-                for q in range(lanes):
-                    L[i, j, q] *= L[j, j, q]
