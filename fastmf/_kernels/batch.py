@@ -913,12 +913,12 @@ def _prove_spectral(X, Y, s, E, Nc, Mc, t, lanes_in, before0, pend1, pend0, summ
             if slot == 0 or slot >= 4 and slot < 6:  # the Gram of A, Up or Vp (`diagnostics._proof_matrices`)
                 gram_A(Vp if slot == 5 else Up, Up if slot == 4 else Vp, r, k, G, S)
             elif slot == 1:
-                aat_minus_2s(Up, Vp, s, k, G, S)
+                aat_minus_2s(Up, Vp, s, k, G, S, True)
             elif slot < 4:
                 _lane_copy(Nc if slot == 2 else Mc, q, k, k, G)
             else:
                 _lane_copy(E, q, r, r, Eq)
-                residual_gram(Eq, s, W, G)
+                residual_gram(Eq, s, W, G, True)
             value = extreme_eig(G, sizes[slot], _LARGEST[slot], floors[slot], v[slot], ok, slot, S, W, L)
             if _ROOT[slot]:
                 value = np.sqrt(max(value, 0.0))

@@ -53,7 +53,7 @@ from .layout import (
     SIGMA_MIN_UP,
     SIGMA_MIN_VP,
 )
-from .spectral import blas_gram, extreme_eig
+from .spectral import blas_gram, extreme_eig, gram
 from .stages import gram_A, mark
 
 # the matrix behind each tracked eigenvalue (column N_CHEAP + slot of a row), in the work D:
@@ -76,26 +76,35 @@ def resolution(s):
 
 
 @kernel(inline="always")
-def aat_minus_2s(X, Y, s, k, out, T):
-    """out[:r, :r] = A A^T - 2 diag(s), A = (Up + Vp) / 2 (r x k; A^T in T, as in `stages.gram_A`)."""
+def aat_minus_2s(X, Y, s, k, out, T, ordered):
+    """out[:r, :r] = A A^T - 2 diag(s), A = (Up + Vp) / 2 (r x k; A^T in T, as in `stages.gram_A`),
+    the Gram by `spectral.gram` where `ordered` (the batch: no BLAS in its threads, so its numbers
+    never depend on how a BLAS treats the work arrays), else by `spectral.blas_gram`."""
     r = s.shape[0]
     for i in range(r):
         for c in range(k):
             T[c, i] = 0.5 * (X[i, c] + Y[i, c])
-    blas_gram(T, k, r, out)
+    if ordered:
+        gram(T, k, r, out)
+    else:
+        blas_gram(T, k, r, out)
     for i in range(r):
         out[i, i] -= 2.0 * s[i]
 
 
 @kernel(inline="always")
-def residual_gram(E, s, T, EE):
-    """EE = R^T R for R = diag(s) - E (r x r; E = Up Vp^T), whose largest eigenvalue is Delta^2; R in T."""
+def residual_gram(E, s, T, EE, ordered):
+    """EE = R^T R for R = diag(s) - E (r x r; E = Up Vp^T), whose largest eigenvalue is Delta^2; R in T
+    (`ordered`: as in `aat_minus_2s`)."""
     r = s.shape[0]
     for i in range(r):
         for j in range(r):
             T[i, j] = -E[i, j]
         T[i, i] += s[i]
-    blas_gram(T, r, r, EE)
+    if ordered:
+        gram(T, r, r, EE)
+    else:
+        blas_gram(T, r, r, EE)
 
 
 @kernel(inline="always")
@@ -107,7 +116,7 @@ def _proof_matrices(X, Y, s, D, ordered):
     k = X.shape[1]
     gram_A(X, X, r, k, D[2], D[6], ordered)
     gram_A(Y, Y, r, k, D[5], D[6], ordered)
-    aat_minus_2s(X, Y, s, k, D[0], D[6])
+    aat_minus_2s(X, Y, s, k, D[0], D[6], False)
 
 
 @kernel
@@ -270,7 +279,7 @@ def _spectral(X, Y, s, N, GUc, M, GVc, E, row, D, vecs, valid):
     k = X.shape[1]
     p = min(r, k)
     EE, W, L, T = D[2], D[3], D[4], D[7]
-    residual_gram(E, s, T, EE)
+    residual_gram(E, s, T, EE, False)
     cu = _complement_gram(X, r, GUc, D[5], T)
     cv = _complement_gram(Y, r, GVc, D[6], T)
     sizes = (p, r, r, k, k, r, p, p, r)
