@@ -77,24 +77,24 @@ def _ref(typingctx, value):
     return types.CPointer(value)(value), codegen
 
 
+def _largest(builder, *values):
+    """The largest of the signed integer values (LLVM IR)."""
+    top = values[0]
+    for value in values[1:]:
+        top = builder.select(builder.icmp_signed(">", value, top), value, top)
+    return top
+
+
 def _fortran_view(builder, array, itemsize):
     """(op, leading dimension) of row-major `array`'s memory read as a column-major matrix, as
     int8 and int32 values: that matrix is X^T ('N' gives it) when X's rows are contiguous, else X
     itself ('T'). `array` is the struct of a 2-D array (`cgutils.create_struct_proxy`)."""
     i32, i8 = ir.IntType(32), ir.IntType(8)
     (n0, n1), (s0, s1) = cgutils.unpack_tuple(builder, array.shape), cgutils.unpack_tuple(builder, array.strides)
-    size = ir.Constant(s0.type, itemsize)
-
-    def largest(*values):
-        top = values[0]
-        for value in values[1:]:
-            top = builder.select(builder.icmp_signed(">", value, top), value, top)
-        return top
-
-    one = ir.Constant(n0.type, 1)
+    size, one = ir.Constant(s0.type, itemsize), ir.Constant(n0.type, 1)
     rows_contiguous = builder.icmp_signed("==", s1, size)
-    ld = builder.select(rows_contiguous, largest(builder.sdiv(s0, size), n1, one),
-                        largest(builder.sdiv(s1, size), n0, one))  # fmt: skip
+    ld = builder.select(rows_contiguous, _largest(builder, builder.sdiv(s0, size), n1, one),
+                        _largest(builder, builder.sdiv(s1, size), n0, one))  # fmt: skip
     op = builder.select(rows_contiguous, ir.Constant(i8, _N), ir.Constant(i8, _T))
     return op, builder.trunc(ld, i32)
 
@@ -121,9 +121,7 @@ def _gemm_lower(context, builder, signature, args):
     ta, lda = _fortran_view(builder, A, itemsize)
     tb, ldb = _fortran_view(builder, B, itemsize)
     (c0, c1), (cs0, _) = cgutils.unpack_tuple(builder, C.shape), cgutils.unpack_tuple(builder, C.strides)
-    ldc = builder.select(builder.icmp_signed(">", c1, ir.Constant(c1.type, 1)), c1, ir.Constant(c1.type, 1))
-    ldc = builder.select(builder.icmp_signed(">", builder.sdiv(cs0, ir.Constant(cs0.type, itemsize)), ldc),
-                         builder.sdiv(cs0, ir.Constant(cs0.type, itemsize)), ldc)  # fmt: skip
+    ldc = _largest(builder, builder.sdiv(cs0, ir.Constant(cs0.type, itemsize)), c1, ir.Constant(c1.type, 1))
     inner = cgutils.unpack_tuple(builder, A.shape)[1]
     values = (tb, ta, builder.trunc(c1, i32), builder.trunc(c0, i32), builder.trunc(inner, i32), ir.Constant(fp, 1.0))
     slots = [cgutils.alloca_once_value(builder, v) for v in values]
