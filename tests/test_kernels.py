@@ -117,3 +117,24 @@ def test_a_kernel_numba_cannot_cache_warns_and_runs(tmp_path):
                           capture_output=True, text=True, timeout=600)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split() == ["5", "True"]
+
+
+def _view_sum(A, rows):
+    total = 0.0
+    for i in range(rows):
+        B = A[i] if i % 2 else A[rows - 1 - i]  # a view: with Numba's runtime, a reference to count
+        total += B[0]
+    return total
+
+
+@pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT") == "1", reason="compiled code")
+def test_kernels_compile_without_numbas_reference_counting():
+    from numba import njit
+
+    from fastmf._kernels._jit import kernel
+
+    A = np.arange(6.0).reshape(3, 2)
+    plain, ours = njit(_view_sum), kernel(cache=False)(_view_sum)
+    assert plain(A, 3) == ours(A, 3) == 6.0
+    assert "@NRT_" in "".join(plain.inspect_llvm().values())  # (the test can see the runtime's calls)
+    assert "@NRT_" not in "".join(ours.inspect_llvm().values())

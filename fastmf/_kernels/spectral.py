@@ -217,6 +217,18 @@ def extreme_eig(M, n, want_max, floor, v, valid, slot, S, W, L):
                 break
             theta = _rayleigh(S, n, v)
             tol = delta
+    value = _eigh_extreme(S, n, want_max, v)
+    if not np.isnan(value):
+        valid[slot] = 1
+    return value * scale
+
+
+@kernel(_nrt=True)
+def _eigh_extreme(S, n, want_max, v):
+    """The smallest (or largest) eigenvalue of the symmetric S[:n, :n] by LAPACK (`_eigh`), its unit
+    eigenvector into v[:n]; NaN where S has a non-finite entry or LAPACK fails. The one kernel that
+    allocates (LAPACK's arrays, on the rare path where the tracked vector does not certify), so the
+    one compiled with Numba's reference counting (`_jit.kernel`)."""
     A = np.empty((n, n))
     for i in range(n):
         for j in range(n):
@@ -229,5 +241,4 @@ def extreme_eig(M, n, want_max, floor, v, valid, slot, S, W, L):
     idx = n - 1 if want_max else 0
     for i in range(n):
         v[i] = A[idx, i]
-    valid[slot] = 1
-    return w[idx] * scale
+    return w[idx]
