@@ -64,7 +64,7 @@ def _add(src, dst):
 @kernel
 def _block_grams(B, lo, r, N, Gc, T, split):
     """Add the Gram of the block B = X[lo:lo + len(B)] to N and, if split, the Gram of its
-    complement rows (those >= r) to Gc.
+    complement rows (those >= r) to Gc, which the first block holding such rows sets.
 
     The first block writes N directly. Blocks are visited in the same order by `grams`
     and `half_step`, so N is bitwise the same whichever computes it and whether or not
@@ -76,10 +76,13 @@ def _block_grams(B, lo, r, N, Gc, T, split):
         gemm(B.T, B, T)
         _add(T, N)
     if split and lo + B.shape[0] > r:
-        if lo < r:  # the block straddles the principal rows: its complement part on its own
+        if lo < r:  # the block straddles the principal rows (the first to hold complement rows)
             C = B[r - lo :]
-            gemm(C.T, C, T)
-        _add(T, Gc)  # (a block with lo >= r >= 1 left its Gram in T above)
+            gemm(C.T, C, Gc)
+        elif lo == r:  # the first block of complement rows alone: its Gram is in T (lo >= r >= 1)
+            _copy(T, Gc)
+        else:
+            _add(T, Gc)
 
 
 @kernel
@@ -87,7 +90,7 @@ def grams(X, r, N, Gc, T, split):
     """N = X^T X and, if split, Gc = X[r:]^T X[r:] (the complement block of N)."""
     rows, k = X.shape
     step = _block_rows(k)
-    if split:
+    if split and rows <= r:  # no complement rows
         Gc[:, :] = 0
     for lo in range(0, rows, step):  # (a single block is passed whole: views cost ~0.15 us a step at k = 10)
         _block_grams(X if rows <= step else X[lo : lo + step], lo, r, N, Gc, T, split)
@@ -116,7 +119,7 @@ def half_step(X, Y, s, lr, Mh, Xn, N, Gc, T, split):
     rows, k = X.shape
     r = s.shape[0]
     step = _block_rows(k)
-    if split:
+    if split and rows <= r:
         Gc[:, :] = 0
     for lo in range(0, rows, step):
         B, Bn = (X, Xn) if rows <= step else (X[lo : lo + step], Xn[lo : lo + step])

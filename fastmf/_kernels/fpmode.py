@@ -104,5 +104,5 @@ def flush(A):
     tiny = np.finfo(A.dtype).tiny
     for i in range(A.shape[0]):
         for j in range(A.shape[1]):
-            if abs(A[i, j]) < tiny:
-                A[i, j] = 0.0
+            x = A[i, j]
+            A[i, j] = 0.0 if abs(x) < tiny else x  # (a store either way: the loop vectorizes)
