@@ -6,7 +6,7 @@ import pytest
 
 from fastmf import _kernels as K
 from fastmf.recorder import plain_variant
-from fastmf.split import plain_work
+from fastmf.split import diagnostic_work, plain_work
 
 LANES = K.LANES
 
@@ -33,11 +33,10 @@ def _stacked(P, rng, dtype):
 def _single(X, Y, s, T1_reached):
     """(T1 reached, T0 reached) as the single-run kernel finds them on recording the state (X, Y) at step 7."""
     r, k = s.size, X.shape[1]
-    n = max(r, k)
     info = np.full(K.N_INFO, -1, np.int64)
     info[[K.STEP, K.N_RECORDS, K.STATUS, K.T1]] = 7, 0, K.RUNNING, 0 if T1_reached else -1
-    E, D = np.zeros((r, r), X.dtype), np.zeros((8, n, n))
-    vecs, valid = np.zeros((K.N_TRACKED, n)), np.zeros(K.N_TRACKED, np.int64)
+    E, D, vecs, valid = diagnostic_work(r, k)
+    E = E.astype(X.dtype)
     K.run_blocks(X.copy(), Y.copy(), s, *plain_variant(X.dtype, 0.1), -1.0, 7, 7, 1, 0, np.empty_like(X),
                  np.empty_like(Y), *plain_work(X, Y), E, D, vecs, valid, np.zeros(1, np.int64), np.zeros((1, K.N_KEYS)),
                  info)  # fmt: skip
