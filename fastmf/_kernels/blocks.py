@@ -76,12 +76,10 @@ def _block_grams(B, lo, r, N, Gc, T, split):
         gemm(B.T, B, T)
         _add(T, N)
     if split and lo + B.shape[0] > r:
-        if lo < r:  # the block straddles the principal rows (the first to hold complement rows)
+        if lo <= r:  # the first block holding complement rows sets Gc (its complement part on its own)
             C = B[r - lo :]
             gemm(C.T, C, Gc)
-        elif lo == r:  # the first block of complement rows alone: its Gram is in T (lo >= r >= 1)
-            _copy(T, Gc)
-        else:
+        else:  # (a block with lo > r >= 1 left its Gram in T above)
             _add(T, Gc)
 
 
@@ -119,7 +117,7 @@ def half_step(X, Y, s, lr, Mh, Xn, N, Gc, T, split):
     rows, k = X.shape
     r = s.shape[0]
     step = _block_rows(k)
-    if split and rows <= r:
+    if split and rows <= r:  # no complement rows
         Gc[:, :] = 0
     for lo in range(0, rows, step):
         B, Bn = (X, Xn) if rows <= step else (X[lo : lo + step], Xn[lo : lo + step])
