@@ -316,3 +316,33 @@ def test_direct_path_on_a_float32_sigma_at_the_edge_of_its_range():
     half_norm2 = 0.5 * float(np.sum(S.astype(np.float64) ** 2))
     for res in runs:
         assert res.loss < 1e-8 * half_norm2
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("blocks_in, offset", [(0, 1), (1, -1), (1, 0), (1, 1), (2, 3)])
+def test_block_grams_of_a_tall_state_match_numpy(dtype, blocks_in, offset):
+    # rows in several blocks of _block_rows(k) rows, r inside the first block, on a block boundary
+    # (the complement starts a block) or past it: N = X^T X and the complement's Gram X[r:]^T X[r:]
+    # from grams and from half_step (whose new state then equals the NumPy step)
+    from fastmf._kernels import blocks
+
+    k = 64
+    block = blocks._block_rows(k)
+    r = blocks_in * block + offset
+    rng = np.random.default_rng(r)
+    X, Y = (rng.standard_normal((3 * block + 5, k)).astype(dtype) for _ in range(2))
+    s = np.linspace(2.0, 1.0, r).astype(dtype)
+    N, Gc, T, Mh = (np.full((k, k), np.nan, dtype) for _ in range(4))
+    tol = {np.float64: 1e-12, np.float32: 1e-4}[dtype]
+    blocks.grams(X, r, N, Gc, T, True)
+    X64 = X.astype(np.float64)
+    assert np.allclose(N, X64.T @ X64, rtol=tol, atol=tol * len(X))
+    assert np.allclose(Gc, X64[r:].T @ X64[r:], rtol=tol, atol=tol * len(X))
+    lr = dtype(0.01)
+    blocks.shifted((Y.T @ Y).astype(dtype), lr, Mh)
+    Xn = np.empty_like(X)
+    blocks.half_step(X, Y, s, lr, Mh, Xn, N, Gc, T, True)
+    expected = X64 - 0.01 * X64 @ (Y.T.astype(np.float64) @ Y) + 0.01 * np.vstack([s[:, None] * Y[:r], 0 * Y[r:]])
+    assert np.allclose(Xn, expected, rtol=tol, atol=tol * 10)
+    Xn64 = Xn.astype(np.float64)
+    assert np.allclose(Gc, Xn64[r:].T @ Xn64[r:], rtol=tol, atol=tol * len(X))
