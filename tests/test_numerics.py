@@ -8,6 +8,7 @@ import pytest
 
 import fastmf
 from fastmf import Problem, gradient_flow, solve, solve_batch
+from fastmf import _kernels as K
 from fastmf._kernels import fpmode
 from fastmf._kernels.batch import _half_step
 from fastmf._kernels.batch import lanes as batch_lanes
@@ -346,3 +347,23 @@ def test_block_grams_of_a_tall_state_match_numpy(dtype, blocks_in, offset):
     assert np.allclose(Xn, expected, rtol=tol, atol=tol * 10)
     Xn64 = Xn.astype(np.float64)
     assert np.allclose(Gc, Xn64[r:].T @ Xn64[r:], rtol=tol, atol=tol * len(X))
+
+
+def test_a_cancelling_cross_block_of_the_loss_is_summed_from_the_rows():
+    # Up L_V^T = 0 exactly (L_V lives in a direction of its own), but in rotated coordinates the Gram
+    # form <Up^T Up, L_V^T L_V> sums terms of size 1e-4 to about 1e-20: the record must take the rows
+    from fastmf.split import diagnostic_work
+
+    r, k = 3, 4
+    Q = np.linalg.qr(np.random.default_rng(6).standard_normal((k, k)))[0]  # (both Gram forms come out positive)
+    X, Y = np.zeros((r + 1, k)), np.zeros((r + 1, k))
+    X[:r, :r], Y[:r, :r] = 0.1 * np.eye(r), 0.1 * np.eye(r)
+    X[r, r], Y[r, r] = 0.3, 0.2
+    X, Y = X @ Q, Y @ Q
+    s = np.array([3.0, 2.0, 1.0])
+    E, D, vecs, valid = diagnostic_work(r, k)
+    row, info = np.zeros(K.N_KEYS), np.full(K.N_INFO, -1, np.int64)
+    K.state_record(X, Y, s, np.zeros((5, k, k)), E, 0, False, row, D, vecs, valid, info)
+    # the Gram forms give about 1e-20; the rows' sums of squares are at the level of the product's rounding
+    for key in ("loss_Up_LV", "loss_LU_Vp"):
+        assert 0.0 <= row[K.KEYS.index(key)] <= 1e-30, (key, row[K.KEYS.index(key)])

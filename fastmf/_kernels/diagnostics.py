@@ -247,24 +247,25 @@ def _cheap(X, Y, s, N, GUc, M, GVc, E, row):
     # the Grams (always on a compressed complement, which has at most k rows a side)
     rows_u, rows_v = X.shape[0] - r, Y.shape[0] - r
     budget = (X.shape[0] + Y.shape[0]) * k
-    # bounds on the sums of the terms' sizes (`CANCELLED`), from the Grams' diagonals: (sum_a sqrt(g_a h_a))^2,
-    # k square roots each, formed only where a block is below CANCELLED times twice the bound without them,
-    # sum_a g_a sum_a h_a (Cauchy-Schwarz; twice: rounding), which holds for every block on most steps
+    # bounds on the sums of the terms' sizes (`CANCELLED`), from the Grams' diagonals in float64: (sum_a
+    # sqrt(g_a h_a))^2, k square roots each, formed only where a block is below CANCELLED times twice the
+    # bound without them, sum_a g_a sum_a h_a (Cauchy-Schwarz; twice: rounding), which clears every block on
+    # most steps
     t_up = t_vp = t_uc = t_vc = 0.0
     for a in range(k):
-        t_up += abs(N[a, a] + GUc[a, a])
-        t_vp += abs(M[a, a] + GVc[a, a])
-        t_uc += abs(GUc[a, a])
-        t_vc += abs(GVc[a, a])
-    bound = 2.0 * CANCELLED
-    if up_lv < bound * t_up * t_vc or lu_vp < bound * t_uc * t_vp or lu_lv < bound * t_uc * t_vc:
+        t_up += abs(np.float64(N[a, a]) + GUc[a, a])
+        t_vp += abs(np.float64(M[a, a]) + GVc[a, a])
+        t_uc += abs(np.float64(GUc[a, a]))
+        t_vc += abs(np.float64(GVc[a, a]))
+    if (up_lv < CANCELLED * (2.0 * t_up * t_vc) or lu_vp < CANCELLED * (2.0 * t_uc * t_vp)
+            or lu_lv < CANCELLED * (2.0 * t_uc * t_vc)):  # fmt: skip
         size_up_lv = 0.0
         size_lu_vp = 0.0
         size_lu_lv = 0.0
         for a in range(k):
-            size_up_lv += np.sqrt(abs(N[a, a] + GUc[a, a]) * abs(GVc[a, a]))
-            size_lu_vp += np.sqrt(abs(GUc[a, a]) * abs(M[a, a] + GVc[a, a]))
-            size_lu_lv += np.sqrt(abs(GUc[a, a]) * abs(GVc[a, a]))
+            size_up_lv += np.sqrt(abs(np.float64(N[a, a]) + GUc[a, a]) * abs(np.float64(GVc[a, a])))
+            size_lu_vp += np.sqrt(abs(np.float64(GUc[a, a])) * abs(np.float64(M[a, a]) + GVc[a, a]))
+            size_lu_lv += np.sqrt(abs(np.float64(GUc[a, a])) * abs(np.float64(GVc[a, a])))
         if up_lv < CANCELLED * size_up_lv**2 and r * rows_v <= budget:
             up_lv = cross_block(X, 0, r, Y, r, r + rows_v)
         if lu_vp < CANCELLED * size_lu_vp**2 and rows_u * r <= budget:
