@@ -120,31 +120,46 @@ def _proof_matrices(X, Y, s, D, ordered):
 
 
 @kernel
-def _grad_side(X, Y, s, R, Gc, G, buf):
+def _grad_side(X, Y, s, R, Gc, G, D):
     """||.||_F^2 of one side's gradient, X G - [s o Y[:r]; 0] with G = Y^T Y, from its rows in a
     form that does not cancel: X[:r] Gc - R Y[:r] on the principal rows (R = diag(s) - Up Vp^T for
     the U side, its transpose for the V side; Gc the other side's complement Gram), X[r:] G on the
-    complement rows; buf (k) is work."""
+    complement rows, n at a time. The products are `gemm`'s, of float64 copies in the (n x n) work
+    matrices D[0], D[1], D[2], D[5], D[6] (R is in another slot)."""
     r = s.shape[0]
-    k = X.shape[1]
-    total = 0.0
-    for i in range(X.shape[0]):
-        for b in range(k):
-            buf[b] = 0.0
-        if i < r:
-            for j in range(r):
-                e = R[i, j]
-                for b in range(k):
-                    buf[b] -= e * Y[j, b]
-        W = Gc if i < r else G
+    rows, k = X.shape
+    n = D.shape[1]
+    A, B, C, P, Q = D[0], D[1], D[2], D[5], D[6]
+    for i in range(r):
         for a in range(k):
-            x = X[i, a]
-            for b in range(k):
-                buf[b] += x * W[a, b]
+            A[i, a] = X[i, a]
+            C[i, a] = Y[i, a]
+    for a in range(k):
+        for b in range(k):
+            B[a, b] = Gc[a, b]
+    gemm(A[:r, :k], B[:k, :k], P[:r, :k])
+    gemm(R[:r, :r], C[:r, :k], Q[:r, :k])
+    total = 0.0
+    for i in range(r):
         total_i = 0.0  # (row sums: the rows' chains are independent and overlap)
         for b in range(k):
-            total_i += buf[b] * buf[b]
+            g = P[i, b] - Q[i, b]
+            total_i += g * g
         total += total_i
+    for a in range(k):
+        for b in range(k):
+            B[a, b] = G[a, b]
+    for lo in range(r, rows, n):
+        m = min(n, rows - lo)
+        for i in range(m):
+            for a in range(k):
+                A[i, a] = X[lo + i, a]
+        gemm(A[:m, :k], B[:k, :k], P[:m, :k])
+        for i in range(m):
+            total_i = 0.0
+            for b in range(k):
+                total_i += P[i, b] * P[i, b]
+            total += total_i
     return total
 
 
@@ -152,17 +167,22 @@ def _grad_side(X, Y, s, R, Gc, G, buf):
 def _complement_gram(X, r, Gc, out, T):
     """out * scale^2 = L^T L for the complement rows L = X[r:]; returns scale.
 
-    A compressed complement (at most k rows) is scaled by max|L| before its Gram is formed,
-    so that J_op stays accurate to its last digits long after L^T L itself underflows
-    (below about 1e-154); a full one uses the kernel's Gram Gc (read 0 below that).
+    A compressed complement (at most k rows) whose Gram is near underflow (largest diagonal entry
+    max_c ||L[:, c]||^2 <= 1e-270, which holds once max|L| <= 1e-140) is scaled by max|L| before
+    its Gram is formed, so that J_op stays accurate to its last digits long after L^T L itself
+    underflows (below about 1e-154); otherwise, and for a full complement, the kernel's Gram Gc
+    is exact (a full one's reads 0 below that).
     """
     rows, k = X.shape[0] - r, X.shape[1]
+    top = 0.0
+    for c in range(k):  # (the diagonal first, not max|L|: k entries, not rows x k)
+        top = max(top, np.float64(Gc[c, c]))
     scale = 0.0
-    if rows <= k:
+    if rows <= k and not top > 1e-270:
         for i in range(rows):
             for c in range(k):
                 scale = max(scale, abs(X[r + i, c]))
-    if rows > k or scale == 0.0 or scale > 1e-140:  # Gc is exact: nothing near underflow
+    if scale == 0.0:  # Gc is exact: nothing near underflow (or L = 0)
         for i in range(k):
             for j in range(k):
                 out[i, j] = Gc[i, j]
@@ -319,7 +339,7 @@ def _spectral(X, Y, s, N, GUc, M, GVc, E, row, D, vecs, valid):
         for j in range(r):
             R[i, j] = (s[i] if i == j else 0.0) - E[i, j]
             Rt[j, i] = R[i, j]
-    row[GRAD_FRO] = np.sqrt(_grad_side(X, Y, s, R, GVc, M, T[0]) + _grad_side(Y, X, s, Rt, GUc, N, T[0]))
+    row[GRAD_FRO] = np.sqrt(_grad_side(X, Y, s, R, GVc, M, D) + _grad_side(Y, X, s, Rt, GUc, N, D))
 
 
 # `record` itself is inlined into its callers (run_blocks, state_record): compiled on its own, its code is optimized
