@@ -132,7 +132,7 @@ def kernel(fn=None, **options):
     kernels' finiteness tests catch, instead of raising from inside a run); and no Numba runtime
     (``_nrt=False``, Numba's own switch, as its tests use it). Kernels never allocate: their arrays
     come from Python, so the runtime's only work would be an atomic reference count at every array
-    view and call, 0.15 us of a 1.03 us step at k = 10 and about 1 s of the first `fastmf.solve`'s
+    view and call, 0.15 us of a 1.03 us step at k = 10 and 0.5 to 1 s of the first `fastmf.solve`'s
     compilation. A kernel that does allocate passes ``_nrt=True`` (`spectral._eigh_extreme`).
     """
     options = {"cache": True, "nogil": True, "no_cfunc_wrapper": True, "error_model": "numpy", "_nrt": False} | options
