@@ -370,22 +370,24 @@ def test_a_cancelling_cross_block_of_the_loss_is_summed_from_the_rows():
 
 
 @pytest.mark.parametrize("dtype, size", [(np.float64, 1e-3), (np.float64, 1e-138), (np.float64, 1e-170),
-                                         (np.float64, 1e-300), (np.float32, 1e-3), (np.float32, 1e-25)])  # fmt: skip
+                                         (np.float64, 1e-300), (np.float32, 1e-3), (np.float32, 1e-12),
+                                         (np.float32, 1e-19), (np.float32, 1e-25)])  # fmt: skip
 def test_the_complement_gram_keeps_j_op_to_its_last_digits(dtype, size):
     # J_op = ||L||_2 from the Gram of the complement rows L = X[r:]: the kernel's own Gram where it is
-    # exact, a Gram of L / max|L| where L^T L is near underflow (float64 below about 1e-140, float32
-    # wherever the squares leave its range)
+    # exact, a Gram of L / max|L| where L^T L is near underflow (float64 below about 1e-138, float32 below
+    # about 1e-12, where some of its products are flushed to 0), in the flush-to-zero mode of a run
     from fastmf._kernels import blocks, diagnostics
 
     r, k = 2, 5
     rng = np.random.default_rng(3)
     X = np.vstack([rng.standard_normal((r, k)), size * rng.standard_normal((k - 1, k))]).astype(dtype)
     N, Gc, T = (np.zeros((k, k), dtype) for _ in range(3))
-    blocks.grams(X, r, N, Gc, T, True)
     out, work = np.zeros((k, k)), np.zeros((k, k))
-    scale = diagnostics._complement_gram(X, r, Gc, out, work)
+    with fpmode.flushing():
+        blocks.grams(X, r, N, Gc, T, True)
+        scale = diagnostics._complement_gram(X, r, Gc, out, work)
     expected = np.linalg.norm(X[r:].astype(np.float64) / size, 2)
-    rtol = 1e-6 if dtype == np.float32 and size == 1e-3 else 1e-12  # (float32's own Gram: its sums' rounding)
+    rtol = 1e-6 if dtype == np.float32 and size >= 1e-12 else 1e-12  # (float32's own Gram: its sums' rounding)
     np.testing.assert_allclose(np.sqrt(np.linalg.eigvalsh(out)[-1]) * scale / size, expected, rtol=rtol)
     if size == 1e-3:  # far from underflow: the kernel's Gram as it is
         assert scale == 1.0 and np.array_equal(out, Gc.astype(np.float64))

@@ -168,17 +168,17 @@ def _complement_gram(X, r, Gc, out, T):
     """out * scale^2 = L^T L for the complement rows L = X[r:]; returns scale.
 
     A compressed complement (at most k rows) whose Gram is near underflow (largest diagonal entry
-    max_c ||L[:, c]||^2 <= 1e-270, which holds once max|L| <= 1e-140) is scaled by max|L| before
-    its Gram is formed, so that J_op stays accurate to its last digits long after L^T L itself
-    underflows (below about 1e-154); otherwise, and for a full complement, the kernel's Gram Gc
-    is exact (a full one's reads 0 below that).
+    max_c ||L[:, c]||^2 within 1/eps^2 of the smallest normal number of Gc's dtype: 4.5e-277 in
+    float64, 8.3e-25 in float32) is scaled by max|L| before its Gram is formed, so that J_op stays
+    accurate to its last digits long after L^T L itself underflows; otherwise, and for a full
+    complement, the kernel's Gram Gc is exact (a full one's reads 0 once it underflows).
     """
     rows, k = X.shape[0] - r, X.shape[1]
     top = 0.0
     for c in range(k):  # (the diagonal first, not max|L|: k entries, not rows x k)
         top = max(top, np.float64(Gc[c, c]))
     scale = 0.0
-    if rows <= k and not top > 1e-270:
+    if rows <= k and not top > np.finfo(Gc.dtype).tiny / np.finfo(Gc.dtype).eps ** 2:
         for i in range(rows):
             for c in range(k):
                 scale = max(scale, abs(X[r + i, c]))
