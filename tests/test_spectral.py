@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fastmf._kernels.spectral import extreme_eig
+from fastmf._kernels.spectral import extreme_eig, posdef
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 7, 16])
@@ -24,3 +24,43 @@ def test_certified_eigenvalue_from_lapack_then_from_the_tracked_vector(n, want_m
         assert abs(value - exact) <= 1e-12 * n * np.max(np.abs(M))
         assert valid[0] == 1
         np.testing.assert_allclose(M @ v, exact * v, atol=1e-7 * np.max(np.abs(M)))
+
+
+def _cholesky_rows(M, n, c, sign):
+    """Is c I + sign M[:n, :n] positive definite, and its Cholesky factor: plain Python floats, row by row,
+    each sum in the order p = 0, 1, ... (the reference for `posdef`'s order of operations)."""
+    L = [[0.0] * n for _ in range(n)]
+    for j in range(n):
+        d = c + sign * float(M[j, j])
+        for p in range(j):
+            d -= L[j][p] * L[j][p]
+        if not d > 0.0:
+            return False, None
+        L[j][j] = d**0.5
+        inv = 1.0 / L[j][j]
+        for i in range(j + 1, n):
+            v = sign * float(M[i, j])
+            for p in range(j):
+                v -= L[i][p] * L[j][p]
+            L[i][j] = v * inv
+    return True, np.array(L)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 8, 15, 16])
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_posdef_answers_and_factors_as_the_plain_cholesky(n, sign):
+    # posdef forms the rows below a pivot two at a time (and the last one alone where their number is
+    # odd): its answer and its factor must be the row-by-row factorization's to the last bit, and the
+    # answer that of the eigenvalues where the shift is clear of the threshold
+    rng = np.random.default_rng(n)
+    A = rng.standard_normal((n, n))
+    M = sign * (A @ A.T / n + 0.1 * np.eye(n))  # sign M is positive definite
+    low = np.linalg.eigvalsh(sign * M)[0]
+    for c, expected in ((-0.5 * low, True), (-1.5 * low, False), (-low * (1 - 1e-9), True), (np.nan, False)):
+        L = np.zeros((n, n))
+        ok = posdef(M, n, c, sign, L)
+        ref_ok, ref_L = _cholesky_rows(M, n, c, sign)
+        assert ok == ref_ok == expected
+        if ok:
+            assert np.array_equal(np.tril(L[:n, :n]), ref_L)
+            np.testing.assert_allclose(ref_L @ ref_L.T, c * np.eye(n) + sign * M, rtol=1e-12, atol=1e-12)
