@@ -26,7 +26,7 @@ from .status import gd_message
 
 
 def diagnostic_work(r: int, k: int):
-    """Work arrays for `diagnostics.record`: (E, D, vecs, valid)."""
+    """Work arrays for a record (`fastmf._kernels.diagnostics`): (E, D, vecs, valid)."""
     n = max(r, k)
     return np.zeros((r + k, r)), np.zeros((8, n, n)), np.zeros((K.N_TRACKED, n)), np.zeros(K.N_TRACKED, np.int64)
 

@@ -82,7 +82,7 @@ def test_an_edit_of_one_kernel_file_recompiles_the_kernels_that_call_it(tmp_path
     assert cache.parent == site / "fastmf" / "_kernels" / "__pycache__" and re.fullmatch("[0-9a-f]{16}", cache.name)
     assert any(cache.glob("blocks.run_blocks-*.nbi"))
     np.testing.assert_allclose(first["recorded"], first["smallest"], rtol=1e-9)
-    # run_blocks (blocks.py) compiles diagnostics.record into its own code: edit diagnostics.py alone
+    # run_blocks (blocks.py) compiles the parts of a record (diagnostics.py) into its code: edit diagnostics.py alone
     with open(site / "fastmf" / "_kernels" / "diagnostics.py", "a") as f:
         f.write("\n_LARGEST = (True,) * len(_LARGEST)  # every tracked eigenvalue the largest\n")
     second = _probe(site)

@@ -4,7 +4,7 @@ and ``numba.cfunc(signature, cache=True)`` (`callback`), with a cache keyed by a
 Numba keys its on-disk cache on the source file of each function only, while a kernel
 compiles the functions it calls from other files into its own code: after an edit of
 diagnostics.py alone, run_blocks (blocks.py) would load its cached code with the old
-`record`. So the kernels here cache in a folder named by a hash of every kernel source
+`record_cheap`. So the kernels here cache in a folder named by a hash of every kernel source
 (the .py files of this folder), `cache_dir()`: where Numba would put them (NUMBA_CACHE_DIR
 if set, else ``__pycache__`` beside the sources, else the user-wide cache folder), in a
 subfolder ``<hash>``; a new subfolder replaces the older ones of the same place. Any edit

@@ -13,11 +13,11 @@ batch size or its place in the batch. They equal `fastmf.solve`'s to rounding (i
 BLAS's, summed in another order). Blocks run on Python threads (`run_threads`; the kernel
 releases the GIL), which costs no parallel compilation.
 
-Recorded at each recorded step: the loss (as `diagnostics.record`: the four blocks in the
+Recorded at each recorded step: the loss (as `diagnostics.record_cheap`: the four blocks in the
 split form) and the stage tests (`passes_lanes`, the batch side of `stages.mark`); with
 `extremes`, the per-run extremes of the quantities the proofs bound (`layout.EXT_B` ...): ||B||_F
 at every record (`_prove_b`), and with `spectral` the eigenvalue-based ones lane by lane on the
-spectral stride (`_prove_spectral`), from the same formulas as `diagnostics.record`. The loss,
+spectral stride (`_prove_spectral`), from the same formulas as `diagnostics.record_spectral`. The loss,
 ||B||_F and the stage tests run in float64 registers (`_load64`: a float32 state's lanes widened
 exactly), each lane's operations in the order of a plain per-lane loop. A run
 advanced in several calls follows exactly the trajectory and records of one call: each call
@@ -686,7 +686,7 @@ def _lanes_dot(L, rows, i, j, v):
     return x
 
 
-@kernel(inline="always")
+@kernel
 def passes_lanes(X, Y, s, E, A, L, active, pend1, pend0, ok1, ok0):
     """ok1[q] / ok0[q]: is T1 / T0 pending (pend1 / pend0) and passed by the state of lane q, an
     `active` lane, with E = Up Vp^T; T0 is tested only where T1 is reached (before or by this
@@ -788,7 +788,7 @@ def _retire(X, Y, Xs, Ys, lo, before, after):
 @kernel(inline="always")
 def _note(summary, losses, lo, j, t, loss, active, pend1, pend0, ok1, ok0, delta, tol):
     """The record of step t (column j of `losses`) in each active lane's summary (lane q: run
-    lo + q): its loss, the stages it reaches (T0 only once T1 is reached, as `diagnostics.record`),
+    lo + q): its loss, the stages it reaches (T0 only once T1 is reached, as `stages.mark`),
     T_delta, convergence."""
     for q in range(active.size):
         if not active[q]:
@@ -862,7 +862,7 @@ _LOWER = (True, False, False, False, True, True, False)
 def _prove_b(X, Y, r, lanes_in, before0, extremes, lo, b2):
     """The ||B||_F extremes (`layout.EXT_B`, and `EXT_B_T0` where before0: T0 was pending before
     this record) of the lanes in `lanes_in` (lane q: run lo + q) at a record, as
-    `diagnostics.record` sums it, in float64 registers (`_record`); b2 (lanes) float64 work."""
+    `diagnostics.record_cheap` sums it, in float64 registers (`_record`); b2 (lanes) float64 work."""
     k, lanes = X.shape[1], X.shape[2]
     half = _splat64(0.5)
     for v in range(lanes // WIDE):
@@ -883,7 +883,7 @@ def _prove_spectral(X, Y, s, E, Nc, Mc, t, lanes_in, before0, pend1, pend0, summ
     """The eigenvalue-based extremes of the lanes in `lanes_in` at their record of step t, with the
     stages as that record left them (pend1, pend0) and before0: was T0 pending before it (so t <=
     T0)? Lane by lane (`spectral.extreme_eig`, the lane's tracked vectors) from the matrices
-    `diagnostics.record` takes them from: sigma_d(A) from T1 on; lambda_max(A A^T - 2 diag(s)),
+    `diagnostics.record_spectral` takes them from: sigma_d(A) from T1 on; lambda_max(A A^T - 2 diag(s)),
     ||J||_op, ||K||_op up to T0; sigma_d(Up), sigma_d(Vp) and Delta_t / delta_bound(t) from T0 on
     while the bound is above the resolution of Delta, 1e3 eps ||s|| (eps of the state's dtype).
     E = Up Vp^T (r x r x lanes), Nc, Mc the complement Grams; lane q is run lo + q of `summary`,

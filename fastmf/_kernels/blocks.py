@@ -32,9 +32,10 @@ import numpy as np
 
 from ._jit import kernel
 from .blas import gemm
-from .diagnostics import record
+from .diagnostics import record_cheap, record_spectral
 from .fpmode import flush
 from .layout import ALTERNATING, BAD_STEP, BALANCE, CONVERGED, DIVERGED, N_RECORDS, PRECONDITION, STATUS, STEP
+from .stages import mark
 
 # elements per row block: 2 blocks of 8192 doubles (X rows and new rows) fit in a 256 KiB L2
 _BLOCK_ELEMS = 8192
@@ -310,7 +311,7 @@ def run_blocks(
     G : (10, k, k) and P (r, k) work.
     noise : (ZX, BX, ZY, BY), perturbed GD's noise of step t at index t - t0 (`perturb`), or
     None (no noise code compiled); Q: the work of `perturb`.
-    E, D, vecs, valid: see `diagnostics.record`. The state at step t
+    E, D, vecs, valid: see `diagnostics.record_cheap` and `record_spectral`. The state at step t
     is recorded into steps[j], rec[j] (j = info[N_RECORDS]) when t % record_every == 0
     (before t_stop) or t == t_final, with the spectral quantities when spectral_every > 0
     divides t (or t == t_final); the trajectory never depends on what is recorded. A
@@ -329,7 +330,9 @@ def run_blocks(
         if _due(t, t_stop, t_final, record_every):
             j = info[N_RECORDS]
             spectral = spectral_every > 0 and (t % spectral_every == 0 or t == t_final)
-            f = record(X, Y, s, N, GUc, M, GVc, E, t, spectral, rec[j], D, vecs, valid, info)
+            f = record_cheap(X, Y, s, N, GUc, M, GVc, E, rec[j])  # a record (`diagnostics`): its three parts
+            mark(X, Y, s, E, t, spectral, D, info)
+            record_spectral(X, Y, s, N, GUc, M, GVc, E, spectral, rec[j], D, vecs, valid)
             steps[j] = t
             info[N_RECORDS] = j + 1
             if f <= tol:
@@ -388,9 +391,13 @@ def flow_rhs(X, Y, s, dX, dY, G):
 
 @kernel
 def state_record(X, Y, s, G, E, t, spectral, row, D, vecs, valid, info):
-    """`diagnostics.record` for a state given on its own (the flow's); G is (5, k, k) work."""
+    """A record (`diagnostics`) of a state given on its own (the flow's) into `row`, with the stage
+    tests of step t; returns the loss. G is (5, k, k) work; E, D, vecs, valid as in `run_blocks`."""
     r = s.shape[0]
     N, M, GUc, GVc, T = G[0], G[1], G[2], G[3], G[4]
     grams(X, r, N, GUc, T, True)
     grams(Y, r, M, GVc, T, True)
-    return record(X, Y, s, N, GUc, M, GVc, E, t, spectral, row, D, vecs, valid, info)
+    loss = record_cheap(X, Y, s, N, GUc, M, GVc, E, row)
+    mark(X, Y, s, E, t, spectral, D, info)
+    record_spectral(X, Y, s, N, GUc, M, GVc, E, spectral, row, D, vecs, valid)
+    return loss

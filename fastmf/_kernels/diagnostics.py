@@ -54,7 +54,7 @@ from .layout import (
     SIGMA_MIN_VP,
 )
 from .spectral import blas_gram, extreme_eig, gram
-from .stages import gram_A, mark
+from .stages import gram_A
 
 # the matrix behind each tracked eigenvalue (column N_CHEAP + slot of a row), in the work D:
 # lambda_min(A A^T), lambda_min(P), lambda_max(P), lambda_max(GUc), lambda_max(GVc), lambda_max(E^T E),
@@ -194,8 +194,6 @@ def _complement_gram(X, r, Gc, out, T):
     return scale
 
 
-# the parts of `record` (_cheap, stages.mark, _spectral) are inlined into it: as functions of
-# their own they add 1.2 s (14%) to the first compilation of `fastmf.solve`
 # A cross block of the loss from Grams, <GUp, GVc> and alike, is a sum of terms that cancel when
 # the two factors' rows are nearly orthogonal (width k > r: Up and L_V live in different
 # directions). The terms' sizes sum to at most (sum_a sqrt(G_aa H_aa))^2 for Grams G, H (|G_ab| <=
@@ -205,11 +203,12 @@ CANCELLED = 1e-10
 
 
 @kernel
-def cross_block(A, a0, a1, B, b0, b1):
-    """||A[a0:a1] B[b0:b1]^T||_F^2 as a sum of squares: no cancellation (`CANCELLED`)."""
+def cross_block(A, B):
+    """||A B^T||_F^2 as a sum of squares: no cancellation (`CANCELLED`). (Row views of X and Y: one
+    compiled version, where integer bounds would compile one per literal 0 among them.)"""
     total = 0.0
-    for i in range(a0, a1):
-        for j in range(b0, b1):
+    for i in range(A.shape[0]):
+        for j in range(B.shape[0]):
             e = 0.0
             for c in range(A.shape[1]):
                 e += A[i, c] * B[j, c]
@@ -218,9 +217,13 @@ def cross_block(A, a0, a1, B, b0, b1):
 
 
 @kernel(inline="always")
-def _cheap(X, Y, s, N, GUc, M, GVc, E, row):
-    """E[:r] = Up Vp^T (E[r:] work) and row[:N_CHEAP], the loss and the diagnostics that need no
-    eigenvalue; returns the loss."""
+def record_cheap(X, Y, s, N, GUc, M, GVc, E, row):
+    """The first part of a record of the stacked state (X, Y): E[:r] = Up Vp^T (E[r:] work) and
+    row[:N_CHEAP], the loss and the diagnostics that need no eigenvalue; returns the loss.
+
+    N = X^T X, M = Y^T Y and the complement Grams GUc, GVc are given; E is (r + k, r) work. `row` has
+    the N_KEYS columns, or only the N_CHEAP cheap ones if `record_spectral` never takes any.
+    """
     r = s.shape[0]
     k = X.shape[1]
     Vt = E[r:]  # Vp^T, so that the product's operands are both row-major: OpenBLAS's small-matrix
@@ -287,11 +290,11 @@ def _cheap(X, Y, s, N, GUc, M, GVc, E, row):
             size_lu_vp += np.sqrt(abs(np.float64(GUc[a, a])) * abs(np.float64(M[a, a]) + GVc[a, a]))
             size_lu_lv += np.sqrt(abs(np.float64(GUc[a, a])) * abs(np.float64(GVc[a, a])))
         if up_lv < CANCELLED * size_up_lv**2 and r * rows_v <= budget:
-            up_lv = cross_block(X, 0, r, Y, r, r + rows_v)
+            up_lv = cross_block(X[:r], Y[r:])
         if lu_vp < CANCELLED * size_lu_vp**2 and rows_u * r <= budget:
-            lu_vp = cross_block(X, r, r + rows_u, Y, 0, r)
+            lu_vp = cross_block(X[r:], Y[:r])
         if lu_lv < CANCELLED * size_lu_lv**2 and rows_u * rows_v <= budget:
-            lu_lv = cross_block(X, r, r + rows_u, Y, r, r + rows_v)
+            lu_lv = cross_block(X[r:], Y[r:])
     b2 = 0.0
     for i in range(r):
         b2_i = 0.0
@@ -307,9 +310,18 @@ def _cheap(X, Y, s, N, GUc, M, GVc, E, row):
 
 
 @kernel(inline="always")
-def _spectral(X, Y, s, N, GUc, M, GVc, E, row, D, vecs, valid):
-    """row[N_CHEAP:], the certified extreme eigenvalues (`spectral.extreme_eig`), from E and
-    the P and Gram of A that `stages.mark` left in D."""
+def record_spectral(X, Y, s, N, GUc, M, GVc, E, spectral, row, D, vecs, valid):
+    """The last part of a record: row[N_CHEAP:], the certified extreme eigenvalues
+    (`spectral.extreme_eig`) and ||grad f||_F, from E and the P and Gram of A that `stages.mark`
+    left in D; NaN unless `spectral`.
+
+    D is (8, n, n) float64 work with n = max(r, k); vecs (N_TRACKED, n) and valid (N_TRACKED,)
+    carry the tracked eigenvectors from record to record.
+    """
+    if not spectral:
+        for c in range(N_CHEAP, row.shape[0]):
+            row[c] = np.nan
+        return
     r = s.shape[0]
     k = X.shape[1]
     p = min(r, k)
@@ -340,26 +352,3 @@ def _spectral(X, Y, s, N, GUc, M, GVc, E, row, D, vecs, valid):
             R[i, j] = (s[i] if i == j else 0.0) - E[i, j]
             Rt[j, i] = R[i, j]
     row[GRAD_FRO] = np.sqrt(_grad_side(X, Y, s, R, GVc, M, D) + _grad_side(Y, X, s, Rt, GUc, N, D))
-
-
-# `record` itself is inlined into its callers (run_blocks, state_record): compiled on its own, its code is optimized
-# and compiled to machine code once more inside run_blocks (about 1.5 s of the first `fastmf.solve`)
-@kernel(inline="always")
-def record(X, Y, s, N, GUc, M, GVc, E, t, spectral, row, D, vecs, valid, info):
-    """Fill `row` (KEYS) for the stacked state (X, Y) at step t and return the loss.
-
-    N = X^T X, M = Y^T Y and the complement Grams GUc, GVc are given; E is (r + k, r) work
-    whose first r rows end up holding Up Vp^T. D is (8, n, n) float64 work with n = max(r, k); vecs
-    (N_TRACKED, n) and valid (N_TRACKED,) carry the tracked eigenvectors from record to
-    record. The stages pending in info[T1], info[T0] are tested exactly (`stages`); the
-    spectral columns are NaN unless `spectral`. `row` has the N_KEYS columns, or only the
-    N_CHEAP cheap ones if `spectral` is never asked.
-    """
-    loss = _cheap(X, Y, s, N, GUc, M, GVc, E, row)
-    mark(X, Y, s, E, t, spectral, D, info)
-    if spectral:
-        _spectral(X, Y, s, N, GUc, M, GVc, E, row, D, vecs, valid)
-    else:
-        for c in range(N_CHEAP, row.shape[0]):
-            row[c] = np.nan
-    return loss

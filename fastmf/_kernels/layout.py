@@ -35,7 +35,7 @@ N_EXTREMES = 8
 # 2 diag(s)), ||J||_op, ||K||_op, sigma_d(Up), sigma_d(Vp), ||diag(s) - Up Vp^T||_op
 N_PROOF_TRACKED = 7
 
-# the columns of a record row (diagnostics.record; direct.run_direct writes the first two)
+# the columns of a record row (diagnostics.record_cheap and record_spectral; direct.run_direct writes the first two)
 KEYS = (
     "loss", "imbalance", "loss_E", "loss_Up_LV", "loss_LU_Vp", "loss_LU_LV", "B_fro", "Q_fro",
     "sigma_min_A", "lambda_min_P", "P_op", "J_op", "K_op", "E_op", "sigma_min_Up", "sigma_min_Vp",
@@ -47,7 +47,7 @@ N_KEYS = len(KEYS)
  LAMBDA_MAX_AAT_2S, GRAD_FRO) = range(N_KEYS)  # fmt: skip
 N_CHEAP = SIGMA_MIN_A  # KEYS[:N_CHEAP] need no eigenvalue
 # the spectral columns KEYS[N_CHEAP:GRAD_FRO] come from one tracked extreme eigenvalue each
-# (diagnostics.record), whose eigenvectors are carried from record to record; grad_fro, the last,
+# (diagnostics.record_spectral), whose eigenvectors are carried from record to record; grad_fro, the last,
 # is recorded with them (it costs about a step)
 N_TRACKED = GRAD_FRO - N_CHEAP
 

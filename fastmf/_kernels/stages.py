@@ -12,7 +12,7 @@ Cholesky factorizations (a pivot that is not > 0, NaN included, says no):
 The factorizations test the strict inequalities: a state exactly on a threshold has not
 passed it.
 
-The single-run kernel (`diagnostics.record`, from `mark`) forms G and P in float64 (for a
+The single-run kernel (`mark`, in a record of `diagnostics`) forms G and P in float64 (for a
 float32 state the sums Up + Vp and the product Up Vp^T are float32); the batch kernel
 (`batch.passes_lanes`) forms them lane by lane in the state's dtype, with its own
 Cholesky. The two agree but within rounding of a threshold: for float32, within its
@@ -65,7 +65,7 @@ def mark(X, Y, s, E, t, spectral, D, info):
 
     D is (8, n, n) float64 work, n = max(r, k). Leaves P in D[0] and G in D[1] where `spectral`
     asks for them (used in their top-left r x r and p x p), for the spectral diagnostics
-    (`diagnostics.record`). A test whose diagonal already fails (a pivot c + M_jj not > 0, which
+    (`diagnostics.record_spectral`). A test whose diagonal already fails (a pivot c + M_jj not > 0, which
     no Cholesky passes) forms no matrix and factors nothing: the answer is the same, bit for bit.
     """
     r = s.shape[0]
