@@ -56,6 +56,36 @@ def test_record_is_the_loss_of_each_lane(dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_record_sums_cancelling_cross_blocks_from_the_rows(dtype):
+    """Up and L_V (and L_U and Vp) in orthogonal directions of a random rotation: the exact cross blocks
+    of the stored state are at the level of its rounding, far below their Gram form's own rounding
+    (for float32 Grams, about 1e-7 of the bound): each lane's block must be its rows' sum of squares."""
+    rng = np.random.default_rng(5)
+    r, k, rows, lanes = 2, 4, 4, kb.lanes(dtype)
+    s = np.array([2.0, 1.0], dtype)
+    X, Y = np.zeros((rows, k, lanes)), np.zeros((rows, k, lanes))
+    for q in range(lanes):
+        Q = np.linalg.qr(rng.standard_normal((k, k)))[0]
+        X[:r, :r, q], Y[:r, :r, q] = rng.uniform(0.5, 1.5, (2, r, r))
+        X[r:, r:, q], Y[r:, r:, q] = rng.uniform(0.1, 0.3, (2, rows - r, k - r))
+        X[:, :, q], Y[:, :, q] = X[:, :, q] @ Q, Y[:, :, q] @ Q
+    X, Y = (np.ascontiguousarray(A, dtype) for A in (X, Y))
+    N, Nc, M, Mc = (kb.aligned_empty((k, k, lanes), dtype) for _ in range(4))
+    kb._grams(X, r, N, Nc)
+    kb._grams(Y, r, M, Mc)
+    E, blocks, loss = kb.aligned_empty((r, r, lanes), dtype), np.empty((6, lanes)), np.empty(lanes)
+    kb._product(X, Y, r, E)
+    kb._record(X, Y, s, N, M, Nc, Mc, E, blocks, loss)
+    X64, Y64 = X.astype(np.float64), Y.astype(np.float64)  # the stored state, exactly
+    up_lv = np.einsum("icq,jcq->ijq", X64[:r], Y64[r:])
+    lu_vp = np.einsum("icq,jcq->ijq", X64[r:], Y64[:r])
+    for block, product in ((0, up_lv), (1, lu_vp)):
+        want = np.sum(product**2, axis=(0, 1))
+        assert np.all(want < 1e-3 * np.finfo(dtype).eps * blocks[3 + block])  # far below the Gram form's rounding
+        np.testing.assert_allclose(blocks[block], want, rtol=1e-9, atol=1e-40)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_stage_tests_answer_only_for_active_pending_lanes(dtype):
     """X = Y = [sqrt(diag(s)); 0] passes T1 and T0 (A = Up, P = 0); a stopped lane, a lane with
     nothing pending and a lane whose diagonal fails (a zero state) are answered no."""

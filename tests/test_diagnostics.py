@@ -176,13 +176,16 @@ def test_to_frame():
     np.testing.assert_array_equal(frame["loss"].to_numpy(), res.history["loss"])
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("engine", ["solve", "batch"])
-def test_cross_blocks_keep_their_digits_when_the_factors_are_orthogonal(engine):
+def test_cross_blocks_keep_their_digits_when_the_factors_are_orthogonal(engine, dtype):
     """Width k > r from a moderate start: Up and L_V end up in orthogonal directions, so the loss's
     cross blocks are tiny differences of Gram products. They were read as -2e-17 (a negative loss,
-    "converged" at tol = 0); summed as squares they match plain NumPy to 1e-10, and never go negative."""
+    "converged" at tol = 0); summed as squares they match plain NumPy to 1e-10, and never go negative.
+    A float32 state's Grams round 2^29 times coarser: its blocks are summed again from the rows at a
+    fraction of their bound as much larger (they read 3e5 times their value, 0.7% of the loss)."""
     s = np.array([3.0, 2.0, 1.0])
-    problem = fastmf.Problem.from_spectrum(s, 40, 30)
+    problem = fastmf.Problem.from_spectrum(s, 40, 30, dtype=dtype)
     if engine == "solve":
         run = fastmf.solve(problem, k=5, lr=0.1, max_iter=20000, init_scale=0.1, seed=0)
         losses = run.history["loss"]
@@ -191,12 +194,18 @@ def test_cross_blocks_keep_their_digits_when_the_factors_are_orthogonal(engine):
             assert np.all(run.history[key] >= 0), key
         blocks = {"loss_Up_LV": (run.Up, run.L_V), "loss_LU_Vp": (run.L_U, run.Vp), "loss_LU_LV": (run.L_U, run.L_V)}
         for key, (left, right) in blocks.items():
+            left, right = left.astype(np.float64), right.astype(np.float64)  # (exact: the state's own values)
             floor = (1e2 * np.finfo(float).eps * np.linalg.norm(left) * np.linalg.norm(right)) ** 2  # product rounding
-            assert run.history[key][-1] == pytest.approx(0.5 * np.sum((left @ right.T) ** 2), rel=1e-9, abs=floor)
+            rel = 1e-9 if dtype == np.float64 else 1e-4  # (float32: a block above the fraction keeps its Gram form)
+            assert run.history[key][-1] == pytest.approx(0.5 * np.sum((left @ right.T) ** 2), rel=rel, abs=floor)
     else:
         batch = fastmf.solve_batch(problem, k=5, lr=0.1, max_iter=20000, init_scale=0.1, seeds=[0], history=True)
         run, losses = batch[0], batch.losses[0]
     assert np.all(losses[np.isfinite(losses)] > 0)
     Sigma = np.zeros((40, 30))
     Sigma[:3, :3] = np.diag(s)
-    assert run.loss == pytest.approx(0.5 * np.sum((Sigma - run.U @ run.V.T) ** 2), rel=1e-10)
+    exact = 0.5 * np.sum((Sigma - run.U.astype(np.float64) @ run.V.T.astype(np.float64)) ** 2)
+    if dtype == np.float64:
+        assert run.loss == pytest.approx(exact, rel=1e-10)
+    else:  # Up Vp^T in float32: ||diag(s) - Up Vp^T||^2 is known to about (eps ||s||)^2 r
+        assert run.loss == pytest.approx(exact, rel=1e-4, abs=3 * (np.finfo(np.float32).eps * np.linalg.norm(s)) ** 2)

@@ -36,7 +36,7 @@ from numba.extending import intrinsic, register_model
 
 from ._jit import kernel
 from .blocks import _due
-from .diagnostics import CANCELLED, aat_minus_2s, residual_gram, resolution
+from .diagnostics import aat_minus_2s, cancelled, residual_gram, resolution
 from .fpmode import mode_on, mode_restore
 from .layout import (
     ALTERNATING,
@@ -645,7 +645,7 @@ def _record(X, Y, s, N, M, GUc, GVc, E, blocks, loss):
         _store64(loss, 0, 0, v, total)
         # the three cross blocks from the Grams, with the sums of their terms' sizes (bounds from the
         # diagonals), each summed again as the squares of its product's entries where it cancelled
-        # (`diagnostics.CANCELLED`)
+        # (`diagnostics.cancelled`)
         b0 = b1 = b2 = b3 = b4 = b5 = zero
         for a in range(k):
             for b in range(k):
@@ -665,9 +665,10 @@ def _record(X, Y, s, N, M, GUc, GVc, E, blocks, loss):
         _store64(blocks, 3, 0, v, _mul(b3, b3))
         _store64(blocks, 4, 0, v, _mul(b4, b4))
         _store64(blocks, 5, 0, v, _mul(b5, b5))
+    fraction = cancelled(N)
     for q in range(lanes):
         for block in range(3):  # Up L_V^T, L_U Vp^T, L_U L_V^T
-            if blocks[block, q] < CANCELLED * blocks[3 + block, q]:
+            if blocks[block, q] < fraction * blocks[3 + block, q]:
                 a0, a1 = (0, r) if block == 0 else (r, rows)
                 c0, c1 = (0, r) if block == 1 else (r, Y.shape[0])
                 blocks[block, q] = _cross_lane(X, a0, a1, Y, c0, c1, q)

@@ -197,22 +197,31 @@ def _complement_gram(X, r, Gc, out, T):
 # A cross block of the loss from Grams, <GUp, GVc> and alike, is a sum of terms that cancel when
 # the two factors' rows are nearly orthogonal (width k > r: Up and L_V live in different
 # directions). The terms' sizes sum to at most (sum_a sqrt(G_aa H_aa))^2 for Grams G, H (|G_ab| <=
-# sqrt(G_aa G_bb)); below this fraction of that a block has lost more than about six digits, and is
-# summed again as the squares of the entries of the product itself.
+# sqrt(G_aa G_bb)); below this fraction of that (for float64 Grams; `cancelled` for others) a block has
+# lost more than about six digits, and is summed again as the squares of the entries of the product itself.
 CANCELLED = 1e-10
+_EPS64 = float(np.finfo(np.float64).eps)
+
+
+@kernel(inline="always")
+def cancelled(G):
+    """`CANCELLED` for Grams of G's dtype: the same multiple of its machine epsilon (1e-10 for float64,
+    0.054 for float32, whose Grams' rounding is 2^29 times larger)."""
+    return CANCELLED * (np.finfo(G.dtype).eps / _EPS64)
 
 
 @kernel
 def cross_block(A, B):
-    """||A B^T||_F^2 as a sum of squares: no cancellation (`CANCELLED`). (Row views of X and Y: one
-    compiled version, where integer bounds would compile one per literal 0 among them.)"""
+    """||A B^T||_F^2 as a sum of squares, the products and sums in float64 (exact products of float32
+    entries): no cancellation (`CANCELLED`). (Row views of X and Y: one compiled version, where integer
+    bounds would compile one per literal 0 among them.)"""
     total = 0.0
     for i in range(A.shape[0]):
         for j in range(B.shape[0]):
             e = 0.0
             for c in range(A.shape[1]):
-                e += A[i, c] * B[j, c]
-            total += float(e) * float(e)
+                e += np.float64(A[i, c]) * np.float64(B[j, c])
+            total += e * e
     return total
 
 
@@ -271,17 +280,18 @@ def record_cheap(X, Y, s, N, GUc, M, GVc, E, row):
     rows_u, rows_v = X.shape[0] - r, Y.shape[0] - r
     budget = (X.shape[0] + Y.shape[0]) * k
     # bounds on the sums of the terms' sizes (`CANCELLED`), from the Grams' diagonals in float64: (sum_a
-    # sqrt(g_a h_a))^2, k square roots each, formed only where a block is below CANCELLED times twice the
+    # sqrt(g_a h_a))^2, k square roots each, formed only where a block is below `cancelled` times twice the
     # bound without them, sum_a g_a sum_a h_a (Cauchy-Schwarz; twice: rounding), which clears every block on
     # most steps
+    fraction = cancelled(N)
     t_up = t_vp = t_uc = t_vc = 0.0
     for a in range(k):
         t_up += abs(np.float64(N[a, a]) + GUc[a, a])
         t_vp += abs(np.float64(M[a, a]) + GVc[a, a])
         t_uc += abs(np.float64(GUc[a, a]))
         t_vc += abs(np.float64(GVc[a, a]))
-    if (up_lv < CANCELLED * (2.0 * t_up * t_vc) or lu_vp < CANCELLED * (2.0 * t_uc * t_vp)
-            or lu_lv < CANCELLED * (2.0 * t_uc * t_vc)):  # fmt: skip
+    if (up_lv < fraction * (2.0 * t_up * t_vc) or lu_vp < fraction * (2.0 * t_uc * t_vp)
+            or lu_lv < fraction * (2.0 * t_uc * t_vc)):  # fmt: skip
         size_up_lv = 0.0
         size_lu_vp = 0.0
         size_lu_lv = 0.0
@@ -289,11 +299,11 @@ def record_cheap(X, Y, s, N, GUc, M, GVc, E, row):
             size_up_lv += np.sqrt(abs(np.float64(N[a, a]) + GUc[a, a]) * abs(np.float64(GVc[a, a])))
             size_lu_vp += np.sqrt(abs(np.float64(GUc[a, a])) * abs(np.float64(M[a, a]) + GVc[a, a]))
             size_lu_lv += np.sqrt(abs(np.float64(GUc[a, a])) * abs(np.float64(GVc[a, a])))
-        if up_lv < CANCELLED * size_up_lv**2 and r * rows_v <= budget:
+        if up_lv < fraction * size_up_lv**2 and r * rows_v <= budget:
             up_lv = cross_block(X[:r], Y[r:])
-        if lu_vp < CANCELLED * size_lu_vp**2 and rows_u * r <= budget:
+        if lu_vp < fraction * size_lu_vp**2 and rows_u * r <= budget:
             lu_vp = cross_block(X[r:], Y[:r])
-        if lu_lv < CANCELLED * size_lu_lv**2 and rows_u * rows_v <= budget:
+        if lu_lv < fraction * size_lu_lv**2 and rows_u * rows_v <= budget:
             lu_lv = cross_block(X[r:], Y[r:])
     b2 = 0.0
     for i in range(r):
