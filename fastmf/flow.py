@@ -53,6 +53,7 @@ class _State:
         self.split = self.X0.size
         self.G = np.zeros((5, self.k, self.k))
         self.E, self.D, self.vecs, self.valid = diagnostic_work(self.r, self.k)
+        self.Xw, self.Yw = np.empty_like(self.X0), np.empty_like(self.Y0)  # (the record's work for a full complement)
         self.row = np.zeros(K.N_KEYS)
         self.info = np.full(K.N_INFO, -1, np.int64)  # stage slots K.T1, K.T0: record indices
         self.no_stages = np.zeros(K.N_INFO, np.int64)  # for loss-only evaluations: nothing pending
@@ -74,13 +75,14 @@ class _State:
 
     def loss(self, y) -> float:
         X, Y = self.unpack(np.ascontiguousarray(y))
-        args = (self.row, self.D, self.vecs, self.valid, self.no_stages)
+        args = (self.row, self.D, self.vecs, self.valid, self.no_stages, self.Xw, self.Yw)
         return K.state_record(X, Y, self.s, self.G, self.E, 0, False, *args)
 
     def record(self, j, y):
         """(row of diagnostics, D = U^T U - V^T V) at record j; stages are found as record indices."""
         X, Y = self.unpack(np.ascontiguousarray(y))
-        K.state_record(X, Y, self.s, self.G, self.E, j, True, self.row, self.D, self.vecs, self.valid, self.info)
+        args = (self.row, self.D, self.vecs, self.valid, self.info, self.Xw, self.Yw)
+        K.state_record(X, Y, self.s, self.G, self.E, j, True, *args)
         return self.row.copy(), self.G[0] - self.G[1]
 
 

@@ -177,17 +177,21 @@ def test_to_frame():
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("engine", ["solve", "batch"])
+@pytest.mark.parametrize("engine", ["solve", "full", "batch"])
 def test_cross_blocks_keep_their_digits_when_the_factors_are_orthogonal(engine, dtype):
     """Width k > r from a moderate start: Up and L_V end up in orthogonal directions, so the loss's
     cross blocks are tiny differences of Gram products. They were read as -2e-17 (a negative loss,
     "converged" at tol = 0); summed as squares they match plain NumPy to 1e-10, and never go negative.
     A float32 state's Grams round 2^29 times coarser: its blocks are summed again from the rows at a
-    fraction of their bound as much larger (they read 3e5 times their value, 0.7% of the loss)."""
+    fraction of their bound as much larger (they read 3e5 times their value, 0.7% of the loss). A full
+    complement (30 to 40 rows a side, more than the Grams' cost allows for L_U L_V^T) takes the R of its
+    rows' QR: it read loss_LU_LV negative and stopped "converged" (float32 at step 15665, float64 42608)."""
     s = np.array([3.0, 2.0, 1.0])
     problem = fastmf.Problem.from_spectrum(s, 40, 30, dtype=dtype)
-    if engine == "solve":
-        run = fastmf.solve(problem, k=5, lr=0.1, max_iter=20000, init_scale=0.1, seed=0)
+    if engine in ("solve", "full"):
+        full = {"complement": "full", "seed": 1, "max_iter": 20000 if dtype == np.float32 else 60000}
+        kw = {"seed": 0, "max_iter": 20000} | (full if engine == "full" else {})
+        run = fastmf.solve(problem, k=5, lr=0.1, init_scale=0.1, **kw)
         losses = run.history["loss"]
         assert run.status == "max_iter"
         for key in ("loss_E", "loss_Up_LV", "loss_LU_Vp", "loss_LU_LV"):

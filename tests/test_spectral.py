@@ -56,11 +56,15 @@ def test_posdef_answers_and_factors_as_the_plain_cholesky(n, sign):
     A = rng.standard_normal((n, n))
     M = sign * (A @ A.T / n + 0.1 * np.eye(n))  # sign M is positive definite
     low = np.linalg.eigvalsh(sign * M)[0]
-    for c, expected in ((-0.5 * low, True), (-1.5 * low, False), (-low * (1 - 1e-9), True), (np.nan, False)):
-        L = np.zeros((n, n))
-        ok = posdef(M, n, c, sign, L)
-        ref_ok, ref_L = _cholesky_rows(M, n, c, sign)
+    poisoned = M.copy()
+    poisoned[n - 1, n // 2] = np.nan  # (read in the last row's sums)
+    cases = ((M, -0.5 * low, True), (M, -1.5 * low, False), (M, -low * (1 - 1e-9), True), (M, np.nan, False),
+             (poisoned, -0.5 * low, False))  # fmt: skip
+    for A, c, expected in cases:
+        L = np.full((n + 2, n + 3), np.nan)  # larger than n x n, nothing written: an entry read before written is NaN
+        ok = posdef(A, n, c, sign, L)
+        ref_ok, ref_L = _cholesky_rows(A, n, c, sign)
         assert ok == ref_ok == expected
         if ok:
-            assert np.array_equal(np.tril(L[:n, :n]), ref_L)
-            np.testing.assert_allclose(ref_L @ ref_L.T, c * np.eye(n) + sign * M, rtol=1e-12, atol=1e-12)
+            assert np.array_equal(np.where(np.tri(n, dtype=bool), L[:n, :n], 0.0), ref_L)
+            np.testing.assert_allclose(ref_L @ ref_L.T, c * np.eye(n) + sign * A, rtol=1e-12, atol=1e-12)

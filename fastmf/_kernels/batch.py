@@ -603,7 +603,7 @@ def _perturb(X, r, Z, B, j, A, w, lo, runs):
         for i in range(c + 1, n):
             for q in range(lanes):
                 A[i, c, q] = 0.0
-    for c in range(min(n, k)):  # the diagonal of R >= 0, as `blocks.householder_r` leaves it
+    for c in range(min(n, k)):  # the diagonal of R >= 0, as `diagnostics.householder_r` leaves it
         for q in range(lanes):
             if A[c, c, q] < 0:
                 for b in range(c, k):

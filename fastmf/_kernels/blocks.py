@@ -32,7 +32,7 @@ import numpy as np
 
 from ._jit import kernel
 from .blas import gemm
-from .diagnostics import record_cheap, record_spectral
+from .diagnostics import householder_r, record_cheap, record_spectral
 from .fpmode import flush
 from .layout import ALTERNATING, BAD_STEP, BALANCE, CONVERGED, DIVERGED, N_RECORDS, PRECONDITION, STATUS, STEP
 from .stages import mark
@@ -235,36 +235,6 @@ def variant_step(X, Y, s, lr, variant, Xw, Yw, G, P, split):
 
 
 @kernel
-def householder_r(A):
-    """A (rows x k, rows >= k) overwritten so that its first k rows hold R of A = Q R, the
-    diagonal of R >= 0 (Householder reflections; O(rows k^2))."""
-    rows, k = A.shape
-    for j in range(k):
-        norm2 = 0.0
-        for i in range(j, rows):
-            norm2 += np.float64(A[i, j]) * np.float64(A[i, j])
-        norm = np.sqrt(norm2)
-        if norm == 0:
-            continue
-        x = np.float64(A[j, j])
-        alpha = -norm if x > 0 else norm  # the reflection maps A[j:, j] to alpha e_j
-        A[j, j] = x - alpha  # A[j:, j] is now the reflection's vector v
-        vv = 2.0 * norm * (norm + abs(x))  # v^T v
-        for c in range(j + 1, k):
-            dot = 0.0
-            for i in range(j, rows):
-                dot += np.float64(A[i, j]) * np.float64(A[i, c])
-            f = 2.0 * dot / vv
-            for i in range(j, rows):
-                A[i, c] -= f * A[i, j]
-        A[j, j] = alpha
-    for j in range(k):
-        if A[j, j] < 0:
-            for c in range(j, k):
-                A[j, c] = -A[j, c]
-
-
-@kernel
 def perturb(X, r, Z, B, Q):
     """Perturbed GD's noise on a new state (`fastmf.noise`): X += Z and, when B has rows (a
     compressed complement, exact in law), the complement rows X[r:] replaced by the R of
@@ -330,7 +300,7 @@ def run_blocks(
         if _due(t, t_stop, t_final, record_every):
             j = info[N_RECORDS]
             spectral = spectral_every > 0 and (t % spectral_every == 0 or t == t_final)
-            f = record_cheap(X, Y, s, N, GUc, M, GVc, E, rec[j])  # a record (`diagnostics`): its three parts
+            f = record_cheap(X, Y, s, N, GUc, M, GVc, E, rec[j], Xw, Yw)  # a record (`diagnostics`): its three parts
             mark(X, Y, s, E, t, spectral, D, info)
             record_spectral(X, Y, s, N, GUc, M, GVc, E, spectral, rec[j], D, vecs, valid)
             steps[j] = t
@@ -390,14 +360,15 @@ def flow_rhs(X, Y, s, dX, dY, G):
 
 
 @kernel
-def state_record(X, Y, s, G, E, t, spectral, row, D, vecs, valid, info):
+def state_record(X, Y, s, G, E, t, spectral, row, D, vecs, valid, info, Xw, Yw):
     """A record (`diagnostics`) of a state given on its own (the flow's) into `row`, with the stage
-    tests of step t; returns the loss. G is (5, k, k) work; E, D, vecs, valid as in `run_blocks`."""
+    tests of step t; returns the loss. G is (5, k, k) work; E, D, vecs, valid as in `run_blocks`; Xw, Yw
+    work shaped as X, Y."""
     r = s.shape[0]
     N, M, GUc, GVc, T = G[0], G[1], G[2], G[3], G[4]
     grams(X, r, N, GUc, T, True)
     grams(Y, r, M, GVc, T, True)
-    loss = record_cheap(X, Y, s, N, GUc, M, GVc, E, row)
+    loss = record_cheap(X, Y, s, N, GUc, M, GVc, E, row, Xw, Yw)
     mark(X, Y, s, E, t, spectral, D, info)
     record_spectral(X, Y, s, N, GUc, M, GVc, E, spectral, row, D, vecs, valid)
     return loss

@@ -225,13 +225,59 @@ def cross_block(A, B):
     return total
 
 
+@kernel
+def householder_r(A):
+    """A (rows x k, rows >= k) overwritten so that its first k rows hold R of A = Q R, the
+    diagonal of R >= 0 (Householder reflections; O(rows k^2))."""
+    rows, k = A.shape
+    for j in range(k):
+        norm2 = 0.0
+        for i in range(j, rows):
+            norm2 += np.float64(A[i, j]) * np.float64(A[i, j])
+        norm = np.sqrt(norm2)
+        if norm == 0:
+            continue
+        x = np.float64(A[j, j])
+        alpha = -norm if x > 0 else norm  # the reflection maps A[j:, j] to alpha e_j
+        A[j, j] = x - alpha  # A[j:, j] is now the reflection's vector v
+        vv = 2.0 * norm * (norm + abs(x))  # v^T v
+        for c in range(j + 1, k):
+            dot = 0.0
+            for i in range(j, rows):
+                dot += np.float64(A[i, j]) * np.float64(A[i, c])
+            f = 2.0 * dot / vv
+            for i in range(j, rows):
+                A[i, c] -= f * A[i, j]
+        A[j, j] = alpha
+    for j in range(k):
+        if A[j, j] < 0:
+            for c in range(j, k):
+                A[j, c] = -A[j, c]
+
+
+@kernel
+def complement_r(X, r, W):
+    """W[:k] = R of the QR of the complement rows L = X[r:] (more than k of them), upper triangular with
+    zeros below its diagonal, so that ||A L^T||_F = ||A R^T||_F for any A (L = Q R, Q's columns
+    orthonormal); W (len(L), k) work. Householder reflections: O(len(L) k^2), about a Gram's cost."""
+    rows, k = X.shape[0] - r, X.shape[1]
+    for i in range(rows):
+        for c in range(k):
+            W[i, c] = X[r + i, c]
+    householder_r(W[:rows])
+    for i in range(k):
+        for c in range(i):
+            W[i, c] = 0.0
+
+
 @kernel(inline="always")
-def record_cheap(X, Y, s, N, GUc, M, GVc, E, row):
+def record_cheap(X, Y, s, N, GUc, M, GVc, E, row, Xw, Yw):
     """The first part of a record of the stacked state (X, Y): E[:r] = Up Vp^T (E[r:] work) and
     row[:N_CHEAP], the loss and the diagnostics that need no eigenvalue; returns the loss.
 
-    N = X^T X, M = Y^T Y and the complement Grams GUc, GVc are given; E is (r + k, r) work. `row` has
-    the N_KEYS columns, or only the N_CHEAP cheap ones if `record_spectral` never takes any.
+    N = X^T X, M = Y^T Y and the complement Grams GUc, GVc are given; E is (r + k, r) work, Xw and Yw
+    work shaped as X and Y (`complement_r`). `row` has the N_KEYS columns, or only the N_CHEAP cheap
+    ones if `record_spectral` never takes any.
     """
     r = s.shape[0]
     k = X.shape[1]
@@ -275,10 +321,6 @@ def record_cheap(X, Y, s, N, GUc, M, GVc, E, row):
         lu_vp += lu_vp_a
         lu_lv += lu_lv_a
         imb += imb_a
-    # the product of a block is at most rows x rows x k: summed again only where that costs no more than
-    # the Grams (always on a compressed complement, which has at most k rows a side)
-    rows_u, rows_v = X.shape[0] - r, Y.shape[0] - r
-    budget = (X.shape[0] + Y.shape[0]) * k
     # bounds on the sums of the terms' sizes (`CANCELLED`), from the Grams' diagonals in float64: (sum_a
     # sqrt(g_a h_a))^2, k square roots each, formed only where a block is below `cancelled` times twice the
     # bound without them, sum_a g_a sum_a h_a (Cauchy-Schwarz; twice: rounding), which clears every block on
@@ -299,12 +341,32 @@ def record_cheap(X, Y, s, N, GUc, M, GVc, E, row):
             size_up_lv += np.sqrt(abs(np.float64(N[a, a]) + GUc[a, a]) * abs(np.float64(GVc[a, a])))
             size_lu_vp += np.sqrt(abs(np.float64(GUc[a, a])) * abs(np.float64(M[a, a]) + GVc[a, a]))
             size_lu_lv += np.sqrt(abs(np.float64(GUc[a, a])) * abs(np.float64(GVc[a, a])))
-        if up_lv < fraction * size_up_lv**2 and r * rows_v <= budget:
-            up_lv = cross_block(X[:r], Y[r:])
-        if lu_vp < fraction * size_lu_vp**2 and rows_u * r <= budget:
-            lu_vp = cross_block(X[r:], Y[:r])
-        if lu_lv < fraction * size_lu_lv**2 and rows_u * rows_v <= budget:
-            lu_lv = cross_block(X[r:], Y[r:])
+        # the product of a block is summed from the rows where that costs no more than the Grams (always on a
+        # compressed complement, which has at most k rows a side); else a side's complement L = X[r:] or Y[r:]
+        # enters through the R of its QR, k rows (`complement_r`), at about the cost of a Gram
+        rows_u, rows_v = X.shape[0] - r, Y.shape[0] - r
+        budget = (X.shape[0] + Y.shape[0]) * k
+        if up_lv < fraction * size_up_lv**2:
+            if r * rows_v <= budget:
+                up_lv = cross_block(X[:r], Y[r:])
+            else:
+                complement_r(Y, r, Yw)
+                up_lv = cross_block(X[:r], Yw[:k])
+        if lu_vp < fraction * size_lu_vp**2:
+            if rows_u * r <= budget:
+                lu_vp = cross_block(X[r:], Y[:r])
+            else:
+                complement_r(X, r, Xw)
+                lu_vp = cross_block(Xw[:k], Y[:r])
+        if lu_lv < fraction * size_lu_lv**2:
+            if rows_u * rows_v <= budget:
+                lu_lv = cross_block(X[r:], Y[r:])
+            elif rows_u <= rows_v:  # the R of the longer side, the rows of the other
+                complement_r(Y, r, Yw)
+                lu_lv = cross_block(X[r:], Yw[:k])
+            else:
+                complement_r(X, r, Xw)
+                lu_lv = cross_block(Xw[:k], Y[r:])
     b2 = 0.0
     for i in range(r):
         b2_i = 0.0
