@@ -202,7 +202,7 @@ def kernel_step(ks, repeats):
             t0 = time.perf_counter()
             if every:
                 K.run_blocks(X, Y, s, *plain_variant(X.dtype, 0.1), 0.0, n, n, every, 0, Xw, Yw, *plain_work(X, Y),
-                             *work, *out)  # fmt: skip
+                             *work, *out, None)  # fmt: skip
             else:
                 straightforward_steps(X, Y, s, 0.1, n, Xw, Yw)
             times[k, every].append((time.perf_counter() - t0) / n * 1e6)

@@ -33,7 +33,7 @@ from .options import FlowOptions, Options, merged
 from .problem import Problem
 from .result import FlowResult
 from .scaling import Scale
-from .split import SplitRun, diagnostic_work
+from .split import SplitRun, diagnostic_work, tall
 
 
 class _State:
@@ -54,6 +54,7 @@ class _State:
         self.G = np.zeros((5, self.k, self.k))
         self.E, self.D, self.vecs, self.valid = diagnostic_work(self.r, self.k)
         self.Xw, self.Yw = np.empty_like(self.X0), np.empty_like(self.Y0)  # (the record's work for a full complement)
+        self.tall = tall(self.X0, self.Y0, self.r)
         self.row = np.zeros(K.N_KEYS)
         self.info = np.full(K.N_INFO, -1, np.int64)  # stage slots K.T1, K.T0: record indices
         self.no_stages = np.zeros(K.N_INFO, np.int64)  # for loss-only evaluations: nothing pending
@@ -75,13 +76,13 @@ class _State:
 
     def loss(self, y) -> float:
         X, Y = self.unpack(np.ascontiguousarray(y))
-        args = (self.row, self.D, self.vecs, self.valid, self.no_stages, self.Xw, self.Yw)
+        args = (self.row, self.D, self.vecs, self.valid, self.no_stages, self.tall, self.Xw, self.Yw)
         return K.state_record(X, Y, self.s, self.G, self.E, 0, False, *args)
 
     def record(self, j, y):
         """(row of diagnostics, D = U^T U - V^T V) at record j; stages are found as record indices."""
         X, Y = self.unpack(np.ascontiguousarray(y))
-        args = (self.row, self.D, self.vecs, self.valid, self.info, self.Xw, self.Yw)
+        args = (self.row, self.D, self.vecs, self.valid, self.info, self.tall, self.Xw, self.Yw)
         K.state_record(X, Y, self.s, self.G, self.E, j, True, *args)
         return self.row.copy(), self.G[0] - self.G[1]
 

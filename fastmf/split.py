@@ -85,6 +85,7 @@ class SplitRun(Recorder):
         self.level = stages.converged_level(self.s, k)
         self.tol = min(scale.inward(options.tol, 2), self.level)
         self.Xw, self.Yw = np.empty_like(X), np.empty_like(Y)
+        self.tall = tall(X, Y, r)
         self.G = np.zeros((10, k, k), dtype)
         self.P = np.zeros((r if options.precondition is not None else 0, k), dtype)
         # the work of the QR that folds B into a compressed complement (`_kernels.blocks.perturb`)
@@ -190,8 +191,14 @@ class SplitRun(Recorder):
             K.run_blocks(
                 self.X, self.Y, self.s, self.lrs, self.variant, self.tol, t_stop, t_final, self.record_every,
                 self.spectral_every, self.Xw, self.Yw, self.G, self.P, self.noise, self.Q, self.E, self.D,
-                self.vecs, self.valid, self.steps, self.rec, self.info,
+                self.vecs, self.valid, self.steps, self.rec, self.info, self.tall,
             )  # fmt: skip
+
+
+def tall(X: np.ndarray, Y: np.ndarray, r: int):
+    """The kernels' `tall` (`_kernels.diagnostics.record_cheap`): None where neither side of the stacked
+    state has more than k complement rows (no QR code compiled for its records), else True."""
+    return None if max(X.shape[0], Y.shape[0]) - r <= X.shape[1] else True
 
 
 def plain_work(X: np.ndarray, Y: np.ndarray) -> tuple:

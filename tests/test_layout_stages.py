@@ -39,7 +39,7 @@ def _single(X, Y, s, T1_reached):
     E = E.astype(X.dtype)
     K.run_blocks(X.copy(), Y.copy(), s, *plain_variant(X.dtype, 0.1), -1.0, 7, 7, 1, 0, np.empty_like(X),
                  np.empty_like(Y), *plain_work(X, Y), E, D, vecs, valid, np.zeros(1, np.int64), np.zeros((1, K.N_KEYS)),
-                 info)  # fmt: skip
+                 info, None)  # fmt: skip
     assert info[K.N_RECORDS] == 1 and info[K.STATUS] == K.RUNNING
     return info[K.T1] >= 0, info[K.T0] == 7
 

@@ -363,8 +363,7 @@ def test_a_cancelling_cross_block_of_the_loss_is_summed_from_the_rows():
     s = np.array([3.0, 2.0, 1.0])
     E, D, vecs, valid = diagnostic_work(r, k)
     row, info = np.zeros(K.N_KEYS), np.full(K.N_INFO, -1, np.int64)
-    work = (np.empty_like(X), np.empty_like(Y))
-    K.state_record(X, Y, s, np.zeros((5, k, k)), E, 0, False, row, D, vecs, valid, info, *work)
+    K.state_record(X, Y, s, np.zeros((5, k, k)), E, 0, False, row, D, vecs, valid, info, None, X, Y)  # (no QR work)
     # the Gram forms give about 1e-20; the rows' sums of squares are at the level of the product's rounding
     for key in ("loss_Up_LV", "loss_LU_Vp"):
         assert 0.0 <= row[K.KEYS.index(key)] <= 1e-30, (key, row[K.KEYS.index(key)])

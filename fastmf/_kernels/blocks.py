@@ -270,7 +270,7 @@ def overflows(N, M):
 @kernel
 def run_blocks(
     X, Y, s, lrs, variant, tol, t_stop, t_final, record_every, spectral_every, Xw, Yw, G, P, noise, Q, E, D, vecs,
-    valid, steps, rec, info,
+    valid, steps, rec, info, tall,
 ):  # fmt: skip
     """Advance GD (eqs 6-9, or a variant) on the stacked state from step info[STEP] to t_stop.
 
@@ -281,7 +281,8 @@ def run_blocks(
     G : (10, k, k) and P (r, k) work.
     noise : (ZX, BX, ZY, BY), perturbed GD's noise of step t at index t - t0 (`perturb`), or
     None (no noise code compiled); Q: the work of `perturb`.
-    E, D, vecs, valid: see `diagnostics.record_cheap` and `record_spectral`. The state at step t
+    E, D, vecs, valid, tall: see `diagnostics.record_cheap` and `record_spectral` (a record takes Xw, Yw as
+    the work of a tall complement's QR: they are free until the step that follows it). The state at step t
     is recorded into steps[j], rec[j] (j = info[N_RECORDS]) when t % record_every == 0
     (before t_stop) or t == t_final, with the spectral quantities when spectral_every > 0
     divides t (or t == t_final); the trajectory never depends on what is recorded. A
@@ -300,7 +301,7 @@ def run_blocks(
         if _due(t, t_stop, t_final, record_every):
             j = info[N_RECORDS]
             spectral = spectral_every > 0 and (t % spectral_every == 0 or t == t_final)
-            f = record_cheap(X, Y, s, N, GUc, M, GVc, E, rec[j], Xw, Yw)  # a record (`diagnostics`): its three parts
+            f = record_cheap(X, Y, s, N, GUc, M, GVc, E, rec[j], tall, Xw, Yw)  # a record (`diagnostics`): 3 parts
             mark(X, Y, s, E, t, spectral, D, info)
             record_spectral(X, Y, s, N, GUc, M, GVc, E, spectral, rec[j], D, vecs, valid)
             steps[j] = t
@@ -360,15 +361,15 @@ def flow_rhs(X, Y, s, dX, dY, G):
 
 
 @kernel
-def state_record(X, Y, s, G, E, t, spectral, row, D, vecs, valid, info, Xw, Yw):
+def state_record(X, Y, s, G, E, t, spectral, row, D, vecs, valid, info, tall, Xw, Yw):
     """A record (`diagnostics`) of a state given on its own (the flow's) into `row`, with the stage
-    tests of step t; returns the loss. G is (5, k, k) work; E, D, vecs, valid as in `run_blocks`; Xw, Yw
-    work shaped as X, Y."""
+    tests of step t; returns the loss. G is (5, k, k) work; E, D, vecs, valid as in `run_blocks`; tall,
+    Xw, Yw as in `diagnostics.record_cheap`."""
     r = s.shape[0]
     N, M, GUc, GVc, T = G[0], G[1], G[2], G[3], G[4]
     grams(X, r, N, GUc, T, True)
     grams(Y, r, M, GVc, T, True)
-    loss = record_cheap(X, Y, s, N, GUc, M, GVc, E, row, Xw, Yw)
+    loss = record_cheap(X, Y, s, N, GUc, M, GVc, E, row, tall, Xw, Yw)
     mark(X, Y, s, E, t, spectral, D, info)
     record_spectral(X, Y, s, N, GUc, M, GVc, E, spectral, row, D, vecs, valid)
     return loss

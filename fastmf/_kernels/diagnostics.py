@@ -271,13 +271,15 @@ def complement_r(X, r, W):
 
 
 @kernel(inline="always")
-def record_cheap(X, Y, s, N, GUc, M, GVc, E, row, Xw, Yw):
+def record_cheap(X, Y, s, N, GUc, M, GVc, E, row, tall, Xw, Yw):
     """The first part of a record of the stacked state (X, Y): E[:r] = Up Vp^T (E[r:] work) and
     row[:N_CHEAP], the loss and the diagnostics that need no eigenvalue; returns the loss.
 
-    N = X^T X, M = Y^T Y and the complement Grams GUc, GVc are given; E is (r + k, r) work, Xw and Yw
-    work shaped as X and Y (`complement_r`). `row` has the N_KEYS columns, or only the N_CHEAP cheap
-    ones if `record_spectral` never takes any.
+    N = X^T X, M = Y^T Y and the complement Grams GUc, GVc are given; E is (r + k, r) work. `tall`:
+    None where neither side has more than k complement rows (a compressed complement: every block
+    that cancels is summed from its rows, and no QR code is compiled), else True, and then Xw, Yw
+    (shaped as X, Y) are the work of `complement_r`. `row` has the N_KEYS columns, or only the N_CHEAP
+    cheap ones if `record_spectral` never takes any.
     """
     r = s.shape[0]
     k = X.shape[1]
@@ -347,19 +349,19 @@ def record_cheap(X, Y, s, N, GUc, M, GVc, E, row, Xw, Yw):
         rows_u, rows_v = X.shape[0] - r, Y.shape[0] - r
         budget = (X.shape[0] + Y.shape[0]) * k
         if up_lv < fraction * size_up_lv**2:
-            if r * rows_v <= budget:
+            if tall is None or r * rows_v <= budget:
                 up_lv = cross_block(X[:r], Y[r:])
             else:
                 complement_r(Y, r, Yw)
                 up_lv = cross_block(X[:r], Yw[:k])
         if lu_vp < fraction * size_lu_vp**2:
-            if rows_u * r <= budget:
+            if tall is None or rows_u * r <= budget:
                 lu_vp = cross_block(X[r:], Y[:r])
             else:
                 complement_r(X, r, Xw)
                 lu_vp = cross_block(Xw[:k], Y[:r])
         if lu_lv < fraction * size_lu_lv**2:
-            if rows_u * rows_v <= budget:
+            if tall is None or rows_u * rows_v <= budget:
                 lu_lv = cross_block(X[r:], Y[r:])
             elif rows_u <= rows_v:  # the R of the longer side, the rows of the other
                 complement_r(Y, r, Yw)
