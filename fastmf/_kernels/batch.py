@@ -687,7 +687,7 @@ def _lanes_dot(L, rows, i, j, v):
     return x
 
 
-@kernel
+@kernel(inline="always")
 def passes_lanes(X, Y, s, E, A, L, active, pend1, pend0, ok1, ok0):
     """ok1[q] / ok0[q]: is T1 / T0 pending (pend1 / pend0) and passed by the state of lane q, an
     `active` lane, with E = Up Vp^T; T0 is tested only where T1 is reached (before or by this
