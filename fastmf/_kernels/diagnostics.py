@@ -200,14 +200,13 @@ def _complement_gram(X, r, Gc, out, T):
 # sqrt(G_aa G_bb)); below this fraction of that (for float64 Grams; `cancelled` for others) a block has
 # lost more than about six digits, and is summed again as the squares of the entries of the product itself.
 CANCELLED = 1e-10
-_EPS64 = float(np.finfo(np.float64).eps)
 
 
 @kernel(inline="always")
 def cancelled(G):
     """`CANCELLED` for Grams of G's dtype: the same multiple of its machine epsilon (1e-10 for float64,
-    0.054 for float32, whose Grams' rounding is 2^29 times larger)."""
-    return CANCELLED * (np.finfo(G.dtype).eps / _EPS64)
+    0.054 for float32, whose eps is 2^29 times larger)."""
+    return CANCELLED if G.itemsize == 8 else CANCELLED * 2.0**29
 
 
 @kernel
