@@ -14,6 +14,19 @@ def _lanes_state(rng, rows, k, dtype):
     return X
 
 
+def _record_lanes(X, Y, s):
+    """The batch record of the block state X, Y (its Grams and Up Vp^T by the kernel's own tiles):
+    (blocks, loss), the cross blocks with their bounds and each lane's loss."""
+    r, k, lanes = s.shape[0], X.shape[1], X.shape[2]
+    N, Nc, M, Mc = (kb.aligned_empty((k, k, lanes), X.dtype) for _ in range(4))
+    kb._grams(X, r, N, Nc)
+    kb._grams(Y, r, M, Mc)
+    E, blocks, loss = kb.aligned_empty((r, r, lanes), X.dtype), np.empty((6, lanes)), np.empty(lanes)
+    kb._product(X, Y, r, E)
+    kb._record(X, Y, s, N, M, Nc, Mc, E, blocks, loss)
+    return blocks, loss
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("rows, k, r", [(2, 1, 1), (5, 3, 2), (7, 5, 3), (9, 6, 3), (20, 10, 10), (14, 11, 3)])
 def test_grams_and_product_are_numpys(rows, k, r, dtype):
@@ -42,12 +55,7 @@ def test_record_is_the_loss_of_each_lane(dtype):
     X, Y = _lanes_state(rng, rows, k, dtype), _lanes_state(rng, 5, k, dtype)
     X[r:, :, 0], Y[r:, :, 0] = 0, 0
     X[3, 3, 0], Y[3, 2, 0] = 0.5, 0.25  # lane 0: L_U L_V^T = 0, its Gram bound not
-    N, Nc, M, Mc = (kb.aligned_empty((k, k, lanes), dtype) for _ in range(4))
-    kb._grams(X, r, N, Nc)
-    kb._grams(Y, r, M, Mc)
-    E, blocks, loss = kb.aligned_empty((r, r, lanes), dtype), np.empty((6, lanes)), np.empty(lanes)
-    kb._product(X, Y, r, E)
-    kb._record(X, Y, s, N, M, Nc, Mc, E, blocks, loss)
+    blocks, loss = _record_lanes(X, Y, s)
     Sigma = np.zeros((rows, 5))
     Sigma[:r, :r] = np.diag(s)
     want = [0.5 * np.sum((X[:, :, q].astype(np.float64) @ Y[:, :, q].T.astype(np.float64) - Sigma) ** 2)
@@ -70,12 +78,7 @@ def test_record_sums_cancelling_cross_blocks_from_the_rows(dtype):
         X[r:, r:, q], Y[r:, r:, q] = rng.uniform(0.1, 0.3, (2, rows - r, k - r))
         X[:, :, q], Y[:, :, q] = X[:, :, q] @ Q, Y[:, :, q] @ Q
     X, Y = (np.ascontiguousarray(A, dtype) for A in (X, Y))
-    N, Nc, M, Mc = (kb.aligned_empty((k, k, lanes), dtype) for _ in range(4))
-    kb._grams(X, r, N, Nc)
-    kb._grams(Y, r, M, Mc)
-    E, blocks, loss = kb.aligned_empty((r, r, lanes), dtype), np.empty((6, lanes)), np.empty(lanes)
-    kb._product(X, Y, r, E)
-    kb._record(X, Y, s, N, M, Nc, Mc, E, blocks, loss)
+    blocks, loss = _record_lanes(X, Y, s)
     X64, Y64 = X.astype(np.float64), Y.astype(np.float64)  # the stored state, exactly
     up_lv = np.einsum("icq,jcq->ijq", X64[:r], Y64[r:])
     lu_vp = np.einsum("icq,jcq->ijq", X64[r:], Y64[:r])
