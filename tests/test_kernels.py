@@ -1,5 +1,6 @@
 """The kernels once more as plain Python (NUMBA_DISABLE_JIT=1), so coverage and tracebacks see them;
-their on-disk cache."""
+their on-disk cache; which of them have
+a Python wrapper."""
 
 import json
 import os
@@ -138,3 +139,32 @@ def test_kernels_compile_without_numbas_reference_counting():
     assert plain(A, 3) == ours(A, 3) == 6.0
     assert "@NRT_" in "".join(plain.inspect_llvm().values())  # (the test can see the runtime's calls)
     assert "@NRT_" not in "".join(ours.inspect_llvm().values())
+
+
+@pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT") == "1", reason="compiled code")
+def test_inner_kernels_have_no_python_wrapper_and_still_answer_from_python():
+    from fastmf._kernels._jit import kernel
+
+    A = np.arange(6.0).reshape(3, 2)
+    inner, entry = kernel(cache=False)(_view_sum), kernel(cache=False, entry=True)(_view_sum)
+    assert inner(A, 3) == entry(A, 3) == 6.0  # the inner one through a compiled trampoline
+    assert inner(A, 2) == 4.0  # (a second call: the trampoline kept)
+    assert "@_ZN7cpython" in "".join(entry.inspect_llvm().values())  # Numba's Python wrapper, by its name
+    assert "@_ZN7cpython" not in "".join(inner.inspect_llvm().values())
+
+
+@pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT") == "1", reason="compiled code")
+def test_every_kernel_the_package_calls_from_python_is_an_entry(monkeypatch):
+    # a kernel called from Python without a wrapper goes through a trampoline: correct, but a
+    # compilation and a Python call more on each use; no path of the package may need one
+    from fastmf._kernels import _jit
+
+    def refuse(inner, n_args):
+        raise AssertionError(f"{inner.py_func.__qualname__} is called from Python: make it kernel(entry=True)")
+
+    monkeypatch.setattr(_jit, "_trampoline", refuse)
+    p = fastmf.Problem.from_spectrum([2.0, 1.0, 0.5], 7, 6)
+    fastmf.solve(p, 3, 0.2, 30, seed=0)
+    fastmf.solve(np.diag([2.0, 1.0, 0.5, 0.1]), 2, 0.2, 10, seed=0, method="direct")
+    fastmf.solve_batch(p, 3, 0.2, 30, seeds=range(3))
+    fastmf.gradient_flow(p, 3, 2.0, seed=0)

@@ -24,6 +24,7 @@ import warnings
 
 from numba import cfunc, njit
 from numba.core import caching, config
+from numba.core.registry import CPUDispatcher
 from numba.misc.appdirs import AppDirs
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -124,21 +125,50 @@ def _compile(decorator, fn, options):
         return decorator(**(options | {"cache": False}))(fn)
 
 
-def kernel(fn=None, **options):
+class _Inner(CPUDispatcher):
+    """A kernel compiled without Numba's Python wrapper (``no_cpython_wrapper``, as Numba compiles
+    its own overloads), for the kernels that only other kernels call: their wrappers (code that
+    unboxes each argument from a Python object) were never run, only compiled. A call from Python
+    (a test, a debugging session) goes through `_trampoline`: the same compiled code, behind a
+    wrapper compiled for that call, where calling the missing wrapper would crash."""
+
+    def __call__(self, *args):
+        return _trampoline(self, len(args))(*args)
+
+
+@functools.cache
+def _trampoline(inner, n_args):
+    """A jitted ``lambda *args: inner(*args)`` of n_args arguments, with the Python wrapper
+    `inner` lacks (not cached on disk: it has no source file)."""
+    names = ", ".join(f"a{i}" for i in range(n_args))
+    scope = {"inner": inner}
+    exec(f"def call({names}):\n    return inner({names})\n", scope)
+    return njit(scope["call"], **_OPTIONS)
+
+
+_OPTIONS = {"nogil": True, "no_cfunc_wrapper": True, "error_model": "numpy", "_nrt": False}
+
+
+def kernel(fn=None, *, entry=False, **options):
     """``numba.njit(cache=True, nogil=True, **options)``, without the cache where it cannot be written.
 
-    Three more defaults keep the compiled code small and fast: no cfunc wrapper (no kernel is
-    called through one); NumPy's error model (a float division by zero gives inf or NaN, which the
-    kernels' finiteness tests catch, instead of raising from inside a run); and no Numba runtime
-    (``_nrt=False``, Numba's own switch, as its tests use it). Kernels never allocate: their arrays
-    come from Python, so the runtime's only work would be an atomic reference count at every array
-    view and call, 0.15 us of a 1.03 us step at k = 10 and 0.5 to 1 s of the first `fastmf.solve`'s
-    compilation. A kernel that does allocate passes ``_nrt=True`` (`spectral._eigh_extreme`).
+    More defaults keep the compiled code small and fast: no cfunc wrapper (no kernel is called
+    through one) and, unless `entry` (a kernel that Python code calls), no Python wrapper either
+    (`_Inner`: 8% of the first `fastmf.solve`'s compilation, 5% of `fastmf.solve_batch`'s); NumPy's error
+    model (a float division by zero gives inf or NaN, which the kernels' finiteness tests catch,
+    instead of raising from inside a run); and no Numba runtime (``_nrt=False``, Numba's own switch,
+    as its tests use it). Kernels never allocate: their arrays come from Python, so the runtime's
+    only work would be an atomic reference count at every array view and call, 0.15 us of a 1.03 us
+    step at k = 10 and 0.5 to 1 s of the first `fastmf.solve`'s compilation. A kernel that does
+    allocate passes ``_nrt=True`` (`spectral._eigh_extreme`).
     """
-    options = {"cache": True, "nogil": True, "no_cfunc_wrapper": True, "error_model": "numpy", "_nrt": False} | options
+    options = {"cache": True} | _OPTIONS | ({} if entry else {"no_cpython_wrapper": True}) | options
 
     def decorate(fn):
-        return _compile(njit, fn, options)
+        compiled = _compile(njit, fn, options)
+        if not entry and isinstance(compiled, CPUDispatcher):  # (not under NUMBA_DISABLE_JIT)
+            compiled.__class__ = _Inner
+        return compiled
 
     return decorate if fn is None else decorate(fn)
 

@@ -998,7 +998,7 @@ def run_batch(Xs, Ys, s, lrs, lr_scale, variant, noise, tol, t_start, t_stop, t_
                 losses, extremes, spectral, first, last, work, work64, np.zeros((8, lanes_), np.bool_))  # fmt: skip
 
 
-@kernel
+@kernel(entry=True)
 def _run_blocks(Xs, Ys, s, lrs, lr_scale, variant, noise, tol, t_start, t_stop, t_final, record_every, delta, summary,
                 losses, extremes, spectral, first, last, work, work64, flags):  # fmt: skip
     """`run_batch` with its work arrays allocated by the caller (numba's allocations are slow to compile):

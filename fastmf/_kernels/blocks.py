@@ -267,7 +267,7 @@ def overflows(N, M):
     return not np.isfinite(mass * mass)
 
 
-@kernel
+@kernel(entry=True)
 def run_blocks(
     X, Y, s, lrs, variant, tol, t_stop, t_final, record_every, spectral_every, Xw, Yw, G, P, noise, Q, E, D, vecs,
     valid, steps, rec, info, tall,
@@ -339,7 +339,7 @@ def run_blocks(
         _copy(Y, Yw)
 
 
-@kernel
+@kernel(entry=True)
 def flow_rhs(X, Y, s, dX, dY, G):
     """Gradient flow on the stacked state (gradient-flow paper eqs 1-2, Ye and Du 2021 eqs 6-9, lr -> dt):
 
@@ -360,7 +360,7 @@ def flow_rhs(X, Y, s, dX, dY, G):
     _update_block(Y, X, s, 1.0, N, dY, 0)
 
 
-@kernel
+@kernel(entry=True)
 def state_record(X, Y, s, G, E, t, spectral, row, D, vecs, valid, info, tall, Xw, Yw):
     """A record (`diagnostics`) of a state given on its own (the flow's) into `row`, with the stage
     tests of step t; returns the loss. G is (5, k, k) work; E, D, vecs, valid as in `run_blocks`; tall,

@@ -35,7 +35,7 @@ from .layout import ALTERNATING, BAD_STEP, CONVERGED, DIVERGED, IMBALANCE, LOSS,
 _BLOCK_ELEMS = 1 << 18
 
 
-@kernel
+@kernel(entry=True)
 def block_rows(n):
     """Rows of Sigma per block (at least 8, so that BLAS sees a real matrix)."""
     return max(8, _BLOCK_ELEMS // n)
@@ -72,7 +72,7 @@ def products(S, sc, U, V, SV, STU, T, left):
         _times(STU, sc)
 
 
-@kernel
+@kernel(entry=True)
 def absmax(S):
     """max |Sigma_ij| (for the choice of the internal scale)."""
     out = 0.0
@@ -82,7 +82,7 @@ def absmax(S):
     return out
 
 
-@kernel
+@kernel(entry=True)
 def norm2(S, sc):
     """||sc Sigma||_F^2, summed in float64."""
     total = 0.0
@@ -140,7 +140,7 @@ def _side_update(X, H, lr, SX, Xn, scaled, Pinv, SP):
         _update(X, H, lr, SX, Xn)
 
 
-@kernel
+@kernel(entry=True)
 def run_direct(
     S, sc, s2, exact_below, U, V, lrs, variant, tol, t_stop, t_final, record_every, Uw, Vw, SV, STU, T, G, P, noise,
     B, steps, rec, info,

@@ -69,7 +69,7 @@ if config.DISABLE_JIT:  # plain Python (NUMBA_DISABLE_JIT=1, for coverage): the 
         pass
 
 
-@kernel
+@kernel(entry=True)
 def mode_on():
     """Turn the flush-to-zero modes on for this thread; returns the mode to restore."""
     old = _get_mxcsr()
@@ -77,12 +77,12 @@ def mode_on():
     return old
 
 
-@kernel
+@kernel(entry=True)
 def mode_restore(old):
     _set_mxcsr(old)
 
 
-@kernel
+@kernel(entry=True)
 def mode_bits():
     """This thread's MXCSR (0 off x86): for tests."""
     return _get_mxcsr()
