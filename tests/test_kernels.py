@@ -148,7 +148,7 @@ def test_inner_kernels_have_no_python_wrapper_and_still_answer_from_python():
     A = np.arange(6.0).reshape(3, 2)
     inner, entry = kernel(cache=False)(_view_sum), kernel(cache=False, entry=True)(_view_sum)
     assert inner(A, 3) == entry(A, 3) == 6.0  # the inner one through a compiled trampoline
-    assert inner(A, 2) == 4.0  # (a second call: the trampoline kept)
+    assert inner(A, 2) == inner(A, rows=2) == inner(rows=2, A=A) == 4.0  # (the trampoline kept; keywords)
     assert "@_ZN7cpython" in "".join(entry.inspect_llvm().values())  # Numba's Python wrapper, by its name
     assert "@_ZN7cpython" not in "".join(inner.inspect_llvm().values())
 

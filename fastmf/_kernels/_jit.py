@@ -17,6 +17,7 @@ compilation.
 
 import functools
 import hashlib
+import inspect
 import os
 import re
 import shutil
@@ -132,7 +133,11 @@ class _Inner(CPUDispatcher):
     (a test, a debugging session) goes through `_trampoline`: the same compiled code, behind a
     wrapper compiled for that call, where calling the missing wrapper would crash."""
 
-    def __call__(self, *args):
+    def __call__(self, *args, **kwargs):
+        if kwargs:  # the trampolines take positional arguments only
+            bound = inspect.signature(self.py_func).bind(*args, **kwargs)
+            bound.apply_defaults()
+            args = bound.args
         return _trampoline(self, len(args))(*args)
 
 
