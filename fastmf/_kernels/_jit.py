@@ -126,6 +126,10 @@ def _compile(decorator, fn, options):
         return decorator(**(options | {"cache": False}))(fn)
 
 
+# the options of every kernel and trampoline (`kernel` documents them)
+_OPTIONS = {"nogil": True, "no_cfunc_wrapper": True, "error_model": "numpy", "_nrt": False}
+
+
 class _Inner(CPUDispatcher):
     """A kernel compiled without Numba's Python wrapper (``no_cpython_wrapper``, as Numba compiles
     its own overloads), for the kernels that only other kernels call: their wrappers (code that
@@ -149,9 +153,6 @@ def _trampoline(inner, n_args):
     scope = {"inner": inner}
     exec(f"def call({names}):\n    return inner({names})\n", scope)
     return njit(scope["call"], **_OPTIONS)
-
-
-_OPTIONS = {"nogil": True, "no_cfunc_wrapper": True, "error_model": "numpy", "_nrt": False}
 
 
 def kernel(fn=None, *, entry=False, **options):
